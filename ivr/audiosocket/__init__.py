@@ -1,0 +1,67 @@
+"""AudioSocket: the wire codec, the TCP server with sessions by UUID, and paced playback."""
+
+from ivr.audiosocket.clock import Clock, FrameClock, LoopClock, ManualClock
+from ivr.audiosocket.inbound import Closed, SessionEvent
+from ivr.audiosocket.player import PcmSource, Playback, PlaybackResult, PlaybackState, Player
+from ivr.audiosocket.protocol import (
+    Audio,
+    Dtmf,
+    Error,
+    ErrorCode,
+    Frame,
+    FrameDecoder,
+    Hangup,
+    Kind,
+    ProtocolError,
+    Unknown,
+    Uuid,
+    encode_audio,
+    encode_dtmf,
+    encode_error,
+    encode_hangup,
+    encode_uuid,
+    frame_bytes,
+    rate_for_format,
+)
+from ivr.audiosocket.server import AudioSocketConfig, AudioSocketServer, Expectation, ServerStats
+from ivr.audiosocket.session import AudioSocketSession
+from ivr.audiosocket.stats import LatencyHistogram, LatencySummary
+
+__all__ = [
+    "Audio",
+    "AudioSocketConfig",
+    "AudioSocketServer",
+    "AudioSocketSession",
+    "Clock",
+    "Closed",
+    "Dtmf",
+    "Error",
+    "ErrorCode",
+    "Expectation",
+    "Frame",
+    "FrameClock",
+    "FrameDecoder",
+    "Hangup",
+    "Kind",
+    "LatencyHistogram",
+    "LatencySummary",
+    "LoopClock",
+    "ManualClock",
+    "PcmSource",
+    "Playback",
+    "PlaybackResult",
+    "PlaybackState",
+    "Player",
+    "ProtocolError",
+    "ServerStats",
+    "SessionEvent",
+    "Unknown",
+    "Uuid",
+    "encode_audio",
+    "encode_dtmf",
+    "encode_error",
+    "encode_hangup",
+    "encode_uuid",
+    "frame_bytes",
+    "rate_for_format",
+]

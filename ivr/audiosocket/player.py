@@ -1,0 +1,276 @@
+"""Paced playback: one 20 ms frame per clock tick, audio when a prompt plays, silence otherwise.
+
+A :class:`Player` belongs to one session and is a member of the server's shared
+:class:`~ivr.audiosocket.clock.FrameClock`. It never sleeps: the clock calls :meth:`Player.tick` at
+each of the session's deadlines and the player writes exactly one frame. Frames are cut lazily from
+the source as they are due, so a long prompt costs nothing up front; a streaming source (a TTS
+response) is read by a producer task owned by its :class:`Playback`, buffered a little ahead and
+padded with silence when it ends mid-frame. Silence between prompts keeps Asterisk's ``AudioSocket()``
+inactivity timer fed and avoids the "peer waits for audio first" silent-call problem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections import deque
+from collections.abc import AsyncIterable, Callable
+from dataclasses import dataclass
+
+from ivr.audiosocket.clock import Clock
+from ivr.audiosocket.protocol import audio_header, frame_bytes
+from ivr.audiosocket.stats import LatencyHistogram
+
+log = logging.getLogger(__name__)
+
+PcmSource = bytes | bytearray | memoryview | AsyncIterable[bytes]
+"""PCM at the session's rate: all of it at once, or a stream of chunks of any size."""
+
+
+class PlaybackState(enum.Enum):
+    QUEUED = "queued"
+    PLAYING = "playing"
+    COMPLETED = "completed"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class PlaybackResult:
+    state: PlaybackState
+    frames: int
+    """Frames of this playback written to the socket (the padded last one included)."""
+    underruns: int
+    """Ticks where a started stream had no full frame ready (silence was sent to keep the cadence)."""
+    error: BaseException | None = None
+
+    @property
+    def completed(self) -> bool:
+        return self.state is PlaybackState.COMPLETED
+
+
+class Playback:
+    """One prompt queued on a player. ``stop()`` takes effect before the next frame."""
+
+    def __init__(
+        self,
+        source: PcmSource,
+        *,
+        frame_size: int,
+        header: bytes,
+        prebuffer: int,
+        max_ahead: int,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        self._frame_size = frame_size
+        self._header = header
+        self._prebuffer = prebuffer
+        self._max_ahead = max_ahead
+        self._done: asyncio.Future[PlaybackResult] = loop.create_future()
+        self.state = PlaybackState.QUEUED
+        self.frames = 0
+        self.underruns = 0
+        self._error: BaseException | None = None
+        self._data: memoryview | None = None
+        self._pos = 0
+        self._buf = bytearray()
+        self._ended = False
+        self._started = False
+        self._space: asyncio.Event | None = None
+        self._producer: asyncio.Task[None] | None = None
+        if isinstance(source, bytes | bytearray | memoryview):
+            self._data = memoryview(bytes(source) if not isinstance(source, bytes) else source)
+            self._ended = True
+        else:
+            self._space = asyncio.Event()
+            self._space.set()
+            self._producer = loop.create_task(self._produce(source), name="ivr-playback-producer")
+
+    @property
+    def done(self) -> bool:
+        return self._done.done()
+
+    async def wait(self) -> PlaybackResult:
+        """Wait until the prompt has been fully written, stopped or has failed."""
+        return await asyncio.shield(self._done)
+
+    def stop(self) -> None:
+        """Stop now (barge-in): no further frame of this prompt is written."""
+        self._finish(PlaybackState.STOPPED)
+
+    def next_frame(self) -> bytes | None:
+        """The next frame (header included), or None when nothing is ready or the prompt is over."""
+        if self._done.done():
+            return None
+        size = self._frame_size
+        data = self._data
+        if data is not None:
+            self.state = PlaybackState.PLAYING
+            pos = self._pos
+            remaining = len(data) - pos
+            if remaining <= 0:
+                self._finish(PlaybackState.COMPLETED)
+                return None
+            self._pos = pos + size
+            self.frames += 1
+            if remaining < size:
+                return self._header + data[pos:] + bytes(size - remaining)
+            return self._header + data[pos : pos + size]
+        buf = self._buf
+        if not self._started:
+            if len(buf) < self._prebuffer and not self._ended:
+                return None
+            self._started = True
+            self.state = PlaybackState.PLAYING
+        if len(buf) >= size:
+            frame = self._header + buf[:size]
+            del buf[:size]
+            if self._space is not None and not self._space.is_set() and len(buf) < self._max_ahead // 2:
+                self._space.set()
+            self.frames += 1
+            return frame
+        if self._ended:
+            if buf:
+                frame = self._header + buf + bytes(size - len(buf))
+                buf.clear()
+                self.frames += 1
+                return frame
+            self._finish(PlaybackState.FAILED if self._error else PlaybackState.COMPLETED)
+            return None
+        self.underruns += 1
+        return None
+
+    async def _produce(self, source: AsyncIterable[bytes]) -> None:
+        assert self._space is not None
+        try:
+            async for chunk in source:
+                if self._done.done():
+                    return
+                self._buf += chunk
+                if len(self._buf) >= self._max_ahead:
+                    self._space.clear()
+                    await self._space.wait()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the source (a TTS stream) broke: play what we have, then report it
+            self._error = exc
+        finally:
+            self._ended = True
+            if self._done.done():
+                await _aclose(source)
+
+    def _finish(self, state: PlaybackState) -> None:
+        if self._done.done():
+            return
+        self.state = state
+        self._done.set_result(PlaybackResult(state, self.frames, self.underruns, self._error))
+        self._buf.clear()
+        producer = self._producer
+        if producer is not None and not producer.done() and producer is not _current_task():
+            producer.cancel()
+
+
+def _current_task() -> asyncio.Task[object] | None:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:
+        return None
+
+
+async def _aclose(source: AsyncIterable[bytes]) -> None:
+    aclose = getattr(source, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except Exception:  # closing a broken stream must not mask why it ended
+            log.debug("error while closing a playback source", exc_info=True)
+
+
+class Player:
+    """Paced output of one session; a member of the shared frame clock.
+
+    ``write`` receives complete AudioSocket messages (header + 20 ms of audio). The player is created
+    with the session's rate and switches only through :meth:`set_rate` (accept mode learns the rate
+    from the first audio message).
+    """
+
+    def __init__(
+        self,
+        write: Callable[[bytes], None],
+        rate: int,
+        clock: Clock,
+        *,
+        prebuffer_ms: int = 60,
+        max_ahead_ms: int = 5000,
+    ) -> None:
+        self._write = write
+        self._clock = clock
+        self.prebuffer_ms = prebuffer_ms
+        self.max_ahead_ms = max_ahead_ms
+        self._queue: deque[Playback] = deque()
+        self.lateness = LatencyHistogram()
+        """Per-frame lateness of this session's writes against their deadlines."""
+        self.frames_sent = 0
+        self.audio_frames = 0
+        self.first_deadline: float | None = None
+        self.last_deadline: float | None = None
+        self.paused = False
+        self.dropped_frames = 0
+        """Frames not written because the peer stopped reading (transport write buffer full)."""
+        self.set_rate(rate)
+
+    def set_rate(self, rate: int) -> None:
+        self.rate = rate
+        self.frame_size = frame_bytes(rate)
+        self._header = audio_header(rate, self.frame_size)
+        self._silence = self._header + bytes(self.frame_size)
+
+    @property
+    def is_playing(self) -> bool:
+        return any(not p.done for p in self._queue)
+
+    def play(self, source: PcmSource, *, prebuffer_ms: int | None = None) -> Playback:
+        """Queue PCM at the session rate; it starts after what is already queued."""
+        pre = self.prebuffer_ms if prebuffer_ms is None else prebuffer_ms
+        playback = Playback(
+            source,
+            frame_size=self.frame_size,
+            header=self._header,
+            prebuffer=max(self.frame_size, frame_bytes(self.rate, pre)),
+            max_ahead=max(2 * self.frame_size, frame_bytes(self.rate, self.max_ahead_ms)),
+        )
+        self._queue.append(playback)
+        return playback
+
+    def stop_all(self) -> int:
+        """Barge-in: stop the current and all queued prompts before the next frame."""
+        stopped = 0
+        while self._queue:
+            playback = self._queue.popleft()
+            if not playback.done:
+                playback.stop()
+                stopped += 1
+        return stopped
+
+    def tick(self, deadline: float) -> None:
+        self.lateness.record(self._clock.now() - deadline)
+        if self.first_deadline is None:
+            self.first_deadline = deadline
+        self.last_deadline = deadline
+        frame = None
+        queue = self._queue
+        while queue:
+            frame = queue[0].next_frame()
+            if frame is not None or not queue[0].done:
+                break
+            queue.popleft()
+        if self.paused:
+            self.dropped_frames += 1
+            return
+        if frame is None:
+            frame = self._silence
+        else:
+            self.audio_frames += 1
+        self.frames_sent += 1
+        self._write(frame)

@@ -1,0 +1,394 @@
+"""The AudioSocket TCP server: one session per connection, registered by the UUID it announces.
+
+Two ways in:
+
+* **expect** (ARI ``externalMedia``): the app registers the UUID and the format it is about to ask
+  Asterisk for, *before* the REST call (a real Asterisk connects before its HTTP reply returns), then
+  awaits the session. Unexpected UUIDs are refused when no accept handler is set.
+* **accept** (dialplan ``AudioSocket()`` / ``Dial(AudioSocket/...)``): any new UUID gets a session and
+  the ``on_session`` handler runs in a task the server owns; the session starts at 8 kHz (the
+  ``AudioSocket()`` app's rate) until audio of another rate arrives. Only these sessions have an idle
+  timeout: a held or silent caller on an expected call sends nothing and must not be hung up.
+
+Connections are :class:`asyncio.BufferedProtocol` objects reading into one preallocated buffer each, and
+all sessions share one :class:`~ivr.audiosocket.clock.FrameClock`. A malformed message costs only its own
+session (hangup message, close, one log line); EOF always closes our side at once (no CLOSE-WAIT).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from ivr.audiosocket.clock import Clock, FrameClock, LoopClock
+from ivr.audiosocket.protocol import (
+    DEFAULT_MAX_PAYLOAD,
+    HANGUP_MESSAGE,
+    HEADER_SIZE,
+    MAX_WIRE_PAYLOAD,
+    Frame,
+    FrameDecoder,
+    ProtocolError,
+    Uuid,
+    rate_for_format,
+)
+from ivr.audiosocket.session import AudioSocketSession, SessionMode
+
+log = logging.getLogger(__name__)
+
+SessionHandler = Callable[[AudioSocketSession], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class AudioSocketConfig:
+    host: str = "127.0.0.1"
+    port: int = 9092
+    uuid_timeout: float = 5.0
+    """Seconds a new connection has to send its UUID."""
+    idle_timeout: float | None = 30.0
+    """Accept mode only: hang up a session that sent nothing for this long (None: never)."""
+    max_connections: int = 1000
+    max_payload: int = DEFAULT_MAX_PAYLOAD
+    inbound_max_frames: int = 50
+    """Audio frames queued for a slow consumer before the oldest are dropped (50 = 1 s)."""
+    prebuffer_ms: int = 60
+    write_buffer_limit: int = 64 * 1024
+    """Bytes queued towards a peer that stopped reading before frames are dropped instead."""
+    accept_format: str = "slin"
+
+
+@dataclass(slots=True)
+class ServerStats:
+    connections: int = 0
+    refused_capacity: int = 0
+    refused_unexpected: int = 0
+    refused_duplicate: int = 0
+    protocol_errors: int = 0
+    uuid_timeouts: int = 0
+    idle_timeouts: int = 0
+    handler_errors: int = 0
+
+
+@dataclass(slots=True)
+class Expectation:
+    """A UUID the app is about to ask Asterisk to connect with, and the rate it asked for."""
+
+    uuid: uuid.UUID
+    rate: int
+    future: asyncio.Future[AudioSocketSession] = field(repr=False)
+    _server: AudioSocketServer = field(repr=False)
+
+    async def wait(self, timeout: float) -> AudioSocketSession:
+        """The session once its UUID arrived; TimeoutError (and the expectation is dropped) if not."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(self.future), timeout)
+        except TimeoutError:
+            self.cancel()
+            raise TimeoutError(f"no AudioSocket connection for {self.uuid} within {timeout:g} s") from None
+
+    def cancel(self) -> None:
+        self._server._expected.pop(self.uuid, None)
+        if not self.future.done():
+            self.future.cancel()
+
+
+class AudioSocketServer:
+    def __init__(
+        self,
+        config: AudioSocketConfig | None = None,
+        *,
+        on_session: SessionHandler | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.config = config or AudioSocketConfig()
+        if not 0 < self.config.max_payload <= MAX_WIRE_PAYLOAD:
+            raise ValueError(f"max_payload must be within 1..{MAX_WIRE_PAYLOAD}")
+        self.on_session = on_session
+        self._clock = clock
+        self.frame_clock: FrameClock | None = None
+        self.stats = ServerStats()
+        self.sessions: dict[uuid.UUID, AudioSocketSession] = {}
+        self._expected: dict[uuid.UUID, Expectation] = {}
+        self._connections: set[_Connection] = set()
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._accept_rate = rate_for_format(self.config.accept_format)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        clock = self._clock or LoopClock(loop)
+        self.frame_clock = FrameClock(clock)
+        self._server = await loop.create_server(
+            lambda: _Connection(self),
+            self.config.host,
+            self.config.port,
+            reuse_address=True,
+            backlog=1024,
+        )
+        if self.on_session is not None and self.config.idle_timeout:
+            self._sweeper = loop.create_task(self._sweep_idle(self.config.idle_timeout), name="ivr-as-idle")
+        log.info("AudioSocket listening on %s:%d", *self.address)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        if self._server is None or not self._server.sockets:
+            raise RuntimeError("server not started")
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return str(host), int(port)
+
+    @property
+    def port(self) -> int:
+        return self.address[1]
+
+    async def close(self) -> None:
+        """Stop listening, hang up every session, cancel every task the server owns."""
+        if self._server is not None:
+            self._server.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for expectation in list(self._expected.values()):
+            expectation.cancel()
+        for conn in list(self._connections):
+            conn.shutdown("server closing")
+        for task in list(self._handlers):
+            task.cancel()
+        owned = [*self._handlers, *([self._sweeper] if self._sweeper else [])]
+        await asyncio.gather(*owned, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+        if self.frame_clock is not None:
+            self.frame_clock.close()
+
+    async def __aenter__(self) -> AudioSocketServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- expectations ----------------------------------------------------------------------------
+
+    def expect(self, call_id: uuid.UUID, fmt: str = "slin16") -> Expectation:
+        """Register a UUID before asking Asterisk to connect with it (synchronous on purpose)."""
+        if call_id in self._expected or call_id in self.sessions:
+            raise ValueError(f"UUID {call_id} is already expected or live")
+        loop = asyncio.get_running_loop()
+        expectation = Expectation(call_id, rate_for_format(fmt), loop.create_future(), self)
+        self._expected[call_id] = expectation
+        return expectation
+
+    async def wait_session(self, call_id: uuid.UUID, timeout: float) -> AudioSocketSession:
+        expectation = self._expected.get(call_id)
+        if expectation is None:
+            session = self.sessions.get(call_id)
+            if session is not None:
+                return session
+            raise KeyError(f"UUID {call_id} is not expected")
+        return await expectation.wait(timeout)
+
+    # -- called by connections -------------------------------------------------------------------
+
+    def _open_session(self, conn: _Connection, call_id: uuid.UUID) -> AudioSocketSession | None:
+        if call_id in self.sessions:
+            self.stats.refused_duplicate += 1
+            log.warning("AudioSocket %s: refused, UUID %s is already live", conn.peer, call_id)
+            return None
+        expectation = self._expected.pop(call_id, None)
+        mode: SessionMode
+        if expectation is not None and not expectation.future.done():
+            rate, mode = expectation.rate, "expected"
+        elif self.on_session is not None:
+            rate, mode = self._accept_rate, "accepted"
+        else:
+            self.stats.refused_unexpected += 1
+            log.warning("AudioSocket %s: refused unexpected UUID %s", conn.peer, call_id)
+            return None
+        assert self.frame_clock is not None
+        session = AudioSocketSession(
+            call_id,
+            transport=conn.transport,
+            rate=rate,
+            mode=mode,
+            frame_clock=self.frame_clock,
+            inbound_max_frames=self.config.inbound_max_frames,
+            prebuffer_ms=self.config.prebuffer_ms,
+            peer=conn.peer,
+        )
+        self.sessions[call_id] = session
+        if expectation is not None:
+            expectation.future.set_result(session)
+        else:
+            assert self.on_session is not None
+            task = asyncio.get_running_loop().create_task(
+                self._run_handler(self.on_session, session), name=f"ivr-as-{call_id}"
+            )
+            self._handlers.add(task)
+            task.add_done_callback(self._handlers.discard)
+        return session
+
+    def _forget(self, session: AudioSocketSession) -> None:
+        if self.sessions.get(session.uuid) is session:
+            del self.sessions[session.uuid]
+
+    async def _run_handler(self, handler: SessionHandler, session: AudioSocketSession) -> None:
+        try:
+            await handler(session)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.stats.handler_errors += 1
+            log.exception("session %s: handler failed", session.uuid)
+        finally:
+            session.hangup("handler finished")
+
+    async def _sweep_idle(self, idle_timeout: float) -> None:
+        interval = min(1.0, idle_timeout / 4)
+        idle: dict[uuid.UUID, float] = {}
+        while True:
+            await asyncio.sleep(interval)
+            for call_id, session in list(self.sessions.items()):
+                if session.mode != "accepted":
+                    continue
+                if session.rx_since_sweep:
+                    session.rx_since_sweep = False
+                    idle.pop(call_id, None)
+                    continue
+                idle[call_id] = waited = idle.get(call_id, 0.0) + interval
+                if waited >= idle_timeout:
+                    self.stats.idle_timeouts += 1
+                    log.warning("session %s: nothing received for %g s, hanging up", call_id, idle_timeout)
+                    session.hangup("idle timeout")
+            for call_id in [c for c in idle if c not in self.sessions]:
+                del idle[call_id]
+
+
+class _Connection(asyncio.BufferedProtocol):
+    """One TCP connection: UUID handshake, then frames into its session."""
+
+    def __init__(self, server: AudioSocketServer) -> None:
+        self.server = server
+        cfg = server.config
+        self.decoder = FrameDecoder(cfg.max_payload)
+        self._buffer = bytearray(cfg.max_payload + HEADER_SIZE)
+        self._view = memoryview(self._buffer)
+        self.session: AudioSocketSession | None = None
+        self.transport: asyncio.Transport
+        self.peer = "?"
+        self._uuid_timer: asyncio.TimerHandle | None = None
+        self._done = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        server = self.server
+        server.stats.connections += 1
+        server._connections.add(self)
+        if len(server._connections) > server.config.max_connections:
+            server.stats.refused_capacity += 1
+            if server.stats.refused_capacity == 1 or server.stats.refused_capacity % 1000 == 0:
+                log.warning(
+                    "AudioSocket %s: refused, %d connections is the limit (%d refused so far)",
+                    self.peer,
+                    server.config.max_connections,
+                    server.stats.refused_capacity,
+                )
+            self.shutdown("over connection limit")
+            return
+        transport.set_write_buffer_limits(high=server.config.write_buffer_limit)
+        loop = asyncio.get_running_loop()
+        self._uuid_timer = loop.call_later(server.config.uuid_timeout, self._uuid_timeout)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self._done:
+            return
+        try:
+            frames = self.decoder.feed(self._view[:nbytes])
+        except ProtocolError as exc:
+            self._dispatch(exc.frames)
+            if not self._done:
+                self.server.stats.protocol_errors += 1
+                log.warning("AudioSocket %s (%s): protocol error, closing: %s", self.peer, self._name(), exc)
+                self.shutdown(f"protocol error: {exc}")
+            return
+        self._dispatch(frames)
+
+    def _dispatch(self, frames: list[Frame]) -> None:
+        for frame in frames:
+            if self._done:
+                return
+            session = self.session
+            if session is not None:
+                session.on_frame(frame)
+                if session.closed:
+                    self._done = True
+                continue
+            if type(frame) is not Uuid:
+                self.server.stats.protocol_errors += 1
+                log.warning("AudioSocket %s: first message is %r, not a UUID; closing", self.peer, frame)
+                self.shutdown("first message was not a UUID")
+                return
+            if self._uuid_timer is not None:
+                self._uuid_timer.cancel()
+                self._uuid_timer = None
+            self.session = self.server._open_session(self, frame.uuid)
+            if self.session is None:
+                self.shutdown("refused")
+                return
+
+    def _name(self) -> str:
+        return str(self.session.uuid) if self.session else "no UUID yet"
+
+    def _uuid_timeout(self) -> None:
+        self._uuid_timer = None
+        if self.session is None and not self._done:
+            self.server.stats.uuid_timeouts += 1
+            log.warning(
+                "AudioSocket %s: no UUID within %g s, closing", self.peer, self.server.config.uuid_timeout
+            )
+            self.shutdown("no UUID in time")
+
+    def shutdown(self, reason: str) -> None:
+        """Hang up (hangup message, then close) and end the session with ``reason``."""
+        self._done = True
+        if self.session is not None:
+            self.session.hangup(reason)
+        elif not self.transport.is_closing():
+            self.transport.write(HANGUP_MESSAGE)
+            self.transport.close()
+
+    def pause_writing(self) -> None:
+        if self.session is not None:
+            self.session.player.paused = True
+
+    def resume_writing(self) -> None:
+        if self.session is not None:
+            self.session.player.paused = False
+
+    def eof_received(self) -> bool:
+        # Returning False closes our side at once: a half-closed socket left in CLOSE-WAIT has
+        # frozen a production Asterisk elsewhere.
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._done = True
+        if self._uuid_timer is not None:
+            self._uuid_timer.cancel()
+            self._uuid_timer = None
+        self.server._connections.discard(self)
+        session = self.session
+        if session is not None:
+            reason = "peer closed the connection" if exc is None else f"connection lost: {exc}"
+            session.connection_lost(reason)
+            self.server._forget(session)

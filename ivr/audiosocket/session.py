@@ -1,0 +1,186 @@
+"""One AudioSocket call: inbound events, paced outbound audio, and a clean close.
+
+The session only ever sends audio and hangup messages: a real Asterisk hangs the call up when it
+receives a UUID, DTMF, error or zero-length message (``shared/notes/asterisk-wire.md``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Literal
+
+from ivr.audiosocket.clock import FrameClock
+from ivr.audiosocket.inbound import Closed, InboundQueue, SessionEvent
+from ivr.audiosocket.player import PcmSource, Playback, Player
+from ivr.audiosocket.protocol import (
+    HANGUP_MESSAGE,
+    Audio,
+    Dtmf,
+    Error,
+    Frame,
+    Hangup,
+    Kind,
+    Unknown,
+    Uuid,
+    frame_bytes,
+)
+
+log = logging.getLogger(__name__)
+
+SessionMode = Literal["expected", "accepted"]
+
+
+class AudioSocketSession:
+    """A live AudioSocket connection, known by the UUID it announced.
+
+    Iterate it (``async for event in session``) for :class:`Audio`, :class:`Dtmf`, :class:`Error` and
+    :class:`Hangup` events, ending with one :class:`Closed`. Play prompts with :meth:`play`; the player
+    sends silence whenever nothing plays, from the moment the session opens.
+    """
+
+    def __init__(
+        self,
+        call_id: uuid.UUID,
+        *,
+        transport: asyncio.Transport,
+        rate: int,
+        mode: SessionMode,
+        frame_clock: FrameClock,
+        inbound_max_frames: int,
+        prebuffer_ms: int,
+        peer: str,
+    ) -> None:
+        self.uuid = call_id
+        self.mode: SessionMode = mode
+        self.peer = peer
+        self._transport = transport
+        self._frame_clock = frame_clock
+        self.inbound = InboundQueue(inbound_max_frames)
+        self.player = Player(self._write, rate, frame_clock.clock, prebuffer_ms=prebuffer_ms)
+        self.frames_received = 0
+        self.rx_since_sweep = False
+        self.close_reason: str | None = None
+        self._closed = asyncio.get_running_loop().create_future()
+        self._expected_size = frame_bytes(rate)
+        self._warned_size = False
+        self._warned_rate = False
+        self._warned_kinds: set[int] = set()
+        self._rate_locked = mode == "expected"
+        frame_clock.add(self.player)
+
+    def __repr__(self) -> str:
+        return f"<AudioSocketSession {self.uuid} {self.mode} {self.rate} Hz from {self.peer}>"
+
+    @property
+    def rate(self) -> int:
+        return self.player.rate
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.done()
+
+    @property
+    def dropped_audio(self) -> int:
+        return self.inbound.dropped_audio
+
+    def __aiter__(self) -> AsyncIterator[SessionEvent]:
+        return self.events()
+
+    async def events(self) -> AsyncIterator[SessionEvent]:
+        while (event := await self.inbound.get()) is not None:
+            yield event
+
+    def play(self, source: PcmSource, *, prebuffer_ms: int | None = None) -> Playback:
+        """Queue PCM at the session rate (see :attr:`rate`); resample upstream if needed."""
+        if self.closed:
+            raise RuntimeError(f"session {self.uuid} is closed")
+        return self.player.play(source, prebuffer_ms=prebuffer_ms)
+
+    def stop_playback(self) -> int:
+        return self.player.stop_all()
+
+    def hangup(self, reason: str = "hangup by application") -> None:
+        """Send a hangup message, then close; Asterisk hangs the media channel up within ms."""
+        if self.closed:
+            return
+        if not self._transport.is_closing():
+            self._transport.write(HANGUP_MESSAGE)
+        self._close(reason)
+        self._transport.close()
+
+    async def wait_closed(self) -> str:
+        return await asyncio.shield(self._closed)
+
+    # -- called by the connection -------------------------------------------------------------
+
+    def _write(self, message: bytes) -> None:
+        transport = self._transport
+        if not transport.is_closing():
+            transport.write(message)
+
+    def on_frame(self, frame: Frame) -> None:
+        self.frames_received += 1
+        self.rx_since_sweep = True
+        if type(frame) is Audio:
+            payload = frame.payload
+            if not payload:
+                return
+            if frame.rate != self.player.rate:
+                self._on_rate(frame.rate)
+            if len(payload) != self._expected_size and not self._warned_size:
+                self._warned_size = True
+                log.warning(
+                    "session %s: %d-byte audio message at %d Hz, expected %d (20 ms); if the channel is "
+                    "G.711, force linear audio (externalMedia format=slin16, or c(slin16) in Dial)",
+                    self.uuid,
+                    len(payload),
+                    frame.rate,
+                    self._expected_size,
+                )
+            self.inbound.put(Audio(frame.rate, bytes(payload)))
+        elif type(frame) is Dtmf or type(frame) is Error:
+            self.inbound.put(frame)
+        elif type(frame) is Hangup:
+            self.inbound.put(frame)
+            self._close("peer sent hangup")
+            self._transport.close()
+        elif type(frame) is Unknown:
+            if frame.kind not in self._warned_kinds:
+                self._warned_kinds.add(frame.kind)
+                log.warning("session %s: ignoring unknown message kind 0x%02x", self.uuid, frame.kind)
+        elif type(frame) is Uuid and Kind.UUID not in self._warned_kinds:
+            # A second UUID on a live connection is meaningless; ignore it like an unknown kind.
+            self._warned_kinds.add(Kind.UUID)
+            log.warning("session %s: ignoring a repeated UUID message", self.uuid)
+
+    def _on_rate(self, rate: int) -> None:
+        if self._rate_locked:
+            if not self._warned_rate:
+                self._warned_rate = True
+                log.warning(
+                    "session %s: audio at %d Hz but %d Hz was asked for; check the externalMedia format",
+                    self.uuid,
+                    rate,
+                    self.player.rate,
+                )
+            return
+        # Accept mode assumes 8 kHz (AudioSocket() app) until the first audio shows otherwise.
+        self._rate_locked = True
+        log.info("session %s: peer sends %d Hz audio, switching from %d Hz", self.uuid, rate, self.rate)
+        self.player.set_rate(rate)
+        self._expected_size = frame_bytes(rate)
+
+    def _close(self, reason: str) -> None:
+        if self._closed.done():
+            return
+        self.close_reason = reason
+        self._frame_clock.remove(self.player)
+        self.player.stop_all()
+        self.inbound.put(Closed(reason))
+        self._closed.set_result(reason)
+
+    def connection_lost(self, reason: str) -> None:
+        self._close(reason)

@@ -1,0 +1,334 @@
+"""Server scenarios over real TCP sockets on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Sequence
+
+import pytest
+
+from ivr.audiosocket import (
+    Audio,
+    AudioSocketConfig,
+    AudioSocketServer,
+    AudioSocketSession,
+    Closed,
+    Dtmf,
+    Hangup,
+    encode_audio,
+    encode_dtmf,
+    encode_hangup,
+)
+from ivr.audiosocket.protocol import Kind
+
+from .peer import AsteriskPeer
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[AudioSocketServer]:
+    srv = AudioSocketServer(AudioSocketConfig(port=0, uuid_timeout=0.3))
+    await srv.start()
+    yield srv
+    await srv.close()
+
+
+def audio_kinds(frames: Sequence[object]) -> set[int]:
+    kinds = set()
+    for frame in frames:
+        assert isinstance(frame, Audio | Hangup), f"the app must only send audio or hangup, got {frame!r}"
+        kinds.add(frame.rate if isinstance(frame, Audio) else 0)
+    return kinds
+
+
+async def test_normal_call_audio_both_ways_dtmf_and_hangup(server: AudioSocketServer) -> None:
+    call_id = uuid.uuid4()
+    expectation = server.expect(call_id, "slin16")  # registered before Asterisk is asked to connect
+    peer = await AsteriskPeer.connect(server.port, call_id)
+    session = await expectation.wait(2)
+    assert session.rate == 16000
+    assert session.mode == "expected"
+    assert server.sessions[call_id] is session
+
+    first = await peer.read_frames(3)
+    assert first == [Audio(16000, bytes(640))] * 3, "silence starts at once"
+
+    for i in range(5):
+        await peer.send(encode_audio(bytes([i, 0]) * 320, 16000))
+    await peer.send(encode_dtmf("7"))
+    events = [await anext(aiter(session)) for _ in range(6)]
+    assert [type(e) for e in events] == [Audio] * 5 + [Dtmf]
+    assert isinstance(events[4], Audio)
+    assert events[4].payload == bytes([4, 0]) * 320
+    assert events[5] == Dtmf("7")
+
+    prompt = b"\x05\x01" * 320 * 3
+    playback = session.play(prompt)
+    result = await playback.wait()
+    assert result.frames == 3
+    got = await peer.read_frames(40, timeout=2)
+    payloads = [bytes(f.payload) for f in got if isinstance(f, Audio)]
+    assert b"\x05\x01" * 320 in payloads
+    assert audio_kinds(got) == {16000}
+
+    await peer.close()  # Asterisk hangs up by closing (FIN), never with 0x00
+    tail = [e async for e in session]
+    assert isinstance(tail[-1], Closed)
+    assert tail[-1].reason == "peer closed the connection"
+    await session.wait_closed()
+    assert call_id not in server.sessions
+    assert server.frame_clock is not None
+    assert len(server.frame_clock) == 0
+
+
+async def test_application_hangup_sends_hangup_message_then_closes(server: AudioSocketServer) -> None:
+    call_id = uuid.uuid4()
+    expectation = server.expect(call_id, "slin")
+    peer = await AsteriskPeer.connect(server.port, call_id)
+    session = await expectation.wait(2)
+    session.hangup()
+    frames = await peer.read_until_eof()
+    assert frames[-1] == Hangup()
+    assert audio_kinds(frames) <= {8000, 0}
+    await peer.close()
+
+
+async def test_no_uuid_in_time_closes(server: AudioSocketServer) -> None:
+    peer = await AsteriskPeer.connect(server.port)
+    frames = await peer.read_until_eof(timeout=3)
+    assert frames == [Hangup()]
+    assert server.stats.uuid_timeouts == 1
+    await peer.close()
+
+
+async def test_first_message_must_be_uuid(server: AudioSocketServer) -> None:
+    peer = await AsteriskPeer.connect(server.port)
+    await peer.send(encode_audio(bytes(320), 8000))
+    assert await peer.read_until_eof() == [Hangup()]
+    assert server.stats.protocol_errors == 1
+    await peer.close()
+
+
+async def test_expectation_times_out_and_is_dropped(server: AudioSocketServer) -> None:
+    call_id = uuid.uuid4()
+    expectation = server.expect(call_id)
+    with pytest.raises(TimeoutError, match=str(call_id)):
+        await expectation.wait(0.05)
+    peer = await AsteriskPeer.connect(server.port, call_id)  # too late now: refused
+    assert await peer.read_until_eof() == [Hangup()]
+    assert server.stats.refused_unexpected == 1
+    await peer.close()
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        (b"\x12\x00\x03" + bytes(3), "odd-length audio"),
+        (b"\x10\xff\xf0", "cap"),
+        (b"\x03\x00\x01Z", "invalid DTMF"),
+    ],
+)
+async def test_malformed_frame_closes_only_that_session(
+    server: AudioSocketServer, bad: bytes, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    good_id, bad_id = uuid.uuid4(), uuid.uuid4()
+    good_exp, bad_exp = server.expect(good_id, "slin16"), server.expect(bad_id, "slin16")
+    good = await AsteriskPeer.connect(server.port, good_id)
+    bad_peer = await AsteriskPeer.connect(server.port, bad_id)
+    good_session, bad_session = await good_exp.wait(2), await bad_exp.wait(2)
+
+    caplog.set_level(logging.WARNING, logger="ivr.audiosocket")
+    await bad_peer.send(encode_audio(bytes(640), 16000) + bad)
+    frames = await bad_peer.read_until_eof()
+    assert frames[-1] == Hangup()
+    events = [e async for e in bad_session]
+    assert isinstance(events[0], Audio), "the good frame before the bad one is not lost"
+    assert isinstance(events[-1], Closed)
+    assert reason in events[-1].reason
+    assert len([r for r in caplog.records if "protocol error" in r.getMessage()]) == 1
+
+    await good.send(encode_audio(b"\x01\x00" * 320, 16000))
+    event = await anext(aiter(good_session))
+    assert isinstance(event, Audio)
+    assert not good_session.closed
+    assert len(await good.read_frames(5)) == 5
+    await good.close()
+    await bad_peer.close()
+
+
+async def test_unknown_kind_is_logged_once_and_ignored(
+    server: AudioSocketServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    call_id = uuid.uuid4()
+    exp = server.expect(call_id, "slin")
+    peer = await AsteriskPeer.connect(server.port, call_id)
+    session = await exp.wait(2)
+    caplog.set_level(logging.WARNING, logger="ivr.audiosocket")
+    await peer.send(b"\x20\x00\x02ab" * 3 + encode_dtmf("1"))
+    assert await anext(aiter(session)) == Dtmf("1")
+    assert len([r for r in caplog.records if "unknown message kind 0x20" in r.getMessage()]) == 1
+    assert not session.closed
+    await peer.close()
+
+
+async def test_duplicate_uuid_is_refused_and_first_keeps_working(server: AudioSocketServer) -> None:
+    call_id = uuid.uuid4()
+    exp = server.expect(call_id, "slin")
+    first = await AsteriskPeer.connect(server.port, call_id)
+    session = await exp.wait(2)
+    second = await AsteriskPeer.connect(server.port, call_id)
+    assert await second.read_until_eof() == [Hangup()]
+    assert server.stats.refused_duplicate == 1
+    await first.send(encode_dtmf("4"))
+    assert await anext(aiter(session)) == Dtmf("4")
+    await first.close()
+    await second.close()
+
+
+async def test_unexpected_uuid_refused_in_expect_only_mode(server: AudioSocketServer) -> None:
+    peer = await AsteriskPeer.connect(server.port, uuid.uuid4())
+    assert await peer.read_until_eof() == [Hangup()]
+    assert server.stats.refused_unexpected == 1
+    await peer.close()
+
+
+async def test_slow_consumer_drops_oldest_audio_never_control_events() -> None:
+    srv = AudioSocketServer(AudioSocketConfig(port=0, inbound_max_frames=10))
+    async with srv:
+        call_id = uuid.uuid4()
+        exp = srv.expect(call_id, "slin")
+        peer = await AsteriskPeer.connect(srv.port, call_id)
+        session = await exp.wait(2)
+        burst = b"".join(
+            encode_audio(i.to_bytes(2, "little") * 160, 8000) + (encode_dtmf("9") if i == 5 else b"")
+            for i in range(50)
+        )
+        await peer.send(burst)
+        await peer.read_frames(2)  # give the server time to read it all
+        async with asyncio.timeout(5):
+            while session.frames_received < 51:  # noqa: ASYNC110 - polling a counter the server bumps
+                await asyncio.sleep(0.01)
+        events = []
+        while (event := session.inbound.get_nowait()) is not None:
+            events.append(event)
+        audio = [e for e in events if isinstance(e, Audio)]
+        assert [int.from_bytes(a.payload[:2], "little") for a in audio] == list(range(40, 50))
+        assert Dtmf("9") in events
+        assert session.dropped_audio == 40
+        await peer.close()
+
+
+async def test_accept_mode_starts_at_8k_and_follows_the_peer_rate() -> None:
+    sessions: list[AudioSocketSession] = []
+    release = asyncio.Event()
+
+    async def handler(session: AudioSocketSession) -> None:
+        sessions.append(session)
+        await release.wait()
+
+    srv = AudioSocketServer(AudioSocketConfig(port=0), on_session=handler)
+    async with srv:
+        peer = await AsteriskPeer.connect(srv.port, uuid.uuid4())
+        first = await peer.read_frames(1)
+        assert first == [Audio(8000, bytes(320))], "AudioSocket() is 8 kHz until shown otherwise"
+        await peer.send(encode_audio(bytes(640), 16000))
+        for _ in range(200):
+            frames = await peer.read_frames(1)
+            if isinstance(frames[0], Audio) and frames[0].rate == 16000:
+                break
+        else:
+            pytest.fail("outbound rate never switched to 16 kHz")
+        assert sessions[0].mode == "accepted"
+        assert sessions[0].rate == 16000
+        release.set()  # handler returns: the server hangs the call up
+        tail = await peer.read_until_eof()
+        assert tail[-1] == Hangup()
+        await peer.close()
+
+
+async def test_idle_timeout_only_in_accept_mode() -> None:
+    async def handler(session: AudioSocketSession) -> None:
+        async for _ in session:
+            pass
+
+    srv = AudioSocketServer(AudioSocketConfig(port=0, idle_timeout=0.3), on_session=handler)
+    async with srv:
+        expected_id = uuid.uuid4()
+        exp = srv.expect(expected_id, "slin")
+        held = await AsteriskPeer.connect(srv.port, expected_id)  # a held caller: sends nothing
+        idle = await AsteriskPeer.connect(srv.port, uuid.uuid4())
+        assert (await idle.read_until_eof(timeout=5))[-1] == Hangup()
+        assert srv.stats.idle_timeouts == 1
+        session = await exp.wait(1)
+        assert not session.closed, "an expected call is never hung up for silence"
+        await held.close()
+        await idle.close()
+
+
+async def test_connection_cap() -> None:
+    srv = AudioSocketServer(AudioSocketConfig(port=0, max_connections=2))
+    async with srv:
+        peers = [await AsteriskPeer.connect(srv.port) for _ in range(2)]
+        extra = await AsteriskPeer.connect(srv.port)
+        assert await extra.read_until_eof() == [Hangup()]
+        assert srv.stats.refused_capacity == 1
+        for peer in [*peers, extra]:
+            await peer.close()
+
+
+async def test_half_close_from_peer_closes_our_side_at_once(server: AudioSocketServer) -> None:
+    call_id = uuid.uuid4()
+    exp = server.expect(call_id, "slin")
+    peer = await AsteriskPeer.connect(server.port, call_id)
+    session = await exp.wait(2)
+    peer.writer.write_eof()  # FIN only: we must not sit in CLOSE-WAIT
+    await peer.read_until_eof()
+    assert await session.wait_closed() == "peer closed the connection"
+    await peer.close()
+
+
+async def test_peer_hangup_message_ends_the_session(server: AudioSocketServer) -> None:
+    call_id = uuid.uuid4()
+    exp = server.expect(call_id, "slin")
+    peer = await AsteriskPeer.connect(server.port, call_id)
+    session = await exp.wait(2)
+    await peer.send(encode_hangup())
+    events = [e async for e in session]
+    assert events[-2:] == [Hangup(), Closed("peer sent hangup")]
+    await peer.read_until_eof()
+    await peer.close()
+
+
+async def test_mislabelled_g711_is_logged_once(
+    server: AudioSocketServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    call_id = uuid.uuid4()
+    exp = server.expect(call_id, "slin")
+    peer = await AsteriskPeer.connect(server.port, call_id)
+    session = await exp.wait(2)
+    caplog.set_level(logging.WARNING, logger="ivr.audiosocket")
+    await peer.send(bytes([Kind.SLIN_8K, 0, 160]) + bytes(160) + bytes([Kind.SLIN_8K, 0, 160]) + bytes(160))
+    await anext(aiter(session))
+    await anext(aiter(session))
+    messages = [r.getMessage() for r in caplog.records if "160-byte" in r.getMessage()]
+    assert len(messages) == 1
+    assert "G.711" in messages[0]
+    await peer.close()
+
+
+async def test_close_hangs_up_live_sessions_and_cancels_handlers() -> None:
+    started = asyncio.Event()
+
+    async def handler(session: AudioSocketSession) -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    srv = AudioSocketServer(AudioSocketConfig(port=0), on_session=handler)
+    await srv.start()
+    peer = await AsteriskPeer.connect(srv.port, uuid.uuid4())
+    await started.wait()
+    await srv.close()
+    assert (await peer.read_until_eof())[-1] == Hangup()
+    assert not srv.sessions
+    await peer.close()
