@@ -1,0 +1,125 @@
+"""Settings for ``ivr run`` and friends: flags over environment over ``ivr.toml`` over defaults.
+
+Every setting has one ``IVR_...`` environment name and one key in ``ivr.toml`` (the field name). Secrets
+are :class:`pydantic.SecretStr`, so they never show in logs, reprs or error messages. The OpenAI key is
+not a setting here: the OpenAI SDK reads ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL`` itself.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+ENV_PREFIX = "IVR_"
+
+
+class ConfigError(ValueError):
+    """A setting is wrong; the message is one line an operator can act on."""
+
+
+def parse_hostport(value: str, *, default_port: int | None = None) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` too) into its parts, with a clear error."""
+    text = value.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep:
+            host, port_text = text, ""
+    if not port_text:
+        if default_port is None:
+            raise ConfigError(f"{value!r}: expected host:port")
+        return host, default_port
+    if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"{value!r}: expected host:port with a port in 1..65535")
+    return host, int(port_text)
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ari_url: str = Field("http://127.0.0.1:8088", description="Asterisk HTTP base URL, without /ari")
+    ari_user: str = Field("ivr", description="ARI user (ari.conf)")
+    ari_password: SecretStr = Field(SecretStr(""), description="ARI password (ari.conf)")
+    ari_app: str = Field("ivr", description="Stasis application name")
+    audiosocket_listen: str = Field("127.0.0.1:9092", description="where the AudioSocket server listens")
+    audiosocket_advertise: str | None = Field(
+        None, description="host:port Asterisk dials for media (default: the listen address)"
+    )
+    flows: Path = Field(Path("flows"), description="a flow file or a directory of flows")
+    default_flow: str | None = Field(None, description="flow used when the call names none")
+    format: Literal["slin16", "slin"] | None = Field(
+        None, description="force the media format; default: slin16 for wideband callers, slin for G.711"
+    )
+    stt: str = Field("offline", description="speech-to-text engine name")
+    tts: str = Field("offline", description="text-to-speech engine name")
+    max_calls: int = Field(100, ge=1, description="concurrent calls; more get a busy message")
+    max_call_seconds: float = Field(3600.0, gt=0, description="hard limit on one call's length")
+
+    @field_validator("ari_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("expected an http(s) URL such as http://127.0.0.1:8088")
+        if parts.path.rstrip("/").endswith("/ari"):
+            raise ValueError("give the base URL without /ari (it is added for you)")
+        if parts.username or parts.password:
+            raise ValueError("put credentials in IVR_ARI_USER / IVR_ARI_PASSWORD, not in the URL")
+        return value.rstrip("/")
+
+    @field_validator("audiosocket_listen", "audiosocket_advertise")
+    @classmethod
+    def _check_hostport(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_hostport(value)
+        return value
+
+    @property
+    def listen(self) -> tuple[str, int]:
+        return parse_hostport(self.audiosocket_listen)
+
+    @property
+    def advertise(self) -> str:
+        return self.audiosocket_advertise or self.audiosocket_listen
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    toml_path: Path | None = None,
+) -> Settings:
+    """Merge defaults, ``ivr.toml`` (if present), environment and explicit overrides (flags)."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    path = toml_path if toml_path is not None else Path(environ.get("IVR_CONFIG", "ivr.toml"))
+    if path.is_file():
+        try:
+            values.update(tomllib.loads(path.read_text(encoding="utf-8")))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    elif toml_path is not None:
+        raise ConfigError(f"{path}: no such file")
+    for name in Settings.model_fields:
+        if (raw := environ.get(env_name(name))) is not None and raw != "":
+            values[name] = raw
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else "?"
+        hint = f"{field} ({env_name(field)})" if field in Settings.model_fields else field
+        raise ConfigError(f"setting {hint}: {err['msg']}") from None
