@@ -1,0 +1,365 @@
+"""A thin asyncio ARI REST client on aiohttp with HTTP basic auth.
+
+Only the calls an IVR needs, each one a method with typed arguments and results. HTTP errors become the
+exceptions of :mod:`ivr.ari.errors` carrying Asterisk's message; network failures become
+:class:`~ivr.ari.errors.AriConnectionError`. The password lives only in the ``Authorization`` header:
+it is never part of a URL or a log line.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from yarl import URL
+
+from ivr.ari.errors import AriConnectionError, error_for_status
+from ivr.ari.models import AsteriskInfo, Bridge, Channel
+
+log = logging.getLogger("ivr.ari")
+
+Params = Mapping[str, str | int | bool | None]
+
+
+def ari_base_url(base_url: str) -> URL:
+    """Normalise ``http://host:8088`` (or ``.../ari``) to the ``.../ari`` root; reject credentials in it."""
+    url = URL(base_url)
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(f"ARI URL must be http(s)://HOST[:PORT], got {url.with_user(None)!s}")
+    if url.user or url.password:
+        raise ValueError("put the ARI user and password in their own settings, not in the URL")
+    path = url.path.rstrip("/")
+    if not path.endswith("/ari"):
+        path = f"{path}/ari"
+    return url.with_path(path).with_query(None).with_fragment(None)
+
+
+def _seg(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _clean(params: Params) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in params.items():
+        if value is None:
+            continue
+        out[key] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    return out
+
+
+class AriClient:
+    """REST half of ARI. Use as ``async with AriClient(url, user, password) as ari: ...``.
+
+    ``base_url`` is the HTTP root of Asterisk without ``/ari`` (e.g. ``http://127.0.0.1:8088``).
+    Pass ``session`` to share an aiohttp session (then it is not closed by :meth:`close`).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        username: str,
+        password: str,
+        *,
+        timeout: float = 10.0,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.root = ari_base_url(base_url)
+        self.username = username
+        token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+        self._headers = {"Authorization": f"Basic {token}"}
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session = session
+        self._own_session = session is None
+
+    def __repr__(self) -> str:
+        return f"AriClient({str(self.root)!r}, user={self.username!r})"
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            if not self._own_session:
+                raise AriConnectionError("the shared aiohttp session is closed")
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self._session
+
+    async def close(self) -> None:
+        if self._own_session and self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
+    async def __aenter__(self) -> AriClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------ transport
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        params: Params | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Send one ARI request (``path`` relative to ``/ari``); return the decoded JSON or ``None``."""
+        url = self.root.with_path(self.root.path + path, encoded=True)
+        query = _clean(params or {})
+        session = self._get_session()
+        log.debug("ARI %s %s", method, path)
+        try:
+            async with session.request(
+                method, url, params=query, json=body, headers=self._headers, timeout=self._timeout
+            ) as resp:
+                text = await resp.text()
+                status = resp.status
+        except aiohttp.ClientError as exc:
+            raise AriConnectionError(f"ARI {method} {path}: {type(exc).__name__}: {exc}") from exc
+        except TimeoutError as exc:
+            raise AriConnectionError(f"ARI {method} {path}: timed out") from exc
+        data: Any = None
+        if text:
+            try:
+                data = json.loads(text)
+            except ValueError:
+                data = None
+        if status >= 400:
+            message = ""
+            if isinstance(data, Mapping):
+                message = str(data.get("message") or data.get("error") or "")
+            raise error_for_status(status, message or text.strip()[:200] or f"HTTP {status}",
+                                   method=method, path=path)
+        if text and data is None:
+            raise AriConnectionError(f"ARI {method} {path}: answer is not JSON (is this Asterisk?)")
+        return data
+
+    async def _channel(self, method: str, path: str, params: Params | None = None,
+                       body: Mapping[str, Any] | None = None) -> Channel:
+        data = await self.request(method, path, params, body)
+        if not isinstance(data, Mapping):
+            raise AriConnectionError(f"ARI {method} {path}: expected a Channel object")
+        return Channel.from_json(data)
+
+    async def _bridge(self, method: str, path: str, params: Params | None = None) -> Bridge:
+        data = await self.request(method, path, params)
+        if not isinstance(data, Mapping):
+            raise AriConnectionError(f"ARI {method} {path}: expected a Bridge object")
+        return Bridge.from_json(data)
+
+    # ------------------------------------------------------------------ asterisk
+
+    async def asterisk_info(self) -> AsteriskInfo:
+        data = await self.request("GET", "/asterisk/info")
+        return AsteriskInfo.from_json(data if isinstance(data, Mapping) else {})
+
+    # ------------------------------------------------------------------ channels
+
+    async def list_channels(self) -> list[Channel]:
+        data = await self.request("GET", "/channels")
+        return [Channel.from_json(c) for c in data or [] if isinstance(c, Mapping)]
+
+    async def get_channel(self, channel_id: str) -> Channel:
+        return await self._channel("GET", f"/channels/{_seg(channel_id)}")
+
+    async def answer(self, channel_id: str) -> None:
+        await self.request("POST", f"/channels/{_seg(channel_id)}/answer")
+
+    async def hangup(self, channel_id: str, reason: str | None = None) -> None:
+        """Hang up (``DELETE /channels/{id}``); ``reason`` e.g. normal, busy, congestion, no_answer."""
+        await self.request("DELETE", f"/channels/{_seg(channel_id)}", {"reason": reason})
+
+    async def ring(self, channel_id: str) -> None:
+        """Indicate ringing to the channel (the caller hears ringback)."""
+        await self.request("POST", f"/channels/{_seg(channel_id)}/ring")
+
+    async def ring_stop(self, channel_id: str) -> None:
+        await self.request("DELETE", f"/channels/{_seg(channel_id)}/ring")
+
+    async def originate(
+        self,
+        endpoint: str,
+        *,
+        app: str | None = None,
+        app_args: Sequence[str] | str | None = None,
+        caller_id: str | None = None,
+        timeout: int | None = None,
+        channel_id: str | None = None,
+        variables: Mapping[str, str] | None = None,
+        context: str | None = None,
+        extension: str | None = None,
+        priority: int | None = None,
+        other_channel_id: str | None = None,
+        originator: str | None = None,
+        formats: str | None = None,
+    ) -> Channel:
+        """``POST /channels``: returns the new channel (state ``Down``); StasisStart follows on answer.
+
+        ``app_args`` is joined with commas (Asterisk splits it back into ``StasisStart.args``), so an
+        argument must not contain a comma.
+        """
+        if app_args is not None and not isinstance(app_args, str):
+            if any("," in a for a in app_args):
+                raise ValueError("originate app_args must not contain commas")
+            app_args = ",".join(app_args)
+        params: dict[str, str | int | bool | None] = {
+            "endpoint": endpoint,
+            "app": app,
+            "appArgs": app_args,
+            "callerId": caller_id,
+            "timeout": timeout,
+            "channelId": channel_id,
+            "context": context,
+            "extension": extension,
+            "priority": priority,
+            "otherChannelId": other_channel_id,
+            "originator": originator,
+            "formats": formats,
+        }
+        body = {"variables": dict(variables)} if variables else None
+        return await self._channel("POST", "/channels", params, body)
+
+    async def external_media(
+        self,
+        *,
+        app: str,
+        external_host: str,
+        format: str,
+        data: str | None = None,
+        encapsulation: str = "audiosocket",
+        transport: str = "tcp",
+        channel_id: str | None = None,
+        variables: Mapping[str, str] | None = None,
+        connection_type: str | None = None,
+        direction: str | None = None,
+    ) -> Channel:
+        """``POST /channels/externalMedia``. For AudioSocket ``data`` is the session UUID (required).
+
+        Asterisk has already connected to ``external_host`` and sent the UUID when this returns; the
+        channel's own StasisStart (``args == [data]``) may arrive before or after the reply.
+        """
+        params: dict[str, str | int | bool | None] = {
+            "app": app,
+            "external_host": external_host,
+            "encapsulation": encapsulation,
+            "transport": transport,
+            "format": format,
+            "data": data,
+            "channelId": channel_id,
+            "connection_type": connection_type,
+            "direction": direction,
+        }
+        body = {"variables": dict(variables)} if variables else None
+        return await self._channel("POST", "/channels/externalMedia", params, body)
+
+    async def continue_in_dialplan(
+        self,
+        channel_id: str,
+        *,
+        context: str | None = None,
+        extension: str | None = None,
+        priority: int | None = None,
+        label: str | None = None,
+    ) -> None:
+        """Leave the application and continue in the dialplan (StasisEnd follows)."""
+        await self.request(
+            "POST",
+            f"/channels/{_seg(channel_id)}/continue",
+            {"context": context, "extension": extension, "priority": priority, "label": label},
+        )
+
+    async def redirect(self, channel_id: str, endpoint: str) -> None:
+        """Redirect the channel to another endpoint of the same technology (e.g. SIP 302)."""
+        await self.request("POST", f"/channels/{_seg(channel_id)}/redirect", {"endpoint": endpoint})
+
+    async def send_dtmf(
+        self,
+        channel_id: str,
+        dtmf: str,
+        *,
+        before: int | None = None,
+        between: int | None = None,
+        duration: int | None = None,
+        after: int | None = None,
+    ) -> None:
+        """Play DTMF towards the channel's phone (not to the application's media socket)."""
+        await self.request(
+            "POST",
+            f"/channels/{_seg(channel_id)}/dtmf",
+            {"dtmf": dtmf, "before": before, "between": between, "duration": duration, "after": after},
+        )
+
+    async def get_variable(self, channel_id: str, variable: str) -> str:
+        """Read a channel variable or function, e.g. ``CHANNEL(audionativeformat)`` -> ``"(slin16)"``."""
+        data = await self.request("GET", f"/channels/{_seg(channel_id)}/variable", {"variable": variable})
+        if not isinstance(data, Mapping):
+            raise AriConnectionError("ARI GET variable: expected a Variable object")
+        return str(data.get("value", ""))
+
+    async def set_variable(self, channel_id: str, variable: str, value: str) -> None:
+        await self.request(
+            "POST", f"/channels/{_seg(channel_id)}/variable", {"variable": variable, "value": value}
+        )
+
+    # ------------------------------------------------------------------ bridges
+
+    async def create_bridge(
+        self, *, type: str = "mixing", bridge_id: str | None = None, name: str | None = None
+    ) -> Bridge:
+        return await self._bridge("POST", "/bridges", {"type": type, "bridgeId": bridge_id, "name": name})
+
+    async def get_bridge(self, bridge_id: str) -> Bridge:
+        return await self._bridge("GET", f"/bridges/{_seg(bridge_id)}")
+
+    async def list_bridges(self) -> list[Bridge]:
+        data = await self.request("GET", "/bridges")
+        return [Bridge.from_json(b) for b in data or [] if isinstance(b, Mapping)]
+
+    async def add_channel(
+        self,
+        bridge_id: str,
+        channel: str | Sequence[str],
+        *,
+        role: str | None = None,
+        absorb_dtmf: bool | None = None,
+        mute: bool | None = None,
+    ) -> None:
+        """Add channel(s) to a bridge. 422 :class:`UnprocessableEntity` before the channel's StasisStart."""
+        channels = channel if isinstance(channel, str) else ",".join(channel)
+        await self.request(
+            "POST",
+            f"/bridges/{_seg(bridge_id)}/addChannel",
+            {"channel": channels, "role": role, "absorbDTMF": absorb_dtmf, "mute": mute},
+        )
+
+    async def remove_channel(self, bridge_id: str, channel: str | Sequence[str]) -> None:
+        channels = channel if isinstance(channel, str) else ",".join(channel)
+        await self.request("POST", f"/bridges/{_seg(bridge_id)}/removeChannel", {"channel": channels})
+
+    async def destroy_bridge(self, bridge_id: str) -> None:
+        await self.request("DELETE", f"/bridges/{_seg(bridge_id)}")
+
+    # ------------------------------------------------------------------ events
+
+    async def connect_events(
+        self, app: str, *, subscribe_all: bool = False, heartbeat: float | None = None, timeout: float = 10.0
+    ) -> aiohttp.ClientWebSocketResponse:
+        """Open ``ws(s)://HOST/ari/events?app=APP`` with this client's credentials (see :mod:`events`)."""
+        scheme = "wss" if self.root.scheme == "https" else "ws"
+        url = self.root.with_scheme(scheme).with_path(self.root.path + "/events")
+        params = {"app": app, "subscribeAll": "true" if subscribe_all else "false"}
+        return await self._get_session().ws_connect(
+            url,
+            params=params,
+            headers=self._headers,
+            heartbeat=heartbeat,
+            timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=timeout),
+            autoclose=True,
+            autoping=True,
+        )

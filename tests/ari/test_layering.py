@@ -1,0 +1,39 @@
+"""ivr.ari stays a leaf: it must not import the call, flow, media or speech layers (nor the simulator)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import ivr.ari
+import ivr.sim
+
+FORBIDDEN_FOR_ARI = ("ivr.flow", "ivr.call", "ivr.media", "ivr.speech", "ivr.sim", "ivr.audiosocket")
+ALLOWED_FOR_SIM = ("ivr.sim", "ivr.ari.models", "ivr.audiosocket")
+
+
+def _imports(package: object) -> dict[str, set[str]]:
+    root = Path(package.__file__).parent  # type: ignore[attr-defined]
+    found: dict[str, set[str]] = {}
+    for path in root.glob("*.py"):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+        found[path.name] = names
+    return found
+
+
+def test_ari_imports_no_higher_layer() -> None:
+    for module, names in _imports(ivr.ari).items():
+        bad = {n for n in names if n.startswith(FORBIDDEN_FOR_ARI)}
+        assert not bad, f"ivr/ari/{module} imports {bad}"
+
+
+def test_sim_imports_only_models_and_audiosocket() -> None:
+    for module, names in _imports(ivr.sim).items():
+        ours = {n for n in names if n == "ivr" or n.startswith("ivr.")}
+        bad = {n for n in ours if not n.startswith(ALLOWED_FOR_SIM)}
+        assert not bad, f"ivr/sim/{module} imports {bad}"
