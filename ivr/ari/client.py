@@ -134,14 +134,16 @@ class AriClient:
             message = ""
             if isinstance(data, Mapping):
                 message = str(data.get("message") or data.get("error") or "")
-            raise error_for_status(status, message or text.strip()[:200] or f"HTTP {status}",
-                                   method=method, path=path)
+            raise error_for_status(
+                status, message or text.strip()[:200] or f"HTTP {status}", method=method, path=path
+            )
         if text and data is None:
             raise AriConnectionError(f"ARI {method} {path}: answer is not JSON (is this Asterisk?)")
         return data
 
-    async def _channel(self, method: str, path: str, params: Params | None = None,
-                       body: Mapping[str, Any] | None = None) -> Channel:
+    async def _channel(
+        self, method: str, path: str, params: Params | None = None, body: Mapping[str, Any] | None = None
+    ) -> Channel:
         data = await self.request(method, path, params, body)
         if not isinstance(data, Mapping):
             raise AriConnectionError(f"ARI {method} {path}: expected a Channel object")

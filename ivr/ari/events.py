@@ -177,7 +177,10 @@ class EventStream:
         delay = state.next_action.sleep if state.next_action is not None else 0.0
         log.warning(
             "ARI events for app %r: %s; retrying in %.1f s (attempt %d)",
-            self.app, exc, delay, state.attempt_number,
+            self.app,
+            exc,
+            delay,
+            state.attempt_number,
         )
 
     async def _serve_once(self) -> None:

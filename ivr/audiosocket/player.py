@@ -71,6 +71,8 @@ class Playback:
         self.state = PlaybackState.QUEUED
         self.frames = 0
         self.underruns = 0
+        self.first_frame_at: float | None = None
+        """Clock deadline of this prompt's first frame (for response-latency measurement)."""
         self._error: BaseException | None = None
         self._data: memoryview | None = None
         self._pos = 0
@@ -261,8 +263,13 @@ class Player:
         frame = None
         queue = self._queue
         while queue:
-            frame = queue[0].next_frame()
-            if frame is not None or not queue[0].done:
+            current = queue[0]
+            frame = current.next_frame()
+            if frame is not None:
+                if current.first_frame_at is None:
+                    current.first_frame_at = deadline
+                break
+            if not current.done:
                 break
             queue.popleft()
         if self.paused:

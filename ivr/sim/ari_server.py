@@ -349,8 +349,14 @@ class SimAsterisk:
         now = ari_now()
         return web.json_response(
             {
-                "build": {"os": "Linux", "kernel": "", "options": "", "machine": "x86_64", "date": "",
-                          "user": "sim"},
+                "build": {
+                    "os": "Linux",
+                    "kernel": "",
+                    "options": "",
+                    "machine": "x86_64",
+                    "date": "",
+                    "user": "sim",
+                },
                 "system": {"version": ASTERISK_VERSION, "entity_id": self.asterisk_id},
                 "config": {
                     "name": "ivr-sim",
@@ -481,7 +487,9 @@ class SimAsterisk:
         self._emit(chan.app, "Dial", dialstatus="", forward="", dialstring=dialstring, peer=chan.to_json())
         chan.state = "Up"
         self._emit(chan.app, "ChannelStateChange", channel=chan.to_json())
-        self._emit(chan.app, "Dial", dialstatus="ANSWER", forward="", dialstring=dialstring, peer=chan.to_json())
+        self._emit(
+            chan.app, "Dial", dialstatus="ANSWER", forward="", dialstring=dialstring, peer=chan.to_json()
+        )
         self._enter_stasis(chan)
 
     def _enter_stasis(self, chan: SimChannel) -> None:
@@ -701,8 +709,14 @@ class SimAsterisk:
         dial = self._dials.pop(chan.id, None)
         if dial is not None and not dial.done():
             dial.set_result("cancel")
-            self._emit(chan.app, "Dial", dialstatus="CANCEL", forward="", dialstring=chan.dialstring,
-                       peer=chan.to_json())
+            self._emit(
+                chan.app,
+                "Dial",
+                dialstatus="CANCEL",
+                forward="",
+                dialstring=chan.dialstring,
+                peer=chan.to_json(),
+            )
         if hangup_request:
             self._emit(chan.app, "ChannelHangupRequest", cause=cause, channel=chan.to_json())
         self._leave_bridge(chan)
@@ -712,7 +726,9 @@ class SimAsterisk:
             chan.app_name, chan.app_data = "AppDial2", "(Outgoing Line)"
             if chan.kind == "caller":
                 chan.app_name, chan.app_data = "", ""
-        self._emit(chan.app, "ChannelDestroyed", cause=cause, cause_txt=cause_text(cause), channel=chan.to_json())
+        self._emit(
+            chan.app, "ChannelDestroyed", cause=cause, cause_txt=cause_text(cause), channel=chan.to_json()
+        )
         self.channels.pop(chan.id, None)
         self.destroyed[chan.id] = chan
         if chan.media_leg is not None:
@@ -778,13 +794,16 @@ class SimAsterisk:
         if result == "answer":
             chan.state = "Up"
             self._emit(chan.app, "ChannelStateChange", channel=chan.to_json())
-            self._emit(chan.app, "Dial", dialstatus="ANSWER", forward="", dialstring=dialstring,
-                       peer=chan.to_json())
+            self._emit(
+                chan.app, "Dial", dialstatus="ANSWER", forward="", dialstring=dialstring, peer=chan.to_json()
+            )
             self._enter_stasis(chan)
             self._notify()
             return
         status, cause = _DIALSTATUS[result]
-        self._emit(chan.app, "Dial", dialstatus=status, forward="", dialstring=dialstring, peer=chan.to_json())
+        self._emit(
+            chan.app, "Dial", dialstatus=status, forward="", dialstring=dialstring, peer=chan.to_json()
+        )
         await self._destroy(chan, cause, hangup_request=False)
 
     async def answer_outbound(self, channel_id: str) -> None:
@@ -856,7 +875,9 @@ class SimAsterisk:
         if chan is None:
             raise SimError(f"no channel {channel_id}")
         chan.dtmf_pressed.append(digit)
-        self._emit(chan.app, "ChannelDtmfReceived", digit=digit, duration_ms=duration_ms, channel=chan.to_json())
+        self._emit(
+            chan.app, "ChannelDtmfReceived", digit=digit, duration_ms=duration_ms, channel=chan.to_json()
+        )
         if chan.bridge_id is not None and chan.bridge_id in self.bridges:
             for other_id in self.bridges[chan.bridge_id].channels:
                 other = self.channels.get(other_id)

@@ -100,7 +100,9 @@ class TcpMediaLeg:
             await self._writer.wait_closed()
 
 
-async def tcp_media_connector(host: str, port: int, session: uuid.UUID, fmt: str, channel_id: str) -> TcpMediaLeg:
+async def tcp_media_connector(
+    host: str, port: int, session: uuid.UUID, fmt: str, channel_id: str
+) -> TcpMediaLeg:
     """Connect like chan_audiosocket: TCP (Nagle off, 2 s timeout), then ``01 00 10`` + the UUID bytes."""
     reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout=CONNECT_TIMEOUT)
     sock = writer.get_extra_info("socket")

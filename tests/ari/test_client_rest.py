@@ -77,7 +77,9 @@ async def test_variables(sim: SimAsterisk, client: AriClient, events: Collector)
     assert sim.channels[wide.id].variables["IVR_CHOICE"] == "pizza"
 
 
-async def test_send_dtmf_goes_towards_the_phone(sim: SimAsterisk, client: AriClient, events: Collector) -> None:
+async def test_send_dtmf_goes_towards_the_phone(
+    sim: SimAsterisk, client: AriClient, events: Collector
+) -> None:
     call = await sim.place_call()
     await client.send_dtmf(call.id, "12#", between=100, duration=120)
     assert sim.channels[call.id].dtmf_sent == ["12#"]
@@ -116,7 +118,10 @@ async def test_originate_returns_down_and_stasis_start_follows(
     start = await events.wait("StasisStart", "out-1")
     assert start.raw["args"] == ["flow=reminder", "x=1"]
     assert [t for t in events.types("out-1") if t != "ChannelVarset"] == [
-        "Dial", "ChannelStateChange", "Dial", "StasisStart"
+        "Dial",
+        "ChannelStateChange",
+        "Dial",
+        "StasisStart",
     ]
     assert await client.get_variable("out-1", "IVR_FLOW") == "reminder"
 

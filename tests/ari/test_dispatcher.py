@@ -119,8 +119,13 @@ async def test_end_to_end_media_channel_routed_to_its_call(
                 dispatcher.bind(media_id, caller)
                 dispatcher.bind_bridge(f"bridge-{caller}", caller)
                 await client.create_bridge(bridge_id=f"bridge-{caller}")
-                await client.external_media(app=APP, external_host=audiosocket.address, format="slin16",
-                                            data=str(uuid.uuid4()), channel_id=media_id)
+                await client.external_media(
+                    app=APP,
+                    external_host=audiosocket.address,
+                    format="slin16",
+                    data=str(uuid.uuid4()),
+                    channel_id=media_id,
+                )
             elif event.type == "StasisStart":  # our media channel is in the app: bridge it with the caller
                 await client.add_channel(f"bridge-{caller}", [caller, event.channel_ids[0]])
 
@@ -172,8 +177,9 @@ async def test_reconcile_after_reconnect_finds_calls_that_ended_during_the_outag
             stale.extend(dispatcher.stale(live))
             reconciled.set()
 
-    stream = EventStream(client, APP, dispatcher.dispatch, on_connected=on_connected,
-                         backoff_initial=0.3, backoff_max=0.5)
+    stream = EventStream(
+        client, APP, dispatcher.dispatch, on_connected=on_connected, backoff_initial=0.3, backoff_max=0.5
+    )
     stream.start()
     try:
         await stream.wait_connected(5.0)

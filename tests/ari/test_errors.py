@@ -57,7 +57,9 @@ async def test_404_unknown_channel_and_bridge(client: AriClient) -> None:
     assert binfo.value.message == "Bridge not found"
 
 
-async def test_409_not_in_stasis_and_duplicate_id(sim: SimAsterisk, client: AriClient, events: Collector) -> None:
+async def test_409_not_in_stasis_and_duplicate_id(
+    sim: SimAsterisk, client: AriClient, events: Collector
+) -> None:
     call = await sim.place_call()
     await client.continue_in_dialplan(call.id)
     with pytest.raises(Conflict) as info:
@@ -91,7 +93,9 @@ async def test_422_add_channel_before_media_stasis_start(
     assert sim.bridges["b1"].channels == [call.id, "media-1"]
 
 
-async def test_422_remove_channel_not_in_bridge(sim: SimAsterisk, client: AriClient, events: Collector) -> None:
+async def test_422_remove_channel_not_in_bridge(
+    sim: SimAsterisk, client: AriClient, events: Collector
+) -> None:
     call = await sim.place_call()
     await client.create_bridge(bridge_id="b2")
     with pytest.raises(UnprocessableEntity, match="Channel not in this bridge"):
@@ -100,7 +104,9 @@ async def test_422_remove_channel_not_in_bridge(sim: SimAsterisk, client: AriCli
         await client.add_channel("b2", "ghost")
 
 
-async def test_422_redirect_to_other_technology(sim: SimAsterisk, client: AriClient, events: Collector) -> None:
+async def test_422_redirect_to_other_technology(
+    sim: SimAsterisk, client: AriClient, events: Collector
+) -> None:
     call = await sim.place_call(tech="PJSIP")
     with pytest.raises(UnprocessableEntity, match="not the same type"):
         await client.redirect(call.id, "IAX2/elsewhere")
@@ -112,7 +118,9 @@ async def test_400_invalid_hangup_reason(sim: SimAsterisk, client: AriClient, ev
         await client.hangup(call.id, reason="because")
 
 
-async def test_500_external_media_with_non_uuid_data(client: AriClient, audiosocket: AudioSocketServer) -> None:
+async def test_500_external_media_with_non_uuid_data(
+    client: AriClient, audiosocket: AudioSocketServer
+) -> None:
     with pytest.raises(ServerError) as info:
         await client.external_media(app=APP, external_host=audiosocket.address, format="slin16", data="abc")
     assert info.value.status == 500

@@ -35,9 +35,14 @@ async def test_typed_events_in_order(sim: SimAsterisk, client: AriClient, events
     digits = [e for e in events.events if isinstance(e, ChannelDtmfReceived)]
     assert [(d.digit, d.duration_ms) for d in digits] == [("1", 200), ("2", 200), ("#", 200)]
     assert events.types(call.id) == [
-        "ChannelVarset", "StasisStart",
-        "ChannelDtmfReceived", "ChannelDtmfReceived", "ChannelDtmfReceived",
-        "ChannelHangupRequest", "StasisEnd", "ChannelDestroyed",
+        "ChannelVarset",
+        "StasisStart",
+        "ChannelDtmfReceived",
+        "ChannelDtmfReceived",
+        "ChannelDtmfReceived",
+        "ChannelHangupRequest",
+        "StasisEnd",
+        "ChannelDestroyed",
     ]
 
 
@@ -50,8 +55,15 @@ async def test_reconnects_after_the_socket_is_killed(sim: SimAsterisk, client: A
         hooks.append(reconnected)
         hook_called.set()
 
-    stream = EventStream(client, APP, collector, on_connected=on_connected,
-                         backoff_initial=0.05, backoff_max=0.2, heartbeat=2.0)
+    stream = EventStream(
+        client,
+        APP,
+        collector,
+        on_connected=on_connected,
+        backoff_initial=0.05,
+        backoff_max=0.2,
+        heartbeat=2.0,
+    )
     stream.start()
     try:
         await stream.wait_connected(5.0)
@@ -185,8 +197,9 @@ async def test_a_handshake_that_never_answers_times_out_and_is_retried() -> None
     port = server.sockets[0].getsockname()[1]
     try:
         async with AriClient(f"http://127.0.0.1:{port}", USER, PASSWORD) as c:
-            stream = EventStream(c, APP, Collector(), connect_timeout=0.2, backoff_initial=0.05,
-                                 backoff_max=0.1)
+            stream = EventStream(
+                c, APP, Collector(), connect_timeout=0.2, backoff_initial=0.05, backoff_max=0.1
+            )
             stream.start()
             try:
                 await eventually(lambda: len(accepted) >= 2, timeout=10.0)

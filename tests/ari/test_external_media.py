@@ -66,7 +66,9 @@ async def test_dials_before_the_http_reply(
     assert dialled[0][2] == session
 
 
-async def test_unreachable_media_server_is_a_500(sim: SimAsterisk, client: AriClient, events: Collector) -> None:
+async def test_unreachable_media_server_is_a_500(
+    sim: SimAsterisk, client: AriClient, events: Collector
+) -> None:
     closed = AudioSocketServer()
     await closed.start()
     await closed.close()
@@ -126,8 +128,12 @@ async def test_caller_dtmf_reaches_the_bridged_socket_and_caller_hangup_leaves_m
 
     await sim.hangup(call.id)
     await events.wait("ChannelDestroyed", call.id)
-    assert events.types(call.id)[-4:] == ["ChannelHangupRequest", "ChannelLeftBridge", "StasisEnd",
-                                          "ChannelDestroyed"]
+    assert events.types(call.id)[-4:] == [
+        "ChannelHangupRequest",
+        "ChannelLeftBridge",
+        "StasisEnd",
+        "ChannelDestroyed",
+    ]
     destroyed = next(e for e in events.events if e.type == "ChannelDestroyed" and call.id in e.channel_ids)
     assert (destroyed.raw["cause"], destroyed.raw["cause_txt"]) == (16, "Normal Clearing")
     assert sim.bridges["b1"].channels == ["media-1"]
@@ -140,8 +146,9 @@ async def test_caller_dtmf_reaches_the_bridged_socket_and_caller_hangup_leaves_m
     assert sim.bridges == {}
 
 
-async def test_stop_closes_media_sockets(client: AriClient, events: Collector, audiosocket: AudioSocketServer,
-                                         sim: SimAsterisk) -> None:
+async def test_stop_closes_media_sockets(
+    client: AriClient, events: Collector, audiosocket: AudioSocketServer, sim: SimAsterisk
+) -> None:
     await _media(client, audiosocket)
     await sim.stop()
     await asyncio.wait_for(audiosocket.eof[0].wait(), 5.0)

@@ -24,7 +24,9 @@ def test_every_captured_event_parses_to_its_typed_class(line: int) -> None:
     assert isinstance(event.time, datetime)
     assert event.time.tzinfo is not None
     if "channel" in raw:
-        assert isinstance(event, m.ChannelEvent | m.ChannelVarset | m.ChannelLeftBridge | m.ChannelEnteredBridge)
+        assert isinstance(
+            event, m.ChannelEvent | m.ChannelVarset | m.ChannelLeftBridge | m.ChannelEnteredBridge
+        )
         assert event.channel is not None
         assert event.channel.id == raw["channel"]["id"]
         assert event.channel.name == raw["channel"]["name"]
@@ -47,7 +49,9 @@ def test_stasis_start_of_caller_and_of_media_channel() -> None:
     assert caller.args == ("flow=pizza", "lang=en")
     assert caller.replace_channel is None
     assert caller.channel.caller == m.CallerID("Alice", "5551234")
-    assert caller.channel.dialplan == m.Dialplan("caller-context", "dtmf", 1, "Stasis", "ivrcap,flow=pizza,lang=en")
+    assert caller.channel.dialplan == m.Dialplan(
+        "caller-context", "dtmf", 1, "Stasis", "ivrcap,flow=pizza,lang=en"
+    )
     assert not caller.channel.is_audiosocket
 
     media = _first("StasisStart", args=["90903afe-f9f5-4469-9243-0b17cf3313c4"])
@@ -64,9 +68,7 @@ def test_dtmf_hangup_destroyed_dial_fields() -> None:
     soft = _first("ChannelHangupRequest", cause=32)
     assert isinstance(soft, m.ChannelHangupRequest)
     assert (soft.cause, soft.soft) == (32, True)
-    hard = next(
-        m.parse_event(r) for r in CAPTURE if r["type"] == "ChannelHangupRequest" and "soft" not in r
-    )
+    hard = next(m.parse_event(r) for r in CAPTURE if r["type"] == "ChannelHangupRequest" and "soft" not in r)
     assert isinstance(hard, m.ChannelHangupRequest)
     assert (hard.cause, hard.soft) == (16, False)
 
@@ -101,8 +103,15 @@ def test_varset_and_others() -> None:
     varset = _first("ChannelVarset", variable="BRIDGEPEER")
     assert isinstance(varset, m.ChannelVarset)
     assert varset.value.startswith("AudioSocket/")
-    glob = m.parse_event({"type": "ChannelVarset", "variable": "X", "value": "1", "application": "a",
-                          "timestamp": "2026-11-23T21:50:22.239+0000"})
+    glob = m.parse_event(
+        {
+            "type": "ChannelVarset",
+            "variable": "X",
+            "value": "1",
+            "application": "a",
+            "timestamp": "2026-11-23T21:50:22.239+0000",
+        }
+    )
     assert isinstance(glob, m.ChannelVarset)
     assert glob.channel is None
     assert glob.channel_ids == ()
@@ -129,7 +138,13 @@ def test_unknown_and_malformed_events_keep_the_raw_dict() -> None:
 
 
 def test_application_replaced() -> None:
-    event = m.parse_event({"type": "ApplicationReplaced", "timestamp": "2026-11-23T21:50:22.239+0000",
-                           "application": "ivr", "asterisk_id": "x"})
+    event = m.parse_event(
+        {
+            "type": "ApplicationReplaced",
+            "timestamp": "2026-11-23T21:50:22.239+0000",
+            "application": "ivr",
+            "asterisk_id": "x",
+        }
+    )
     assert isinstance(event, m.ApplicationReplaced)
     assert event.time == datetime(2026, 11, 23, 21, 50, 22, 239000, tzinfo=UTC)

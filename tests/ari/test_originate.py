@@ -22,8 +22,13 @@ def _dialstatuses(events: Collector, channel_id: str) -> list[str]:
     ],
 )
 async def test_unanswered_outcomes(
-    sim: SimAsterisk, client: AriClient, events: Collector, outcome: str, dialstatus: str, cause: int,
-    cause_txt: str
+    sim: SimAsterisk,
+    client: AriClient,
+    events: Collector,
+    outcome: str,
+    dialstatus: str,
+    cause: int,
+    cause_txt: str,
 ) -> None:
     sim.script_originate(outcome, endpoint="PJSIP/*")
     chan = await client.originate("PJSIP/bob", app=APP, channel_id="out-1", timeout=30)
@@ -35,7 +40,9 @@ async def test_unanswered_outcomes(
     assert "StasisStart" not in events.types("out-1")
 
 
-async def test_no_answer_after_the_originate_timeout(sim: SimAsterisk, client: AriClient, events: Collector) -> None:
+async def test_no_answer_after_the_originate_timeout(
+    sim: SimAsterisk, client: AriClient, events: Collector
+) -> None:
     sim.script_originate(OriginateOutcome("noanswer", delay=None))
     await client.originate("PJSIP/bob", app=APP, channel_id="out-2", timeout=1)
     destroyed = await events.wait("ChannelDestroyed", "out-2", timeout=5.0)

@@ -33,8 +33,13 @@ async def _scenario(sim: SimAsterisk, client: AriClient, audiosocket: AudioSocke
     call = await sim.place_call(args=["flow=pizza", "lang=en"])
     await client.answer(call.id)
     await client.create_bridge(bridge_id="b1")
-    await client.external_media(app=APP, external_host=audiosocket.address, format="slin16",
-                                data=str(uuid.uuid4()), channel_id="media-1")
+    await client.external_media(
+        app=APP,
+        external_host=audiosocket.address,
+        format="slin16",
+        data=str(uuid.uuid4()),
+        channel_id="media-1",
+    )
     await sim.wait_for_event("StasisStart", "media-1")
     await client.add_channel("b1", [call.id, "media-1"])
     await client.set_variable(call.id, "IVR_X", "1")
@@ -62,8 +67,16 @@ async def test_simulated_events_match_the_real_capture(
     assert received == sim.event_log  # what the simulator logged is what went over the socket
     seen_types = {raw["type"] for raw in received}
     assert seen_types >= {
-        "StasisStart", "StasisEnd", "ChannelDtmfReceived", "ChannelHangupRequest", "ChannelDestroyed",
-        "ChannelStateChange", "ChannelEnteredBridge", "ChannelLeftBridge", "Dial", "ChannelVarset",
+        "StasisStart",
+        "StasisEnd",
+        "ChannelDtmfReceived",
+        "ChannelHangupRequest",
+        "ChannelDestroyed",
+        "ChannelStateChange",
+        "ChannelEnteredBridge",
+        "ChannelLeftBridge",
+        "Dial",
+        "ChannelVarset",
         "BridgeDestroyed",
     }
     for raw in received:
@@ -88,7 +101,11 @@ async def test_rest_channel_and_bridge_objects_match_the_capture(
     assert shapes_equal(shape(channel), real_channel)
     bridge = await client.request("POST", "/bridges", {"bridgeId": "b1", "type": "mixing"})
     assert shapes_equal(shape(bridge), real_bridge)
-    assert (bridge["technology"], bridge["bridge_class"], bridge["creator"]) == ("simple_bridge", "stasis", "Stasis")
+    assert (bridge["technology"], bridge["bridge_class"], bridge["creator"]) == (
+        "simple_bridge",
+        "stasis",
+        "Stasis",
+    )
 
 
 def test_shape_comparison_catches_differences() -> None:
