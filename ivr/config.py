@@ -62,6 +62,10 @@ class Settings(BaseModel):
     tts: str = Field("offline", description="text-to-speech engine name")
     max_calls: int = Field(100, ge=1, description="concurrent calls; more get a busy message")
     max_call_seconds: float = Field(3600.0, gt=0, description="hard limit on one call's length")
+    prompt_cache: Path | None = Field(
+        Path.home() / ".cache" / "ivr" / "prompts",
+        description="directory of synthesised prompts (IVR_PROMPT_CACHE); empty disables the cache",
+    )
 
     @field_validator("ari_url")
     @classmethod

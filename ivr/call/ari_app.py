@@ -1,0 +1,437 @@
+"""ARI mode: callers arrive by ``Stasis(ivr,flow=...)``, get an AudioSocket media channel and a flow.
+
+Per call, in order (each step under a timeout; a failure ends the call with one log line naming it):
+
+1. ``answer`` the caller unless the dialplan did;
+2. pick the media format: ``slin16`` for wideband callers, ``slin`` for G.711 ones
+   (``CHANNEL(audionativeformat)``), unless configured;
+3. create a mixing bridge with an id we choose;
+4. register a new UUID with the AudioSocket server *before* ``externalMedia`` (Asterisk connects before its
+   HTTP reply), with a media channel id we choose and bound to this call's event route, so events that
+   overtake the REST reply still find the call; the media channel's own ``StasisStart`` is recognised and
+   never treated as a caller;
+5. wait for both the socket's UUID and the media channel's ``StasisStart`` (``addChannel`` before it is a
+   422), then bridge caller and media; silence is already flowing from the moment the socket opened;
+6. run the flow; DTMF comes from ARI ``ChannelDtmfReceived`` only (Asterisk also forwards it over the
+   socket: acting on both would count every key twice);
+7. tear down whichever way the call ended: media channel deleted, bridge destroyed, caller hung up unless
+   handed to the dialplan or an agent; nothing is left in Asterisk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from ivr.ari.client import AriClient
+from ivr.ari.dispatcher import EventDispatcher
+from ivr.ari.errors import AriError, NotFound
+from ivr.ari.events import EventStream
+from ivr.ari.models import (
+    ChannelDestroyed,
+    ChannelDtmfReceived,
+    ChannelHangupRequest,
+    Event,
+    StasisEnd,
+    StasisStart,
+)
+from ivr.audiosocket.server import AudioSocketServer
+from ivr.audiosocket.session import AudioSocketSession
+from ivr.call.flows import FlowCatalog
+from ivr.call.ports import SpeechFactory
+from ivr.call.runtime import CallReport, CallRuntime, Classifier, stasis_args
+from ivr.call.transfer import TRANSFER_MARKER, EndpointTransfer
+from ivr.flow import actions as act
+from ivr.flow import events as ev
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class AriAppConfig:
+    app: str = "ivr"
+    advertise: str = "127.0.0.1:9092"
+    """``host:port`` Asterisk dials for media (``external_host``)."""
+    format: str | None = None
+    """Force ``slin16``/``slin``; None picks per caller."""
+    max_calls: int = 100
+    max_call_seconds: float = 3600.0
+    step_timeout: float = 5.0
+    """Each setup step (answer, bridge, externalMedia, UUID, media StasisStart, addChannel)."""
+    audio_dir: Path | None = None
+
+
+ReportSink = Callable[[CallReport], Awaitable[None] | None]
+
+
+class SetupError(Exception):
+    """A call could not be set up; ``step`` names where it failed."""
+
+    def __init__(self, step: str, detail: str) -> None:
+        super().__init__(f"setup step '{step}' failed: {detail}")
+        self.step = step
+
+
+class AriApp:
+    """The Stasis application: one :class:`AriCall` per caller, every event in its call's own task."""
+
+    def __init__(
+        self,
+        *,
+        ari: AriClient,
+        audiosocket: AudioSocketServer,
+        flows: FlowCatalog,
+        speech: SpeechFactory,
+        config: AriAppConfig,
+        http: aiohttp.ClientSession | None = None,
+        classifier: Classifier | None = None,
+        on_report: ReportSink | None = None,
+    ) -> None:
+        self.ari = ari
+        self.audiosocket = audiosocket
+        self.flows = flows
+        self.speech = speech
+        self.config = config
+        self.http = http
+        self.classifier = classifier
+        self.on_report = on_report
+        self.calls: dict[str, AriCall] = {}
+        self.dispatcher = EventDispatcher(self._new_call)
+        self.stream: EventStream | None = None
+        self.reports: list[CallReport] = []
+
+    async def start(self, *, heartbeat: float = 4.0, connect_timeout: float = 10.0) -> None:
+        self.stream = EventStream(
+            self.ari,
+            self.config.app,
+            self.dispatcher.dispatch,
+            on_connected=self._on_connected,
+            heartbeat=heartbeat,
+        )
+        self.stream.start()
+        await self.stream.wait_connected(connect_timeout)
+
+    async def close(self) -> None:
+        """Hang up every call the app still owns, then stop listening."""
+        calls = list(self.calls.values())
+        for call in calls:
+            call.abort("application stopping")
+        await asyncio.gather(*(c.done.wait() for c in calls), return_exceptions=True)
+        if self.stream is not None:
+            await self.stream.close()
+        await self.dispatcher.close()
+
+    def _new_call(self, event: StasisStart) -> Callable[[Event], Awaitable[None]] | None:
+        channel = event.channel
+        if channel.is_audiosocket:
+            return None  # a media channel nobody claimed (a previous run's leftover): not a caller
+        if event.args and event.args[0] == TRANSFER_MARKER:
+            return None  # an agent leg; its call bound it before originating
+        call = AriCall(self, event)
+        self.calls[channel.id] = call
+        return call.handle
+
+    async def _on_connected(self, reconnected: bool) -> None:
+        if not reconnected:
+            return
+        # Events were lost while the socket was down: calls whose channels vanished never heard of it.
+        try:
+            live = [c.id for c in await self.ari.list_channels()]
+        except AriError as exc:
+            log.warning("after reconnect: could not list channels: %s", exc)
+            return
+        for channel_id in self.dispatcher.stale(live):
+            call = self.calls.get(channel_id)
+            if call is not None:
+                log.info("call %s: channel gone during the ARI outage, cleaning up", channel_id)
+                call.caller_gone("channel vanished during ARI outage")
+
+    async def _finished(self, call: AriCall) -> None:
+        self.calls.pop(call.caller_id, None)
+        self.reports.append(call.report)
+        if self.on_report is not None:
+            result = self.on_report(call.report)
+            if asyncio.iscoroutine(result):
+                await result
+
+
+class AriCall:
+    """One caller: setup, flow, teardown. Its handler gets the call's events in order."""
+
+    def __init__(self, app: AriApp, event: StasisStart) -> None:
+        self.app = app
+        self.start_event = event
+        self.caller_id = event.channel.id
+        self.bridge_id = f"ivr-bridge-{uuid.uuid4()}"
+        self.media_id = f"ivr-media-{uuid.uuid4()}"
+        self.session_uuid = uuid.uuid4()
+        self.report = CallReport(call_id=self.caller_id, flow="")
+        self.done = asyncio.Event()
+        self.media_in_stasis = asyncio.Event()
+        self.runtime: CallRuntime | None = None
+        self.session: AudioSocketSession | None = None
+        self.transfer: EndpointTransfer | None = None
+        self.handed_off = False
+        """The caller left for the dialplan (``continue``): not ours to hang up."""
+        self._gone = asyncio.Event()
+        self._pending_dtmf: list[str] = []
+        self._bridge_created = False
+        self._media_created = False
+        self._task: asyncio.Task[None] | None = None
+
+    # -- events ----------------------------------------------------------------------------------
+
+    async def handle(self, event: Event) -> None:
+        if isinstance(event, StasisStart):
+            if event.channel.id == self.caller_id and self._task is None:
+                self._task = asyncio.get_running_loop().create_task(
+                    self._run(), name=f"call-{self.caller_id}"
+                )
+            elif event.channel.id == self.media_id:
+                self.media_in_stasis.set()
+            elif self.transfer is not None:
+                self.transfer.on_event(event)
+            return
+        if self.transfer is not None and self.transfer.owns(event):
+            self.transfer.on_event(event)
+            return
+        if isinstance(event, ChannelDtmfReceived) and event.channel.id == self.caller_id:
+            if self.runtime is not None:
+                self.runtime.on_dtmf(event.digit)
+            else:
+                self._pending_dtmf.append(event.digit)  # pressed during setup: type-ahead
+        elif isinstance(event, ChannelHangupRequest | StasisEnd | ChannelDestroyed):
+            if event.channel.id == self.caller_id:
+                self.caller_gone(f"caller {event.type}")
+            elif event.channel.id == self.media_id and isinstance(event, ChannelDestroyed):
+                self._media_created = False
+
+    def caller_gone(self, reason: str) -> None:
+        if self._gone.is_set():
+            return
+        self._gone.set()
+        if self.handed_off:
+            return
+        log.info("call %s: %s", self.caller_id, reason)
+        if self.runtime is not None:
+            self.runtime.caller_hung_up()
+        elif self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    def abort(self, reason: str) -> None:
+        if self.runtime is not None:
+            self.runtime.abort(reason)
+        elif self._task is not None and not self._task.done():
+            self._task.cancel()
+        else:
+            self.done.set()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        app = self.app
+        try:
+            if len(app.calls) > app.config.max_calls:
+                await self._busy()
+                return
+            await self._setup()
+            await self._run_flow()
+        except SetupError as exc:
+            self.report.outcome, self.report.reason = "error", str(exc)
+            self.report.errors.append(str(exc))
+            log.warning("call %s: %s", self.caller_id, exc)
+        except asyncio.CancelledError:
+            if not self.report.outcome:
+                self.report.outcome = "caller_hangup" if self._gone.is_set() else "error"
+        except Exception as exc:
+            self.report.outcome, self.report.reason = "error", f"unexpected: {exc!r}"
+            log.exception("call %s: failed", self.caller_id)
+        finally:
+            await asyncio.shield(self._teardown())
+            self.done.set()
+            await app._finished(self)
+
+    async def _step(self, name: str, work: Awaitable[Any]) -> Any:
+        try:
+            async with asyncio.timeout(self.app.config.step_timeout):
+                return await work
+        except TimeoutError:
+            raise SetupError(name, f"no answer within {self.app.config.step_timeout:g} s") from None
+        except AriError as exc:
+            raise SetupError(name, str(exc)) from None
+
+    async def _busy(self) -> None:
+        """Over the concurrent-call limit: the caller hears congestion, never silence."""
+        log.warning(
+            "call %s: %d calls is the limit, refusing with congestion",
+            self.caller_id,
+            self.app.config.max_calls,
+        )
+        self.report.outcome, self.report.reason = "busy", "over max_calls"
+        with contextlib.suppress(AriError):
+            await self.app.ari.hangup(self.caller_id, reason="congestion")
+        self._gone.set()
+
+    async def _setup(self) -> None:
+        app, ari, caller = self.app, self.app.ari, self.start_event.channel
+        if caller.state != "Up":
+            await self._step("answer", ari.answer(self.caller_id))
+        fmt = app.config.format or await self._step("format", self._pick_format())
+        await self._step("bridge", ari.create_bridge(type="mixing", bridge_id=self.bridge_id))
+        self._bridge_created = True
+        app.dispatcher.bind_bridge(self.bridge_id, self.caller_id)
+        app.dispatcher.bind(self.media_id, self.caller_id)
+        expectation = app.audiosocket.expect(self.session_uuid, fmt)
+        try:
+            await self._step(
+                "externalMedia",
+                ari.external_media(
+                    app=app.config.app,
+                    external_host=app.config.advertise,
+                    format=fmt,
+                    data=str(self.session_uuid),
+                    channel_id=self.media_id,
+                ),
+            )
+            self._media_created = True
+            self.session = await self._step("AudioSocket UUID", expectation.wait(app.config.step_timeout))
+        finally:
+            expectation.cancel()
+        await self._step("media StasisStart", self.media_in_stasis.wait())
+        await self._step("addChannel", ari.add_channel(self.bridge_id, [self.caller_id, self.media_id]))
+
+    async def _pick_format(self) -> str:
+        try:
+            native = await self.app.ari.get_variable(self.caller_id, "CHANNEL(audionativeformat)")
+        except NotFound:
+            return "slin16"
+        narrow = ("ulaw", "alaw", "gsm", "g729", "slin)", "(slin", "ilbc", "lpc10", "g723")
+        text = native.lower()
+        if any(n in text for n in narrow) and "slin16" not in text and "slin48" not in text:
+            return "slin"
+        return "slin16"
+
+    async def _run_flow(self) -> None:
+        assert self.session is not None
+        app = self.app
+        pairs, _positional = stasis_args(list(self.start_event.args))
+        flow_name = pairs.get("flow") or await self._channel_flow()
+        try:
+            engine = app.flows.engine(flow_name)
+        except LookupError as exc:
+            raise SetupError("flow", str(exc)) from None
+        caller = self.start_event.channel
+        self.runtime = CallRuntime(
+            engine=engine,
+            media=self.session,
+            control=_AriControl(self),
+            speech=app.speech(engine.settings, self.session.rate),
+            call_id=self.caller_id,
+            dtmf_from_media=False,
+            http=app.http,
+            classifier=app.classifier,
+            audio_dir=app.config.audio_dir,
+            max_call_seconds=app.config.max_call_seconds,
+        )
+        for digit in self._pending_dtmf:
+            self.runtime.on_dtmf(digit)
+        self._pending_dtmf.clear()
+        if self._gone.is_set():
+            self.runtime.caller_hung_up()
+        started = ev.CallStarted(
+            call_id=self.caller_id,
+            caller_id=caller.caller.number,
+            caller_name=caller.caller.name,
+            dialed=caller.dialplan.exten,
+            direction="inbound",
+            args={k: v for k, v in pairs.items() if k != "flow"},
+            vars={k: v for k, v in pairs.items() if k != "flow"},
+        )
+        self.report = await self.runtime.run(started)
+        self.report.flow = engine.library.root
+        if self.transfer is not None and self.transfer.bridged:
+            # Caller and agent talk in our bridge: drop the IVR media now, hang up the rest when one leaves.
+            self.session.hangup("transferred")
+            if self._media_created:
+                with contextlib.suppress(AriError):
+                    await app.ari.hangup(self.media_id)
+                self._media_created = False
+            await self.transfer.wait_end()
+
+    async def _channel_flow(self) -> str | None:
+        try:
+            value = await self.app.ari.get_variable(self.caller_id, "IVR_FLOW")
+        except (NotFound, AriError):
+            return None
+        return value or None
+
+    async def _teardown(self) -> None:
+        ari = self.app.ari
+        if self.session is not None and not self.session.closed:
+            self.session.hangup("call ended")
+        if self.transfer is not None:
+            await self.transfer.cleanup()
+        if self._media_created:
+            with contextlib.suppress(AriError):
+                await ari.hangup(self.media_id)
+        if self._bridge_created:
+            with contextlib.suppress(AriError):
+                await ari.destroy_bridge(self.bridge_id)
+        if not self._gone.is_set() and not self.handed_off:
+            with contextlib.suppress(AriError):
+                await ari.hangup(self.caller_id)
+        self.app.dispatcher.release(self.caller_id)
+
+
+class _AriControl:
+    """Telephony actions of one ARI call."""
+
+    def __init__(self, call: AriCall) -> None:
+        self.call = call
+
+    async def hangup(self, reason: str) -> None:
+        call = self.call
+        if not call._gone.is_set():
+            with contextlib.suppress(NotFound):
+                await call.app.ari.hangup(call.caller_id, reason="normal")
+            call._gone.set()
+
+    async def transfer(
+        self, action: act.Transfer, variables: Mapping[str, str]
+    ) -> ev.TransferCompleted | ev.TransferFailed:
+        call = self.call
+        ari = call.app.ari
+        for name, value in variables.items():
+            with contextlib.suppress(AriError):
+                await ari.set_variable(call.caller_id, f"IVR_{name.upper()}", value)
+        if action.to_dialplan:
+            assert action.extension is not None
+            call.handed_off = True
+            try:
+                await ari.continue_in_dialplan(
+                    call.caller_id,
+                    context=action.context,
+                    extension=action.extension,
+                    priority=action.priority,
+                )
+            except AriError:
+                call.handed_off = False
+                return ev.TransferFailed("failed")
+            log.info(
+                "call %s: continued in dialplan %s,%s,%d",
+                call.caller_id,
+                action.context,
+                action.extension,
+                action.priority,
+            )
+            return ev.TransferCompleted()
+        call.transfer = EndpointTransfer(call, action)
+        return await call.transfer.run()

@@ -1,0 +1,95 @@
+"""Dialplan-only mode: Asterisk dials us with ``AudioSocket()`` or ``Dial(AudioSocket/...)``, no ARI.
+
+Each connection runs the configured flow. There is no channel to control, so DTMF comes from the socket
+(``0x03``), hanging up is closing the socket, caller id is unknown (AudioSocket carries only the UUID) and
+transfers fail (their step's failure branch is taken); ``ivr validate --mode dialplan`` warns about them.
+The player's silence frames keep the ``AudioSocket()`` app's 2 s inactivity timer fed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import aiohttp
+
+from ivr.audiosocket.session import AudioSocketSession
+from ivr.call.flows import FlowCatalog
+from ivr.call.ports import SpeechFactory
+from ivr.call.runtime import CallReport, CallRuntime, Classifier
+from ivr.flow import actions as act
+from ivr.flow import events as ev
+
+log = logging.getLogger(__name__)
+
+
+class DialplanApp:
+    def __init__(
+        self,
+        *,
+        flows: FlowCatalog,
+        speech: SpeechFactory,
+        flow: str | None = None,
+        http: aiohttp.ClientSession | None = None,
+        classifier: Classifier | None = None,
+        audio_dir: Path | None = None,
+        max_calls: int = 100,
+        max_call_seconds: float = 3600.0,
+    ) -> None:
+        self.flows = flows
+        self.speech = speech
+        self.flow = flow
+        self.http = http
+        self.classifier = classifier
+        self.audio_dir = audio_dir
+        self.max_calls = max_calls
+        self.max_call_seconds = max_call_seconds
+        self.active = 0
+        self.reports: list[CallReport] = []
+
+    async def handle(self, session: AudioSocketSession) -> None:
+        """The AudioSocket server's ``on_session`` handler: one call, start to end."""
+        call_id = str(session.uuid)
+        if self.active >= self.max_calls:
+            log.warning("call %s: %d calls is the limit, hanging up", call_id, self.max_calls)
+            self.reports.append(CallReport(call_id=call_id, flow="", outcome="busy", reason="over max_calls"))
+            return
+        self.active += 1
+        try:
+            engine = self.flows.engine(self.flow)
+            runtime = CallRuntime(
+                engine=engine,
+                media=session,
+                control=_SocketControl(session),
+                speech=self.speech(engine.settings, session.rate),
+                call_id=call_id,
+                dtmf_from_media=True,
+                http=self.http,
+                classifier=self.classifier,
+                audio_dir=self.audio_dir,
+                max_call_seconds=self.max_call_seconds,
+            )
+            report = await runtime.run(ev.CallStarted(call_id=call_id, direction="inbound"))
+            self.reports.append(report)
+            log.info("call %s: ended (%s) %s", call_id, report.outcome, report.reason)
+        finally:
+            self.active -= 1
+
+
+class _SocketControl:
+    def __init__(self, session: AudioSocketSession) -> None:
+        self.session = session
+
+    async def hangup(self, reason: str) -> None:
+        self.session.hangup(reason)
+
+    async def transfer(
+        self, action: act.Transfer, variables: Mapping[str, str]
+    ) -> ev.TransferCompleted | ev.TransferFailed:
+        log.warning(
+            "call %s: step %s: transfers need ARI mode (dialplan-only calls cannot be redirected)",
+            self.session.uuid,
+            action.step,
+        )
+        return ev.TransferFailed("failed")

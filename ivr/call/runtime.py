@@ -1,0 +1,518 @@
+"""One call: the pure flow engine, driven by real media, speech and telephony.
+
+The engine decides; this module performs. It owns every task it starts (prompt watchers, STT, webhooks,
+transfers, the media reader) and cancels them all when the call ends, whichever way it ends. Flow events
+reach the engine through one inbox, handled by one loop, so the engine never sees two events at once.
+
+Listening rules (VoiceXML/jambonz gather semantics):
+
+* a ``Listen`` with a barge-in-able prompt arms the endpointer with its echo guard at once; caller speech
+  onset (or a key) stops the prompt before the next frame and the utterance is kept from its onset;
+* a prompt that is not barge-in-able is heard to the end: speech is only listened for afterwards, keys
+  pressed meanwhile reach the engine as type-ahead;
+* the no-input timer runs on the wall clock from the end of the prompt, because in a two-party bridge
+  Asterisk sends no frames while the caller's side sends none: inbound audio is not a clock;
+* while a provider (STT, webhook) is slow, the flow's filler is played after ``filler_after_ms`` so the
+  caller never hears more than ~1.5 s of dead air.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from ivr.audiosocket.inbound import Closed
+from ivr.audiosocket.player import PcmSource, Playback, PlaybackState
+from ivr.audiosocket.protocol import Audio, Dtmf, Hangup
+from ivr.call.ports import CallControl, CallMedia, CallSpeech
+from ivr.flow import actions as act
+from ivr.flow import events as ev
+from ivr.flow.engine import FlowEngine
+from ivr.flow.webhook import perform_request
+from ivr.media.endpoint import Endpointer, ListenSettings, MaxLengthReached, SpeechEnded, SpeechStarted
+from ivr.media.framing import Framer
+from ivr.media.resample import resample
+from ivr.media.wav import read_wav
+from ivr.speech.cache import CachingSynthesizer
+from ivr.speech.errors import ProviderError
+
+log = logging.getLogger(__name__)
+
+MASKED_DIGIT = "•"
+"""Recorded instead of a key pressed for a sensitive capture (or outside any question)."""
+
+Classifier = Callable[[act.Classify], Awaitable[ev.ClassificationResult]]
+
+
+@dataclass
+class CallReport:
+    """What happened on one call, for logs and call records (no sensitive values)."""
+
+    call_id: str
+    flow: str
+    outcome: str = ""
+    reason: str = ""
+    started_at: float = field(default_factory=time.time)
+    ended_at: float = 0.0
+    errors: list[str] = field(default_factory=list)
+    response_latency_ms: list[float] = field(default_factory=list)
+    """From the end of each caller utterance to the first frame of the IVR's next prompt."""
+    dtmf: list[str] = field(default_factory=list)
+    """Keys as received; masked by the engine in ``transcript`` when the step is sensitive."""
+    path: list[str] = field(default_factory=list)
+    transcript: list[tuple[str, str]] = field(default_factory=list)
+    """(speaker, text) in order; sensitive captures are masked."""
+    variables: dict[str, Any] = field(default_factory=dict)
+    """Final flow variables, sensitive ones masked."""
+
+
+class CallRuntime:
+    """Runs one call to its end. Create one per call; ``run()`` returns the call's report."""
+
+    def __init__(
+        self,
+        *,
+        engine: FlowEngine,
+        media: CallMedia,
+        control: CallControl,
+        speech: CallSpeech,
+        call_id: str,
+        dtmf_from_media: bool,
+        http: aiohttp.ClientSession | None = None,
+        classifier: Classifier | None = None,
+        audio_dir: Path | None = None,
+        max_call_seconds: float = 3600.0,
+    ) -> None:
+        self.engine = engine
+        self.media = media
+        self.control = control
+        self.speech = speech
+        self.call_id = call_id
+        self.dtmf_from_media = dtmf_from_media
+        self.http = http
+        self.classifier = classifier
+        self.audio_dir = audio_dir
+        self.max_call_seconds = max_call_seconds
+        self.report = CallReport(call_id=call_id, flow=engine.library.root)
+        self._inbox: asyncio.Queue[ev.Event] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._endpointer = Endpointer(media.rate)
+        self._framer = Framer(self._endpointer.frame_bytes)
+        self._playback: Playback | None = None
+        self._play_action: act.Play | None = None
+        self._play_gen = 0
+        self._listen: act.Listen | None = None
+        self._listen_gen = 0
+        self._speech_armed = False
+        self._no_input: asyncio.TimerHandle | None = None
+        self._digit_timer: asyncio.TimerHandle | None = None
+        self._speech_ended_at: float | None = None
+        self._hung_up = False
+        self._abort_reason: str | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def caller_hung_up(self) -> None:
+        """The caller's channel is gone (ARI): end the flow without hanging anything up."""
+        self._hung_up = True
+        self._post(ev.Hangup())
+
+    def abort(self, reason: str) -> None:
+        """End the call from our side (shutdown, limits): hang up, then tear down."""
+        self._abort_reason = reason
+        self._post(ev.Hangup())
+
+    async def run(self, started: ev.CallStarted) -> CallReport:
+        self._spawn(self._read_media(), "media")
+        try:
+            async with asyncio.timeout(self.max_call_seconds):
+                await self._apply(self.engine.handle(started))
+                while not self.engine.finished:
+                    await self._apply(self.engine.handle(await self._inbox.get()))
+                if self._abort_reason is not None:
+                    self.report.outcome, self.report.reason = "aborted", self._abort_reason
+                    await self._hangup(self._abort_reason)
+        except TimeoutError:
+            self._record_error(f"maximum call duration ({self.max_call_seconds:g} s) reached")
+            self.report.outcome, self.report.reason = "error", "max call duration"
+            await self._hangup("max call duration")
+        finally:
+            await self._teardown()
+        return self.report
+
+    async def _teardown(self) -> None:
+        self._cancel_timers()
+        self._stop_playback()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            await self.speech.aclose()
+        except Exception as exc:
+            log.warning("call %s: closing speech engines: %s", self.call_id, exc)
+        engine = self.engine
+        self.report.path = [
+            f"{p.flow}:{p.step}" if p.flow != self.report.flow else p.step for p in engine.path
+        ]
+        self.report.transcript = [(t.speaker, t.text) for t in engine.transcript]
+        self.report.variables = engine.safe_variables()
+        self.report.ended_at = time.time()
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro, name=f"call-{self.call_id}-{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("call %s: task %s failed: %r", self.call_id, task.get_name(), exc)
+            self._post(ev.ProviderError("media", f"internal error: {exc!r}"))
+
+    def _post(self, event: ev.Event) -> None:
+        self._inbox.put_nowait(event)
+
+    def _record_error(self, message: str) -> None:
+        self.report.errors.append(message)
+        log.warning("call %s: %s", self.call_id, message)
+
+    # -- actions ---------------------------------------------------------------------------------
+
+    async def _apply(self, actions: list[act.Action]) -> None:
+        for action in actions:
+            if isinstance(action, act.Play):
+                await self._play(action)
+            elif isinstance(action, act.Listen):
+                self._start_listen(action)
+            elif isinstance(action, act.Classify):
+                self._stop_listening()
+                self._spawn(self._classify(action), "classify")
+            elif isinstance(action, act.HttpRequest):
+                self._stop_listening()
+                self._spawn(self._with_filler(self._webhook(action)), "webhook")
+            elif isinstance(action, act.Transfer):
+                self._stop_listening()
+                self._stop_playback()
+                self._spawn(self._transfer(action), "transfer")
+            elif isinstance(action, act.HangupCall):
+                self._stop_listening()
+                await self._hangup(action.reason)
+            elif isinstance(action, act.Log):
+                level = logging.getLevelName(action.level.upper())
+                log.log(level, "call %s [%s]: %s", self.call_id, action.step or "-", action.message)
+            elif isinstance(action, act.End):
+                self.report.outcome, self.report.reason = action.outcome, action.reason
+                self._stop_listening()
+
+    async def _hangup(self, reason: str) -> None:
+        if self._hung_up:
+            return
+        self._hung_up = True
+        self._stop_playback()
+        try:
+            await self.control.hangup(reason)
+        except Exception as exc:
+            self._record_error(f"hangup failed: {exc}")
+        if not self.media.closed:
+            self.media.hangup(reason)
+
+    # -- prompts ---------------------------------------------------------------------------------
+
+    async def _play(self, action: act.Play) -> None:
+        self._stop_playback()  # whatever played belongs to a step the engine has left
+        self._stop_listening()
+        self._play_gen += 1
+        gen = self._play_gen
+        try:
+            source = await self._prompt_source(action)
+        except (ProviderError, OSError, ValueError) as exc:
+            self._record_error(f"prompt for step {action.step} unavailable: {exc}")
+            self._post(ev.ProviderError("tts", str(exc)))
+            return
+        playback = self.media.play(source)
+        self._playback, self._play_action = playback, action
+        self._spawn(self._watch_playback(playback, gen), "prompt")
+
+    async def _prompt_source(self, action: act.Play) -> PcmSource:
+        rate = self.media.rate
+        if action.audio is not None:
+            if self.audio_dir is None:
+                raise ValueError(f"audio {action.audio!r}: no audio directory configured")
+            path = self.audio_dir / f"{action.audio}.wav"
+            wav = await asyncio.to_thread(read_wav, path, channels=1)
+            return wav.pcm if wav.rate == rate else await asyncio.to_thread(resample, wav.pcm, wav.rate, rate)
+        synth = self.speech.synthesizer
+        text = action.text or ""
+        if isinstance(synth, CachingSynthesizer):
+            return synth.synthesize(
+                text,
+                rate=rate,
+                voice=action.voice,
+                instructions=action.tts_instructions,
+                cacheable=action.cacheable,
+            )
+        return synth.synthesize(text, rate=rate, voice=action.voice, instructions=action.tts_instructions)
+
+    async def _watch_playback(self, playback: Playback, gen: int) -> None:
+        since, self._speech_ended_at = self._speech_ended_at, None
+        result = await playback.wait()
+        if since is not None and playback.first_frame_at is not None:
+            self.report.response_latency_ms.append((playback.first_frame_at - since) * 1000)
+        if gen != self._play_gen:
+            return  # superseded or barged in: the engine was told already
+        self._playback = None
+        if result.state is PlaybackState.FAILED:
+            self._record_error(f"prompt failed after {result.frames} frames: {result.error}")
+            self._post(ev.ProviderError("tts", str(result.error)))
+            return
+        if result.state is PlaybackState.COMPLETED:
+            self._prompt_ended()
+            self._post(ev.PromptFinished())
+
+    def _stop_playback(self) -> None:
+        if self._playback is not None:
+            self._play_gen += 1
+            self._playback = None
+            self._play_action = None
+        self.media.stop_playback()
+
+    def _prompt_ended(self) -> None:
+        """The prompt finished or was interrupted: listening proper (and its timer) starts."""
+        listen = self._listen
+        if listen is None:
+            return
+        if listen.speech:
+            if self._speech_armed:
+                self._endpointer.end_echo_guard()
+            else:
+                self._arm_speech(listen, echo_guard=False)
+        self._start_no_input(listen)
+
+    def _barge_in(self) -> None:
+        barged = self._play_action is not None and self._play_action.barge_in
+        self._stop_playback()
+        if self._speech_armed:
+            self._endpointer.end_echo_guard()
+        if self._listen is not None:
+            self._start_no_input(self._listen)
+        if barged and self._listen is None:
+            self._post(ev.BargeIn())  # a say step moves on; a question keeps listening
+
+    # -- listening -------------------------------------------------------------------------------
+
+    def _start_listen(self, listen: act.Listen) -> None:
+        self._listen = listen
+        self._listen_gen += 1
+        playing = self._playback is not None and not self._playback.done
+        barge_in = self._play_action is not None and self._play_action.barge_in
+        if listen.speech and (not playing or barge_in):
+            self._arm_speech(listen, echo_guard=playing)
+        if not playing:
+            self._start_no_input(listen)
+
+    def _arm_speech(self, listen: act.Listen, *, echo_guard: bool) -> None:
+        if self._endpointer.in_speech:
+            self._speech_armed = True  # the caller is mid-utterance (barge-in): keep it from its onset
+            return
+        settings = ListenSettings(
+            trailing_silence_ms=listen.endpointing_silence_ms,
+            max_utterance_ms=listen.max_utterance_ms,
+            no_input_ms=None,  # wall clock, see module docstring
+        )
+        self._endpointer.listen(settings, echo_guard=echo_guard)
+        self._speech_armed = True
+
+    def _stop_listening(self) -> None:
+        self._listen = None
+        self._listen_gen += 1
+        self._speech_armed = False
+        self._endpointer.stop()
+        self._cancel_timers()
+
+    def _cancel_timers(self) -> None:
+        for timer in (self._no_input, self._digit_timer):
+            if timer is not None:
+                timer.cancel()
+        self._no_input = self._digit_timer = None
+
+    def _start_no_input(self, listen: act.Listen) -> None:
+        if self._no_input is not None:
+            self._no_input.cancel()
+        gen = self._listen_gen
+        loop = asyncio.get_running_loop()
+        self._no_input = loop.call_later(listen.no_input_timeout_ms / 1000, self._no_input_fired, gen)
+
+    def _no_input_fired(self, gen: int) -> None:
+        self._no_input = None
+        if gen != self._listen_gen or self._endpointer.in_speech:
+            return
+        self._stop_listening()
+        self._post(ev.NoInput())
+
+    # -- media -----------------------------------------------------------------------------------
+
+    async def _read_media(self) -> None:
+        framer = self._framer
+        size = self._endpointer.frame_bytes
+        async for event in self.media.events():
+            if type(event) is Audio:
+                payload = event.payload
+                frames = [payload] if len(payload) == size else framer.push(payload)
+                for frame in frames:
+                    self._on_frame(bytes(frame))
+            elif type(event) is Dtmf:
+                if self.dtmf_from_media:
+                    self.on_dtmf(event.digit)
+            elif type(event) is Hangup or type(event) is Closed:
+                break
+        if not self._hung_up:
+            self._post(ev.Hangup())
+
+    def _on_frame(self, frame: bytes) -> None:
+        result = self._endpointer.feed(frame)
+        if result is None or not self._speech_armed:
+            return
+        if type(result) is SpeechStarted:
+            if self._no_input is not None:
+                self._no_input.cancel()
+                self._no_input = None
+            if self._playback is not None:
+                self._barge_in()
+        elif type(result) is SpeechEnded or type(result) is MaxLengthReached:
+            listen = self._listen
+            self._speech_armed = False
+            if listen is None or not listen.speech:
+                return
+            self._speech_ended_at = asyncio.get_running_loop().time()
+            self._cancel_timers()
+            self._spawn(self._with_filler(self._transcribe(result.pcm, listen, self._listen_gen)), "stt")
+
+    def on_dtmf(self, digit: str) -> None:
+        """A key from the one DTMF source of this call (ARI events, or AudioSocket in dialplan mode)."""
+        listen = self._listen
+        self.report.dtmf.append(digit if listen is not None and not listen.sensitive else MASKED_DIGIT)
+        if self._playback is not None and ((listen is not None and listen.dtmf) or self._play_action_barge()):
+            self._barge_in()
+        self._post(ev.DtmfReceived(digit))
+        if listen is not None and listen.dtmf:
+            if self._no_input is not None:
+                self._no_input.cancel()
+                self._no_input = None
+            if listen.max_digits != 1:
+                if self._digit_timer is not None:
+                    self._digit_timer.cancel()
+                gen = self._listen_gen
+                loop = asyncio.get_running_loop()
+                self._digit_timer = loop.call_later(
+                    listen.inter_digit_timeout_ms / 1000, self._digit_timeout, gen
+                )
+
+    def _play_action_barge(self) -> bool:
+        return self._play_action is not None and self._play_action.barge_in
+
+    def _digit_timeout(self, gen: int) -> None:
+        self._digit_timer = None
+        if gen == self._listen_gen:
+            self._post(ev.DigitTimeout())
+
+    # -- providers -------------------------------------------------------------------------------
+
+    async def _transcribe(self, pcm: bytes, listen: act.Listen, gen: int) -> None:
+        transcriber = self.speech.transcriber
+        try:
+            result = await transcriber.transcribe(
+                pcm, rate=self.media.rate, hints=listen.hints, language=listen.language.split("-")[0]
+            )
+        except ProviderError as exc:
+            self._record_error(f"speech-to-text failed: {exc}")
+            if gen == self._listen_gen:
+                self._post(ev.ProviderError("stt", str(exc)))
+            return
+        if gen != self._listen_gen:
+            return
+        confidence = 1.0 if result.confidence is None else result.confidence
+        self._post(ev.SpeechRecognized(result.text, confidence))
+
+    async def _classify(self, action: act.Classify) -> None:
+        if self.classifier is None:
+            self._post(ev.ProviderError("llm", "no llm matcher configured"))
+            return
+        try:
+            self._post(await self.classifier(action))
+        except Exception as exc:
+            self._record_error(f"llm matcher failed: {exc}")
+            self._post(ev.ProviderError("llm", str(exc)))
+
+    async def _webhook(self, action: act.HttpRequest) -> None:
+        if self.http is None:
+            self._post(ev.WebhookFailed("no HTTP client"))
+            return
+        self._post(await perform_request(self.http, action))
+
+    async def _transfer(self, action: act.Transfer) -> None:
+        variables = {
+            k: str(v)
+            for k, v in self.engine.safe_variables().items()
+            if isinstance(v, str | int | float | bool)
+        }
+        variables.update(action.variables)
+        try:
+            result = await self.control.transfer(action, variables)
+        except Exception as exc:
+            self._record_error(f"transfer failed: {exc}")
+            result = ev.TransferFailed("failed")
+        self._post(result)
+
+    async def _with_filler(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work``; if it takes longer than the flow's ``filler_after_ms``, say the filler meanwhile."""
+        settings = self.engine.settings
+        task = asyncio.ensure_future(work)
+        try:
+            if settings.filler:
+                done, _ = await asyncio.wait({task}, timeout=settings.filler_after_ms / 1000)
+                if not done:
+                    await self._play_filler(settings.filler)
+            await task
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _play_filler(self, text: str) -> None:
+        if self._playback is not None and not self._playback.done:
+            return
+        filler = act.Play(step="filler", text=text, barge_in=False, cacheable=True)
+        try:
+            source = await self._prompt_source(filler)
+        except (ProviderError, OSError, ValueError) as exc:
+            self._record_error(f"filler unavailable: {exc}")
+            return
+        self.media.play(source)  # not tracked: the engine never waits for a filler
+
+
+def stasis_args(args: list[str]) -> tuple[dict[str, str], list[str]]:
+    """Split Stasis arguments into ``key=value`` pairs and positional ones."""
+    pairs: dict[str, str] = {}
+    positional: list[str] = []
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if sep and key:
+            pairs[key.strip()] = value
+        else:
+            positional.append(arg)
+    return pairs, positional
+
+
+def string_vars(values: Mapping[str, Any]) -> dict[str, str]:
+    return {k: str(v) for k, v in values.items()}

@@ -1,0 +1,223 @@
+"""``ivr run``: serve calls until SIGTERM, in ARI mode (default) or dialplan-only mode (``--no-ari``).
+
+Startup checks everything it can before taking a call and fails with one line, never a traceback: bad
+settings, flow errors (file:line), a port in use, an unreachable Asterisk, a wrong ARI password.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from ivr.ari.client import AriClient
+from ivr.ari.errors import ApplicationReplacedError, AriConnectionError, AriError, Unauthorized
+from ivr.audiosocket.server import AudioSocketConfig, AudioSocketServer
+from ivr.call.ari_app import AriApp, AriAppConfig
+from ivr.call.dialplan_app import DialplanApp
+from ivr.call.flows import FlowCatalog
+from ivr.call.speech import registry_factory
+from ivr.config import ConfigError, Settings, load_settings
+from ivr.flow.errors import FlowError
+from ivr.speech.registry import SpeechRegistry
+
+log = logging.getLogger("ivr.run")
+
+FLAG_SETTINGS = (
+    ("--flows", "flows", "a flow file or a directory of flows (IVR_FLOWS)"),
+    ("--default-flow", "default_flow", "flow for calls that name none (IVR_DEFAULT_FLOW)"),
+    ("--ari-url", "ari_url", "Asterisk HTTP base URL without /ari (IVR_ARI_URL)"),
+    (
+        "--ari-user",
+        "ari_user",
+        "ARI user (IVR_ARI_USER); the password only from IVR_ARI_PASSWORD or ivr.toml",
+    ),
+    ("--ari-app", "ari_app", "Stasis application name (IVR_ARI_APP)"),
+    ("--listen", "audiosocket_listen", "AudioSocket host:port (IVR_AUDIOSOCKET_LISTEN)"),
+    (
+        "--advertise",
+        "audiosocket_advertise",
+        "host:port Asterisk dials for media (IVR_AUDIOSOCKET_ADVERTISE)",
+    ),
+    ("--format", "format", "force slin16 or slin (IVR_FORMAT)"),
+    ("--stt", "stt", "default speech-to-text engine (IVR_STT)"),
+    ("--tts", "tts", "default text-to-speech engine (IVR_TTS)"),
+    ("--max-calls", "max_calls", "concurrent calls (IVR_MAX_CALLS)"),
+)
+
+
+class StartupError(Exception):
+    """One line for the operator; ``ivr run`` exits 2 with it."""
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("run", help="serve calls until SIGTERM (ARI app + AudioSocket server)")
+    p.add_argument("--config", type=Path, help="settings file (default: ./ivr.toml if present)")
+    for flag, dest, text in FLAG_SETTINGS:
+        p.add_argument(flag, dest=dest, help=text, type=int if dest == "max_calls" else str)
+    p.add_argument("--no-ari", action="store_true", help="dialplan-only mode: accept AudioSocket() calls")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.set_defaults(func=cmd_run)
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    setup_logging(args.log_level)
+    overrides = {dest: getattr(args, dest) for _, dest, _ in FLAG_SETTINGS}
+    try:
+        settings = load_settings(overrides, toml_path=args.config)
+        return asyncio.run(serve(settings, no_ari=args.no_ari))
+    except (ConfigError, StartupError) as exc:
+        print(f"ivr run: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+
+
+def load_catalog(settings: Settings) -> FlowCatalog:
+    try:
+        return FlowCatalog(settings.flows, settings.default_flow)
+    except FlowError as exc:
+        first = exc.issues[0] if exc.issues else None
+        more = f" (and {len(exc.issues) - 1} more; run ivr validate)" if len(exc.issues) > 1 else ""
+        raise StartupError(f"flow error: {first}{more}") from None
+    except FileNotFoundError as exc:
+        raise StartupError(str(exc)) from None
+
+
+async def serve(
+    settings: Settings,
+    *,
+    no_ari: bool = False,
+    stop: asyncio.Event | None = None,
+    ready: Callable[[dict[str, Any]], Awaitable[None] | None] | None = None,
+) -> int:
+    """Run until ``stop`` is set (or SIGTERM/SIGINT); returns the exit code."""
+    catalog = load_catalog(settings)
+    if no_ari and catalog.default is None:
+        raise StartupError("dialplan-only mode runs one flow: set IVR_DEFAULT_FLOW (or --default-flow)")
+    registry = SpeechRegistry(cache_dir=settings.prompt_cache)
+    speech = registry_factory(registry, default_stt=settings.stt, default_tts=settings.tts)
+    audio_dir = catalog.directory / "audio"
+    host, port = settings.listen
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    async with contextlib.AsyncExitStack() as stack:
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+        stack.push_async_callback(registry.aclose)
+        dialplan: DialplanApp | None = None
+        if no_ari:
+            dialplan = DialplanApp(
+                flows=catalog,
+                speech=speech,
+                http=http,
+                audio_dir=audio_dir,
+                max_calls=settings.max_calls,
+                max_call_seconds=settings.max_call_seconds,
+            )
+        server = AudioSocketServer(
+            AudioSocketConfig(host=host, port=port, max_connections=max(2 * settings.max_calls, 16)),
+            on_session=dialplan.handle if dialplan else None,
+        )
+        try:
+            await server.start()
+        except OSError as exc:
+            raise StartupError(
+                f"cannot listen for AudioSocket on {host}:{port}: {exc.strerror or exc}"
+            ) from None
+        stack.push_async_callback(server.close)
+        info: dict[str, Any] = {"audiosocket": server.address, "mode": "dialplan" if no_ari else "ari"}
+        app: AriApp | None = None
+        if not no_ari:
+            ari = AriClient(settings.ari_url, settings.ari_user, settings.ari_password.get_secret_value())
+            stack.push_async_callback(ari.close)
+            await check_ari(ari, settings)
+            app = AriApp(
+                ari=ari,
+                audiosocket=server,
+                flows=catalog,
+                speech=speech,
+                http=http,
+                config=AriAppConfig(
+                    app=settings.ari_app,
+                    advertise=settings.advertise
+                    if settings.audiosocket_advertise
+                    else f"{host}:{server.port}",
+                    format=settings.format,
+                    max_calls=settings.max_calls,
+                    max_call_seconds=settings.max_call_seconds,
+                    audio_dir=audio_dir,
+                ),
+            )
+            try:
+                await app.start()
+            except ApplicationReplacedError:
+                raise StartupError(f"another process took over the ARI app '{settings.ari_app}'") from None
+            except (AriError, TimeoutError) as exc:
+                raise StartupError(f"ARI events WebSocket for '{settings.ari_app}': {exc}") from None
+            stack.push_async_callback(app.close)
+        log.info(
+            "ready: %s mode, AudioSocket on %s:%d, flows %s",
+            info["mode"],
+            *server.address,
+            ", ".join(catalog.names),
+        )
+        if ready is not None:
+            result = ready(info)
+            if asyncio.iscoroutine(result):
+                await result
+        return await wait_for_stop(stop, app)
+
+
+async def check_ari(ari: AriClient, settings: Settings) -> None:
+    try:
+        info = await ari.asterisk_info()
+    except Unauthorized:
+        raise StartupError(
+            f"ARI at {settings.ari_url} refused user '{settings.ari_user}': check IVR_ARI_USER and IVR_ARI_PASSWORD"
+        ) from None
+    except AriConnectionError as exc:
+        raise StartupError(f"cannot reach ARI at {settings.ari_url}: {exc}") from None
+    except AriError as exc:
+        raise StartupError(f"ARI at {settings.ari_url}: {exc}") from None
+    log.info("connected to Asterisk %s at %s", info.version or "?", settings.ari_url)
+
+
+async def wait_for_stop(stop: asyncio.Event, app: AriApp | None) -> int:
+    waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(stop.wait())}
+    stream_task = app.stream.task if app is not None and app.stream is not None else None
+    if stream_task is not None:
+        waiters.add(stream_task)
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            if waiter is not stream_task:
+                waiter.cancel()
+    if stream_task is not None and stream_task.done() and not stop.is_set():
+        exc = stream_task.exception() if not stream_task.cancelled() else None
+        if isinstance(exc, ApplicationReplacedError):
+            log.error("another process took over the ARI app '%s'; stopping (not fighting over it)", exc.app)
+            return 1
+        log.error("the ARI events stream stopped: %s", exc)
+        return 1
+    log.info("stopping")
+    return 0

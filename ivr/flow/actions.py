@@ -1,0 +1,141 @@
+"""Actions: what the engine asks the call runtime to do. Small frozen dataclasses, no I/O.
+
+:meth:`ivr.flow.engine.FlowEngine.handle` returns a list of actions to perform in order:
+
+- :class:`Play` speaks ``text`` (or plays ``audio``); answer with ``PromptFinished`` or ``BargeIn``.
+  ``cacheable`` is true when the text came from a template without variables (pre-render it).
+- :class:`Listen` always follows the ``Play`` of a question in the same list: listen for speech and/or
+  DTMF per its settings, start the no-input timer when the prompt ends (with ``barge_in`` speech or keys
+  may arrive earlier; stop the playback then). It stays in force until the engine returns another
+  Play/Listen or leaves the step; answer with ``SpeechRecognized``/``DtmfReceived``/``NoInput``/
+  ``DigitTimeout``. ``global_dtmf`` is false during digit captures: keys are data there.
+- :class:`Classify` asks the LLM matcher to map ``text`` onto one of ``options``; answer with
+  ``ClassificationResult`` (or ``ProviderError``: the engine falls back to keyword matching).
+- :class:`HttpRequest` performs a webhook (see :mod:`ivr.flow.webhook`); answer with ``WebhookResult``
+  or ``WebhookFailed``. Play ``filler`` if the request takes longer than ``filler_after_ms``. Its
+  ``repr`` hides secret values; never log ``headers`` yourself.
+- :class:`Transfer` to a dialplan target or an endpoint; answer with ``TransferCompleted``/``TransferFailed``.
+- :class:`HangupCall` hangs up; always followed by :class:`End` in the same list.
+- :class:`Log` is a structured log line (never contains sensitive values).
+- :class:`End`: the engine is finished; tear the call down (or leave it to the transfer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class Play:
+    step: str
+    text: str | None = None
+    audio: str | None = None
+    barge_in: bool = True
+    cacheable: bool = False
+    language: str = "en-US"
+    voice: str | None = None
+    tts: str | None = None
+    tts_model: str | None = None
+    tts_instructions: str | None = None
+
+
+@dataclass(frozen=True)
+class Listen:
+    step: str
+    speech: bool = True
+    dtmf: bool = True
+    no_input_timeout_ms: int = 5000
+    endpointing_silence_ms: int = 700
+    max_utterance_ms: int = 15_000
+    inter_digit_timeout_ms: int = 3000
+    max_digits: int | None = None
+    terminator: str | None = None
+    global_dtmf: bool = True
+    hints: tuple[str, ...] = ()
+    sensitive: bool = False
+    language: str = "en-US"
+    stt: str | None = None
+    stt_model: str | None = None
+
+
+@dataclass(frozen=True)
+class ClassifyOption:
+    name: str
+    description: str | None = None
+    examples: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Classify:
+    step: str
+    text: str
+    options: tuple[ClassifyOption, ...]
+    model: str = "gpt-4o-mini"
+    language: str = "en-US"
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    step: str
+    method: str
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    json_body: Any = None
+    timeout_ms: int = 5000
+    filler: str | None = None
+    filler_after_ms: int = 1500
+    secrets: tuple[str, ...] = ()
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+    def __repr__(self) -> str:
+        headers = {k: self.redact(v) for k, v in self.headers.items()}
+        return (
+            f"HttpRequest(step={self.step!r}, method={self.method!r}, url={self.redact(self.url)!r}, "
+            f"headers={headers!r}, timeout_ms={self.timeout_ms})"
+        )
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class Transfer:
+    step: str
+    endpoint: str | None = None
+    context: str | None = None
+    extension: str | None = None
+    priority: int = 1
+    timeout_s: int = 30
+    caller_id: str | None = None
+    variables: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def to_dialplan(self) -> bool:
+        return self.endpoint is None
+
+
+@dataclass(frozen=True)
+class HangupCall:
+    reason: str = "normal"
+
+
+@dataclass(frozen=True)
+class Log:
+    level: Literal["debug", "info", "warning", "error"]
+    message: str
+    step: str | None = None
+
+
+@dataclass(frozen=True)
+class End:
+    outcome: Literal["hangup", "caller_hangup", "transferred", "error"]
+    reason: str = ""
+
+
+Action = Play | Listen | Classify | HttpRequest | Transfer | HangupCall | Log | End

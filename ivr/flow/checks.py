@@ -1,0 +1,481 @@
+"""Pass 3 of validation: checks on a schema-valid flow that the schema cannot express.
+
+Targets that don't exist, unreachable steps (warning), steps with no way out, template syntax and
+variables nobody sets, built-in names, secrets outside webhook url/headers, sensitive values where they
+could be spoken or leak, DTMF keys used twice in one question, and subflows (missing, cycles, ``with``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from ivr.flow.builtins import BUILTIN_ROOTS, CALL_FIELDS, LAST_FIELDS, RESERVED_NAMES
+from ivr.flow.edges import HANGUP, all_edges
+from ivr.flow.errors import FlowIssue, KeyPath, did_you_mean
+from ivr.flow.model import (
+    AskStep,
+    BranchStep,
+    Flow,
+    HangupStep,
+    ReturnStep,
+    SayStep,
+    SetStep,
+    SubflowStep,
+    TransferStep,
+    WebhookStep,
+    _StepBase,
+)
+from ivr.flow.source import SourceMap, find_flow_file, parse_yaml
+from ivr.flow.templates import (
+    SANDBOX,
+    TemplateError,
+    attribute_uses,
+    is_template,
+    parse_source,
+    referenced_names,
+    strings_in,
+    whole_expression,
+)
+
+FLOW_SUFFIXES = (".yaml", ".yml")
+KIND_MODELS: dict[str, type[_StepBase]] = {cls.kind: cls for cls in _StepBase.__subclasses__()}
+_OCTAL = re.compile(r"^[-+]?0[0-7_]+$")
+_SEXAGESIMAL = re.compile(r"^[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?$")
+_DTMF_PATTERN = r"^[0-9*#A-D]$"
+
+
+@dataclass(frozen=True)
+class _Site:
+    path: KeyPath
+    source: str
+    expression: bool
+    prompt: bool = False
+    env_ok: bool = False
+    exposed: str | None = None  # where a sensitive value would end up, if this site used one
+
+
+def _value_sites(base: KeyPath, value: Any) -> list[_Site]:
+    sites = []
+    for rel, text in strings_in(value):
+        expr = whole_expression(text)
+        if expr is not None:
+            sites.append(_Site((*base, *rel), expr, True))
+        elif is_template(text):
+            sites.append(_Site((*base, *rel), text, False))
+    return sites
+
+
+def _template_sites(flow: Flow) -> list[_Site]:
+    sites: list[_Site] = []
+    for name, step in flow.steps.items():
+        b: KeyPath = ("steps", name)
+        if isinstance(step, SayStep):
+            sites.append(_Site((*b, "say"), step.say, False, prompt=True))
+        elif isinstance(step, AskStep):
+            sites.append(_Site((*b, "ask"), step.ask, False, prompt=True))
+            for hname, handler in (("no_input", step.no_input), ("no_match", step.no_match)):
+                for i, text in enumerate(handler.prompt or [] if handler else []):
+                    sites.append(_Site((*b, hname, "prompt", i), text, False, prompt=True))
+        elif isinstance(step, BranchStep):
+            for i, cond in enumerate(step.branch):
+                sites.append(_Site((*b, "branch", i, "if"), cond.if_, True))
+        elif isinstance(step, SetStep):
+            sites.extend(_value_sites((*b, "set"), step.set))
+        elif isinstance(step, WebhookStep):
+            sites.append(_Site((*b, "webhook", "url"), step.webhook.url, False, env_ok=True, exposed="url"))
+            for key, text in step.webhook.headers.items():
+                sites.append(_Site((*b, "webhook", "headers", key), text, False, env_ok=True))
+            sites.extend(_value_sites((*b, "webhook", "json"), step.webhook.json_body))
+            if step.filler:
+                sites.append(_Site((*b, "filler"), step.filler, False, prompt=True))
+        elif isinstance(step, TransferStep):
+            t = step.transfer
+            for key in ("endpoint", "context", "extension", "caller_id"):
+                text = getattr(t, key)
+                if text is not None and is_template(text):
+                    sites.append(_Site((*b, "transfer", key), text, False, exposed="channel"))
+            for key, text in t.variables.items():
+                sites.append(_Site((*b, "transfer", "variables", key), text, False, exposed="channel"))
+        elif isinstance(step, SubflowStep):
+            sites.extend(_value_sites((*b, "with"), step.with_))
+        elif isinstance(step, ReturnStep) and step.return_:
+            sites.extend(_value_sites((*b, "return"), step.return_))
+    return sites
+
+
+def assigned_variables(flow: Flow) -> dict[str, KeyPath]:
+    """Every variable the flow can set, with where it is first set."""
+    out: dict[str, KeyPath] = {name: ("vars", name) for name in flow.vars}
+    for name, step in flow.steps.items():
+        b: KeyPath = ("steps", name)
+        if isinstance(step, SetStep):
+            for key in step.set:
+                out.setdefault(key, (*b, "set", key))
+        elif isinstance(step, AskStep):
+            if step.capture is not None:
+                out.setdefault(step.capture.slot, (*b, "capture", "slot"))
+            if step.save is not None:
+                out.setdefault(step.save, (*b, "save"))
+        elif isinstance(step, WebhookStep | SubflowStep) and step.save is not None:
+            out.setdefault(step.save, (*b, "save"))
+    return out
+
+
+def sensitive_variables(flow: Flow) -> set[str]:
+    """Sensitive capture slots plus variables ``set`` from them (taint follows copies)."""
+    tainted = {
+        s.capture.slot
+        for s in flow.steps.values()
+        if isinstance(s, AskStep) and s.capture and s.capture.sensitive
+    }
+    changed = True
+    while changed:
+        changed = False
+        for step in flow.steps.values():
+            if not isinstance(step, SetStep):
+                continue
+            for key, value in step.set.items():
+                if key in tainted:
+                    continue
+                for site in _value_sites((), value):
+                    try:
+                        names = referenced_names(parse_source(site.source, expression=site.expression))
+                    except TemplateError:
+                        continue
+                    if names & tainted:
+                        tainted.add(key)
+                        changed = True
+    return tainted
+
+
+def _check_templates(flow: Flow, smap: SourceMap) -> list[FlowIssue]:
+    out: list[FlowIssue] = []
+    known = set(assigned_variables(flow)) | RESERVED_NAMES | set(SANDBOX.globals)
+    sensitive = sensitive_variables(flow)
+    for site in _template_sites(flow):
+        try:
+            tree = parse_source(site.source, expression=site.expression)
+        except TemplateError as exc:
+            out.append(
+                smap.issue(
+                    site.path,
+                    str(exc),
+                    expected="a valid "
+                    + (
+                        "expression such as 'balance > 100'"
+                        if site.expression
+                        else "template such as 'Hi {{ name }}'"
+                    ),
+                )
+            )
+            continue
+        names = referenced_names(tree)
+        for name in sorted(names):
+            if name == "env":
+                if not site.env_ok:
+                    out.append(
+                        smap.issue(
+                            site.path,
+                            "secrets (env.X) may only be used in a webhook's url and headers",
+                            hint="a prompt, body or variable could speak or leak it",
+                        )
+                    )
+                elif "*" in attribute_uses(tree, "env") or not attribute_uses(tree, "env"):
+                    out.append(smap.issue(site.path, "use env with a fixed name, e.g. env.API_TOKEN"))
+            elif name not in known:
+                out.append(
+                    smap.issue(
+                        site.path,
+                        f"uses variable '{name}' that nothing sets",
+                        expected="a variable from vars, set, capture.slot, save, or a built-in "
+                        f"({', '.join(sorted(BUILTIN_ROOTS))})",
+                        hint=did_you_mean(name, known - set(SANDBOX.globals)),
+                    )
+                )
+        for root, fields in (("call", CALL_FIELDS), ("last", LAST_FIELDS)):
+            for attr in sorted(attribute_uses(tree, root) - set(fields) - {"*"}):
+                out.append(
+                    smap.issue(
+                        site.path,
+                        f"'{root}.{attr}' is not a built-in variable",
+                        expected=f"one of {', '.join(f'{root}.{f}' for f in fields)}",
+                        hint=did_you_mean(attr, fields),
+                    )
+                )
+        leaked = sorted(names & sensitive)
+        if leaked and site.prompt:
+            out.append(
+                smap.issue(
+                    site.path,
+                    f"this prompt could speak the sensitive value '{leaked[0]}'",
+                    hint="sensitive captures are never spoken, logged or recorded",
+                )
+            )
+        elif leaked and site.exposed == "channel":
+            out.append(
+                smap.issue(
+                    site.path,
+                    f"this transfer would copy the sensitive value '{leaked[0]}' into "
+                    "the channel, where Asterisk logs and CDRs can show it",
+                )
+            )
+        elif leaked and site.exposed == "url":
+            out.append(
+                smap.issue(
+                    site.path,
+                    f"the sensitive value '{leaked[0]}' in a URL can end up in server and proxy logs",
+                    severity="warning",
+                    hint="send it in the json body instead",
+                )
+            )
+    return out
+
+
+def _check_dtmf(flow: Flow, smap: SourceMap) -> list[FlowIssue]:
+    out: list[FlowIssue] = []
+    global_keys: dict[str, tuple[str, KeyPath]] = {}
+    for iname, intent in flow.intents.items():
+        if intent.dtmf is None:
+            continue
+        path: KeyPath = ("intents", iname, "dtmf")
+        if intent.dtmf in global_keys:
+            out.append(
+                smap.issue(
+                    path,
+                    f"DTMF key '{intent.dtmf}' is used twice: by global intents "
+                    f"'{global_keys[intent.dtmf][0]}' and '{iname}'",
+                )
+            )
+        global_keys[intent.dtmf] = (f"global intent '{iname}'", path)
+    for name, step in flow.steps.items():
+        if not isinstance(step, AskStep):
+            continue
+        b: KeyPath = ("steps", name)
+        keys: list[tuple[str, str, KeyPath]] = []
+        if step.choices:
+            keys += [
+                (c.dtmf, f"choice '{cn}'", (*b, "choices", cn, "dtmf"))
+                for cn, c in step.choices.items()
+                if c.dtmf
+            ]
+            if step.input == "dtmf":
+                for cn, c in step.choices.items():
+                    if c.dtmf is None:
+                        out.append(
+                            smap.issue(
+                                (*b, "choices", cn),
+                                f"choice '{cn}' has no dtmf key but the "
+                                "question only listens for DTMF (input: dtmf)",
+                            )
+                        )
+        elif step.capture is not None and step.capture.type == "enum" and step.capture.values:
+            keys += [
+                (v.dtmf, f"value '{vn}'", (*b, "capture", "values", vn, "dtmf"))
+                for vn, v in step.capture.values.items()
+                if v.dtmf
+            ]
+        elif step.confirm is not None or (step.capture is not None and step.capture.type == "yes_no"):
+            keys += [("1", "yes (key 1)", (*b, "ask")), ("2", "no (key 2)", (*b, "ask"))]
+        digits_capture = step.capture is not None and step.capture.type in ("digits", "number")
+        owners: dict[str, str] = {}
+        if step.global_intents and not digits_capture:
+            owners = {k: v[0] for k, v in global_keys.items()}
+        for key, owner, path in keys:
+            if key in owners:
+                out.append(
+                    smap.issue(
+                        path,
+                        f"DTMF key '{key}' is used twice in step '{name}': by {owners[key]} and {owner}",
+                        hint="pick another key, or set global_intents: false",
+                    )
+                )
+            owners[key] = owner
+    return out
+
+
+def _check_graph(flow: Flow, smap: SourceMap) -> list[FlowIssue]:
+    out: list[FlowIssue] = []
+    steps = set(flow.steps)
+    if flow.start not in steps:
+        out.append(
+            smap.issue(
+                ("start",),
+                f"start step '{flow.start}' does not exist",
+                expected=f"one of {', '.join(sorted(steps))}",
+                hint=did_you_mean(flow.start, steps),
+            )
+        )
+    if flow.on_error is not None and flow.on_error not in steps:
+        out.append(
+            smap.issue(
+                ("on_error",),
+                f"on_error step '{flow.on_error}' does not exist",
+                hint=did_you_mean(flow.on_error, steps),
+            )
+        )
+    for iname, intent in flow.intents.items():
+        if intent.next is not None and intent.next not in steps:
+            out.append(
+                smap.issue(
+                    ("intents", iname, "next"),
+                    f"target step '{intent.next}' does not exist",
+                    hint=did_you_mean(intent.next, steps),
+                )
+            )
+    edges = all_edges(flow)
+    for edge in edges:
+        if not edge.implicit and edge.target != HANGUP and edge.target not in steps:
+            out.append(
+                smap.issue(
+                    edge.path,
+                    f"target step '{edge.target}' does not exist",
+                    expected=f"one of {', '.join(sorted(steps))}",
+                    hint=did_you_mean(edge.target, steps),
+                )
+            )
+    succ: dict[str, set[str]] = {s: set() for s in steps}
+    for edge in edges:
+        succ[edge.source].add(edge.target)
+    # reachability
+    roots = [r for r in (flow.start, flow.on_error) if r in steps]
+    seen: set[str] = set()
+    todo = list(roots)
+    while todo:
+        cur = todo.pop()
+        if cur in seen or cur not in steps:
+            continue
+        seen.add(cur)
+        todo.extend(succ[cur])
+    if flow.start in steps:
+        for name in flow.steps:
+            if name not in seen:
+                out.append(
+                    smap.issue(
+                        ("steps", name),
+                        f"step '{name}' can never be reached",
+                        severity="warning",
+                        at_key=True,
+                        hint="no next, choice, branch or handler leads to it",
+                    )
+                )
+    # ways out: a path to hangup, transfer, return or an implicit hang-up
+    exits = {n for n, s in flow.steps.items() if isinstance(s, HangupStep | TransferStep | ReturnStep)}
+    good = set(exits)
+    changed = True
+    while changed:
+        changed = False
+        for name in steps - good:
+            if any(t in good or t == HANGUP or t not in steps for t in succ[name]):
+                good.add(name)
+                changed = True
+    for name in sorted(steps - good):
+        out.append(
+            smap.issue(
+                ("steps", name),
+                f"step '{name}' has no way out: no path from it reaches a hangup, transfer or return step",
+                at_key=True,
+                hint="the call would loop forever; add a branch or handler that leaves the loop",
+            )
+        )
+    return out
+
+
+def _subflow_names(data: Any) -> set[str]:
+    steps = data.get("steps") if isinstance(data, dict) else None
+    if not isinstance(steps, dict):
+        return set()
+    return {str(s["subflow"]) for s in steps.values() if isinstance(s, dict) and "subflow" in s}
+
+
+def _reaches(flows_dir: Path, start: str, target: str) -> list[str] | None:
+    """The chain of subflow calls from ``start`` back to ``target`` (a cycle), if any."""
+    todo: list[list[str]] = [[start]]
+    seen: set[str] = set()
+    while todo:
+        chain = todo.pop()
+        if chain[-1] == target:
+            return chain
+        if chain[-1] in seen:
+            continue
+        seen.add(chain[-1])
+        file = find_flow_file(flows_dir, chain[-1])
+        if file is None:
+            continue
+        data, _, _ = parse_yaml(file.read_text(encoding="utf-8"), str(file))
+        todo.extend([*chain, nxt] for nxt in sorted(_subflow_names(data)))
+    return None
+
+
+def _check_subflows(flow: Flow, smap: SourceMap, flows_dir: Path | None) -> list[FlowIssue]:
+    out: list[FlowIssue] = []
+    if flows_dir is None:
+        return out
+    own = Path(smap.file).stem
+    for name, step in flow.steps.items():
+        if not isinstance(step, SubflowStep):
+            continue
+        path: KeyPath = ("steps", name, "subflow")
+        cycle = _reaches(flows_dir, step.subflow, own)
+        if cycle is not None:
+            out.append(
+                smap.issue(
+                    path,
+                    f"subflow cycle: {' -> '.join([own, *cycle])}",
+                    hint="a subflow may not call back into a flow that is running it",
+                )
+            )
+            continue
+        file = find_flow_file(flows_dir, step.subflow)
+        if file is None:
+            known = [p.stem for p in flows_dir.glob("*.y*ml")]
+            out.append(
+                smap.issue(
+                    path,
+                    f"subflow '{step.subflow}' not found in {flows_dir}",
+                    expected=f"a file {step.subflow}.yaml",
+                    hint=did_you_mean(step.subflow, known),
+                )
+            )
+            continue
+        data, _, issues = parse_yaml(file.read_text(encoding="utf-8"), str(file))
+        if issues or not isinstance(data, dict):
+            continue
+        try:
+            sub = Flow.model_validate(data)
+        except ValidationError:
+            continue
+        for key in step.with_:
+            if key not in sub.vars:
+                out.append(
+                    smap.issue(
+                        ("steps", name, "with", key),
+                        f"subflow '{step.subflow}' has no variable '{key}'",
+                        expected=f"one of its vars: {', '.join(sub.vars) or '(none)'}",
+                        hint=did_you_mean(key, sub.vars),
+                    )
+                )
+    return out
+
+
+def _check_names(flow: Flow, smap: SourceMap) -> list[FlowIssue]:
+    out = []
+    for var, path in assigned_variables(flow).items():
+        if var in RESERVED_NAMES:
+            out.append(smap.issue(path, f"'{var}' is a built-in name and cannot be used as a variable"))
+    return out
+
+
+def check_flow(flow: Flow, smap: SourceMap, flows_dir: Path | None = None) -> list[FlowIssue]:
+    """Pass 3 on a schema-valid flow."""
+    return [
+        *_check_names(flow, smap),
+        *_check_graph(flow, smap),
+        *_check_templates(flow, smap),
+        *_check_dtmf(flow, smap),
+        *_check_subflows(flow, smap, flows_dir),
+    ]

@@ -1,0 +1,295 @@
+"""Deterministic matching of what the caller said: normalisation, number words, keyword/phrase choices.
+
+Transcripts and phrases are normalised the same way (lower case, punctuation dropped, number words
+turned into digits: "one" == "1", "twenty five" == "25"), then a choice matches when one of its phrases
+appears as a whole-word sequence in the transcript. The longest matching phrase wins, ties go to the
+earlier choice. A choice whose DTMF key is said on its own ("two", "option 2", "press two") matches too.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+_UNITS = {
+    "zero": 0,
+    "oh": 0,
+    "o": 0,
+    "nought": 0,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "eleven": 11,
+    "twelve": 12,
+    "thirteen": 13,
+    "fourteen": 14,
+    "fifteen": 15,
+    "sixteen": 16,
+    "seventeen": 17,
+    "eighteen": 18,
+    "nineteen": 19,
+}
+_TENS = {
+    "twenty": 20,
+    "thirty": 30,
+    "forty": 40,
+    "fifty": 50,
+    "sixty": 60,
+    "seventy": 70,
+    "eighty": 80,
+    "ninety": 90,
+}
+_SCALES = {"hundred": 100, "thousand": 1000, "million": 1_000_000}
+_ORDINALS = {
+    "first": "1",
+    "second": "2",
+    "third": "3",
+    "fourth": "4",
+    "fifth": "5",
+    "sixth": "6",
+    "seventh": "7",
+    "eighth": "8",
+    "ninth": "9",
+}
+_KEY_WORDS = {"star": "*", "asterisk": "*", "hash": "#", "pound": "#", "hashtag": "#"}
+_FILLER = frozenset(
+    {
+        "option",
+        "number",
+        "press",
+        "pressing",
+        "i",
+        "choose",
+        "pick",
+        "select",
+        "want",
+        "the",
+        "please",
+        "um",
+        "uh",
+        "er",
+        "erm",
+        "like",
+        "ok",
+        "okay",
+        "so",
+        "well",
+        "key",
+        "digit",
+        "would",
+        "to",
+        "id",
+        "a",
+    }
+)
+YES_WORDS = frozenset(
+    {
+        "yes",
+        "yeah",
+        "yep",
+        "yup",
+        "ya",
+        "yah",
+        "sure",
+        "correct",
+        "right",
+        "affirmative",
+        "absolutely",
+        "definitely",
+        "certainly",
+        "ok",
+        "okay",
+        "confirm",
+        "confirmed",
+        "true",
+        "indeed",
+        "alright",
+    }
+)
+NO_WORDS = frozenset(
+    {
+        "no",
+        "nope",
+        "nah",
+        "not",
+        "dont",
+        "don't",
+        "incorrect",
+        "wrong",
+        "negative",
+        "never",
+        "cancel",
+        "false",
+    }
+)
+
+
+def tokens(text: str) -> list[str]:
+    """Lower-cased words without punctuation (apostrophes dropped: "don't" -> "dont")."""
+    text = text.lower().replace("'", "").replace("\u2019", "")
+    return re.findall(r"[a-z]+|\d+|[*#]", text)
+
+
+def _number_run(words: Sequence[str], start: int) -> tuple[int, int] | None:
+    """Parse a cardinal like "two hundred and five" at ``start``; return (value, words used)."""
+    total, current, used, seen = 0, 0, 0, False
+    i = start
+    while i < len(words):
+        w = words[i]
+        if w in _UNITS and w != "o":
+            rest = current % 100
+            if seen and rest and not (rest >= 20 and rest % 10 == 0):
+                break
+            current += _UNITS[w]
+        elif w in _TENS:
+            if seen and current % 100:
+                break
+            current += _TENS[w]
+        elif w in _SCALES and seen:
+            scale = _SCALES[w]
+            if scale == 100:
+                current *= 100
+            else:
+                total += current * scale
+                current = 0
+        elif w == "and" and seen and i + 1 < len(words) and (words[i + 1] in _UNITS or words[i + 1] in _TENS):
+            pass
+        else:
+            break
+        seen = True
+        i += 1
+        used = i - start
+    return (total + current, used) if seen else None
+
+
+def normalise(text: str) -> list[str]:
+    """Tokens with number words folded into digits: "twenty five" -> ["25"], "one two" -> ["1", "2"]."""
+    words = tokens(text)
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        w = words[i]
+        if w in _ORDINALS:
+            out.append(_ORDINALS[w])
+            i += 1
+            continue
+        if (
+            w in ("double", "triple")
+            and i + 1 < len(words)
+            and words[i + 1] in _UNITS
+            and _UNITS[words[i + 1]] < 10
+        ):
+            out.extend([str(_UNITS[words[i + 1]])] * (2 if w == "double" else 3))
+            i += 2
+            continue
+        if (
+            w in _UNITS
+            and _UNITS[w] < 10
+            and w != "o"
+            and not (i + 1 < len(words) and words[i + 1] in _SCALES)
+        ):
+            out.append(str(_UNITS[w]))
+            i += 1
+            continue
+        run = _number_run(words, i) if (w in _UNITS or w in _TENS) else None
+        if run is not None:
+            value, used = run
+            out.append(str(value))
+            i += used
+            continue
+        out.append(w)
+        i += 1
+    return out
+
+
+def parse_digits(text: str) -> str | None:
+    """Spoken digit strings: "one two three four", "12 34", "double five oh" -> "12345500"... None if words."""
+    parts: list[str] = []
+    for tok in normalise(text):
+        if tok.isdigit():
+            parts.append(tok)
+        elif tok in _KEY_WORDS or tok in ("and", "dash", "space") or tok in _FILLER:
+            continue
+        else:
+            return None
+    return "".join(parts) or None
+
+
+def parse_number(text: str) -> float | None:
+    """A spoken or written number: "twenty five" -> 25, "3.5" -> 3.5, "minus two" -> -2."""
+    raw = text.strip().lower().replace(",", "")
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    words = [w for w in tokens(raw) if w not in _FILLER]
+    if not words:
+        return None
+    sign = 1.0
+    if words[0] in ("minus", "negative"):
+        sign, words = -1.0, words[1:]
+    if len(words) == 1 and words[0].isdigit():
+        return sign * float(words[0])
+    if words and all(w in _UNITS or w in _TENS or w in _SCALES or w == "and" for w in words):
+        run = _number_run(words, 0)
+        if run is not None and run[1] == len(words):
+            return sign * float(run[0])
+    return None
+
+
+def parse_yes_no(text: str) -> bool | None:
+    """True for yes, False for no, None if neither; any negation wins ("yes, no wait" -> no)."""
+    words = tokens(text)
+    if any(w in NO_WORDS for w in words):
+        return False
+    if any(w in YES_WORDS for w in words):
+        return True
+    return None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """Something the caller can pick: a menu choice, an enum value or a global intent."""
+
+    name: str
+    phrases: tuple[str, ...]
+    dtmf: str | None = None
+
+
+def _contains(haystack: list[str], needle: list[str]) -> bool:
+    n = len(needle)
+    return n > 0 and any(haystack[i : i + n] == needle for i in range(len(haystack) - n + 1))
+
+
+def match(text: str, candidates: Iterable[Candidate]) -> str | None:
+    """Name of the best matching candidate for a transcript, or None."""
+    said = normalise(text)
+    if not said:
+        return None
+    best: tuple[int, str] | None = None
+    content = [w for w in said if w not in _FILLER]
+    for cand in candidates:
+        score = 0
+        for phrase in (*cand.phrases, cand.name.replace("_", " ")):
+            needle = normalise(phrase)
+            if _contains(said, needle):
+                score = max(score, len(needle) * 10)
+        if cand.dtmf is not None:
+            key = _KEY_WORDS.get(content[0], content[0]) if len(content) == 1 else None
+            if key == cand.dtmf:
+                score = max(score, 5)
+        if score and (best is None or score > best[0]):
+            best = (score, cand.name)
+    return best[1] if best else None
+
+
+def match_dtmf(digit: str, candidates: Iterable[Candidate]) -> str | None:
+    return next((c.name for c in candidates if c.dtmf is not None and c.dtmf == digit), None)

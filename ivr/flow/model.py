@@ -1,0 +1,483 @@
+"""The flow language as a pydantic schema: one source for validation and for ``flows/schema.json``.
+
+A flow file is a mapping with ``name``, ``start``, ``settings``, ``vars``, global ``intents``,
+``on_error`` and named ``steps``. A step's kind is the one kind key it carries (``say:``, ``ask:``,
+``branch:`` ...), so flows read like prose rather than ``type: say`` records. Everything is frozen: the
+engine shares one parsed flow between concurrent calls.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    WithJsonSchema,
+    model_validator,
+)
+
+STEP_KINDS: tuple[str, ...] = (
+    "say",
+    "play",
+    "ask",
+    "branch",
+    "set",
+    "webhook",
+    "transfer",
+    "hangup",
+    "goto",
+    "subflow",
+    "return",
+)
+CAPTURE_TYPES: tuple[str, ...] = ("digits", "number", "yes_no", "enum", "text")
+DTMF_KEYS = "0123456789*#ABCD"
+
+
+def _scalar_to_str(value: Any) -> Any:
+    """Accept unquoted numbers where text is meant (``dtmf: 1``, ``- 7``); booleans stay errors (YAML traps)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def _one_or_many(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+"""Step, variable, choice and intent names: identifiers, so templates and diagrams can use them."""
+StepRef = Name
+Text = Annotated[str, BeforeValidator(_scalar_to_str)]
+Template = Annotated[str, BeforeValidator(_scalar_to_str), Field(min_length=1)]
+Expression = Annotated[str, BeforeValidator(_scalar_to_str), Field(min_length=1)]
+DtmfKey = Annotated[
+    str,
+    BeforeValidator(_scalar_to_str),
+    StringConstraints(pattern=r"^[0-9*#A-D]$"),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": r"^[0-9*#A-D]$"},
+                {"type": "integer", "minimum": 0, "maximum": 9},
+            ],
+            "description": "One DTMF key: 0-9, *, #, A-D. Quote * and # in YAML.",
+        }
+    ),
+]
+_TEXTS_SCHEMA = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": ["string", "number"]}}]}
+Prompts = Annotated[
+    list[Template], BeforeValidator(_one_or_many), Field(min_length=1), WithJsonSchema(_TEXTS_SCHEMA)
+]
+Phrases = Annotated[list[Text], BeforeValidator(_one_or_many), WithJsonSchema(_TEXTS_SCHEMA)]
+Millis = Annotated[int, Field(ge=0, le=600_000)]
+MatcherName = Literal["keyword", "llm"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)
+
+
+class FlowSettings(_Model):
+    """Per-call defaults, including the speech keys the media/speech layer reads."""
+
+    language: str = Field(default="en-US", description="BCP-47 language for STT, TTS and number words.")
+    voice: str | None = Field(default=None, description="TTS voice; None uses the runtime's default.")
+    barge_in: bool = Field(default=True, description="Whether callers may interrupt prompts by default.")
+    no_input_timeout_ms: Millis = Field(default=5000, description="Silence after a question before no_input.")
+    max_retries: int = Field(default=2, ge=0, le=20, description="Default reprompts for no_input/no_match.")
+    min_confidence: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="Lower STT confidence counts as no_match."
+    )
+    matcher: MatcherName = Field(default="keyword", description="How spoken answers are matched to choices.")
+    llm_model: str = Field(default="gpt-4o-mini", description="Chat model for the llm matcher.")
+    stt: str | None = Field(
+        default=None, description="Speech-to-text engine name; None uses the runtime default."
+    )
+    stt_model: str | None = None
+    tts: str | None = Field(
+        default=None, description="Text-to-speech engine name; None uses the runtime default."
+    )
+    tts_model: str | None = None
+    tts_instructions: str | None = Field(
+        default=None, description="Speaking style for TTS engines that take it."
+    )
+    endpointing_silence_ms: Millis = Field(
+        default=700, description="Trailing silence that ends an utterance."
+    )
+    max_utterance_ms: Millis = Field(default=15_000, description="Longest utterance before it is cut off.")
+    inter_digit_timeout_ms: Millis = Field(
+        default=3000, description="Pause between DTMF digits that ends entry."
+    )
+    filler: str | None = Field(
+        default="One moment, please.", description="Said while a webhook or provider is slow; null for none."
+    )
+    filler_after_ms: Millis = Field(
+        default=1500, description="How long a wait lasts before the filler plays."
+    )
+    no_input_prompt: str = Field(
+        default="Sorry, I didn't hear anything.", description="Default no_input reprompt."
+    )
+    no_match_prompt: str = Field(
+        default="Sorry, I didn't understand.", description="Default no_match reprompt."
+    )
+
+
+class RetryHandler(_Model):
+    """VoiceXML-style counted handler for ``no_input`` or ``no_match``."""
+
+    prompt: Prompts | None = Field(
+        default=None, description="Reprompt(s); the n-th failure uses the n-th (last one repeats)."
+    )
+    retries: int | None = Field(default=None, ge=0, le=20, description="Reprompts before giving up.")
+    next: StepRef | None = Field(
+        default=None, description="Where to go when retries run out (default: on_error)."
+    )
+
+
+class Choice(_Model):
+    """One answer of a menu question."""
+
+    phrases: Phrases = Field(default_factory=list, description="Words or phrases that pick this choice.")
+    dtmf: DtmfKey | None = None
+    description: str | None = Field(
+        default=None, description="What the choice means (helps the llm matcher)."
+    )
+    next: StepRef
+
+
+def _enum_value(value: Any) -> Any:
+    if value is None:
+        return {}
+    if isinstance(value, list | str):
+        return {"synonyms": _one_or_many(value)}
+    return value
+
+
+class EnumValue(_Model):
+    synonyms: Phrases = Field(default_factory=list)
+    dtmf: DtmfKey | None = None
+
+
+class Capture(_Model):
+    """A slot filled from the caller's answer."""
+
+    slot: Name = Field(description="Variable that receives the value.")
+    type: Literal["digits", "number", "yes_no", "enum", "text"]
+    min_length: int | None = Field(default=None, ge=1, le=64, description="digits: fewest digits accepted.")
+    max_length: int | None = Field(default=None, ge=1, le=64, description="digits: entry ends at this many.")
+    terminator: DtmfKey | None = Field(
+        default=None, description="digits/number: key that ends entry (default '#')."
+    )
+    inter_digit_timeout_ms: Millis | None = None
+    min: float | None = Field(default=None, description="number: smallest accepted value.")
+    max: float | None = Field(default=None, description="number: largest accepted value.")
+    values: (
+        dict[
+            Name,
+            Annotated[
+                EnumValue,
+                BeforeValidator(_enum_value, json_schema_input_type=EnumValue | list[str | int] | None),
+            ],
+        ]
+        | None
+    ) = Field(default=None, description="enum: value -> synonyms (list) or {synonyms, dtmf}.")
+    sensitive: bool = Field(default=False, description="Never logged, recorded or spoken back (PINs, cards).")
+
+    _ONLY_FOR: ClassVar[dict[str, tuple[str, ...]]] = {
+        "min_length": ("digits",),
+        "max_length": ("digits",),
+        "terminator": ("digits", "number"),
+        "inter_digit_timeout_ms": ("digits", "number"),
+        "min": ("number",),
+        "max": ("number",),
+        "values": ("enum",),
+    }
+
+    @model_validator(mode="after")
+    def _keys_fit_type(self) -> Capture:
+        for key, types in self._ONLY_FOR.items():
+            if getattr(self, key) is not None and self.type not in types:
+                raise ValueError(
+                    f"'{key}' only applies to capture type {' or '.join(types)}, not {self.type}"
+                )
+        if self.type == "enum" and not self.values:
+            raise ValueError("an enum capture needs 'values' (value -> synonyms)")
+        if self.min_length and self.max_length and self.min_length > self.max_length:
+            raise ValueError("min_length is larger than max_length")
+        return self
+
+
+def _yes_no_keys(value: Any) -> Any:
+    """``confirm: {yes: a, no: b}`` reads as {True: a, False: b} in YAML 1.1; take it as meant."""
+    if isinstance(value, dict):
+        return {("yes" if k is True else "no" if k is False else k): v for k, v in value.items()}
+    return value
+
+
+class Confirm(_Model):
+    yes: StepRef
+    no: StepRef
+
+
+class _StepBase(_Model):
+    kind: ClassVar[str]
+    description: str | None = Field(
+        default=None, description="A note for people reading the flow or the graph."
+    )
+
+
+class SayStep(_StepBase):
+    """Speak a template."""
+
+    kind: ClassVar[str] = "say"
+    say: Template
+    barge_in: bool | None = None
+    next: StepRef
+
+
+class PlayStep(_StepBase):
+    """Play a named audio file (resolved by the runtime's media layer)."""
+
+    kind: ClassVar[str] = "play"
+    play: Annotated[str, Field(min_length=1)]
+    barge_in: bool | None = None
+    next: StepRef
+
+
+class AskStep(_StepBase):
+    """Prompt, then listen for speech and/or DTMF: a menu (``choices``), a slot (``capture``) or ``confirm``."""
+
+    kind: ClassVar[str] = "ask"
+    ask: Template
+    choices: dict[Name, Choice] | None = None
+    capture: Capture | None = None
+    confirm: Annotated[Confirm, BeforeValidator(_yes_no_keys)] | None = None
+    save: Name | None = Field(
+        default=None, description="choices: variable that receives the chosen choice's name."
+    )
+    input: Literal["speech", "dtmf", "both"] = "both"
+    barge_in: bool | None = None
+    no_input: RetryHandler | None = None
+    no_match: RetryHandler | None = None
+    no_input_timeout_ms: Millis | None = None
+    endpointing_silence_ms: Millis | None = None
+    matcher: MatcherName | None = None
+    global_intents: bool = Field(default=True, description="Whether the flow's global intents work here.")
+    next: StepRef | None = Field(default=None, description="capture: where to go once the slot is filled.")
+
+    @model_validator(mode="after")
+    def _one_answer_kind(self) -> AskStep:
+        given = [k for k in ("choices", "capture", "confirm") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "an ask step needs exactly one of 'choices', 'capture' or 'confirm'"
+                + (f" (found {', '.join(given)})" if given else "")
+            )
+        if self.capture is not None and self.next is None:
+            raise ValueError("an ask step with 'capture' needs 'next' (where to go once the slot is filled)")
+        if self.capture is None and self.next is not None:
+            raise ValueError(
+                "'next' belongs to capture questions; choices and confirm name their own targets"
+            )
+        if self.save is not None and self.choices is None:
+            raise ValueError("'save' on an ask step stores the chosen choice; use capture.slot for captures")
+        if not self.choices and self.choices is not None:
+            raise ValueError("'choices' is empty")
+        return self
+
+
+class Condition(_Model):
+    if_: Expression = Field(alias="if", description="Expression such as 'balance > 100' (not a template).")
+    next: StepRef
+
+
+class BranchStep(_StepBase):
+    """Go to the first target whose condition is true, else to ``else``."""
+
+    kind: ClassVar[str] = "branch"
+    branch: Annotated[list[Condition], Field(min_length=1)]
+    else_: StepRef = Field(alias="else")
+
+
+class SetStep(_StepBase):
+    """Assign variables. ``"{{ expr }}"`` alone keeps the expression's type; other strings are templates."""
+
+    kind: ClassVar[str] = "set"
+    set: Annotated[dict[Name, Any], Field(min_length=1)]
+    next: StepRef
+
+
+class WebhookSpec(_Model):
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    url: Template = Field(description="Template; may use env.X secrets.")
+    headers: dict[str, Text] = Field(default_factory=dict, description="Templates; may use env.X secrets.")
+    json_body: Any = Field(default=None, alias="json", description="JSON body; strings inside are templates.")
+    timeout_ms: Annotated[int, Field(ge=100, le=120_000)] = 5000
+
+
+class WebhookStep(_StepBase):
+    """HTTP request performed by the runtime; the JSON response is saved into ``save``."""
+
+    kind: ClassVar[str] = "webhook"
+    webhook: WebhookSpec
+    save: Name | None = None
+    filler: str | None = Field(default=None, description="Overrides settings.filler while waiting.")
+    next: StepRef
+    on_error: StepRef | None = Field(
+        default=None, description="On failure or non-2xx status (default: on_error)."
+    )
+
+
+class TransferSpec(_Model):
+    endpoint: str | None = Field(default=None, description="Dial an endpoint, e.g. PJSIP/agent.")
+    context: str | None = Field(default=None, description="Dialplan context (with extension).")
+    extension: Text | None = None
+    priority: int = Field(default=1, ge=1)
+    timeout_s: Annotated[int, Field(ge=1, le=600)] = 30
+    caller_id: Template | None = None
+    variables: dict[Name, Text] = Field(
+        default_factory=dict, description="Channel variables to set first (templates)."
+    )
+
+    @model_validator(mode="after")
+    def _one_target(self) -> TransferSpec:
+        if (self.endpoint is None) == (self.extension is None):
+            raise ValueError(
+                "a transfer needs either 'endpoint' or 'extension' (with optional context/priority)"
+            )
+        if self.endpoint is not None and self.context is not None:
+            raise ValueError(
+                "'context' is for dialplan transfers; an endpoint transfer takes 'endpoint' only"
+            )
+        return self
+
+
+class TransferStep(_StepBase):
+    """Hand the call to a dialplan target or an endpoint; the IVR's part of the call ends on success."""
+
+    kind: ClassVar[str] = "transfer"
+    transfer: TransferSpec
+    on_failure: StepRef | None = Field(
+        default=None, description="Busy, no answer or failure (default: on_error)."
+    )
+
+
+class HangupSpec(_Model):
+    reason: str = "normal"
+
+
+class HangupStep(_StepBase):
+    kind: ClassVar[str] = "hangup"
+    hangup: HangupSpec | None
+
+
+class GotoStep(_StepBase):
+    kind: ClassVar[str] = "goto"
+    goto: StepRef
+
+
+class SubflowStep(_StepBase):
+    """Run another flow file (by stem) with its own variables, then continue at ``next``."""
+
+    kind: ClassVar[str] = "subflow"
+    subflow: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+$")]
+    with_: dict[Name, Any] = Field(default_factory=dict, alias="with", description="Subflow vars to set.")
+    save: Name | None = Field(
+        default=None, description="Receives the mapping the subflow's return step gives back."
+    )
+    next: StepRef
+
+
+class ReturnStep(_StepBase):
+    """End a subflow, giving values back to the caller flow (ends the call in a top-level flow)."""
+
+    kind: ClassVar[str] = "return"
+    return_: dict[Name, Any] | None = Field(alias="return")
+
+
+def step_kind_of(value: Any) -> str | None:
+    """The kind key of a raw step mapping (or a parsed step); None when there is not exactly one."""
+    if isinstance(value, _StepBase):
+        return value.kind
+    if not isinstance(value, dict):
+        return None
+    found = [k for k in STEP_KINDS if k in value]
+    return found[0] if len(found) == 1 else None
+
+
+Step = Annotated[
+    Annotated[SayStep, Tag("say")]
+    | Annotated[PlayStep, Tag("play")]
+    | Annotated[AskStep, Tag("ask")]
+    | Annotated[BranchStep, Tag("branch")]
+    | Annotated[SetStep, Tag("set")]
+    | Annotated[WebhookStep, Tag("webhook")]
+    | Annotated[TransferStep, Tag("transfer")]
+    | Annotated[HangupStep, Tag("hangup")]
+    | Annotated[GotoStep, Tag("goto")]
+    | Annotated[SubflowStep, Tag("subflow")]
+    | Annotated[ReturnStep, Tag("return")],
+    Discriminator(
+        step_kind_of,
+        custom_error_type="step_kind",
+        custom_error_message="a step needs exactly one kind key",
+    ),
+]
+AnyStep = (
+    SayStep
+    | PlayStep
+    | AskStep
+    | BranchStep
+    | SetStep
+    | WebhookStep
+    | TransferStep
+    | HangupStep
+    | GotoStep
+    | SubflowStep
+    | ReturnStep
+)
+
+
+class GlobalIntent(_Model):
+    """Works from any question (unless the step turns global intents off)."""
+
+    phrases: Phrases = Field(default_factory=list)
+    dtmf: DtmfKey | None = None
+    description: str | None = None
+    next: StepRef | None = Field(default=None, description="Step to go to.")
+    repeat: bool = Field(default=False, description="Repeat the current question instead of going anywhere.")
+
+    @model_validator(mode="after")
+    def _one_action(self) -> GlobalIntent:
+        if (self.next is None) == (not self.repeat):
+            raise ValueError("a global intent needs either 'next: STEP' or 'repeat: true'")
+        if not self.phrases and self.dtmf is None:
+            raise ValueError("a global intent needs 'phrases' or 'dtmf'")
+        return self
+
+
+class Flow(_Model):
+    """A call flow file."""
+
+    name: Annotated[str, Field(min_length=1)]
+    description: str | None = None
+    start: StepRef
+    settings: FlowSettings = Field(default_factory=lambda: FlowSettings())
+    vars: dict[Name, Any] = Field(
+        default_factory=dict, description="Initial variables (callers may override)."
+    )
+    intents: dict[Name, GlobalIntent] = Field(default_factory=dict)
+    on_error: StepRef | None = Field(
+        default=None, description="Step for provider errors and exhausted retries."
+    )
+    steps: Annotated[dict[Name, Step], Field(min_length=1)]
+
+    def step(self, name: str) -> AnyStep:
+        step: AnyStep = self.steps[name]
+        return step

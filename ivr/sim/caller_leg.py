@@ -1,0 +1,207 @@
+"""A talking caller on Asterisk's side of an AudioSocket session, for the simulator and tests.
+
+Like a real phone bridged to the media channel, it sends a 20 ms frame every 20 ms (silence unless it is
+speaking), paced on absolute deadlines, and it records everything the application sends with the arrival
+time of each frame, so tests can check what the IVR said and measure its pacing from the receiving side.
+It behaves like Asterisk at the edges: UUID first, FIN on hangup, never ``0x00``, and a reset when the
+application sends anything but audio or hangup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import uuid
+from collections import deque
+from typing import TYPE_CHECKING
+
+from ivr.audiosocket.protocol import (
+    Audio,
+    FrameDecoder,
+    Hangup,
+    ProtocolError,
+    encode_audio,
+    encode_dtmf,
+    encode_uuid,
+    frame_bytes,
+    rate_for_format,
+)
+from ivr.audiosocket.stats import LatencyHistogram
+from ivr.sim.media_leg import CONNECT_TIMEOUT
+from ivr.speech.simulated import decode_text_speech, encode_text_speech
+
+if TYPE_CHECKING:
+    from ivr.sim.ari_server import SimAsterisk
+
+log = logging.getLogger("ivr.sim.caller")
+
+PERIOD = 0.020
+
+
+class CallerLeg:
+    """One simulated caller's media: speaks, stays silent, records what it hears."""
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, channel_id: str, rate: int
+    ) -> None:
+        self.channel_id = channel_id
+        self.rate = rate
+        self.heard = bytearray()
+        """Every audio payload the application sent, in order."""
+        self.arrivals: list[float] = []
+        self.error: str | None = None
+        self.hangup_received = False
+        self._reader = reader
+        self._writer = writer
+        self._outgoing: deque[bytes] = deque()
+        self._spoken = asyncio.Event()
+        self._closed = asyncio.Event()
+        self._heard_changed = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._read(), name=f"sim-caller-read-{channel_id}"),
+            loop.create_task(self._send(), name=f"sim-caller-send-{channel_id}"),
+        ]
+
+    # -- what the caller does --------------------------------------------------------------------
+
+    async def say(self, text: str, *, wait: bool = True) -> None:
+        """Speak ``text`` (simulation speech: the words ride in the audio); returns once it was sent."""
+        pcm = encode_text_speech(text, self.rate, ms_per_char=40, min_ms=400)
+        size = frame_bytes(self.rate)
+        pcm += bytes(-len(pcm) % size)
+        self._spoken.clear()
+        self._outgoing.extend(pcm[i : i + size] for i in range(0, len(pcm), size))
+        if wait:
+            await self._spoken.wait()
+
+    async def send_dtmf(self, digit: str) -> None:
+        if self._writer.is_closing():
+            return
+        self._writer.write(encode_dtmf(digit))
+        with contextlib.suppress(ConnectionError, OSError):
+            await self._writer.drain()
+
+    # -- what the caller heard -------------------------------------------------------------------
+
+    def heard_texts(self) -> list[str]:
+        return decode_text_speech(bytes(self.heard))
+
+    async def wait_heard(self, fragment: str, timeout: float = 10.0) -> None:
+        """Wait until a prompt containing ``fragment`` has been heard."""
+        async with asyncio.timeout(timeout):
+            while not any(fragment.lower() in t.lower() for t in self.heard_texts()):
+                self._heard_changed.clear()
+                await self._heard_changed.wait()
+
+    def lateness(self) -> LatencyHistogram:
+        """How late each received frame was against an ideal 20 ms cadence anchored at the first one.
+
+        The ideal clock restarts after gaps longer than a second; cumulative drift is visible as growing
+        lateness, not hidden by per-frame gaps.
+        """
+        hist = LatencyHistogram()
+        if not self.arrivals:
+            return hist
+        start = self.arrivals[0]
+        n = 0
+        for t in self.arrivals:
+            expected = start + n * PERIOD
+            if t - expected > 1.0:
+                start, n, expected = t, 0, t
+            hist.record(t - expected)
+            n += 1
+        return hist
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    async def _send(self) -> None:
+        loop = asyncio.get_running_loop()
+        silence = encode_audio(bytes(frame_bytes(self.rate)), self.rate)
+        start = loop.time()
+        n = 0
+        with contextlib.suppress(ConnectionError, OSError):
+            while not self._writer.is_closing():
+                if self._outgoing:
+                    self._writer.write(encode_audio(self._outgoing.popleft(), self.rate))
+                    if not self._outgoing:
+                        self._spoken.set()
+                else:
+                    self._writer.write(silence)
+                n += 1
+                await asyncio.sleep(max(0.0, start + n * PERIOD - loop.time()))
+
+    async def _read(self) -> None:
+        decoder = FrameDecoder(max_payload=65535)
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                data = await self._reader.read(65536)
+                if not data:
+                    return
+                now = loop.time()
+                for frame in decoder.feed(data):
+                    if isinstance(frame, Audio) and frame.payload:
+                        self.heard += frame.payload
+                        self.arrivals.append(now)
+                        self._heard_changed.set()
+                    elif isinstance(frame, Hangup):
+                        self.hangup_received = True
+                        return
+                    else:  # Asterisk hangs up and resets on anything else
+                        self.error = f"application sent {frame!r}"
+                        self._writer.transport.abort()
+                        return
+        except ProtocolError as exc:
+            self.error = str(exc)
+            self._writer.transport.abort()
+        except (ConnectionError, OSError):
+            return
+        finally:
+            self._closed.set()
+            self._heard_changed.set()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if not self._writer.is_closing():
+            self._writer.close()
+        with contextlib.suppress(ConnectionError, OSError):
+            await self._writer.wait_closed()
+
+
+class CallerLegs:
+    """A media connector for :class:`~ivr.sim.ari_server.SimAsterisk` that dials talking callers."""
+
+    def __init__(self) -> None:
+        self.legs: dict[str, CallerLeg] = {}
+
+    async def connect(self, host: str, port: int, session: uuid.UUID, fmt: str, channel_id: str) -> CallerLeg:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout=CONNECT_TIMEOUT)
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        writer.write(encode_uuid(session))
+        await writer.drain()
+        leg = CallerLeg(reader, writer, channel_id, rate_for_format(fmt))
+        self.legs[channel_id] = leg
+        return leg
+
+    def for_caller(self, sim: SimAsterisk, caller_id: str) -> CallerLeg | None:
+        """The media leg bridged with ``caller_id`` (None until the app bridged it)."""
+        caller = sim.channels.get(caller_id)
+        bridge = sim.bridges.get(caller.bridge_id) if caller is not None and caller.bridge_id else None
+        if bridge is None:
+            return None
+        for other in bridge.channels:
+            leg = self.legs.get(other)
+            if leg is not None:
+                return leg
+        return None

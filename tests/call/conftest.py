@@ -1,0 +1,98 @@
+"""The whole stack over real sockets: simulated Asterisk (ARI + talking caller legs), AudioSocket
+server, ARI client, and the app, with the instant simulation speech engines."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ivr.ari.client import AriClient
+from ivr.audiosocket.server import AudioSocketConfig, AudioSocketServer
+from ivr.call.ari_app import AriApp, AriAppConfig
+from ivr.call.flows import FlowCatalog
+from ivr.call.ports import SpeechFactory
+from ivr.flow.model import FlowSettings
+from ivr.sim.ari_server import SimAsterisk
+from ivr.sim.caller_leg import CallerLeg, CallerLegs
+from ivr.speech.registry import CallSpeech
+from ivr.speech.simulated import TextTranscriber, ToneSynthesizer
+
+DATA = Path(__file__).parent / "data"
+FLOWS = Path(__file__).parents[2] / "flows"
+
+
+def SimSpeech() -> SpeechFactory:
+    """The instant simulation engines for every call."""
+
+    def factory(settings: FlowSettings, rate: int) -> CallSpeech:
+        return CallSpeech(TextTranscriber(), ToneSynthesizer(ms_per_char=4, min_ms=100))
+
+    return factory
+
+
+@dataclass
+class Stack:
+    sim: SimAsterisk
+    legs: CallerLegs
+    app: AriApp
+    audiosocket: AudioSocketServer
+
+    async def leg(self, caller_id: str, timeout: float = 5.0) -> CallerLeg:
+        found: list[CallerLeg] = []
+
+        def ready() -> bool:
+            leg = self.legs.for_caller(self.sim, caller_id)
+            if leg is not None:
+                found.append(leg)
+            return bool(found)
+
+        await self.sim.wait_for(ready, timeout)
+        return found[0]
+
+    async def wait_ended(self, count: int = 1, timeout: float = 10.0) -> None:
+        async with asyncio.timeout(timeout):
+            while len(self.app.reports) < count or self.app.calls:  # noqa: ASYNC110 - app state, no event
+                await asyncio.sleep(0.02)
+
+    def assert_clean(self) -> None:
+        """Nothing left in Asterisk or in the app after the calls ended."""
+        assert not self.sim.bridges, self.sim.bridges
+        assert not [c for c in self.sim.channels.values() if c.kind == "media"]
+        assert not self.app.calls
+        assert not self.audiosocket.sessions
+
+
+async def make_stack(flows: Path, default: str | None, **config: object) -> Stack:
+    legs = CallerLegs()
+    sim = SimAsterisk(username="ivr", password="pw", media_connector=legs.connect)
+    await sim.start()
+    audiosocket = AudioSocketServer(AudioSocketConfig(port=0))
+    await audiosocket.start()
+    ari = AriClient(sim.base_url, "ivr", "pw")
+    app = AriApp(
+        ari=ari,
+        audiosocket=audiosocket,
+        flows=FlowCatalog(flows, default=default),
+        speech=SimSpeech(),
+        config=AriAppConfig(advertise=f"127.0.0.1:{audiosocket.port}", step_timeout=3.0, **config),  # type: ignore[arg-type]
+    )
+    await app.start(heartbeat=1.0)
+    return Stack(sim, legs, app, audiosocket)
+
+
+async def close_stack(stack: Stack) -> None:
+    await stack.app.close()
+    await stack.app.ari.close()
+    await stack.audiosocket.close()
+    await stack.sim.stop()
+
+
+@pytest.fixture
+async def stack() -> AsyncIterator[Stack]:
+    s = await make_stack(DATA, "menu")
+    yield s
+    await close_stack(s)

@@ -1,0 +1,90 @@
+"""Whole calls through the simulated Asterisk: ARI events, externalMedia, AudioSocket, flow, teardown."""
+
+from __future__ import annotations
+
+import asyncio
+
+from .conftest import Stack
+
+
+async def test_spoken_menu_choice_end_to_end(stack: Stack) -> None:
+    caller = await stack.sim.place_call(args=["flow=menu"], native_format="slin16")
+    leg = await stack.leg(caller.id)
+    assert leg.rate == 16000
+    await leg.wait_heard("Say sales or support")
+    await leg.say("support please")
+    await leg.wait_heard("Support it is")
+    await leg.wait_heard("Goodbye")
+    await stack.wait_ended()
+    [report] = stack.app.reports
+    assert report.outcome == "hangup"
+    assert report.flow == "menu"
+    assert report.response_latency_ms, "latency from end of speech to first prompt frame is measured"
+    assert stack.sim.destroyed[caller.id].hangup_cause == 16
+    assert leg.error is None, "the app sent Asterisk only audio and hangup messages"
+    stack.assert_clean()
+
+
+async def test_g711_caller_gets_8k_media(stack: Stack) -> None:
+    caller = await stack.sim.place_call(args=["flow=menu"], native_format="ulaw")
+    leg = await stack.leg(caller.id)
+    assert leg.rate == 8000
+    await leg.wait_heard("Welcome")
+    await stack.sim.hangup(caller.id)
+    await stack.wait_ended()
+    assert stack.app.reports[0].outcome == "caller_hangup"
+    stack.assert_clean()
+
+
+async def test_dtmf_from_ari_only_never_counted_twice(stack: Stack) -> None:
+    caller = await stack.sim.place_call(args=["flow=menu"])
+    leg = await stack.leg(caller.id)
+    await leg.wait_heard("Say sales")
+    await stack.sim.press_dtmf(caller.id, "1")  # arrives as ChannelDtmfReceived AND as 0x03 on the socket
+    await leg.wait_heard("Sales it is")
+    await stack.wait_ended()
+    [report] = stack.app.reports
+    assert report.dtmf == ["1"]
+    assert not any("I did not hear" in t for t in leg.heard_texts())
+    stack.assert_clean()
+
+
+async def test_caller_hangs_up_mid_prompt(stack: Stack) -> None:
+    caller = await stack.sim.place_call(args=["flow=menu"])
+    leg = await stack.leg(caller.id)
+    await leg.wait_heard("Welcome")
+    await stack.sim.hangup(caller.id)
+    await stack.wait_ended()
+    assert stack.app.reports[0].outcome == "caller_hangup"
+    stack.assert_clean()
+
+
+async def test_no_input_reprompts_then_ends(stack: Stack) -> None:
+    caller = await stack.sim.place_call(args=["flow=menu"])
+    leg = await stack.leg(caller.id)
+    await leg.wait_heard("I did not hear you", timeout=10)
+    await stack.wait_ended(timeout=15)
+    assert leg.heard_texts() == [
+        "Welcome to the test line.",
+        "Say sales or support, or press 1 or 2.",
+        "I did not hear you.",  # the handler's own reprompt, then listening again
+        "Goodbye.",
+    ]
+    stack.assert_clean()
+
+
+async def test_concurrent_calls_do_not_cross_talk(stack: Stack) -> None:
+    callers = [await stack.sim.place_call(args=["flow=menu"]) for _ in range(6)]
+    legs = [await stack.leg(c.id) for c in callers]
+    await asyncio.gather(*(leg.wait_heard("Say sales") for leg in legs))
+    for i, (caller, leg) in enumerate(zip(callers, legs, strict=True)):
+        if i % 2:
+            await leg.say("sales")
+        else:
+            await stack.sim.press_dtmf(caller.id, "2")
+    await stack.wait_ended(count=6, timeout=20)
+    for i, leg in enumerate(legs):
+        texts = leg.heard_texts()
+        assert ("Sales it is." in texts) == bool(i % 2)
+        assert ("Support it is." in texts) == (not i % 2)
+    stack.assert_clean()

@@ -1,0 +1,38 @@
+"""The reference documents every key of the schema and every built-in variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from ivr.flow import model
+from ivr.flow.builtins import CALL_FIELDS, LAST_FIELDS
+
+DOC = (Path(__file__).resolve().parents[2] / "docs" / "flow-language.md").read_text(encoding="utf-8")
+MODELS = [
+    m
+    for m in vars(model).values()
+    if isinstance(m, type)
+    and issubclass(m, BaseModel)
+    and m.__module__ == model.__name__
+    and not m.__name__.startswith("_")
+]
+
+
+@pytest.mark.parametrize("cls", MODELS, ids=lambda c: c.__name__)
+def test_every_key_is_documented(cls: type[BaseModel]) -> None:
+    for name, info in cls.model_fields.items():
+        key = info.alias or name
+        assert f"`{key}`" in DOC or f"{key}:" in DOC, f"{cls.__name__}.{key} is not in docs/flow-language.md"
+
+
+def test_every_step_kind_and_builtin_is_documented() -> None:
+    for kind in model.STEP_KINDS:
+        assert f"`{kind}`" in DOC
+    for field in CALL_FIELDS:
+        assert f"`call.{field}`" in DOC
+    for field in LAST_FIELDS:
+        assert f"`last.{field}`" in DOC
+    assert "global DTMF intents are suspended" in DOC

@@ -1,0 +1,111 @@
+"""Normalisation, number words and keyword matching."""
+
+from __future__ import annotations
+
+import pytest
+
+from ivr.flow.intents import Candidate, match, match_dtmf, normalise, parse_digits, parse_number, parse_yes_no
+
+
+@pytest.mark.parametrize(
+    ("text", "tokens"),
+    [
+        ("One", ["1"]),
+        ("twenty five", ["25"]),
+        ("two hundred and five", ["205"]),
+        ("three thousand four hundred", ["3400"]),
+        ("nineteen five", ["19", "5"]),
+        ("I'd like option TWO, please!", ["id", "like", "option", "2", "please"]),
+        ("the first one", ["the", "1", "1"]),
+        ("double five", ["5", "5"]),
+    ],
+)
+def test_normalise(text: str, tokens: list[str]) -> None:
+    assert normalise(text) == tokens
+
+
+@pytest.mark.parametrize(
+    ("text", "digits"),
+    [
+        ("one two three four", "1234"),
+        ("12 34", "1234"),
+        ("oh five double seven", "0577"),
+        ("my dog", None),
+        ("", None),
+        ("nine eight seven six five four three two", "98765432"),
+    ],
+)
+def test_parse_digits(text: str, digits: str | None) -> None:
+    assert parse_digits(text) == digits
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [
+        ("twenty five", 25),
+        ("3.5", 3.5),
+        ("minus two", -2),
+        ("one hundred twenty three", 123),
+        ("12", 12),
+        ("lots", None),
+        ("twenty one twenty two", None),
+    ],
+)
+def test_parse_number(text: str, number: float | None) -> None:
+    assert parse_number(text) == number
+
+
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        ("yes", True),
+        ("Yeah, sure.", True),
+        ("that's right", True),
+        ("no", False),
+        ("nope", False),
+        ("yes, no wait, don't", False),
+        ("maybe", None),
+        ("", None),
+    ],
+)
+def test_parse_yes_no(text: str, answer: bool | None) -> None:
+    assert parse_yes_no(text) is answer
+
+
+CANDIDATES = [
+    Candidate("balance", ("balance", "how much money"), "1"),
+    Candidate("transfer_money", ("transfer", "send money"), "2"),
+    Candidate("lost_card", ("lost my card", "stolen card"), "3"),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("balance please", "balance"),
+        ("How much money do I have?", "balance"),
+        ("I need to send money to my son", "transfer_money"),
+        ("transfer money", "transfer_money"),  # the choice name counts as a phrase
+        ("I lost my card", "lost_card"),
+        ("two", "transfer_money"),
+        ("press three", "lost_card"),
+        ("option 1", "balance"),
+        ("one more thing about my balance", "balance"),
+        ("pizza", None),
+        ("", None),
+    ],
+)
+def test_match(text: str, name: str | None) -> None:
+    assert match(text, CANDIDATES) == name
+
+
+def test_longest_phrase_wins_and_ties_go_to_the_first() -> None:
+    cands = [Candidate("card", ("card",)), Candidate("lost", ("lost card",))]
+    assert match("I lost card", cands) == "lost"
+    assert match("card", cands) == "card"
+    assert match("balance and transfer", CANDIDATES) == "balance"
+
+
+def test_match_dtmf() -> None:
+    assert match_dtmf("2", CANDIDATES) == "transfer_money"
+    assert match_dtmf("9", CANDIDATES) is None

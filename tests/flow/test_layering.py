@@ -1,0 +1,82 @@
+"""The engine stays pure: no asyncio, sockets, HTTP or provider SDKs, and no runtime packages."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FLOW_DIR = Path(__file__).resolve().parents[2] / "ivr" / "flow"
+PURE = [
+    "engine",
+    "model",
+    "validate",
+    "checks",
+    "schema_errors",
+    "questions",
+    "events",
+    "actions",
+    "intents",
+    "templates",
+    "edges",
+    "errors",
+    "source",
+    "builtins",
+    "loader",
+    "graph",
+    "schema",
+    "__init__",
+]
+FORBIDDEN = (
+    "asyncio",
+    "aiohttp",
+    "socket",
+    "openai",
+    "ivr.call",
+    "ivr.audiosocket",
+    "ivr.ari",
+    "ivr.media",
+    "ivr.speech",
+    "ivr.flow.webhook",
+    "ivr.flow.llm_matcher",
+    "threading",
+    "random",
+    "time",
+)
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("module", PURE)
+def test_pure_modules_import_nothing_forbidden(module: str) -> None:
+    for name in _imports(FLOW_DIR / f"{module}.py"):
+        assert not any(name == f or name.startswith(f + ".") for f in FORBIDDEN), f"{module} imports {name}"
+
+
+def test_no_eval_anywhere_in_the_flow_package() -> None:
+    for path in FLOW_DIR.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        calls = {
+            n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+        }
+        assert not calls & {"eval", "exec", "compile"}, path.name
+
+
+def test_importing_the_engine_pulls_in_no_network_stack() -> None:
+    code = (
+        "import sys, ivr.flow, ivr.flow.engine; "
+        "bad = [m for m in ('aiohttp', 'openai', 'asyncio') if m in sys.modules]; print(bad)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
