@@ -23,7 +23,9 @@ class ConfigError(ValueError):
     """A setting is wrong; the message is one line an operator can act on."""
 
 
-def parse_hostport(value: str, *, default_port: int | None = None) -> tuple[str, int]:
+def parse_hostport(
+    value: str, *, default_port: int | None = None, allow_zero: bool = False
+) -> tuple[str, int]:
     """``host:port`` (``[v6]:port`` too) into its parts, with a clear error."""
     text = value.strip()
     if text.startswith("["):
@@ -37,8 +39,9 @@ def parse_hostport(value: str, *, default_port: int | None = None) -> tuple[str,
         if default_port is None:
             raise ConfigError(f"{value!r}: expected host:port")
         return host, default_port
-    if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ConfigError(f"{value!r}: expected host:port with a port in 1..65535")
+    low = 0 if allow_zero else 1
+    if not host or not port_text.isdigit() or not low <= int(port_text) < 65536:
+        raise ConfigError(f"{value!r}: expected host:port with a port in {low}..65535")
     return host, int(port_text)
 
 
@@ -79,16 +82,22 @@ class Settings(BaseModel):
             raise ValueError("put credentials in IVR_ARI_USER / IVR_ARI_PASSWORD, not in the URL")
         return value.rstrip("/")
 
-    @field_validator("audiosocket_listen", "audiosocket_advertise")
+    @field_validator("audiosocket_listen")
     @classmethod
-    def _check_hostport(cls, value: str | None) -> str | None:
+    def _check_listen(cls, value: str) -> str:
+        parse_hostport(value, allow_zero=True)  # port 0: any free port (tests, simulations)
+        return value
+
+    @field_validator("audiosocket_advertise")
+    @classmethod
+    def _check_advertise(cls, value: str | None) -> str | None:
         if value is not None:
             parse_hostport(value)
         return value
 
     @property
     def listen(self) -> tuple[str, int]:
-        return parse_hostport(self.audiosocket_listen)
+        return parse_hostport(self.audiosocket_listen, allow_zero=True)
 
     @property
     def advertise(self) -> str:
@@ -116,9 +125,14 @@ def load_settings(
             raise ConfigError(f"{path}: {exc}") from None
     elif toml_path is not None:
         raise ConfigError(f"{path}: no such file")
-    for name in Settings.model_fields:
-        if (raw := environ.get(env_name(name))) is not None and raw != "":
+    for name, info in Settings.model_fields.items():
+        raw = environ.get(env_name(name))
+        if raw is None:
+            continue
+        if raw != "":
             values[name] = raw
+        elif not info.is_required() and info.default is not None and _optional(info.annotation):
+            values[name] = None  # an empty variable switches an optional feature off
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     try:
         return Settings(**values)
@@ -126,4 +140,9 @@ def load_settings(
         err = exc.errors()[0]
         field = str(err["loc"][0]) if err["loc"] else "?"
         hint = f"{field} ({env_name(field)})" if field in Settings.model_fields else field
-        raise ConfigError(f"setting {hint}: {err['msg']}") from None
+        message = str(err["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"setting {hint}: {message}") from None
+
+
+def _optional(annotation: Any) -> bool:
+    return type(None) in getattr(annotation, "__args__", ())

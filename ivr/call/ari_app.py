@@ -47,7 +47,7 @@ from ivr.audiosocket.server import AudioSocketServer
 from ivr.audiosocket.session import AudioSocketSession
 from ivr.call.flows import FlowCatalog
 from ivr.call.ports import SpeechFactory
-from ivr.call.runtime import CallReport, CallRuntime, Classifier, stasis_args
+from ivr.call.runtime import CallReport, CallRuntime, Classifier, Tracer, stasis_args
 from ivr.call.transfer import TRANSFER_MARKER, EndpointTransfer
 from ivr.flow import actions as act
 from ivr.flow import events as ev
@@ -94,7 +94,9 @@ class AriApp:
         http: aiohttp.ClientSession | None = None,
         classifier: Classifier | None = None,
         on_report: ReportSink | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
+        self.tracer = tracer
         self.ari = ari
         self.audiosocket = audiosocket
         self.flows = flows
@@ -340,6 +342,7 @@ class AriCall:
             classifier=app.classifier,
             audio_dir=app.config.audio_dir,
             max_call_seconds=app.config.max_call_seconds,
+            tracer=app.tracer,
         )
         for digit in self._pending_dtmf:
             self.runtime.on_dtmf(digit)

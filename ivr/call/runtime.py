@@ -52,6 +52,24 @@ MASKED_DIGIT = "•"
 Classifier = Callable[[act.Classify], Awaitable[ev.ClassificationResult]]
 
 
+@dataclass(frozen=True, slots=True)
+class TraceEvent:
+    """What a call does, as it happens, for ``ivr simulate`` and tests (never sensitive values).
+
+    ``kind``: ``step`` (the engine entered ``step``), ``prompt`` (the IVR started saying ``text``),
+    ``listen`` (the prompt is over and the IVR waits for an answer), ``heard`` (a caller utterance was
+    transcribed as ``text``), ``dtmf`` (a key, masked when sensitive), ``end`` (``text`` is the outcome).
+    """
+
+    kind: str
+    step: str
+    text: str = ""
+    at: float = 0.0
+
+
+Tracer = Callable[[TraceEvent], None]
+
+
 @dataclass
 class CallReport:
     """What happened on one call, for logs and call records (no sensitive values)."""
@@ -90,8 +108,11 @@ class CallRuntime:
         classifier: Classifier | None = None,
         audio_dir: Path | None = None,
         max_call_seconds: float = 3600.0,
+        tracer: Tracer | None = None,
     ) -> None:
         self.engine = engine
+        self.tracer = tracer
+        self._path_seen = 0
         self.media = media
         self.control = control
         self.speech = speech
@@ -188,7 +209,17 @@ class CallRuntime:
 
     # -- actions ---------------------------------------------------------------------------------
 
+    def _trace(self, kind: str, text: str = "", step: str | None = None) -> None:
+        if self.tracer is not None:
+            now = asyncio.get_running_loop().time()
+            self.tracer(TraceEvent(kind, step if step is not None else self.engine.current_step, text, now))
+
     async def _apply(self, actions: list[act.Action]) -> None:
+        if self.tracer is not None:
+            path = self.engine.path
+            for record in path[self._path_seen :]:
+                self._trace("step", record.via, record.step)
+            self._path_seen = len(path)
         for action in actions:
             if isinstance(action, act.Play):
                 await self._play(action)
@@ -212,6 +243,7 @@ class CallRuntime:
                 log.log(level, "call %s [%s]: %s", self.call_id, action.step or "-", action.message)
             elif isinstance(action, act.End):
                 self.report.outcome, self.report.reason = action.outcome, action.reason
+                self._trace("end", action.outcome)
                 self._stop_listening()
 
     async def _hangup(self, reason: str) -> None:
@@ -240,6 +272,7 @@ class CallRuntime:
             self._post(ev.ProviderError("tts", str(exc)))
             return
         playback = self.media.play(source)
+        self._trace("prompt", action.text or f"[audio {action.audio}]", action.step)
         self._playback, self._play_action = playback, action
         self._spawn(self._watch_playback(playback, gen), "prompt")
 
@@ -351,6 +384,7 @@ class CallRuntime:
         gen = self._listen_gen
         loop = asyncio.get_running_loop()
         self._no_input = loop.call_later(listen.no_input_timeout_ms / 1000, self._no_input_fired, gen)
+        self._trace("listen", step=listen.step)
 
     def _no_input_fired(self, gen: int) -> None:
         self._no_input = None
@@ -400,7 +434,9 @@ class CallRuntime:
     def on_dtmf(self, digit: str) -> None:
         """A key from the one DTMF source of this call (ARI events, or AudioSocket in dialplan mode)."""
         listen = self._listen
-        self.report.dtmf.append(digit if listen is not None and not listen.sensitive else MASKED_DIGIT)
+        shown = digit if listen is not None and not listen.sensitive else MASKED_DIGIT
+        self.report.dtmf.append(shown)
+        self._trace("dtmf", shown)
         if self._playback is not None and ((listen is not None and listen.dtmf) or self._play_action_barge()):
             self._barge_in()
         self._post(ev.DtmfReceived(digit))
@@ -441,6 +477,7 @@ class CallRuntime:
         if gen != self._listen_gen:
             return
         confidence = 1.0 if result.confidence is None else result.confidence
+        self._trace("heard", "•••" if listen.sensitive else result.text, listen.step)
         self._post(ev.SpeechRecognized(result.text, confidence))
 
     async def _classify(self, action: act.Classify) -> None:

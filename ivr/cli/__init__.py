@@ -11,7 +11,11 @@ from ivr import __version__
 
 # Each module defines ``register(subparsers) -> None`` and sets ``func`` on its parsers.
 # Listed by name so a broken optional area never hides the others' commands.
-COMMAND_MODULES: tuple[str, ...] = ("ivr.cli.flow_commands", "ivr.cli.run_commands")
+COMMAND_MODULES: tuple[str, ...] = (
+    "ivr.cli.flow_commands",
+    "ivr.cli.run_commands",
+    "ivr.cli.simulate_commands",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

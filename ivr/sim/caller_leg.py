@@ -50,6 +50,8 @@ class CallerLeg:
         self.rate = rate
         self.heard = bytearray()
         """Every audio payload the application sent, in order."""
+        self.sent = bytearray()
+        """Every frame this caller sent (speech and silence), in order: the caller's track of a recording."""
         self.arrivals: list[float] = []
         self.error: str | None = None
         self.hangup_received = False
@@ -69,7 +71,10 @@ class CallerLeg:
 
     async def say(self, text: str, *, wait: bool = True) -> None:
         """Speak ``text`` (simulation speech: the words ride in the audio); returns once it was sent."""
-        pcm = encode_text_speech(text, self.rate, ms_per_char=40, min_ms=400)
+        await self.speak(encode_text_speech(text, self.rate, ms_per_char=40, min_ms=400), wait=wait)
+
+    async def speak(self, pcm: bytes, *, wait: bool = True) -> None:
+        """Send ``pcm`` (s16le at :attr:`rate`) as the caller's voice, paced; returns once it was sent."""
         size = frame_bytes(self.rate)
         pcm += bytes(-len(pcm) % size)
         self._spoken.clear()
@@ -125,11 +130,14 @@ class CallerLeg:
         with contextlib.suppress(ConnectionError, OSError):
             while not self._writer.is_closing():
                 if self._outgoing:
-                    self._writer.write(encode_audio(self._outgoing.popleft(), self.rate))
+                    frame = self._outgoing.popleft()
+                    self._writer.write(encode_audio(frame, self.rate))
+                    self.sent += frame
                     if not self._outgoing:
                         self._spoken.set()
                 else:
                     self._writer.write(silence)
+                    self.sent += silence[3:]
                 n += 1
                 await asyncio.sleep(max(0.0, start + n * PERIOD - loop.time()))
 

@@ -162,6 +162,9 @@ class CachingSynthesizer(Synthesizer):
             return
         key = self.key(text, rate=rate, voice=voice, instructions=instructions)
         pcm = await self.cache.get(key)
+        if pcm is not None and (len(pcm) & 1 or not pcm):
+            log.warning("prompt cache: ignoring a damaged entry %s (%d bytes)", key[:12], len(pcm))
+            pcm = None
         if pcm is not None:
             size = frame_bytes(rate)
             view = memoryview(pcm)

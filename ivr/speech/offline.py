@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import importlib.metadata
 import json
 import math
@@ -126,6 +127,14 @@ def _new_piper(model_path: Path, config_path: Path, threads: int) -> Any:
         str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
     )
     return PiperVoice(session=session, config=config)
+
+
+@functools.cache
+def _piper_version() -> str:
+    try:
+        return importlib.metadata.version("piper-tts")
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
 
 
 class WhisperTranscriber(Transcriber):
@@ -234,10 +243,7 @@ class PiperSynthesizer(Synthesizer):
         self.length_scale = length_scale
 
     def identity(self, *, voice: str | None = None, instructions: str | None = None) -> VoiceIdentity:
-        try:
-            version = importlib.metadata.version("piper-tts")
-        except importlib.metadata.PackageNotFoundError:
-            version = "?"
+        version = _piper_version()
         scale = f",length_scale={self.length_scale}" if self.length_scale else ""
         return VoiceIdentity(self.engine, f"piper-{version}{scale}", self.voice_name, "")
 

@@ -173,6 +173,7 @@ class OpenAITranscriber(Transcriber):
             if "json" in ctype:
                 # The model ignored `stream`: a plain JSON answer, which the SDK would yield as no events.
                 body = await stream.response.aread()
+                await stream.close()
                 return _TranscriptStream.from_json(body, self.engine)
             it = stream.__aiter__()
             try:

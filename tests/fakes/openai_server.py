@@ -103,6 +103,7 @@ class FakeOpenAI:
         self.ws_connections = 0
         self.ws_audio = bytearray()
         self.default_speech = Audio(tone_pcm(1.0, 24000))
+        self.speech_finished = 0  # speech responses streamed to the end
         self._ws_tasks: set[asyncio.Task[None]] = set()
 
     def app(self) -> web.Application:
@@ -153,6 +154,7 @@ class FakeOpenAI:
             if action.gap:
                 await asyncio.sleep(action.gap)
         await resp.write_eof()
+        self.speech_finished += 1
         return resp
 
     async def _transcriptions(self, request: web.Request) -> web.StreamResponse:

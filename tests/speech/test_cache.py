@@ -173,3 +173,15 @@ async def test_cached_openai_speech(fake: FakeOpenAI, source, tmp_path: Path):
     assert a == b
     assert len(a) == 8000
     assert len(fake.requests) == 1
+
+
+async def test_damaged_entry_is_rendered_again(tmp_path: Path):
+    inner = CountingSynth()
+    cache = PromptCache(tmp_path)
+    s = CachingSynthesizer(inner, cache)
+    good = await play(s, "Welcome")
+    key = s.key("Welcome", rate=8000)
+    cache.path(key).write_bytes(b"\1\2\3")  # odd length: half a sample
+    fresh = CachingSynthesizer(inner, PromptCache(tmp_path))
+    assert await play(fresh, "Welcome") == good
+    assert inner.calls == 2

@@ -59,6 +59,18 @@ async def test_speech_streams_frames_at_call_rate(fake: FakeOpenAI, source, rate
     assert req.auth == f"Bearer {API_KEY}"
 
 
+async def test_speech_first_audio_before_the_provider_finishes(fake: FakeOpenAI, source):
+    fake.speech.append(Audio(tone_pcm(2.0, 24000), chunks=(4800,), gap=0.02))
+    synth = OpenAISpeechSynthesizer(source, policy=FAST)
+    async with contextlib.aclosing(synth.synthesize("A long prompt", rate=8000)) as gen:
+        first = await anext(gen)
+        assert len(first) == 320
+        assert fake.speech_finished == 0  # still streaming on the server side
+        rest = [f async for f in gen]
+    assert fake.speech_finished == 1
+    assert abs((len(first) + sum(len(f) for f in rest)) // 2 - 16000) <= 80
+
+
 async def test_speech_odd_and_tiny_chunks_do_not_shift_samples(fake: FakeOpenAI, source):
     pcm = tone_pcm(0.5, 24000, freq=1000.0)
     fake.speech.append(Audio(pcm, chunks=(1, 3, 5, 7, 999, 2)))

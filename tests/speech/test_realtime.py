@@ -217,3 +217,16 @@ async def test_caller_audio_is_replayed_after_a_dropped_socket(fake: FakeOpenAI,
     assert len(sent(fake, "input_audio_buffer.commit")) == 1
     assert fake.ws_connections == 2
     assert bytes(fake.ws_audio) == ulaw_encode(pcm)  # the whole utterance, replayed on the new socket
+
+
+async def test_barge_in_cancels_the_response_and_drops_its_audio(fake: FakeOpenAI, source):
+    fake.realtime.delta_count = 50
+    async with RealtimeSession(source, rate=8000, policy=FAST) as session:
+        gen = session.synthesizer.synthesize("A long menu", rate=8000)
+        first = await anext(gen)
+        assert len(first) == 320
+        await gen.aclose()  # the caller spoke
+        frames = [f async for f in session.synthesizer.synthesize("Next", rate=8000)]
+    [cancel] = sent(fake, "response.cancel")
+    assert cancel["response_id"].startswith("resp_")
+    assert sum(len(f) for f in frames) == 8000  # exactly the second prompt: no leftovers of the first

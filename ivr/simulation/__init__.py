@@ -1,0 +1,1 @@
+"""``ivr simulate`` and ``ivr test``: whole calls against a simulated Asterisk and a scripted caller."""

@@ -1,0 +1,378 @@
+"""One simulated call: the real app, a simulated Asterisk and a scripted caller, over local sockets.
+
+Everything the production path does runs here: ARI REST and events, ``externalMedia``, the AudioSocket
+server, paced playback, VAD and endpointing, the flow engine and the speech engines. Only Asterisk and
+the caller are simulated. Speech modes:
+
+* ``offline``: the app speaks with piper and listens with faster-whisper; the caller's lines are spoken
+  by piper too, so the whole audio path is real (needs the ``offline`` extra);
+* ``text``: the instant ``sim-text`` engines; the caller's audio carries its words to the simulation
+  transcriber. Fast and deterministic, for tests; always printed as such.
+
+What the IVR said is taken from the prompts the app reports, never from re-transcribing its audio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TextIO
+
+from ivr.ari.client import AriClient
+from ivr.audiosocket.server import AudioSocketConfig, AudioSocketServer
+from ivr.call.ari_app import AriApp, AriAppConfig
+from ivr.call.flows import FlowCatalog
+from ivr.call.ports import SpeechFactory
+from ivr.call.runtime import CallReport, TraceEvent
+from ivr.call.speech import registry_factory
+from ivr.flow.model import FlowSettings
+from ivr.media.wav import stereo_wav
+from ivr.sim.ari_server import SimAsterisk
+from ivr.sim.caller_leg import CallerLeg, CallerLegs
+from ivr.simulation import script as sc
+from ivr.speech.base import Synthesizer
+from ivr.speech.registry import CallSpeech, SpeechRegistry
+from ivr.speech.simulated import TextTranscriber, ToneSynthesizer
+
+SpeechMode = Literal["offline", "text"]
+END_NAMES = {"transferred": "transfer"}
+
+
+class SimulationError(Exception):
+    """The simulation could not run (missing engines, a broken script); one line for the user."""
+
+
+@dataclass
+class Check:
+    what: str
+    passed: bool
+    detail: str = ""
+
+
+@dataclass
+class SimulationResult:
+    flow: str
+    mode: SpeechMode
+    report: CallReport | None
+    prompts: list[tuple[str, str]] = field(default_factory=list)
+    """(step, text) of every prompt the IVR started, in order."""
+    checks: list[Check] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    transcript: list[str] = field(default_factory=list)
+    """The printed conversation, line by line."""
+
+    @property
+    def passed(self) -> bool:
+        return not self.errors and all(c.passed for c in self.checks)
+
+
+class _Tracker:
+    """Follows the call's trace: prints it, and lets script steps wait for what the IVR does."""
+
+    def __init__(self, out: TextIO | None, result: SimulationResult) -> None:
+        self.out = out
+        self.result = result
+        self.t0 = time.monotonic()
+        self.listening = False
+        self.prompt_seq = 0
+        self.changed = asyncio.Event()
+        self.ended = False
+
+    def line(self, who: str, text: str) -> None:
+        entry = f"[{time.monotonic() - self.t0:6.2f}] {who:<6} {text}"
+        self.result.transcript.append(entry)
+        if self.out is not None:
+            print(entry, file=self.out, flush=True)
+
+    def __call__(self, event: TraceEvent) -> None:
+        if event.kind == "prompt":
+            self.result.prompts.append((event.step, event.text))
+            self.prompt_seq += 1
+            self.listening = False
+            self.line("ivr", f'{event.step}: "{event.text}"')
+        elif event.kind == "listen":
+            self.listening = True
+        elif event.kind == "heard":
+            self.listening = False
+            self.line("stt", f'{event.step}: heard "{event.text}"')
+        elif event.kind == "dtmf":
+            self.line("dtmf", event.text)
+        elif event.kind == "step":
+            self.line("step", f"{event.step}" + (f" ({event.text})" if event.text else ""))
+        elif event.kind == "end":
+            self.ended = True
+            self.line("end", event.text)
+        self.changed.set()
+
+    async def wait(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
+        try:
+            async with asyncio.timeout(timeout):
+                while not predicate():
+                    if self.ended:
+                        raise SimulationError(f"{what}: the call ended first")
+                    self.changed.clear()
+                    await self.changed.wait()
+        except TimeoutError:
+            raise SimulationError(f"{what}: not within {timeout:g} s") from None
+
+
+def sim_text_speech() -> SpeechFactory:
+    def factory(settings: FlowSettings, rate: int) -> CallSpeech:
+        return CallSpeech(TextTranscriber(), ToneSynthesizer())
+
+    return factory
+
+
+def _offline_available() -> str | None:
+    """The first missing offline package, or None (checked without importing the heavy modules)."""
+    for module in ("faster_whisper", "piper"):
+        if importlib.util.find_spec(module) is None:
+            return f"no module named {module!r}"
+    return None
+
+
+async def simulate(
+    flow_file: Path,
+    script: sc.CallerScript,
+    *,
+    mode: SpeechMode = "offline",
+    fmt: str | None = None,
+    record: Path | None = None,
+    out: TextIO | None = sys.stdout,
+    step_timeout: float = 30.0,
+    interactive: bool = False,
+) -> SimulationResult:
+    """Run one call of ``flow_file`` with ``script`` as the caller; see the module docstring."""
+    if not await asyncio.to_thread(flow_file.is_file):
+        raise SimulationError(f"{flow_file}: no such flow file")
+    registry: SpeechRegistry | None = None
+    caller_voice: Synthesizer | None = None
+    if mode == "offline":
+        missing = _offline_available()
+        if missing is not None:
+            raise SimulationError(
+                f"offline speech is not installed ({missing}): pip install -e '.[offline]', or use --text"
+            )
+        registry = SpeechRegistry(cache_dir=None)
+        speech = registry_factory(registry, default_stt="offline", default_tts="offline")
+        caller_voice = registry.synthesizer("offline")
+    else:
+        speech = sim_text_speech()
+    flow_name = flow_file.stem
+    result = SimulationResult(flow=flow_name, mode=mode, report=None)
+    tracker = _Tracker(out, result)
+    legs = CallerLegs()
+    fmt = fmt or script.format or "slin16"
+    async with contextlib.AsyncExitStack() as stack:
+        sim = await stack.enter_async_context(SimAsterisk(media_connector=legs.connect))
+        server = await stack.enter_async_context(AudioSocketServer(AudioSocketConfig(port=0)))
+        ari = await stack.enter_async_context(AriClient(sim.base_url, sim.username, sim.password))
+        if registry is not None:
+            stack.push_async_callback(registry.aclose)
+        app = AriApp(
+            ari=ari,
+            audiosocket=server,
+            flows=FlowCatalog(flow_file, default=flow_name),
+            speech=speech,
+            config=AriAppConfig(advertise=f"127.0.0.1:{server.port}", step_timeout=10.0),
+            tracer=tracker,
+        )
+        await app.start()
+        stack.push_async_callback(app.close)
+        speech_note = (
+            "offline speech (piper + faster-whisper)"
+            if mode == "offline"
+            else "TEXT MODE (sim-text engines, no real speech)"
+        )
+        tracker.line(
+            "call", f"{script.caller.name} <{script.caller.number}> -> flow {flow_name}, {fmt}, {speech_note}"
+        )
+        caller = await sim.place_call(
+            args=[f"flow={flow_name}", *(f"{k}={v}" for k, v in script.args.items())],
+            caller=(script.caller.name, script.caller.number),
+            native_format="slin16" if fmt == "slin16" else "ulaw",
+        )
+        leg_box: list[CallerLeg] = []
+
+        def bridged() -> bool:
+            leg = legs.for_caller(sim, caller.id)
+            if leg is not None:
+                leg_box.append(leg)
+            return bool(leg_box)
+
+        await sim.wait_for(bridged, 15.0)
+        leg = leg_box[0]
+
+        async def speak(text: str) -> None:
+            tracker.line("caller", f'"{text}"')
+            if caller_voice is not None:
+                pcm = b"".join([chunk async for chunk in caller_voice.synthesize(text, rate=leg.rate)])
+                await leg.speak(pcm)
+            else:
+                await leg.say(text)
+
+        try:
+            if interactive:
+                await _interactive(sim, caller.id, tracker, speak)
+            else:
+                await _run_steps(script, sim, caller.id, tracker, speak, step_timeout)
+        except SimulationError as exc:
+            result.errors.append(str(exc))
+            tracker.line("error", str(exc))
+        if caller.id in sim.channels and not tracker.ended:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(_until(lambda: tracker.ended), step_timeout)
+        await _until(lambda: bool(app.reports) and not app.calls, timeout=15.0)
+        result.report = app.reports[0] if app.reports else None
+        if record is not None:
+            await asyncio.to_thread(
+                record.write_bytes, stereo_wav(bytes(leg.sent), bytes(leg.heard), leg.rate)
+            )
+            tracker.line("wav", f"{record} (caller left, IVR right, {leg.rate} Hz)")
+        _evaluate(script, result)
+        _summary(result, tracker, leg)
+    return result
+
+
+async def _until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            while not predicate():  # noqa: ASYNC110 - app state without an event
+                await asyncio.sleep(0.05)
+
+
+async def _run_steps(
+    script: sc.CallerScript,
+    sim: SimAsterisk,
+    caller_id: str,
+    tracker: _Tracker,
+    speak: Callable[[str], Any],
+    timeout: float,
+) -> None:
+    cursor = 0
+    for number, step in enumerate(script.steps, 1):
+        label = f"step {number}"
+        if isinstance(step, sc.WaitFor):
+            wanted = step.wait_for.lower()
+            start = cursor
+
+            def found(start: int = start, wanted: str = wanted) -> bool:
+                return any(wanted in text.lower() for _, text in tracker.result.prompts[start:])
+
+            await tracker.wait(found, step.timeout_s, f"{label} wait_for {step.wait_for!r}")
+            cursor = next(
+                i + 1
+                for i in range(start, len(tracker.result.prompts))
+                if wanted in tracker.result.prompts[i][1].lower()
+            )
+        elif isinstance(step, sc.Say):
+            await tracker.wait(lambda: tracker.listening, timeout, f"{label} say: the IVR never listened")
+            await speak(step.say)
+        elif isinstance(step, sc.BargeIn):
+            seq = tracker.prompt_seq
+
+            def new_prompt(seq: int = seq) -> bool:
+                return tracker.prompt_seq > seq
+
+            if tracker.listening or seq == 0:
+                await tracker.wait(new_prompt, timeout, f"{label} barge_in: no prompt played")
+            await asyncio.sleep(0.4)
+            await speak(step.barge_in)
+        elif isinstance(step, sc.Press):
+            await tracker.wait(lambda: tracker.listening, timeout, f"{label} press: the IVR never listened")
+            for key in step.press:
+                await sim.press_dtmf(caller_id, key)
+                await asyncio.sleep(0.15)
+        elif isinstance(step, sc.Silence):
+            tracker.line("caller", f"(silent {step.silence} ms)")
+            await asyncio.sleep(step.silence / 1000)
+        elif isinstance(step, sc.HangupStep):
+            tracker.line("caller", "(hangs up)")
+            if caller_id in sim.channels:
+                await sim.hangup(caller_id)
+            return
+
+
+async def _interactive(
+    sim: SimAsterisk, caller_id: str, tracker: _Tracker, speak: Callable[[str], Any]
+) -> None:
+    """Type what the caller says; digits like ``1#`` are pressed; ``/hangup`` or EOF hangs up."""
+    loop = asyncio.get_running_loop()
+    print("type what the caller says; 1# presses keys; /hangup or Ctrl-D ends", file=sys.stderr)
+    while not tracker.ended:
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        text = line.strip()
+        if not line or text == "/hangup":
+            if caller_id in sim.channels:
+                await sim.hangup(caller_id)
+            return
+        if text and not set(text) - sc.DTMF_KEYS:
+            for key in text:
+                await sim.press_dtmf(caller_id, key)
+                await asyncio.sleep(0.15)
+        elif text:
+            await speak(text)
+
+
+def _evaluate(script: sc.CallerScript, result: SimulationResult) -> None:
+    report = result.report
+    prompts = [text for _, text in result.prompts]
+    for step in script.steps:
+        if isinstance(step, sc.ExpectPrompt):
+            ok = any(step.expect_prompt.lower() in p.lower() for p in prompts)
+            result.checks.append(
+                Check(f"expect_prompt {step.expect_prompt!r}", ok, "" if ok else "never said")
+            )
+        elif isinstance(step, sc.ExpectStep):
+            path = report.path if report else []
+            ok = step.expect_step in path or any(p.endswith(f":{step.expect_step}") for p in path)
+            result.checks.append(
+                Check(f"expect_step {step.expect_step}", ok, "" if ok else f"path was {' -> '.join(path)}")
+            )
+        elif isinstance(step, sc.ExpectVar):
+            variables = report.variables if report else {}
+            for name, want in step.expect_var.items():
+                got = variables.get(name)
+                ok = got == want or str(got) == str(want)
+                result.checks.append(Check(f"expect_var {name}={want!r}", ok, "" if ok else f"was {got!r}"))
+        elif isinstance(step, sc.ExpectEnd):
+            outcome = report.outcome if report else "none"
+            got = END_NAMES.get(outcome, outcome)
+            ok = got == step.expect_end
+            result.checks.append(
+                Check(f"expect_end {step.expect_end}", ok, "" if ok else f"ended with {got}")
+            )
+
+
+def _summary(result: SimulationResult, tracker: _Tracker, leg: CallerLeg) -> None:
+    report = result.report
+    if report is None:
+        tracker.line("summary", "no call report (the call did not start)")
+        return
+    latency = sorted(report.response_latency_ms)
+    lat = f"{latency[len(latency) // 2]:.0f} ms median, {latency[-1]:.0f} ms max" if latency else "n/a"
+    lateness = leg.lateness().summary()
+    tracker.line("summary", f"path: {' -> '.join(report.path)}")
+    tracker.line("summary", f"variables: {report.variables}")
+    tracker.line("summary", f"outcome: {report.outcome}{f' ({report.reason})' if report.reason else ''}")
+    tracker.line("summary", f"response latency (end of caller speech -> first IVR audio): {lat}")
+    tracker.line(
+        "summary",
+        f"IVR frame pacing at the caller: p50 {lateness.p50_ms:.1f} ms, p99 {lateness.p99_ms:.1f} ms late",
+    )
+    tracker.line(
+        "summary",
+        f"speech: {'offline engines' if result.mode == 'offline' else 'TEXT MODE (no real speech)'}",
+    )
+    for check in result.checks:
+        tracker.line(
+            "check",
+            f"{'PASS' if check.passed else 'FAIL'} {check.what}"
+            + (f": {check.detail}" if check.detail else ""),
+        )

@@ -1,0 +1,160 @@
+"""Caller scripts: what a simulated caller does and what the call is expected to show.
+
+A script is YAML::
+
+    flow: pizza                 # optional; the flow file given on the command line wins
+    caller: {name: Alice, number: "5551234"}
+    args: {lang: en}            # extra Stasis key=value arguments (flow variables)
+    format: slin16              # optional: slin16 (wideband caller) or slin (G.711 caller)
+    steps:
+      - wait_for: order         # a prompt containing this text has started
+      - say: I'd like to order  # speak once the IVR listens
+      - press: "1"              # keys once the IVR listens (quote them: # starts a YAML comment)
+      - barge_in: large         # speak while the next prompt plays
+      - silence: 6000           # stay silent this many milliseconds
+      - hangup:                 # hang up now
+      - expect_prompt: Thanks   # expectations are checked when the call has ended
+      - expect_step: confirm
+      - expect_var: {size: large}
+      - expect_end: hangup      # hangup | transfer | caller_hangup | error
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+DTMF_KEYS = frozenset("0123456789*#ABCD")
+
+
+class _Step(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WaitFor(_Step):
+    wait_for: str
+    timeout_s: float = 30.0
+
+
+class Say(_Step):
+    say: str
+
+
+class BargeIn(_Step):
+    barge_in: str
+
+
+class Press(_Step):
+    press: str
+
+    @field_validator("press", mode="before")
+    @classmethod
+    def _keys(cls, value: Any) -> str:
+        if isinstance(value, bool) or value is None:
+            raise ValueError('write the keys in quotes, e.g. press: "1#" (YAML read something else)')
+        text = str(value)
+        if not text or set(text) - DTMF_KEYS:
+            raise ValueError(f"keys must be 0-9 * # A-D, got {text!r}")
+        return text
+
+
+class Silence(_Step):
+    silence: int = Field(ge=0, le=600_000, description="milliseconds")
+
+
+class HangupStep(_Step):
+    hangup: None = None
+
+
+class ExpectPrompt(_Step):
+    expect_prompt: str
+
+
+class ExpectStep(_Step):
+    expect_step: str
+
+
+class ExpectVar(_Step):
+    expect_var: dict[str, Any]
+
+
+class ExpectEnd(_Step):
+    expect_end: Literal["hangup", "transfer", "caller_hangup", "error"]
+
+
+ScriptStep = Annotated[
+    WaitFor
+    | Say
+    | BargeIn
+    | Press
+    | Silence
+    | HangupStep
+    | ExpectPrompt
+    | ExpectStep
+    | ExpectVar
+    | ExpectEnd,
+    Field(union_mode="left_to_right"),
+]
+ACTIONS = (WaitFor, Say, BargeIn, Press, Silence, HangupStep)
+
+
+class CallerInfo(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = "Alice"
+    number: str = "5551234"
+
+
+class CallerScript(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    flow: str | None = None
+    caller: CallerInfo = CallerInfo()
+    args: dict[str, str] = Field(default_factory=dict)
+    format: Literal["slin16", "slin"] | None = None
+    steps: list[ScriptStep] = Field(default_factory=list)
+
+
+class ScriptError(ValueError):
+    """A caller script that cannot run; the message names the file and the step."""
+
+
+_STEP_KEYS = {
+    "wait_for",
+    "say",
+    "barge_in",
+    "press",
+    "silence",
+    "hangup",
+    "expect_prompt",
+    "expect_step",
+    "expect_var",
+    "expect_end",
+}
+
+
+def load_script(path: Path) -> CallerScript:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ScriptError(f"{path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ScriptError(f"{path}: a caller script is a mapping with 'steps'")
+    steps = data.get("steps") or []
+    if not isinstance(steps, list):
+        raise ScriptError(f"{path}: 'steps' must be a list")
+    for i, step in enumerate(steps, 1):
+        keys = set(step) if isinstance(step, dict) else set()
+        known = keys & _STEP_KEYS
+        if len(known) != 1:
+            raise ScriptError(
+                f"{path}: step {i}: expected one of {', '.join(sorted(_STEP_KEYS))}, got {step!r}"
+            )
+    try:
+        return TypeAdapter(CallerScript).validate_python(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"][:3])
+        raise ScriptError(f"{path}: {where}: {err['msg']}") from None

@@ -1,0 +1,121 @@
+"""``ivr run`` end to end against the simulated Asterisk, and its one-line startup failures."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ivr.cli import main
+from ivr.cli.run_commands import StartupError, serve
+from ivr.config import load_settings
+from ivr.sim.ari_server import SimAsterisk
+from ivr.sim.caller_leg import CallerLegs
+
+from .conftest import DATA
+
+
+def settings_for(sim: SimAsterisk, **extra: Any) -> Any:
+    env = {
+        "IVR_ARI_URL": sim.base_url,
+        "IVR_ARI_USER": "ivr",
+        "IVR_ARI_PASSWORD": "pw",
+        "IVR_AUDIOSOCKET_LISTEN": "127.0.0.1:0",
+        "IVR_FLOWS": str(DATA),
+        "IVR_DEFAULT_FLOW": "menu",
+        "IVR_STT": "sim-text",
+        "IVR_TTS": "sim-text",
+        "IVR_PROMPT_CACHE": "",
+    }
+    env.update({k: str(v) for k, v in extra.items()})
+    return load_settings(environ=env, toml_path=None)
+
+
+async def test_serve_answers_a_call_and_stops_cleanly() -> None:
+    legs = CallerLegs()
+    async with SimAsterisk(username="ivr", password="pw", media_connector=legs.connect) as sim:
+        stop = asyncio.Event()
+        ready = asyncio.Event()
+        task = asyncio.create_task(serve(settings_for(sim), stop=stop, ready=lambda info: ready.set()))
+        await asyncio.wait_for(ready.wait(), 10)
+        caller = await sim.place_call()  # no flow= argument: the default flow answers
+        await sim.wait_for(lambda: bool(legs.legs), 5)
+        [leg] = legs.legs.values()
+        await leg.wait_heard("Say sales")
+        await sim.press_dtmf(caller.id, "1")
+        await leg.wait_heard("Sales it is")
+        await sim.wait_for(lambda: caller.id in sim.destroyed, 10)
+        stop.set()
+        assert await asyncio.wait_for(task, 10) == 0
+        assert not sim.bridges
+        assert not sim.connected_apps
+
+
+async def test_second_instance_with_the_same_app_name_stops_instead_of_flapping() -> None:
+    async with SimAsterisk(username="ivr", password="pw") as sim:
+        first_ready = asyncio.Event()
+        first = asyncio.create_task(serve(settings_for(sim), ready=lambda info: first_ready.set()))
+        await asyncio.wait_for(first_ready.wait(), 10)
+        second_ready = asyncio.Event()
+        stop_second = asyncio.Event()
+        second = asyncio.create_task(
+            serve(settings_for(sim), stop=stop_second, ready=lambda info: second_ready.set())
+        )
+        await asyncio.wait_for(second_ready.wait(), 10)
+        assert await asyncio.wait_for(first, 10) == 1, "the replaced instance says so and exits"
+        await asyncio.sleep(0.3)
+        assert not second.done(), "the newest instance keeps the app"
+        stop_second.set()
+        assert await asyncio.wait_for(second, 10) == 0
+
+
+async def test_wrong_ari_password_is_one_clear_line() -> None:
+    async with SimAsterisk(username="ivr", password="right") as sim:
+        with pytest.raises(StartupError, match="refused user 'ivr': check IVR_ARI_USER and IVR_ARI_PASSWORD"):
+            await serve(settings_for(sim))
+
+
+async def test_unreachable_asterisk() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    async with SimAsterisk(username="ivr", password="pw") as sim:
+        settings = settings_for(sim, IVR_ARI_URL=f"http://127.0.0.1:{port}")
+    with pytest.raises(StartupError, match="cannot reach ARI"):
+        await serve(settings)
+
+
+async def test_port_in_use() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        async with SimAsterisk(username="ivr", password="pw") as sim:
+            with pytest.raises(StartupError, match=f"cannot listen for AudioSocket on 127.0.0.1:{port}"):
+                await serve(settings_for(sim, IVR_AUDIOSOCKET_LISTEN=f"127.0.0.1:{port}"))
+
+
+def test_flow_errors_stop_startup_with_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "broken.yaml").write_text(
+        "name: broken\nstart: nowhere\nsteps:\n  a:\n    say: hi\n    next: a\n"
+    )
+    code = main(["run", "--flows", str(tmp_path), "--default-flow", "broken"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("ivr run: flow error: ")
+    assert "broken.yaml:2:" in err
+    assert "Traceback" not in err
+
+
+def test_bad_setting_is_one_line(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IVR_ARI_URL", "not-a-url")
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err == "ivr run: setting ari_url (IVR_ARI_URL): expected an http(s) URL such as http://127.0.0.1:8088"
+    )
