@@ -229,9 +229,10 @@ class AriCall:
             self._task.cancel()
 
     def abort(self, reason: str) -> None:
-        if self.runtime is not None:
-            self.runtime.abort(reason)
-        elif self._task is not None and not self._task.done():
+        """End the call from our side: its task is cancelled and its teardown hangs up and cleans up."""
+        if self._task is not None and not self._task.done():
+            if not self.report.outcome:
+                self.report.outcome, self.report.reason = "aborted", reason
             self._task.cancel()
         else:
             self.done.set()
@@ -252,7 +253,7 @@ class AriCall:
             log.warning("call %s: %s", self.caller_id, exc)
         except asyncio.CancelledError:
             if not self.report.outcome:
-                self.report.outcome = "caller_hangup" if self._gone.is_set() else "error"
+                self.report.outcome = "caller_hangup" if self._gone.is_set() else "aborted"
         except Exception as exc:
             self.report.outcome, self.report.reason = "error", f"unexpected: {exc!r}"
             log.exception("call %s: failed", self.caller_id)
@@ -414,7 +415,7 @@ class _AriControl:
         ari = call.app.ari
         for name, value in variables.items():
             with contextlib.suppress(AriError):
-                await ari.set_variable(call.caller_id, f"IVR_{name.upper()}", value)
+                await ari.set_variable(call.caller_id, name, value)
         if action.to_dialplan:
             assert action.extension is not None
             call.handed_off = True

@@ -36,7 +36,11 @@ class CallMedia(Protocol):
 
 
 class CallControl(Protocol):
-    """Telephony actions on the caller's channel (ARI), or their refusal (dialplan-only mode)."""
+    """Telephony actions on the caller's channel (ARI), or their refusal (dialplan-only mode).
+
+    ``transfer`` gets the channel variables to set on the caller first (``IVR_<NAME>`` for collected
+    flow values plus the step's own ``variables``).
+    """
 
     async def hangup(self, reason: str) -> None: ...
 

@@ -35,6 +35,7 @@ from ivr.audiosocket.protocol import Audio, Dtmf, Hangup
 from ivr.call.ports import CallControl, CallMedia, CallSpeech
 from ivr.flow import actions as act
 from ivr.flow import events as ev
+from ivr.flow.builtins import MASK
 from ivr.flow.engine import FlowEngine
 from ivr.flow.webhook import perform_request
 from ivr.media.endpoint import Endpointer, ListenSettings, MaxLengthReached, SpeechEnded, SpeechStarted
@@ -497,10 +498,11 @@ class CallRuntime:
         self._post(await perform_request(self.http, action))
 
     async def _transfer(self, action: act.Transfer) -> None:
+        # Collected values travel with the call as IVR_<NAME> channel variables; sensitive ones never do.
         variables = {
-            k: str(v)
+            f"IVR_{k.upper()}": str(v)
             for k, v in self.engine.safe_variables().items()
-            if isinstance(v, str | int | float | bool)
+            if isinstance(v, str | int | float | bool) and v != MASK
         }
         variables.update(action.variables)
         try:

@@ -17,12 +17,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import os
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TextIO
+
+import aiohttp
 
 from ivr.ari.client import AriClient
 from ivr.audiosocket.server import AudioSocketConfig, AudioSocketServer
@@ -147,8 +150,14 @@ async def simulate(
     out: TextIO | None = sys.stdout,
     step_timeout: float = 30.0,
     interactive: bool = False,
+    http: aiohttp.ClientSession | None = None,
 ) -> SimulationResult:
-    """Run one call of ``flow_file`` with ``script`` as the caller; see the module docstring."""
+    """Run one call of ``flow_file`` with ``script`` as the caller; see the module docstring.
+
+    Webhooks are real HTTP requests, as in ``ivr run``: through ``http`` if given (a test can point it
+    at a local server), else a session of its own. ``play:`` audio comes from the ``audio`` directory
+    next to the flow file, as in ``ivr run``.
+    """
     if not await asyncio.to_thread(flow_file.is_file):
         raise SimulationError(f"{flow_file}: no such flow file")
     registry: SpeechRegistry | None = None
@@ -175,12 +184,19 @@ async def simulate(
         ari = await stack.enter_async_context(AriClient(sim.base_url, sim.username, sim.password))
         if registry is not None:
             stack.push_async_callback(registry.aclose)
+        if http is None:
+            http = await stack.enter_async_context(aiohttp.ClientSession())
         app = AriApp(
             ari=ari,
             audiosocket=server,
-            flows=FlowCatalog(flow_file, default=flow_name),
+            flows=FlowCatalog(flow_file, default=flow_name, env={**os.environ, **script.env}),
             speech=speech,
-            config=AriAppConfig(advertise=f"127.0.0.1:{server.port}", step_timeout=10.0),
+            http=http,
+            config=AriAppConfig(
+                advertise=f"127.0.0.1:{server.port}",
+                step_timeout=10.0,
+                audio_dir=flow_file.parent / "audio",
+            ),
             tracer=tracker,
         )
         await app.start()
@@ -291,7 +307,7 @@ async def _run_steps(
                 await asyncio.sleep(0.15)
         elif isinstance(step, sc.Silence):
             tracker.line("caller", f"(silent {step.silence} ms)")
-            await asyncio.sleep(step.silence / 1000)
+            await _until(lambda: tracker.ended, timeout=step.silence / 1000)  # no point once it ended
         elif isinstance(step, sc.HangupStep):
             tracker.line("caller", "(hangs up)")
             if caller_id in sim.channels:

@@ -5,11 +5,12 @@ A script is YAML::
     flow: pizza                 # optional; the flow file given on the command line wins
     caller: {name: Alice, number: "5551234"}
     args: {lang: en}            # extra Stasis key=value arguments (flow variables)
+    env: {API_TOKEN: test}      # env.NAME values the flow sees, over the process environment
     format: slin16              # optional: slin16 (wideband caller) or slin (G.711 caller)
     steps:
       - wait_for: order         # a prompt containing this text has started
       - say: I'd like to order  # speak once the IVR listens
-      - press: "1"              # keys once the IVR listens (quote them: # starts a YAML comment)
+      - press: "1"              # keys once the IVR listens (quote them: " #" starts a YAML comment)
       - barge_in: large         # speak while the next prompt plays
       - silence: 6000           # stay silent this many milliseconds
       - hangup:                 # hang up now
@@ -34,17 +35,29 @@ class _Step(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _text(value: Any) -> Any:
+    """Text a YAML scalar may have turned into something else: ``say: yes`` is the boolean true."""
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f'quote the text, e.g. say: "yes" (YAML read {value!r})')
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
 class WaitFor(_Step):
     wait_for: str
     timeout_s: float = 30.0
+    _check = field_validator("wait_for", mode="before")(_text)
 
 
 class Say(_Step):
     say: str
+    _check = field_validator("say", mode="before")(_text)
 
 
 class BargeIn(_Step):
     barge_in: str
+    _check = field_validator("barge_in", mode="before")(_text)
 
 
 class Press(_Step):
@@ -54,7 +67,7 @@ class Press(_Step):
     @classmethod
     def _keys(cls, value: Any) -> str:
         if isinstance(value, bool) or value is None:
-            raise ValueError('write the keys in quotes, e.g. press: "1#" (YAML read something else)')
+            raise ValueError(f'write the keys in quotes, e.g. press: "1#" (YAML read {value!r})')
         text = str(value)
         if not text or set(text) - DTMF_KEYS:
             raise ValueError(f"keys must be 0-9 * # A-D, got {text!r}")
@@ -71,6 +84,7 @@ class HangupStep(_Step):
 
 class ExpectPrompt(_Step):
     expect_prompt: str
+    _check = field_validator("expect_prompt", mode="before")(_text)
 
 
 class ExpectStep(_Step):
@@ -113,6 +127,7 @@ class CallerScript(BaseModel):
     flow: str | None = None
     caller: CallerInfo = CallerInfo()
     args: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, str] = Field(default_factory=dict)
     format: Literal["slin16", "slin"] | None = None
     steps: list[ScriptStep] = Field(default_factory=list)
 
@@ -121,23 +136,40 @@ class ScriptError(ValueError):
     """A caller script that cannot run; the message names the file and the step."""
 
 
-_STEP_KEYS = {
-    "wait_for",
-    "say",
-    "barge_in",
-    "press",
-    "silence",
-    "hangup",
-    "expect_prompt",
-    "expect_step",
-    "expect_var",
-    "expect_end",
+_STEP_MODELS: dict[str, type[_Step]] = {
+    "wait_for": WaitFor,
+    "say": Say,
+    "barge_in": BargeIn,
+    "press": Press,
+    "silence": Silence,
+    "hangup": HangupStep,
+    "expect_prompt": ExpectPrompt,
+    "expect_step": ExpectStep,
+    "expect_var": ExpectVar,
+    "expect_end": ExpectEnd,
 }
+_STEP_KEYS = set(_STEP_MODELS)
+
+
+class _ScriptLoader(yaml.SafeLoader):
+    """YAML 1.1 reads ``press: 0123`` as the octal number 83; here numbers written with a leading zero
+    stay the text that was written (keys, account numbers, zip codes)."""
+
+
+def _int_or_text(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+    text = str(loader.construct_scalar(node))
+    digits = text.lstrip("+-")
+    if len(digits) > 1 and digits[0] == "0" and digits[1].isdigit():
+        return text
+    return loader.construct_yaml_int(node)
+
+
+_ScriptLoader.add_constructor("tag:yaml.org,2002:int", _int_or_text)
 
 
 def load_script(path: Path) -> CallerScript:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_ScriptLoader)
     except (OSError, yaml.YAMLError) as exc:
         raise ScriptError(f"{path}: {exc}") from None
     if not isinstance(data, dict):
@@ -152,6 +184,15 @@ def load_script(path: Path) -> CallerScript:
             raise ScriptError(
                 f"{path}: step {i}: expected one of {', '.join(sorted(_STEP_KEYS))}, got {step!r}"
             )
+        # validated on its own, against the model its key names: errors from a union would name the
+        # first alternative (``WaitFor: Field required``) whatever the step was
+        (key,) = known
+        try:
+            _STEP_MODELS[key].model_validate(step)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or key
+            raise ScriptError(f"{path}: step {i} ({key}): {where}: {err['msg']}") from None
     try:
         return TypeAdapter(CallerScript).validate_python(data)
     except ValidationError as exc:

@@ -138,6 +138,7 @@ class RealtimeSession:
         self._listen_lock = asyncio.Lock()
         self._ids = itertools.count(1)
         self._ready: asyncio.Future[None] | None = None
+        self._ready_event: str | None = None
         self._responses: deque[_Pending] = deque()
         self._by_response: dict[str, _Pending] = {}
         self._commits: deque[_Pending] = deque()
@@ -215,17 +216,16 @@ class RealtimeSession:
                 return
             await self._drop_connection()
             client = self.client.get()
-            try:
-                manager = client.realtime.connect(model=self.model)
-            except ImportError as e:  # pragma: no cover - depends on the extra
-                raise RequestRejectedError(f"openai[realtime] is not installed: {e}", engine=ENGINE) from None
-            conn = await manager.enter()
+            # The SDK's own reconnects stay off (no on_reconnecting): the retry layer decides.
+            conn = await client.realtime.connect(model=self.model).enter()
             self.connections += 1
             self._conn = conn
             self._ready = asyncio.get_running_loop().create_future()
             self._reader = asyncio.create_task(self._read(conn), name="ivr-realtime-reader")
             self._transcription = self._transcription_config((), None)
-            await self._send({"type": "session.update", "session": self._session_config()})
+            self._ready_event = await self._send(
+                {"type": "session.update", "session": self._session_config()}
+            )
             await asyncio.shield(self._ready)
 
     async def _drop_connection(self) -> None:
@@ -336,7 +336,10 @@ class RealtimeSession:
             error = event.get("error") or {}
             eid = error.get("event_id") if isinstance(error, dict) else None
             p = self._by_event.pop(str(eid), None) if eid else None
-            if p is not None:
+            ready = self._ready
+            if eid and eid == self._ready_event and ready is not None and not ready.done():
+                ready.set_exception(_realtime_error(error))  # the session configuration was refused
+            elif p is not None:
                 p.queue.put_nowait(_realtime_error(error))
             else:
                 code = error.get("code") if isinstance(error, dict) else None
@@ -352,10 +355,10 @@ class RealtimeSession:
         return item
 
     def _abandon(self, p: _Pending) -> None:
+        """Stop routing events to ``p``; its response (if any) is cancelled once it is known."""
         p.cancelled = True
-        for table in (self._by_event,):
-            for k in [k for k, v in table.items() if v is p]:
-                del table[k]
+        for k in [k for k, v in self._by_event.items() if v is p]:
+            del self._by_event[k]
 
     async def speak(self, text: str, *, instructions: str | None = None) -> AsyncGenerator[bytes, None]:
         """Frames of ``text`` read verbatim, at the call rate."""

@@ -173,7 +173,10 @@ def _status_error(
 def _classify_websocket(exc: BaseException, engine: str) -> ProviderError | None:
     """Realtime handshake and socket errors (``websockets``, from the ``realtime`` extra)."""
     try:
-        from websockets.exceptions import InvalidStatus, WebSocketException
+        from websockets.exceptions import (  # type: ignore[import-not-found,unused-ignore]
+            InvalidStatus,
+            WebSocketException,
+        )
     except ImportError:  # pragma: no cover - extra not installed
         return None
     if isinstance(exc, InvalidStatus):

@@ -78,7 +78,7 @@ async def make_stack(flows: Path, default: str | None, **config: object) -> Stac
         audiosocket=audiosocket,
         flows=FlowCatalog(flows, default=default),
         speech=SimSpeech(),
-        config=AriAppConfig(advertise=f"127.0.0.1:{audiosocket.port}", step_timeout=3.0, **config),  # type: ignore[arg-type]
+        config=AriAppConfig(**{"advertise": f"127.0.0.1:{audiosocket.port}", "step_timeout": 3.0, **config}),  # type: ignore[arg-type]
     )
     await app.start(heartbeat=1.0)
     return Stack(sim, legs, app, audiosocket)

@@ -91,6 +91,7 @@ class RealtimeScript:
     close_after_deltas: int | None = None
     handshake_failures: list[Fail] = field(default_factory=list)
     close_after_appends: int | None = None
+    refuse_session: dict[str, Any] | None = None
 
 
 class FakeOpenAI:
@@ -232,7 +233,10 @@ class FakeOpenAI:
             event = json.loads(msg.data)
             self.ws_events.append(event)
             kind = event.get("type")
-            if kind == "session.update":
+            if kind == "session.update" and self.realtime.refuse_session is not None:
+                err = {**self.realtime.refuse_session, "event_id": event.get("event_id")}
+                await send({"type": "error", "error": err})
+            elif kind == "session.update":
                 _merge(session, event["session"])
                 await send({"type": "session.updated", "session": session})
             elif kind == "input_audio_buffer.append":

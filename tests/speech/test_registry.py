@@ -65,6 +65,7 @@ async def test_end_to_end_through_the_registry(fake: FakeOpenAI, env, tmp_path: 
 
 
 async def test_realtime_call_closes_its_socket(fake: FakeOpenAI, env):
+    pytest.importorskip("websockets", reason="the 'realtime' extra (openai[realtime]) is not installed")
     reg = SpeechRegistry(env=env)
     call = reg.open_call(
         SpeechSettings(stt_engine="openai-realtime", tts_engine="openai-realtime"), rate=8000

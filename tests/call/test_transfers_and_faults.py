@@ -1,0 +1,146 @@
+"""Transfers (dialplan and endpoint), and faults during calls: ARI socket drops, media loss, setup failures."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from ivr.sim.ari_server import OriginateOutcome
+
+from .conftest import DATA, Stack, close_stack, make_stack
+
+
+@pytest.fixture
+async def tstack():
+    s = await make_stack(DATA, "transfer")
+    yield s
+    await close_stack(s)
+
+
+async def test_transfer_to_dialplan_continues_with_variables_and_cleans_up(tstack: Stack) -> None:
+    caller = await tstack.sim.place_call(args=["flow=transfer"])
+    leg = await tstack.leg(caller.id)
+    await leg.wait_heard("Press 1")
+    await tstack.sim.press_dtmf(caller.id, "1")
+    await tstack.wait_ended()
+    chan = tstack.sim.channels[caller.id]
+    assert chan.continued_to == ("support", "100", 1)
+    assert chan.variables["IVR_ACCOUNT"] == "12345"
+    assert chan.variables["QUEUE"] == "billing"
+    assert tstack.app.reports[0].outcome == "transferred"
+    assert not chan.destroyed, "the caller now belongs to the dialplan: not hung up"
+    tstack.assert_clean()
+
+
+async def test_transfer_to_endpoint_answered_bridges_caller_and_agent(tstack: Stack) -> None:
+    tstack.sim.script_originate(OriginateOutcome("ring", delay=None), endpoint="PJSIP/agent")
+    caller = await tstack.sim.place_call(args=["flow=transfer"])
+    leg = await tstack.leg(caller.id)
+    await leg.wait_heard("Press 1")
+    await tstack.sim.press_dtmf(caller.id, "2")
+    await tstack.sim.wait_for(lambda: any(c.kind == "outbound" for c in tstack.sim.channels.values()))
+    agent_id = next(c.id for c in tstack.sim.channels.values() if c.kind == "outbound")
+    heard_before = len(leg.heard)
+    await asyncio.sleep(0.3)
+    assert len(leg.heard) > heard_before and any(leg.heard[heard_before:]), "the caller hears ringback"
+    await tstack.sim.answer_outbound(agent_id)
+    await tstack.sim.wait_for(
+        lambda: (
+            (b := tstack.sim.channels[caller.id].bridge_id) is not None
+            and set(tstack.sim.bridges[b].channels) == {caller.id, agent_id}
+        )
+    )
+    # the IVR's media channel is dropped once the caller talks to the agent
+    await tstack.sim.wait_for(lambda: not [c for c in tstack.sim.channels.values() if c.kind == "media"])
+    await tstack.sim.hangup(agent_id)  # the agent hangs up: the caller is hung up too, nothing left
+    await tstack.wait_ended()
+    assert tstack.app.reports[0].outcome == "transferred"
+    assert caller.id in tstack.sim.destroyed
+    tstack.assert_clean()
+
+
+@pytest.mark.parametrize(("outcome", "cause"), [("busy", 17), ("noanswer", 19)])
+async def test_transfer_to_endpoint_unanswered_follows_the_failure_branch(
+    tstack: Stack, outcome: str, cause: int
+) -> None:
+    tstack.sim.script_originate(OriginateOutcome(outcome, delay=0.1), endpoint="PJSIP/agent")
+    caller = await tstack.sim.place_call(args=["flow=transfer"])
+    leg = await tstack.leg(caller.id)
+    await leg.wait_heard("Press 1")
+    await tstack.sim.press_dtmf(caller.id, "2")
+    await leg.wait_heard("The agent is not available")
+    await tstack.wait_ended()
+    report = tstack.app.reports[0]
+    assert report.outcome == "hangup"
+    assert "agent_failed" in report.path
+    assert not [c for c in tstack.sim.channels.values() if c.kind == "outbound"]
+    tstack.assert_clean()
+
+
+async def test_ari_socket_drops_and_returns_during_a_call(stack: Stack) -> None:
+    caller = await stack.sim.place_call(args=["flow=patient"])  # waits long enough for the reconnect
+    leg = await stack.leg(caller.id)
+    await leg.wait_heard("Say sales")
+    assert stack.app.stream is not None
+    connections = stack.app.stream.connections
+    await stack.sim.kill_event_sockets(abort=True)
+    async with asyncio.timeout(10):
+        while stack.app.stream.connections <= connections:  # noqa: ASYNC110 - client-side counter
+            await asyncio.sleep(0.05)
+    await stack.sim.press_dtmf(caller.id, "2")  # events flow again on the new socket
+    await leg.wait_heard("Support it is")
+    await stack.wait_ended()
+    stack.assert_clean()
+
+
+async def test_caller_gone_during_ari_outage_is_cleaned_up_after_reconnect(stack: Stack) -> None:
+    caller = await stack.sim.place_call(args=["flow=patient"])
+    leg = await stack.leg(caller.id)
+    await leg.wait_heard("Say sales")
+    stack.sim.freeze_event_sockets()
+    await stack.sim.hangup(caller.id)  # its events are lost with the dead socket
+    await stack.wait_ended(timeout=15)  # heartbeat notices, reconnect reconciles
+    assert stack.app.reports[0].outcome == "caller_hangup"
+    stack.assert_clean()
+
+
+async def test_media_socket_loss_ends_the_call_cleanly(stack: Stack) -> None:
+    caller = await stack.sim.place_call(args=["flow=menu"])
+    leg = await stack.leg(caller.id)
+    await leg.wait_heard("Say sales")
+    leg._writer.transport.abort()  # the media connection dies (RST)
+    await stack.wait_ended()
+    assert caller.id in stack.sim.destroyed, "the caller is hung up, not left in silence"
+    stack.assert_clean()
+
+
+async def test_external_media_failure_ends_the_call_with_the_step_named() -> None:
+    s = await make_stack(DATA, "menu", advertise="127.0.0.1:1")  # nothing listens there: 500
+    try:
+        caller = await s.sim.place_call(args=["flow=menu"])
+        await s.wait_ended()
+        [report] = s.app.reports
+        assert report.outcome == "error"
+        assert "externalMedia" in report.reason
+        assert caller.id in s.sim.destroyed
+        s.assert_clean()
+    finally:
+        await close_stack(s)
+
+
+async def test_calls_over_the_limit_get_congestion_not_silence() -> None:
+    s = await make_stack(DATA, "menu", max_calls=1)
+    try:
+        first = await s.sim.place_call(args=["flow=menu"])
+        leg = await s.leg(first.id)
+        await leg.wait_heard("Welcome")
+        second = await s.sim.place_call(args=["flow=menu"])
+        await s.sim.wait_for(lambda: second.id in s.sim.destroyed)
+        assert s.sim.destroyed[second.id].hangup_cause == 34
+        await s.sim.hangup(first.id)
+        await s.wait_ended(count=2)
+        assert sorted(r.outcome for r in s.app.reports) == ["busy", "caller_hangup"]
+        s.assert_clean()
+    finally:
+        await close_stack(s)
