@@ -47,10 +47,13 @@ from ivr.audiosocket.server import AudioSocketServer
 from ivr.audiosocket.session import AudioSocketSession
 from ivr.call.flows import FlowCatalog
 from ivr.call.ports import SpeechFactory
-from ivr.call.runtime import CallReport, CallRuntime, Classifier, Tracer, stasis_args
+from ivr.call.runtime import CallReport, CallRuntime, Classifier, Tracer, WebhookHandler, stasis_args
 from ivr.call.transfer import TRANSFER_MARKER, EndpointTransfer
 from ivr.flow import actions as act
 from ivr.flow import events as ev
+
+ORIGINATE_PREFIX = "ivr-out-"
+"""Channel ids of calls placed by ``ivr originate``: their StasisStart is an answered outbound call."""
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +98,10 @@ class AriApp:
         classifier: Classifier | None = None,
         on_report: ReportSink | None = None,
         tracer: Tracer | None = None,
+        webhook: WebhookHandler | None = None,
     ) -> None:
         self.tracer = tracer
+        self.webhook = webhook
         self.ari = ari
         self.audiosocket = audiosocket
         self.flows = flows
@@ -106,7 +111,7 @@ class AriApp:
         self.classifier = classifier
         self.on_report = on_report
         self.calls: dict[str, AriCall] = {}
-        self.dispatcher = EventDispatcher(self._new_call)
+        self.dispatcher = EventDispatcher(self._new_call, unrouted=self._unrouted)
         self.stream: EventStream | None = None
         self.reports: list[CallReport] = []
 
@@ -140,6 +145,25 @@ class AriApp:
         call = AriCall(self, event)
         self.calls[channel.id] = call
         return call.handle
+
+    async def _unrouted(self, event: Event) -> None:
+        """Outbound calls from ``ivr originate`` that never answered: report busy / no answer / failed."""
+        if not isinstance(event, ChannelDestroyed) or not event.channel.id.startswith(ORIGINATE_PREFIX):
+            return
+        cause = event.cause
+        outcome = {17: "busy", 18: "no_answer", 19: "no_answer", 21: "rejected"}.get(cause or 0, "failed")
+        report = CallReport(
+            call_id=event.channel.id,
+            flow="",
+            outcome=outcome,
+            reason=f"originate to {event.channel.name or '?'}: cause {cause} ({event.cause_txt})",
+        )
+        log.info("call %s: outbound call not answered: %s", event.channel.id, report.reason)
+        self.reports.append(report)
+        if self.on_report is not None:
+            result = self.on_report(report)
+            if asyncio.iscoroutine(result):
+                await result
 
     async def _on_connected(self, reconnected: bool) -> None:
         if not reconnected:
@@ -344,6 +368,7 @@ class AriCall:
             audio_dir=app.config.audio_dir,
             max_call_seconds=app.config.max_call_seconds,
             tracer=app.tracer,
+            webhook=app.webhook,
         )
         for digit in self._pending_dtmf:
             self.runtime.on_dtmf(digit)
@@ -355,7 +380,7 @@ class AriCall:
             caller_id=caller.caller.number,
             caller_name=caller.caller.name,
             dialed=caller.dialplan.exten,
-            direction="inbound",
+            direction="outbound" if self.caller_id.startswith(ORIGINATE_PREFIX) else "inbound",
             args={k: v for k, v in pairs.items() if k != "flow"},
             vars={k: v for k, v in pairs.items() if k != "flow"},
         )

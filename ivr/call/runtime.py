@@ -69,6 +69,8 @@ class TraceEvent:
 
 
 Tracer = Callable[[TraceEvent], None]
+WebhookHandler = Callable[[act.HttpRequest], Awaitable[ev.WebhookResult | ev.WebhookFailed]]
+"""Performs a flow's HTTP request; the default is :func:`ivr.flow.webhook.perform_request`."""
 
 
 @dataclass
@@ -110,8 +112,10 @@ class CallRuntime:
         audio_dir: Path | None = None,
         max_call_seconds: float = 3600.0,
         tracer: Tracer | None = None,
+        webhook: WebhookHandler | None = None,
     ) -> None:
         self.engine = engine
+        self.webhook = webhook
         self.tracer = tracer
         self._path_seen = 0
         self.media = media
@@ -492,6 +496,9 @@ class CallRuntime:
             self._post(ev.ProviderError("llm", str(exc)))
 
     async def _webhook(self, action: act.HttpRequest) -> None:
+        if self.webhook is not None:
+            self._post(await self.webhook(action))
+            return
         if self.http is None:
             self._post(ev.WebhookFailed("no HTTP client"))
             return

@@ -21,7 +21,7 @@ import aiohttp
 from ivr.ari.client import AriClient
 from ivr.ari.errors import ApplicationReplacedError, AriConnectionError, AriError, Unauthorized
 from ivr.audiosocket.server import AudioSocketConfig, AudioSocketServer
-from ivr.call.ari_app import AriApp, AriAppConfig
+from ivr.call.ari_app import AriApp, AriAppConfig, ReportSink
 from ivr.call.dialplan_app import DialplanApp
 from ivr.call.flows import FlowCatalog
 from ivr.call.speech import registry_factory
@@ -106,6 +106,7 @@ async def serve(
     no_ari: bool = False,
     stop: asyncio.Event | None = None,
     ready: Callable[[dict[str, Any]], Awaitable[None] | None] | None = None,
+    on_report: ReportSink | None = None,
 ) -> int:
     """Run until ``stop`` is set (or SIGTERM/SIGINT); returns the exit code."""
     catalog = load_catalog(settings)
@@ -166,6 +167,7 @@ async def serve(
                     max_call_seconds=settings.max_call_seconds,
                     audio_dir=audio_dir,
                 ),
+                on_report=on_report,
             )
             try:
                 await app.start()

@@ -32,8 +32,10 @@ from ivr.audiosocket.server import AudioSocketConfig, AudioSocketServer
 from ivr.call.ari_app import AriApp, AriAppConfig
 from ivr.call.flows import FlowCatalog
 from ivr.call.ports import SpeechFactory
-from ivr.call.runtime import CallReport, TraceEvent
+from ivr.call.runtime import CallReport, TraceEvent, WebhookHandler
 from ivr.call.speech import registry_factory
+from ivr.flow.actions import HttpRequest
+from ivr.flow.events import WebhookFailed, WebhookResult
 from ivr.flow.model import FlowSettings
 from ivr.media.wav import stereo_wav
 from ivr.sim.ari_server import SimAsterisk
@@ -125,6 +127,25 @@ class _Tracker:
             raise SimulationError(f"{what}: not within {timeout:g} s") from None
 
 
+def _mock_webhooks(script: sc.CallerScript, tracker: _Tracker) -> WebhookHandler:
+    """Answer the flow's web requests from the script's ``webhooks``; unmatched requests fail."""
+
+    async def handle(request: HttpRequest) -> WebhookResult | WebhookFailed:
+        shown = f"{request.method} {request.redact(request.url)}"
+        for mock in script.webhooks:
+            method, _, prefix = mock.match.partition(" ")
+            if request.method.upper() == method and request.url.startswith(prefix):
+                if mock.fail is not None:
+                    tracker.line("http", f"{shown} -> fails: {mock.fail}")
+                    return WebhookFailed(mock.fail)
+                tracker.line("http", f"{shown} -> {mock.status}")
+                return WebhookResult(mock.status, mock.json_body)
+        tracker.line("http", f"{shown} -> no mock in the caller script: fails")
+        return WebhookFailed("no webhook mock in the caller script matches this request")
+
+    return handle
+
+
 def sim_text_speech() -> SpeechFactory:
     def factory(settings: FlowSettings, rate: int) -> CallSpeech:
         return CallSpeech(TextTranscriber(), ToneSynthesizer())
@@ -198,6 +219,7 @@ async def simulate(
                 audio_dir=flow_file.parent / "audio",
             ),
             tracer=tracker,
+            webhook=_mock_webhooks(script, tracker),
         )
         await app.start()
         stack.push_async_callback(app.close)

@@ -5,6 +5,10 @@ A script is YAML::
     flow: pizza                 # optional; the flow file given on the command line wins
     caller: {name: Alice, number: "5551234"}
     args: {lang: en}            # extra Stasis key=value arguments (flow variables)
+    webhooks:                   # what the flow's web services answer (others fail: on_error)
+      - match: POST https://pizza.example.com/api/orders
+        status: 201
+        json: {order_id: A17, eta_minutes: 30}
     env: {API_TOKEN: test}      # env.NAME values the flow sees, over the process environment
     format: slin16              # optional: slin16 (wideband caller) or slin (G.711 caller)
     steps:
@@ -115,6 +119,26 @@ ScriptStep = Annotated[
 ACTIONS = (WaitFor, Say, BargeIn, Press, Silence, HangupStep)
 
 
+class WebhookMock(BaseModel):
+    """The answer a flow's webhook gets in simulation (the web service is outside the simulated world)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    match: str = Field(description="'METHOD URL-prefix', e.g. 'POST https://pizza.example.com/api/orders'")
+    status: int = Field(200, ge=100, le=599)
+    json_body: Any = Field(None, alias="json")
+    fail: str | None = Field(
+        None, description="instead of answering, fail like a network error with this reason"
+    )
+
+    @field_validator("match")
+    @classmethod
+    def _method_and_url(cls, value: str) -> str:
+        method, _, url = value.partition(" ")
+        if not url or method.upper() != method or not url.startswith(("http://", "https://")):
+            raise ValueError("expected 'METHOD URL-prefix', e.g. 'GET https://api.example.com/'")
+        return value
+
+
 class CallerInfo(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str = "Alice"
@@ -129,6 +153,8 @@ class CallerScript(BaseModel):
     args: dict[str, str] = Field(default_factory=dict)
     env: dict[str, str] = Field(default_factory=dict)
     format: Literal["slin16", "slin"] | None = None
+    webhooks: list[WebhookMock] = Field(default_factory=list)
+    """Answers for the flow's webhook steps; a request no mock matches fails (the flow's on_error path)."""
     steps: list[ScriptStep] = Field(default_factory=list)
 
 

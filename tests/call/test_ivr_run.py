@@ -119,3 +119,51 @@ def test_bad_setting_is_one_line(capsys: pytest.CaptureFixture[str], monkeypatch
     assert (
         err == "ivr run: setting ari_url (IVR_ARI_URL): expected an http(s) URL such as http://127.0.0.1:8088"
     )
+
+
+@pytest.mark.parametrize(
+    ("outcome", "expected"), [("answer", "hangup"), ("busy", "busy"), ("noanswer", "no_answer")]
+)
+async def test_originate_goes_through_the_running_app(
+    outcome: str, expected: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+
+    from ivr.ari.client import AriClient
+    from ivr.cli.originate_commands import _originate
+
+    legs = CallerLegs()
+    async with SimAsterisk(username="ivr", password="pw", media_connector=legs.connect) as sim:
+        sim.script_originate(outcome, endpoint="Local/*")
+        reports: list[Any] = []
+        stop = asyncio.Event()
+        ready = asyncio.Event()
+        settings = settings_for(sim, IVR_DEFAULT_FLOW="")
+        task = asyncio.create_task(
+            serve(settings, stop=stop, ready=lambda info: ready.set(), on_report=reports.append)
+        )
+        await asyncio.wait_for(ready.wait(), 10)
+        apps_before = set(sim.connected_apps)
+        args = argparse.Namespace(
+            endpoint="Local/5551234@outbound", flow="menu", caller_id="Clinic <5550000>", timeout=5, wait=True
+        )
+        code = await _originate(AriClient(sim.base_url, "ivr", "pw"), "ivr", args, ["patient=Bob"])
+        assert sim.connected_apps == apps_before, "originate opened no events socket of its own"
+        if outcome == "answer":
+            assert code == 0
+            await sim.wait_for(lambda: bool(legs.legs), 5)
+            [leg] = legs.legs.values()
+            await leg.wait_heard("Say sales")
+            [chan] = [c for c in sim.channels.values() if c.kind == "outbound"]
+            await sim.hangup(chan.id)
+        else:
+            assert code == 1
+        async with asyncio.timeout(10):
+            while not reports:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        stop.set()
+        await task
+        assert reports[0].outcome in (expected, "caller_hangup")
+        if outcome != "answer":
+            assert reports[0].outcome == expected
+            assert "cause" in reports[0].reason
