@@ -65,6 +65,13 @@ class Settings(BaseModel):
     tts: str = Field("offline", description="text-to-speech engine name")
     max_calls: int = Field(100, ge=1, description="concurrent calls; more get a busy message")
     max_call_seconds: float = Field(3600.0, gt=0, description="hard limit on one call's length")
+    records_path: Path = Field(
+        Path.home() / ".local" / "share" / "ivr" / "calls.sqlite3",
+        description="SQLite file of call records (IVR_RECORDS_PATH)",
+    )
+    metrics_listen: str | None = Field(
+        "127.0.0.1:9464", description="host:port of /metrics, /healthz, /readyz (IVR_METRICS_LISTEN); empty: off"
+    )
     prompt_cache: Path | None = Field(
         Path.home() / ".cache" / "ivr" / "prompts",
         description="directory of synthesised prompts (IVR_PROMPT_CACHE); empty disables the cache",
@@ -86,6 +93,13 @@ class Settings(BaseModel):
     @classmethod
     def _check_listen(cls, value: str) -> str:
         parse_hostport(value, allow_zero=True)  # port 0: any free port (tests, simulations)
+        return value
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _check_metrics(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_hostport(value, allow_zero=True)
         return value
 
     @field_validator("audiosocket_advertise")

@@ -338,6 +338,7 @@ class CallRuntime:
 
     def _barge_in(self) -> None:
         barged = self._play_action is not None and self._play_action.barge_in
+        self._trace("barge_in", step=self._play_action.step if self._play_action else None)
         self._stop_playback()
         if self._speech_armed:
             self._endpointer.end_echo_guard()

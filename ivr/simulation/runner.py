@@ -148,7 +148,8 @@ def _mock_webhooks(script: sc.CallerScript, tracker: _Tracker) -> WebhookHandler
 
 def sim_text_speech() -> SpeechFactory:
     def factory(settings: FlowSettings, rate: int) -> CallSpeech:
-        return CallSpeech(TextTranscriber(), ToneSynthesizer())
+        # About half the pace of real speech: fast tests, yet long enough prompts to barge in on.
+        return CallSpeech(TextTranscriber(), ToneSynthesizer(ms_per_char=30))
 
     return factory
 
@@ -266,6 +267,14 @@ async def simulate(
         if caller.id in sim.channels and not tracker.ended:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(_until(lambda: tracker.ended), step_timeout)
+        if tracker.ended:
+            await _until(lambda: not app.calls, timeout=2.0)
+            if app.calls and caller.id in sim.channels:
+                # the flow is over but the call goes on (bridged to an agent after a transfer): the
+                # simulated caller leaves, or the app would hold the call until it is closed
+                tracker.line("caller", "(hangs up: the flow has ended)")
+                with contextlib.suppress(Exception):
+                    await sim.hangup(caller.id)
         await _until(lambda: bool(app.reports) and not app.calls, timeout=15.0)
         result.report = app.reports[0] if app.reports else None
         if record is not None:
@@ -391,7 +400,7 @@ def _evaluate(script: sc.CallerScript, result: SimulationResult) -> None:
 def _summary(result: SimulationResult, tracker: _Tracker, leg: CallerLeg) -> None:
     report = result.report
     if report is None:
-        tracker.line("summary", "no call report (the call did not start)")
+        tracker.line("summary", "no call report (the call did not start, or did not end within 15 s)")
         return
     latency = sorted(report.response_latency_ms)
     lat = f"{latency[len(latency) // 2]:.0f} ms median, {latency[-1]:.0f} ms max" if latency else "n/a"

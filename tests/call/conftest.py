@@ -15,6 +15,7 @@ from ivr.audiosocket.server import AudioSocketConfig, AudioSocketServer
 from ivr.call.ari_app import AriApp, AriAppConfig
 from ivr.call.flows import FlowCatalog
 from ivr.call.ports import SpeechFactory
+from ivr.call.runtime import Tracer
 from ivr.flow.model import FlowSettings
 from ivr.sim.ari_server import SimAsterisk
 from ivr.sim.caller_leg import CallerLeg, CallerLegs
@@ -25,11 +26,11 @@ DATA = Path(__file__).parent / "data"
 FLOWS = Path(__file__).parents[2] / "flows"
 
 
-def SimSpeech() -> SpeechFactory:
+def SimSpeech(ms_per_char: float = 4) -> SpeechFactory:  # noqa: N802 - reads as a class at call sites
     """The instant simulation engines for every call."""
 
     def factory(settings: FlowSettings, rate: int) -> CallSpeech:
-        return CallSpeech(TextTranscriber(), ToneSynthesizer(ms_per_char=4, min_ms=100))
+        return CallSpeech(TextTranscriber(), ToneSynthesizer(ms_per_char=ms_per_char, min_ms=100))
 
     return factory
 
@@ -66,7 +67,14 @@ class Stack:
         assert not self.audiosocket.sessions
 
 
-async def make_stack(flows: Path, default: str | None, **config: object) -> Stack:
+async def make_stack(
+    flows: Path,
+    default: str | None,
+    *,
+    ms_per_char: float = 4,
+    tracer: Tracer | None = None,
+    **config: object,
+) -> Stack:
     legs = CallerLegs()
     sim = SimAsterisk(username="ivr", password="pw", media_connector=legs.connect)
     await sim.start()
@@ -77,7 +85,8 @@ async def make_stack(flows: Path, default: str | None, **config: object) -> Stac
         ari=ari,
         audiosocket=audiosocket,
         flows=FlowCatalog(flows, default=default),
-        speech=SimSpeech(),
+        speech=SimSpeech(ms_per_char),
+        tracer=tracer,
         config=AriAppConfig(**{"advertise": f"127.0.0.1:{audiosocket.port}", "step_timeout": 3.0, **config}),  # type: ignore[arg-type]
     )
     await app.start(heartbeat=1.0)

@@ -88,3 +88,36 @@ async def test_concurrent_calls_do_not_cross_talk(stack: Stack) -> None:
         assert ("Sales it is." in texts) == bool(i % 2)
         assert ("Support it is." in texts) == (not i % 2)
     stack.assert_clean()
+
+
+async def test_barge_in_stops_the_prompt_within_a_frame_and_keeps_the_utterance() -> None:
+    from ivr.call.runtime import TraceEvent
+
+    from .conftest import DATA, close_stack, make_stack
+
+    trace: list[TraceEvent] = []
+    s = await make_stack(DATA, "patient", ms_per_char=100, tracer=trace.append)  # prompts of several seconds
+    try:
+        caller = await s.sim.place_call(args=["flow=patient"])
+        leg = await s.leg(caller.id)
+        await leg.wait_heard("Say sales")
+        await asyncio.sleep(0.5)  # well into a ~4 s prompt
+        await leg.say("sales", wait=False)
+        await leg.wait_heard("Sales it is", timeout=10)
+        [barge] = [t for t in trace if t.kind == "barge_in"]
+        assert barge.step == "main"
+        heard = [t for t in trace if t.kind == "heard"]
+        assert heard[0].text == "sales", "the utterance was kept from its onset (pre-roll)"
+        # The prompt's audio stopped at once: between the barge-in and the next prompt only silence.
+        next_prompt = next(t for t in trace if t.kind == "prompt" and t.at > barge.at)
+        frames_after = [a for a in leg.arrivals if barge.at + 0.025 < a < next_prompt.at - 0.005]
+        assert frames_after, "silence frames keep flowing"
+        first = leg.arrivals.index(frames_after[0])
+        size = 640
+        for i in range(first, first + len(frames_after)):
+            assert leg.heard[i * size : (i + 1) * size] == bytes(size), "prompt audio after the barge-in"
+        await s.sim.hangup(caller.id)
+        await s.wait_ended()
+        s.assert_clean()
+    finally:
+        await close_stack(s)
