@@ -26,7 +26,7 @@ DATA = Path(__file__).parent / "data"
 FLOWS = Path(__file__).parents[2] / "flows"
 
 
-def SimSpeech(ms_per_char: float = 4) -> SpeechFactory:  # noqa: N802 - reads as a class at call sites
+def sim_speech(ms_per_char: float = 4) -> SpeechFactory:
     """The instant simulation engines for every call."""
 
     def factory(settings: FlowSettings, rate: int) -> CallSpeech:
@@ -85,7 +85,7 @@ async def make_stack(
         ari=ari,
         audiosocket=audiosocket,
         flows=FlowCatalog(flows, default=default),
-        speech=SimSpeech(ms_per_char),
+        speech=sim_speech(ms_per_char),
         tracer=tracer,
         config=AriAppConfig(**{"advertise": f"127.0.0.1:{audiosocket.port}", "step_timeout": 3.0, **config}),  # type: ignore[arg-type]
     )

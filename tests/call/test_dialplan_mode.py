@@ -9,11 +9,11 @@ from ivr.call.dialplan_app import DialplanApp
 from ivr.call.flows import FlowCatalog
 from ivr.sim.caller_leg import CallerLegs
 
-from .conftest import DATA, SimSpeech
+from .conftest import DATA, sim_speech
 
 
 async def test_audiosocket_app_call_runs_the_default_flow_at_8k() -> None:
-    app = DialplanApp(flows=FlowCatalog(DATA, default="menu"), speech=SimSpeech())
+    app = DialplanApp(flows=FlowCatalog(DATA, default="menu"), speech=sim_speech())
     server = AudioSocketServer(AudioSocketConfig(port=0, idle_timeout=5.0), on_session=app.handle)
     async with server:
         legs = CallerLegs()
