@@ -250,6 +250,10 @@ class CallRuntime:
                 self.report.outcome, self.report.reason = action.outcome, action.reason
                 self._trace("end", action.outcome)
                 self._stop_listening()
+        if self._playback is not None and self._listen is None and self._play_action_barge():
+            # A barge-in-able statement (say/play): listen for speech onset only, to interrupt it.
+            self._endpointer.listen(ListenSettings(no_input_ms=None), echo_guard=True)
+            self._speech_armed = True
 
     async def _hangup(self, reason: str) -> None:
         if self._hung_up:

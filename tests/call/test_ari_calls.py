@@ -121,3 +121,29 @@ async def test_barge_in_stops_the_prompt_within_a_frame_and_keeps_the_utterance(
         s.assert_clean()
     finally:
         await close_stack(s)
+
+
+async def test_speech_interrupts_a_barge_in_able_statement() -> None:
+    from ivr.call.runtime import TraceEvent
+
+    from .conftest import DATA, close_stack, make_stack
+
+    trace: list[TraceEvent] = []
+    s = await make_stack(DATA, "patient", ms_per_char=200, tracer=trace.append)  # "Welcome..." lasts 5 s
+    try:
+        caller = await s.sim.place_call(args=["flow=patient"])
+        leg = await s.leg(caller.id)
+        await leg.wait_heard("Welcome")
+        await asyncio.sleep(0.3)
+        await leg.say("hello there", wait=False)
+        async with asyncio.timeout(5):
+            while not any(t.kind == "barge_in" for t in trace):  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        [barge] = [t for t in trace if t.kind == "barge_in"]
+        assert barge.step == "hello"
+        assert [t.step for t in trace if t.kind == "prompt"][:2] == ["hello", "main"], "the say step moved on"
+        await s.sim.hangup(caller.id)
+        await s.wait_ended()
+        s.assert_clean()
+    finally:
+        await close_stack(s)
