@@ -15,6 +15,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ivr.cli.flow_commands",
     "ivr.cli.run_commands",
     "ivr.cli.simulate_commands",
+    "ivr.cli.originate_commands",
+    "ivr.cli.prerender_commands",
 )
 
 
