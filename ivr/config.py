@@ -65,12 +65,19 @@ class Settings(BaseModel):
     tts: str = Field("offline", description="text-to-speech engine name")
     max_calls: int = Field(100, ge=1, description="concurrent calls; more get a busy message")
     max_call_seconds: float = Field(3600.0, gt=0, description="hard limit on one call's length")
+    shutdown_grace_seconds: float = Field(
+        30.0, ge=0, description="on SIGTERM, how long live calls may finish before they are ended"
+    )
+    shutdown_goodbye: str | None = Field(
+        None, description="said to calls still running when the grace period ends (none: just hang up)"
+    )
     records_path: Path = Field(
         Path.home() / ".local" / "share" / "ivr" / "calls.sqlite3",
         description="SQLite file of call records (IVR_RECORDS_PATH)",
     )
     metrics_listen: str | None = Field(
-        "127.0.0.1:9464", description="host:port of /metrics, /healthz, /readyz (IVR_METRICS_LISTEN); empty: off"
+        "127.0.0.1:9464",
+        description="host:port of /metrics, /healthz, /readyz (IVR_METRICS_LISTEN); empty: off",
     )
     prompt_cache: Path | None = Field(
         Path.home() / ".cache" / "ivr" / "prompts",

@@ -146,6 +146,11 @@ class AudioSocketServer:
     def port(self) -> int:
         return self.address[1]
 
+    async def stop_accepting(self) -> None:
+        """Stop listening for new connections; live sessions go on (graceful shutdown)."""
+        if self._server is not None:
+            self._server.close()
+
     async def close(self) -> None:
         """Stop listening, hang up every session, cancel every task the server owns."""
         if self._server is not None:

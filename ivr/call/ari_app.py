@@ -114,6 +114,7 @@ class AriApp:
         self.dispatcher = EventDispatcher(self._new_call, unrouted=self._unrouted)
         self.stream: EventStream | None = None
         self.reports: list[CallReport] = []
+        self.draining = False
 
     async def start(self, *, heartbeat: float = 4.0, connect_timeout: float = 10.0) -> None:
         self.stream = EventStream(
@@ -126,10 +127,35 @@ class AriApp:
         self.stream.start()
         await self.stream.wait_connected(connect_timeout)
 
-    async def close(self) -> None:
-        """Hang up every call the app still owns, then stop listening."""
+    async def drain(self, grace: float, goodbye: str | None = None) -> None:
+        """Graceful shutdown: take no new calls, let live ones finish for ``grace`` seconds, then say
+        ``goodbye`` and hang up the rest. Calls bridged with an agent are not touched."""
+        self.draining = True
+
+        def busy() -> list[AriCall]:
+            return [c for c in self.calls.values() if not c.with_agent]
+
+        if busy():
+            log.info("draining: %d calls may finish within %g s", len(busy()), grace)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                while busy():  # noqa: ASYNC110 - calls end on their own schedule
+                    await asyncio.sleep(0.1)
+        left = busy()
+        for call in left:
+            call.abort("shutting down", goodbye)
+        await asyncio.gather(*(c.done.wait() for c in left), return_exceptions=True)
+
+    async def close(self, *, keep_agent_calls: bool = False) -> None:
+        """Hang up every call the app still owns, then stop listening.
+
+        With ``keep_agent_calls`` (graceful shutdown) callers talking to an agent are left bridged in
+        Asterisk: the process lets go of them instead of cutting the conversation.
+        """
         calls = list(self.calls.values())
         for call in calls:
+            if keep_agent_calls and call.with_agent:
+                call.detached = True
             call.abort("application stopping")
         await asyncio.gather(*(c.done.wait() for c in calls), return_exceptions=True)
         if self.stream is not None:
@@ -207,6 +233,8 @@ class AriCall:
         self.transfer: EndpointTransfer | None = None
         self.handed_off = False
         """The caller left for the dialplan (``continue``): not ours to hang up."""
+        self.detached = False
+        """Shutdown let go of this call (caller bridged with an agent): teardown leaves Asterisk alone."""
         self._gone = asyncio.Event()
         self._pending_dtmf: list[str] = []
         self._bridge_created = False
@@ -252,9 +280,17 @@ class AriCall:
         elif self._task is not None and not self._task.done():
             self._task.cancel()
 
-    def abort(self, reason: str) -> None:
-        """End the call from our side: its task is cancelled and its teardown hangs up and cleans up."""
-        if self._task is not None and not self._task.done():
+    @property
+    def with_agent(self) -> bool:
+        return self.transfer is not None and self.transfer.bridged
+
+    def abort(self, reason: str, goodbye: str | None = None) -> None:
+        """End the call from our side: goodbye (if the flow still runs), hang up, clean up."""
+        if self.runtime is not None and not self.runtime.finished:
+            if not self.report.outcome:
+                self.report.outcome, self.report.reason = "aborted", reason
+            self.runtime.abort(reason, goodbye)
+        elif self._task is not None and not self._task.done():
             if not self.report.outcome:
                 self.report.outcome, self.report.reason = "aborted", reason
             self._task.cancel()
@@ -266,7 +302,7 @@ class AriCall:
     async def _run(self) -> None:
         app = self.app
         try:
-            if len(app.calls) > app.config.max_calls:
+            if len(app.calls) > app.config.max_calls or app.draining:
                 await self._busy()
                 return
             await self._setup()
@@ -296,13 +332,12 @@ class AriCall:
             raise SetupError(name, str(exc)) from None
 
     async def _busy(self) -> None:
-        """Over the concurrent-call limit: the caller hears congestion, never silence."""
-        log.warning(
-            "call %s: %d calls is the limit, refusing with congestion",
-            self.caller_id,
-            self.app.config.max_calls,
+        """Over the concurrent-call limit, or shutting down: the caller hears congestion, never silence."""
+        reason = (
+            "shutting down" if self.app.draining else f"over the limit of {self.app.config.max_calls} calls"
         )
-        self.report.outcome, self.report.reason = "busy", "over max_calls"
+        log.warning("call %s: refused with congestion: %s", self.caller_id, reason)
+        self.report.outcome, self.report.reason = "busy", reason
         with contextlib.suppress(AriError):
             await self.app.ari.hangup(self.caller_id, reason="congestion")
         self._gone.set()
@@ -404,6 +439,10 @@ class AriCall:
 
     async def _teardown(self) -> None:
         ari = self.app.ari
+        if self.detached:
+            log.info("call %s: left bridged with the agent at shutdown", self.caller_id)
+            self.app.dispatcher.release(self.caller_id)
+            return
         if self.session is not None and not self.session.closed:
             self.session.hangup("call ended")
         if self.transfer is not None:

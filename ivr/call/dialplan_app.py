@@ -8,6 +8,8 @@ The player's silence frames keep the ``AudioSocket()`` app's 2 s inactivity time
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -45,8 +47,24 @@ class DialplanApp:
         self.audio_dir = audio_dir
         self.max_calls = max_calls
         self.max_call_seconds = max_call_seconds
-        self.active = 0
+        self.runtimes: set[CallRuntime] = set()
         self.reports: list[CallReport] = []
+
+    @property
+    def active(self) -> int:
+        return len(self.runtimes)
+
+    async def drain(self, grace: float, goodbye: str | None = None) -> None:
+        """Graceful shutdown: let live calls finish for ``grace`` seconds, then say goodbye and hang up."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                while self.runtimes:  # noqa: ASYNC110 - calls end on their own schedule
+                    await asyncio.sleep(0.1)
+        for runtime in list(self.runtimes):
+            runtime.abort("shutting down", goodbye)
+        async with asyncio.timeout(15):
+            while self.runtimes:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
 
     async def handle(self, session: AudioSocketSession) -> None:
         """The AudioSocket server's ``on_session`` handler: one call, start to end."""
@@ -55,7 +73,7 @@ class DialplanApp:
             log.warning("call %s: %d calls is the limit, hanging up", call_id, self.max_calls)
             self.reports.append(CallReport(call_id=call_id, flow="", outcome="busy", reason="over max_calls"))
             return
-        self.active += 1
+        runtime: CallRuntime | None = None
         try:
             engine = self.flows.engine(self.flow)
             runtime = CallRuntime(
@@ -70,11 +88,13 @@ class DialplanApp:
                 audio_dir=self.audio_dir,
                 max_call_seconds=self.max_call_seconds,
             )
+            self.runtimes.add(runtime)
             report = await runtime.run(ev.CallStarted(call_id=call_id, direction="inbound"))
             self.reports.append(report)
             log.info("call %s: ended (%s) %s", call_id, report.outcome, report.reason)
         finally:
-            self.active -= 1
+            if runtime is not None:
+                self.runtimes.discard(runtime)
 
 
 class _SocketControl:

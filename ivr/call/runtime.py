@@ -143,6 +143,8 @@ class CallRuntime:
         self._speech_ended_at: float | None = None
         self._hung_up = False
         self._abort_reason: str | None = None
+        self._goodbye: str | None = None
+        self.finished = False
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -151,9 +153,10 @@ class CallRuntime:
         self._hung_up = True
         self._post(ev.Hangup())
 
-    def abort(self, reason: str) -> None:
-        """End the call from our side (shutdown, limits): hang up, then tear down."""
+    def abort(self, reason: str, goodbye: str | None = None) -> None:
+        """End the call from our side (shutdown, limits): say ``goodbye`` if given, hang up, tear down."""
         self._abort_reason = reason
+        self._goodbye = goodbye
         self._post(ev.Hangup())
 
     async def run(self, started: ev.CallStarted) -> CallReport:
@@ -165,12 +168,15 @@ class CallRuntime:
                     await self._apply(self.engine.handle(await self._inbox.get()))
                 if self._abort_reason is not None:
                     self.report.outcome, self.report.reason = "aborted", self._abort_reason
+                    if self._goodbye and not self._hung_up and not self.media.closed:
+                        await self._say_and_wait(self._goodbye)
                     await self._hangup(self._abort_reason)
         except TimeoutError:
             self._record_error(f"maximum call duration ({self.max_call_seconds:g} s) reached")
             self.report.outcome, self.report.reason = "error", "max call duration"
             await self._hangup("max call duration")
         finally:
+            self.finished = True
             await self._teardown()
         return self.report
 
@@ -320,6 +326,20 @@ class CallRuntime:
         if result.state is PlaybackState.COMPLETED:
             self._prompt_ended()
             self._post(ev.PromptFinished())
+
+    async def _say_and_wait(self, text: str, timeout: float = 10.0) -> None:
+        self._stop_listening()
+        self._stop_playback()
+        try:
+            source = await self._prompt_source(
+                act.Play(step="goodbye", text=text, barge_in=False, cacheable=True)
+            )
+            playback = self.media.play(source)
+            self._trace("prompt", text, "goodbye")
+            async with asyncio.timeout(timeout):
+                await playback.wait()
+        except (ProviderError, OSError, ValueError, TimeoutError) as exc:
+            self._record_error(f"goodbye not played: {exc}")
 
     def _stop_playback(self) -> None:
         if self._playback is not None:

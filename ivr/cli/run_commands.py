@@ -175,7 +175,7 @@ async def serve(
                 raise StartupError(f"another process took over the ARI app '{settings.ari_app}'") from None
             except (AriError, TimeoutError) as exc:
                 raise StartupError(f"ARI events WebSocket for '{settings.ari_app}': {exc}") from None
-            stack.push_async_callback(app.close)
+            stack.push_async_callback(app.close, keep_agent_calls=True)
         log.info(
             "ready: %s mode, AudioSocket on %s:%d, flows %s",
             info["mode"],
@@ -186,7 +186,13 @@ async def serve(
             result = ready(info)
             if asyncio.iscoroutine(result):
                 await result
-        return await wait_for_stop(stop, app)
+        code = await wait_for_stop(stop, app)
+        if app is not None and code == 0:
+            await app.drain(settings.shutdown_grace_seconds, settings.shutdown_goodbye)
+        elif dialplan is not None:
+            await server.stop_accepting()
+            await dialplan.drain(settings.shutdown_grace_seconds, settings.shutdown_goodbye)
+        return code
 
 
 async def check_ari(ari: AriClient, settings: Settings) -> None:

@@ -25,8 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-import aiohttp
-
 from ivr.ari.client import AriClient
 from ivr.audiosocket.server import AudioSocketConfig, AudioSocketServer
 from ivr.call.ari_app import AriApp, AriAppConfig
@@ -67,6 +65,8 @@ class SimulationResult:
     report: CallReport | None
     prompts: list[tuple[str, str]] = field(default_factory=list)
     """(step, text) of every prompt the IVR started, in order."""
+    barge_ins: list[str] = field(default_factory=list)
+    """Steps whose prompt the caller interrupted (speech or keys), in order."""
     checks: list[Check] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     transcript: list[str] = field(default_factory=list)
@@ -108,6 +108,9 @@ class _Tracker:
             self.line("stt", f'{event.step}: heard "{event.text}"')
         elif event.kind == "dtmf":
             self.line("dtmf", event.text)
+        elif event.kind == "barge_in":
+            self.result.barge_ins.append(event.step or "")
+            self.line("barge", f"{event.step}: the caller interrupted the prompt")
         elif event.kind == "step":
             self.line("step", f"{event.step}" + (f" ({event.text})" if event.text else ""))
         elif event.kind == "end":
@@ -172,13 +175,12 @@ async def simulate(
     out: TextIO | None = sys.stdout,
     step_timeout: float = 30.0,
     interactive: bool = False,
-    http: aiohttp.ClientSession | None = None,
 ) -> SimulationResult:
     """Run one call of ``flow_file`` with ``script`` as the caller; see the module docstring.
 
-    Webhooks are real HTTP requests, as in ``ivr run``: through ``http`` if given (a test can point it
-    at a local server), else a session of its own. ``play:`` audio comes from the ``audio`` directory
-    next to the flow file, as in ``ivr run``.
+    Webhooks never leave the process: the script's ``webhooks`` answer them. ``env.NAME`` is the
+    process environment with the script's ``env`` over it. ``play:`` audio comes from the ``audio``
+    directory next to the flow file, as in ``ivr run``.
     """
     if not await asyncio.to_thread(flow_file.is_file):
         raise SimulationError(f"{flow_file}: no such flow file")
@@ -206,14 +208,11 @@ async def simulate(
         ari = await stack.enter_async_context(AriClient(sim.base_url, sim.username, sim.password))
         if registry is not None:
             stack.push_async_callback(registry.aclose)
-        if http is None:
-            http = await stack.enter_async_context(aiohttp.ClientSession())
         app = AriApp(
             ari=ari,
             audiosocket=server,
             flows=FlowCatalog(flow_file, default=flow_name, env={**os.environ, **script.env}),
             speech=speech,
-            http=http,
             config=AriAppConfig(
                 advertise=f"127.0.0.1:{server.port}",
                 step_timeout=10.0,
@@ -381,6 +380,13 @@ def _evaluate(script: sc.CallerScript, result: SimulationResult) -> None:
             ok = step.expect_step in path or any(p.endswith(f":{step.expect_step}") for p in path)
             result.checks.append(
                 Check(f"expect_step {step.expect_step}", ok, "" if ok else f"path was {' -> '.join(path)}")
+            )
+        elif isinstance(step, sc.ExpectBargeIn):
+            barged = step.expect_barge_in
+            ok = any(s == barged or s.endswith(f":{barged}") for s in result.barge_ins)
+            seen = ", ".join(result.barge_ins) or "none"
+            result.checks.append(
+                Check(f"expect_barge_in {barged}", ok, "" if ok else f"interrupted prompts: {seen}")
             )
         elif isinstance(step, sc.ExpectVar):
             variables = report.variables if report else {}

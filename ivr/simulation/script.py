@@ -20,6 +20,7 @@ A script is YAML::
       - hangup:                 # hang up now
       - expect_prompt: Thanks   # expectations are checked when the call has ended
       - expect_step: confirm
+      - expect_barge_in: ask_size # the caller interrupted this step's prompt
       - expect_var: {size: large}
       - expect_end: hangup      # hangup | transfer | caller_hangup | error
 """
@@ -95,6 +96,10 @@ class ExpectStep(_Step):
     expect_step: str
 
 
+class ExpectBargeIn(_Step):
+    expect_barge_in: str
+
+
 class ExpectVar(_Step):
     expect_var: dict[str, Any]
 
@@ -112,6 +117,7 @@ ScriptStep = Annotated[
     | HangupStep
     | ExpectPrompt
     | ExpectStep
+    | ExpectBargeIn
     | ExpectVar
     | ExpectEnd,
     Field(union_mode="left_to_right"),
@@ -171,6 +177,7 @@ _STEP_MODELS: dict[str, type[_Step]] = {
     "hangup": HangupStep,
     "expect_prompt": ExpectPrompt,
     "expect_step": ExpectStep,
+    "expect_barge_in": ExpectBargeIn,
     "expect_var": ExpectVar,
     "expect_end": ExpectEnd,
 }

@@ -167,3 +167,35 @@ async def test_originate_goes_through_the_running_app(
         if outcome != "answer":
             assert reports[0].outcome == expected
             assert "cause" in reports[0].reason
+
+
+async def test_sigterm_drains_then_says_goodbye_and_hangs_up() -> None:
+    legs = CallerLegs()
+    async with SimAsterisk(username="ivr", password="pw", media_connector=legs.connect) as sim:
+        stop = asyncio.Event()
+        ready = asyncio.Event()
+        reports: list[Any] = []
+        settings = settings_for(
+            sim,
+            IVR_DEFAULT_FLOW="patient",
+            IVR_SHUTDOWN_GRACE_SECONDS="0.5",
+            IVR_SHUTDOWN_GOODBYE="We are closing now.",
+        )
+        task = asyncio.create_task(
+            serve(settings, stop=stop, ready=lambda info: ready.set(), on_report=reports.append)
+        )
+        await asyncio.wait_for(ready.wait(), 10)
+        caller = await sim.place_call()
+        await sim.wait_for(lambda: bool(legs.legs), 5)
+        [leg] = legs.legs.values()
+        await leg.wait_heard("Say sales")
+        stop.set()  # what SIGTERM does
+        late = await sim.place_call()  # arrives while draining: refused with congestion, not silence
+        await sim.wait_for(lambda: late.id in sim.destroyed, 5)
+        assert sim.destroyed[late.id].hangup_cause == 34
+        await leg.wait_heard("We are closing now", timeout=5)
+        assert await asyncio.wait_for(task, 15) == 0
+        assert caller.id in sim.destroyed
+        assert {r.outcome for r in reports} == {"aborted", "busy"}
+        assert not sim.bridges
+        assert not [c for c in sim.channels.values() if c.kind == "media"]
