@@ -6,7 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from ivr.flow.errors import FlowIssue
 from ivr.flow.graph import to_dot, to_mermaid
+from ivr.flow.model import Flow, TransferStep
 from ivr.flow.schema import flow_json_schema_text
 from ivr.flow.validate import FLOW_SUFFIXES, validate_file
 
@@ -23,6 +25,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="flow files, or directories whose *.yaml files are checked",
     )
     validate.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    validate.add_argument(
+        "--mode",
+        choices=("ari", "dialplan"),
+        default="ari",
+        help="how the flow will run: 'dialplan' (ivr run --no-ari) cannot transfer calls",
+    )
     validate.set_defaults(func=cmd_validate)
 
     graph = subparsers.add_parser(
@@ -51,6 +59,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         )
     for path in files:
         report = validate_file(path)
+        if args.mode == "dialplan" and report.flow is not None:
+            report.issues.extend(_dialplan_mode_issues(path, report.flow))
         for issue in report.issues:
             if issue.is_error or not args.quiet:
                 print(issue, file=sys.stderr if issue.is_error else sys.stdout)
@@ -62,6 +72,28 @@ def cmd_validate(args: argparse.Namespace) -> int:
             failed += 1
             print(f"{path}: {len(report.errors)} error(s)", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _dialplan_mode_issues(path: Path, flow: Flow) -> list[FlowIssue]:
+    """Transfers need ARI: in dialplan-only mode they always take their failure branch."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    issues = []
+    for name, step in flow.steps.items():
+        if isinstance(step, TransferStep):
+            line = next((i for i, text in enumerate(lines, 1) if text.strip() == f"{name}:"), 1)
+            column = len(lines[line - 1]) - len(lines[line - 1].lstrip()) + 1 if lines else 1
+            issues.append(
+                FlowIssue(
+                    "error",
+                    str(path),
+                    line,
+                    column,
+                    ("steps", name, "transfer"),
+                    "transfers are not possible in dialplan-only mode (ivr run --no-ari): no ARI channel to move",
+                    hint="run this flow in ARI mode, or replace the transfer with a message and a hangup",
+                )
+            )
+    return issues
 
 
 def cmd_graph(args: argparse.Namespace) -> int:

@@ -19,3 +19,19 @@ def test_console_script_runs() -> None:
         [sys.executable, "-m", "ivr", "--version"], capture_output=True, text=True, check=True
     )
     assert out.stdout.startswith("ivr ")
+
+
+def test_validate_dialplan_mode_rejects_transfers(capsys) -> None:  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
+    from ivr.cli import main
+
+    data = Path(__file__).parents[1] / "call" / "data"
+    assert main(["validate", "--mode", "dialplan", str(data / "menu.yaml")]) == 0
+    assert main(["validate", str(data / "transfer.yaml")]) == 0
+    assert main(["validate", "--mode", "dialplan", str(data / "transfer.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "transfer.yaml:15:3: error: steps.to_desk.transfer: transfers are not possible in dialplan-only mode"
+        in err
+    )
