@@ -3,6 +3,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from ivr.cli import build_parser
 
 EXPECTED = {"run", "simulate", "test", "validate", "graph", "schema", "originate", "prerender"}
@@ -21,7 +23,7 @@ def test_console_script_runs() -> None:
     assert out.stdout.startswith("ivr ")
 
 
-def test_validate_dialplan_mode_rejects_transfers(capsys) -> None:  # type: ignore[no-untyped-def]
+def test_validate_dialplan_mode_rejects_transfers(capsys: pytest.CaptureFixture[str]) -> None:
     from pathlib import Path
 
     from ivr.cli import main
