@@ -240,6 +240,7 @@ class AriCall:
         self._bridge_created = False
         self._media_created = False
         self._task: asyncio.Task[None] | None = None
+        self._arrived = 0.0
 
     # -- events ----------------------------------------------------------------------------------
 
@@ -301,6 +302,7 @@ class AriCall:
 
     async def _run(self) -> None:
         app = self.app
+        self._arrived = asyncio.get_running_loop().time()
         try:
             if len(app.calls) > app.config.max_calls or app.draining:
                 await self._busy()
@@ -421,6 +423,8 @@ class AriCall:
         )
         self.report = await self.runtime.run(started)
         self.report.flow = engine.library.root
+        if self.runtime.first_audio_at is not None:
+            self.report.greeting_latency_ms = (self.runtime.first_audio_at - self._arrived) * 1000
         if self.transfer is not None and self.transfer.bridged:
             # Caller and agent talk in our bridge: drop the IVR media now, hang up the rest when one leaves.
             self.session.hangup("transferred")

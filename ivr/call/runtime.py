@@ -84,6 +84,8 @@ class CallReport:
     started_at: float = field(default_factory=time.time)
     ended_at: float = 0.0
     errors: list[str] = field(default_factory=list)
+    greeting_latency_ms: float | None = None
+    """From the call's arrival (StasisStart) to the first frame of the first prompt."""
     response_latency_ms: list[float] = field(default_factory=list)
     """From the end of each caller utterance to the first frame of the IVR's next prompt."""
     dtmf: list[str] = field(default_factory=list)
@@ -145,6 +147,8 @@ class CallRuntime:
         self._abort_reason: str | None = None
         self._goodbye: str | None = None
         self.finished = False
+        self.first_audio_at: float | None = None
+        """Loop time of the first prompt frame written (greeting latency)."""
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -314,6 +318,8 @@ class CallRuntime:
     async def _watch_playback(self, playback: Playback, gen: int) -> None:
         since, self._speech_ended_at = self._speech_ended_at, None
         result = await playback.wait()
+        if self.first_audio_at is None and playback.first_frame_at is not None:
+            self.first_audio_at = playback.first_frame_at
         if since is not None and playback.first_frame_at is not None:
             self.report.response_latency_ms.append((playback.first_frame_at - since) * 1000)
         if gen != self._play_gen:

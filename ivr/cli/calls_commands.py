@@ -206,6 +206,8 @@ def write_details(record: CallRecord, out: IO[str]) -> None:
         ("path", " -> ".join(record.path) or "-"),
         ("dtmf", " ".join(record.dtmf) or "-"),
     ]
+    if record.greeting_latency_ms is not None:
+        lines.append(("greeting", f"first prompt frame {record.greeting_latency_ms:.0f} ms after arrival"))
     if record.response_latency_ms:
         values = record.response_latency_ms
         lines.append(

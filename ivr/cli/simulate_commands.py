@@ -78,7 +78,11 @@ def cmd_test(args: argparse.Namespace) -> int:
                     step_timeout=args.timeout,
                 )
             )
-        except (SimulationError, ScriptError, FlowError) as exc:
+        except ScriptError as exc:
+            print(f"ERROR {exc}")  # the message starts with the script's path
+            failed += 1
+            continue
+        except (SimulationError, FlowError) as exc:
             print(f"ERROR {path}: {exc}")
             failed += 1
             continue

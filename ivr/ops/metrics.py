@@ -41,7 +41,8 @@ LATENESS_BUCKETS: tuple[float, ...] = (
 )
 """Seconds, 0.5 ms to 20 ms in fine steps (a frame period is 20 ms; the target is p99 <= 5 ms).
 
-Each bound is a multiple of the media layer's 0.1 ms bins, so folding a call's histogram in is exact.
+Each bound is an edge of the media layer's 0.1 ms bins, so folding a call's histogram in loses nothing
+beyond that resolution (a value exactly on a bound counts in the next bucket up).
 """
 
 CALL_DURATION_BUCKETS: tuple[float, ...] = (5, 15, 30, 60, 120, 300, 600, 1800, 3600)
@@ -182,8 +183,11 @@ class Metrics:
     def call_started(self) -> None:
         self.active_calls.inc()
 
-    def call_ended(self, outcome: str, duration_s: float | None = None) -> None:
-        self.active_calls.dec()
+    def call_ended(self, outcome: str, duration_s: float | None = None, *, started: bool = True) -> None:
+        """A call is over. ``started=False`` for calls that never had :meth:`call_started` (an
+        originated call nobody answered, a caller turned away as busy): counted, but not active."""
+        if started:
+            self.active_calls.dec()
         self.calls.labels(outcome=outcome or "unknown").inc()
         if duration_s is not None and duration_s >= 0:
             self.call_duration.observe(duration_s)

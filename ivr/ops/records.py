@@ -105,6 +105,8 @@ class CallRecord:
     variables: dict[str, Any] = field(default_factory=dict)
     """Final flow variables; sensitive ones are masked."""
     errors: list[str] = field(default_factory=list)
+    greeting_latency_ms: float | None = None
+    """Arrival of the call (StasisStart) to the first frame of the first prompt."""
     response_latency_ms: list[float] = field(default_factory=list)
     """End of each caller utterance to the first frame of the IVR's answer."""
     recorded_at: float = 0.0
@@ -142,6 +144,7 @@ class CallRecord:
             dtmf=[str(d) for d in report.dtmf],
             variables=redact_variables(report.variables),
             errors=[redact_text(str(e)) for e in report.errors],
+            greeting_latency_ms=_optional_ms(getattr(report, "greeting_latency_ms", None)),
             response_latency_ms=[
                 round(v, 3) for v in (float(x) for x in report.response_latency_ms) if math.isfinite(v)
             ],
@@ -166,6 +169,7 @@ class CallRecord:
             "dtmf": list(self.dtmf),
             "variables": self.variables,
             "errors": list(self.errors),
+            "greeting_latency_ms": self.greeting_latency_ms,
             "response_latency_ms": list(self.response_latency_ms),
             "recorded_at": self.recorded_at,
         }
@@ -188,12 +192,20 @@ class CallRecord:
             dtmf=list(data.get("dtmf", [])),
             variables=dict(data.get("variables", {})),
             errors=list(data.get("errors", [])),
+            greeting_latency_ms=_optional_ms(data.get("greeting_latency_ms")),
             response_latency_ms=[float(v) for v in data.get("response_latency_ms", [])],
             recorded_at=float(data.get("recorded_at", 0.0)),
         )
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+
+
+def _optional_ms(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = _finite(value, math.nan)
+    return None if math.isnan(number) else round(number, 3)
 
 
 def _finite(value: float, default: float) -> float:
@@ -257,6 +269,7 @@ _COLUMNS = (
     "dtmf",
     "variables",
     "errors",
+    "greeting_latency_ms",
     "response_latency_ms",
     "recorded_at",
 )
@@ -281,6 +294,7 @@ def _create_v1(conn: sqlite3.Connection) -> None:
             dtmf                TEXT NOT NULL,  -- JSON array of keys (sensitive ones masked)
             variables           TEXT NOT NULL,  -- JSON object (sensitive ones masked)
             errors              TEXT NOT NULL,  -- JSON array of strings
+            greeting_latency_ms REAL,           -- arrival to first prompt frame
             response_latency_ms TEXT NOT NULL,  -- JSON array of numbers
             recorded_at         REAL NOT NULL
         )

@@ -127,8 +127,8 @@ class CallerLeg:
         silence = encode_audio(bytes(frame_bytes(self.rate)), self.rate)
         start = loop.time()
         n = 0
-        with contextlib.suppress(ConnectionError, OSError):
-            while not self._writer.is_closing():
+        try:
+            while not self._writer.is_closing() and not self._closed.is_set():
                 if self._outgoing:
                     frame = self._outgoing.popleft()
                     self._writer.write(encode_audio(frame, self.rate))
@@ -140,6 +140,12 @@ class CallerLeg:
                     self.sent += silence[3:]
                 n += 1
                 await asyncio.sleep(max(0.0, start + n * PERIOD - loop.time()))
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            # The call is over: nothing more will be said, so nobody waits for it.
+            self._outgoing.clear()
+            self._spoken.set()
 
     async def _read(self) -> None:
         decoder = FrameDecoder(max_payload=65535)

@@ -414,6 +414,8 @@ def _summary(result: SimulationResult, tracker: _Tracker, leg: CallerLeg) -> Non
     tracker.line("summary", f"path: {' -> '.join(report.path)}")
     tracker.line("summary", f"variables: {report.variables}")
     tracker.line("summary", f"outcome: {report.outcome}{f' ({report.reason})' if report.reason else ''}")
+    greeting = f"{report.greeting_latency_ms:.0f} ms" if report.greeting_latency_ms is not None else "n/a"
+    tracker.line("summary", f"greeting latency (call arrives -> first prompt frame): {greeting}")
     tracker.line("summary", f"response latency (end of caller speech -> first IVR audio): {lat}")
     tracker.line(
         "summary",

@@ -100,6 +100,19 @@ async def close_stack(stack: Stack) -> None:
     await stack.sim.stop()
 
 
+@pytest.fixture(autouse=True)
+async def no_leaked_tasks() -> AsyncIterator[None]:
+    """After every call test: no task left running (every task is owned and ended with its call)."""
+    before = set(asyncio.all_tasks())
+    yield
+    for _ in range(50):
+        left = [t for t in asyncio.all_tasks() - before if t is not asyncio.current_task() and not t.done()]
+        if not left:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"tasks left behind: {[t.get_name() for t in left]}")
+
+
 @pytest.fixture
 async def stack() -> AsyncIterator[Stack]:
     s = await make_stack(DATA, "menu")

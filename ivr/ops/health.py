@@ -1,0 +1,148 @@
+"""The side port: ``/metrics`` for Prometheus, ``/healthz`` and ``/readyz`` for orchestrators.
+
+* ``GET /metrics``: the private registry of :class:`ivr.ops.metrics.Metrics`, in the text format
+  the scraper's ``Accept`` header asks for (Prometheus text, or OpenMetrics);
+* ``GET /healthz``: 200 while the process serves HTTP at all (liveness);
+* ``GET /readyz``: 200 when the ``ready`` check says so (e.g. the ARI WebSocket is connected), 503
+  with ``{"ready": false, "reason": "..."}`` otherwise, and always 503 once :meth:`HealthServer.drain`
+  was called (SIGTERM: take no new calls).
+
+It binds 127.0.0.1:9464 by default (9100 is node_exporter's); nothing here is meant for the internet.
+Requests are not access-logged (a scrape every few seconds is noise, not information).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+from collections.abc import Callable
+
+from aiohttp import web
+
+from ivr.config import parse_hostport
+from ivr.ops.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HEALTH_HOST = "127.0.0.1"
+DEFAULT_HEALTH_PORT = 9464
+
+ReadyCheck = Callable[[], bool | tuple[bool, str]]
+"""Cheap, non-blocking: ``True``/``False``, or ``(ready, reason)`` to say why not."""
+
+
+class HealthServer:
+    """``/metrics``, ``/healthz`` and ``/readyz`` on their own aiohttp server.
+
+    ::
+
+        health = HealthServer(metrics, ready=lambda: (app.connected, "ARI disconnected"))
+        await health.start()       # OSError with the address if the port is taken
+        ...
+        health.drain()             # /readyz -> 503 "shutting down"
+        await health.close()
+    """
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        *,
+        ready: ReadyCheck | None = None,
+        host: str = DEFAULT_HEALTH_HOST,
+        port: int = DEFAULT_HEALTH_PORT,
+    ) -> None:
+        self.metrics = metrics
+        self.ready = ready
+        self.host = host
+        self._port = port
+        self._draining = False
+        self._runner: web.AppRunner | None = None
+
+    @classmethod
+    def from_listen(cls, listen: str, metrics: Metrics, *, ready: ReadyCheck | None = None) -> HealthServer:
+        """From a ``host:port`` setting (``metrics_listen``); port 0 picks a free port."""
+        host, port = parse_hostport(listen, default_port=DEFAULT_HEALTH_PORT, allow_zero=True)
+        return cls(metrics, ready=ready, host=host, port=port)
+
+    def build_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        return app
+
+    async def start(self) -> None:
+        if self._runner is not None:
+            raise RuntimeError("health server already started")
+        runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self._port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            code = exc.errno if exc.errno is not None else errno.EADDRNOTAVAIL
+            raise OSError(
+                code, f"metrics/health port {self.host}:{self._port}: {exc.strerror or exc}"
+            ) from None
+        self._runner = runner
+        log.info("metrics and health on http://%s:%d (/metrics /healthz /readyz)", self.host, self.port)
+
+    async def close(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one when started with port 0)."""
+        if self._runner is not None:
+            for address in self._runner.addresses:
+                if isinstance(address, tuple) and len(address) >= 2:
+                    return int(address[1])
+        return self._port
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def drain(self) -> None:
+        """From now on ``/readyz`` answers 503: the process is shutting down."""
+        self._draining = True
+
+    def readiness(self) -> tuple[bool, str]:
+        """What ``/readyz`` would answer now: (ready, reason when not)."""
+        if self._draining:
+            return False, "shutting down"
+        if self.ready is None:
+            return True, ""
+        try:
+            answer = self.ready()
+        except Exception as exc:
+            return False, f"readiness check failed: {type(exc).__name__}"
+        if isinstance(answer, tuple):
+            ok, reason = answer
+            return bool(ok), ("" if ok else str(reason) or "not ready")
+        return bool(answer), ("" if answer else "not ready")
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body, content_type = self.metrics.exposition(request.headers.get("Accept", ""))
+        return web.Response(body=body, headers={"Content-Type": content_type, "Cache-Control": "no-store"})
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return _json(200, {"status": "ok"})
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        ok, reason = self.readiness()
+        return _json(200, {"ready": True}) if ok else _json(503, {"ready": False, "reason": reason})
+
+
+def _json(status: int, payload: dict[str, object]) -> web.Response:
+    return web.Response(
+        status=status,
+        text=json.dumps(payload),
+        content_type="application/json",
+        headers={"Cache-Control": "no-store"},
+    )
