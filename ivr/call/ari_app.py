@@ -46,11 +46,13 @@ from ivr.ari.models import (
 from ivr.audiosocket.server import AudioSocketServer
 from ivr.audiosocket.session import AudioSocketSession
 from ivr.call.flows import FlowCatalog
+from ivr.call.observe import observe_call
 from ivr.call.ports import SpeechFactory
 from ivr.call.runtime import CallReport, CallRuntime, Classifier, Tracer, WebhookHandler, stasis_args
 from ivr.call.transfer import TRANSFER_MARKER, EndpointTransfer
 from ivr.flow import actions as act
 from ivr.flow import events as ev
+from ivr.ops.metrics import Metrics
 
 ORIGINATE_PREFIX = "ivr-out-"
 """Channel ids of calls placed by ``ivr originate``: their StasisStart is an answered outbound call."""
@@ -99,8 +101,10 @@ class AriApp:
         on_report: ReportSink | None = None,
         tracer: Tracer | None = None,
         webhook: WebhookHandler | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.tracer = tracer
+        self.metrics = metrics
         self.webhook = webhook
         self.ari = ari
         self.audiosocket = audiosocket
@@ -194,6 +198,8 @@ class AriApp:
     async def _on_connected(self, reconnected: bool) -> None:
         if not reconnected:
             return
+        if self.metrics is not None:
+            self.metrics.ari_reconnected()
         # Events were lost while the socket was down: calls whose channels vanished never heard of it.
         try:
             live = [c.id for c in await self.ari.list_channels()]
@@ -303,6 +309,8 @@ class AriCall:
     async def _run(self) -> None:
         app = self.app
         self._arrived = asyncio.get_running_loop().time()
+        if app.metrics is not None:
+            app.metrics.call_started()
         try:
             if len(app.calls) > app.config.max_calls or app.draining:
                 await self._busy()
@@ -321,6 +329,10 @@ class AriCall:
             log.exception("call %s: failed", self.caller_id)
         finally:
             await asyncio.shield(self._teardown())
+            caller = self.start_event.channel.caller
+            self.report.caller = f"{caller.name} <{caller.number}>" if caller.name else caller.number
+            if app.metrics is not None:
+                observe_call(app.metrics, self.report, self.session, started=True)
             self.done.set()
             await app._finished(self)
 
@@ -421,7 +433,16 @@ class AriCall:
             args={k: v for k, v in pairs.items() if k != "flow"},
             vars={k: v for k, v in pairs.items() if k != "flow"},
         )
-        self.report = await self.runtime.run(started)
+        # Asterisk's linkedid joins our record with CDR/CEL; fetched alongside, never delaying the greeting.
+        linked = asyncio.ensure_future(app.ari.get_variable(self.caller_id, "CHANNEL(linkedid)"))
+        try:
+            self.report = await self.runtime.run(started)
+        finally:
+            if not linked.done():
+                linked.cancel()
+        with contextlib.suppress(AriError, asyncio.CancelledError):
+            self.report.linkedid = (await linked) or None
+        self.report.direction = started.direction
         self.report.flow = engine.library.root
         if self.runtime.first_audio_at is not None:
             self.report.greeting_latency_ms = (self.runtime.first_audio_at - self._arrived) * 1000

@@ -11,17 +11,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 import aiohttp
 
 from ivr.audiosocket.session import AudioSocketSession
 from ivr.call.flows import FlowCatalog
+from ivr.call.observe import observe_call
 from ivr.call.ports import SpeechFactory
 from ivr.call.runtime import CallReport, CallRuntime, Classifier
 from ivr.flow import actions as act
 from ivr.flow import events as ev
+from ivr.ops.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,11 @@ class DialplanApp:
         audio_dir: Path | None = None,
         max_calls: int = 100,
         max_call_seconds: float = 3600.0,
+        on_report: Callable[[CallReport], Awaitable[None]] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.on_report = on_report
+        self.metrics = metrics
         self.flows = flows
         self.speech = speech
         self.flow = flow
@@ -76,6 +82,8 @@ class DialplanApp:
         runtime: CallRuntime | None = None
         try:
             engine = self.flows.engine(self.flow)
+            if self.metrics is not None:
+                self.metrics.call_started()
             runtime = CallRuntime(
                 engine=engine,
                 media=session,
@@ -92,6 +100,10 @@ class DialplanApp:
             report = await runtime.run(ev.CallStarted(call_id=call_id, direction="inbound"))
             self.reports.append(report)
             log.info("call %s: ended (%s) %s", call_id, report.outcome, report.reason)
+            if self.metrics is not None:
+                observe_call(self.metrics, report, session, started=True)
+            if self.on_report is not None:
+                await self.on_report(report)
         finally:
             if runtime is not None:
                 self.runtimes.discard(runtime)

@@ -88,6 +88,16 @@ class CallReport:
     """From the call's arrival (StasisStart) to the first frame of the first prompt."""
     response_latency_ms: list[float] = field(default_factory=list)
     """From the end of each caller utterance to the first frame of the IVR's next prompt."""
+    stt_ms: list[float] = field(default_factory=list)
+    """How long each transcription took."""
+    tts_first_audio_ms: list[float] = field(default_factory=list)
+    """From asking for each synthesised prompt to its first frame on the wire."""
+    provider_errors: list[str] = field(default_factory=list)
+    """Which provider failed (stt, tts, llm, media), once per failure that reached the flow."""
+    caller: str = ""
+    direction: str = "inbound"
+    linkedid: str | None = None
+    """Asterisk's ``CHANNEL(linkedid)``, to join with CDR/CEL."""
     dtmf: list[str] = field(default_factory=list)
     """Keys as received; masked by the engine in ``transcript`` when the step is sensitive."""
     path: list[str] = field(default_factory=list)
@@ -216,6 +226,8 @@ class CallRuntime:
             self._post(ev.ProviderError("media", f"internal error: {exc!r}"))
 
     def _post(self, event: ev.Event) -> None:
+        if isinstance(event, ev.ProviderError):
+            self.report.provider_errors.append(event.provider)
         self._inbox.put_nowait(event)
 
     def _record_error(self, message: str) -> None:
@@ -284,6 +296,7 @@ class CallRuntime:
         self._stop_listening()
         self._play_gen += 1
         gen = self._play_gen
+        asked = asyncio.get_running_loop().time()
         try:
             source = await self._prompt_source(action)
         except (ProviderError, OSError, ValueError) as exc:
@@ -293,7 +306,7 @@ class CallRuntime:
         playback = self.media.play(source)
         self._trace("prompt", action.text or f"[audio {action.audio}]", action.step)
         self._playback, self._play_action = playback, action
-        self._spawn(self._watch_playback(playback, gen), "prompt")
+        self._spawn(self._watch_playback(playback, gen, asked), "prompt")
 
     async def _prompt_source(self, action: act.Play) -> PcmSource:
         rate = self.media.rate
@@ -315,9 +328,11 @@ class CallRuntime:
             )
         return synth.synthesize(text, rate=rate, voice=action.voice, instructions=action.tts_instructions)
 
-    async def _watch_playback(self, playback: Playback, gen: int) -> None:
+    async def _watch_playback(self, playback: Playback, gen: int, asked: float) -> None:
         since, self._speech_ended_at = self._speech_ended_at, None
         result = await playback.wait()
+        if playback.first_frame_at is not None:
+            self.report.tts_first_audio_ms.append(max(0.0, playback.first_frame_at - asked) * 1000)
         if self.first_audio_at is None and playback.first_frame_at is not None:
             self.first_audio_at = playback.first_frame_at
         if since is not None and playback.first_frame_at is not None:
@@ -501,10 +516,13 @@ class CallRuntime:
 
     async def _transcribe(self, pcm: bytes, listen: act.Listen, gen: int) -> None:
         transcriber = self.speech.transcriber
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             result = await transcriber.transcribe(
                 pcm, rate=self.media.rate, hints=listen.hints, language=listen.language.split("-")[0]
             )
+            self.report.stt_ms.append((loop.time() - started) * 1000)
         except ProviderError as exc:
             self._record_error(f"speech-to-text failed: {exc}")
             if gen == self._listen_gen:

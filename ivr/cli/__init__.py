@@ -17,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ivr.cli.simulate_commands",
     "ivr.cli.originate_commands",
     "ivr.cli.prerender_commands",
+    "ivr.cli.calls_commands",
 )
 
 

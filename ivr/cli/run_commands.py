@@ -24,9 +24,13 @@ from ivr.audiosocket.server import AudioSocketConfig, AudioSocketServer
 from ivr.call.ari_app import AriApp, AriAppConfig, ReportSink
 from ivr.call.dialplan_app import DialplanApp
 from ivr.call.flows import FlowCatalog
+from ivr.call.runtime import CallReport
 from ivr.call.speech import registry_factory
 from ivr.config import ConfigError, Settings, load_settings
 from ivr.flow.errors import FlowError
+from ivr.ops.health import HealthServer
+from ivr.ops.metrics import Metrics
+from ivr.ops.records import CallRecordStore, RecordsError
 from ivr.speech.registry import SpeechRegistry
 
 log = logging.getLogger("ivr.run")
@@ -124,6 +128,46 @@ async def serve(
     async with contextlib.AsyncExitStack() as stack:
         http = await stack.enter_async_context(aiohttp.ClientSession())
         stack.push_async_callback(registry.aclose)
+        records = CallRecordStore(settings.records_path)
+        try:
+            await records.open()
+        except RecordsError as exc:
+            raise StartupError(f"call records at {settings.records_path}: {exc}") from None
+        stack.push_async_callback(records.close)
+        metrics = Metrics()
+        app_ref: list[AriApp] = []
+
+        def readiness() -> tuple[bool, str]:
+            if no_ari:
+                return True, "dialplan-only mode"
+            stream = app_ref[0].stream if app_ref else None
+            return (
+                (True, "ARI connected")
+                if stream is not None and stream.connected
+                else (False, "ARI disconnected")
+            )
+
+        health: HealthServer | None = None
+        if settings.metrics_listen:
+            health = HealthServer.from_listen(settings.metrics_listen, metrics, ready=readiness)
+            try:
+                await health.start()
+            except OSError as exc:
+                raise StartupError(f"cannot listen for metrics on {settings.metrics_listen}: {exc}") from None
+            stack.push_async_callback(health.close)
+
+        async def finished(report: CallReport) -> None:
+            try:
+                await records.record(
+                    report, caller=report.caller, linkedid=report.linkedid, direction=report.direction
+                )
+            except RecordsError as exc:
+                log.error("call %s: not recorded: %s", report.call_id, exc)
+            if on_report is not None:
+                result = on_report(report)
+                if asyncio.iscoroutine(result):
+                    await result
+
         dialplan: DialplanApp | None = None
         if no_ari:
             dialplan = DialplanApp(
@@ -133,6 +177,8 @@ async def serve(
                 audio_dir=audio_dir,
                 max_calls=settings.max_calls,
                 max_call_seconds=settings.max_call_seconds,
+                on_report=finished,
+                metrics=metrics,
             )
         server = AudioSocketServer(
             AudioSocketConfig(host=host, port=port, max_connections=max(2 * settings.max_calls, 16)),
@@ -145,7 +191,11 @@ async def serve(
                 f"cannot listen for AudioSocket on {host}:{port}: {exc.strerror or exc}"
             ) from None
         stack.push_async_callback(server.close)
-        info: dict[str, Any] = {"audiosocket": server.address, "mode": "dialplan" if no_ari else "ari"}
+        info: dict[str, Any] = {
+            "audiosocket": server.address,
+            "mode": "dialplan" if no_ari else "ari",
+            "metrics": health.url if health is not None else None,
+        }
         app: AriApp | None = None
         if not no_ari:
             ari = AriClient(settings.ari_url, settings.ari_user, settings.ari_password.get_secret_value())
@@ -167,8 +217,10 @@ async def serve(
                     max_call_seconds=settings.max_call_seconds,
                     audio_dir=audio_dir,
                 ),
-                on_report=on_report,
+                on_report=finished,
+                metrics=metrics,
             )
+            app_ref.append(app)
             try:
                 await app.start()
             except ApplicationReplacedError:
@@ -187,6 +239,8 @@ async def serve(
             if asyncio.iscoroutine(result):
                 await result
         code = await wait_for_stop(stop, app)
+        if health is not None:
+            health.drain()
         if app is not None and code == 0:
             await app.drain(settings.shutdown_grace_seconds, settings.shutdown_goodbye)
         elif dialplan is not None:

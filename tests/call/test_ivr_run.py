@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ def settings_for(sim: SimAsterisk, **extra: Any) -> Any:
         "IVR_STT": "sim-text",
         "IVR_TTS": "sim-text",
         "IVR_PROMPT_CACHE": "",
+        "IVR_RECORDS_PATH": str(Path(tempfile.mkdtemp(prefix="ivr-records-")) / "calls.sqlite3"),
+        "IVR_METRICS_LISTEN": "127.0.0.1:0",
     }
     env.update({k: str(v) for k, v in extra.items()})
     return load_settings(environ=env, toml_path=None)
@@ -199,3 +202,42 @@ async def test_sigterm_drains_then_says_goodbye_and_hangs_up() -> None:
         assert {r.outcome for r in reports} == {"aborted", "busy"}
         assert not sim.bridges
         assert not [c for c in sim.channels.values() if c.kind == "media"]
+
+
+async def test_finished_calls_are_recorded_and_counted() -> None:
+    import aiohttp
+
+    from ivr.ops.records import CallRecordStore
+
+    legs = CallerLegs()
+    async with SimAsterisk(username="ivr", password="pw", media_connector=legs.connect) as sim:
+        settings = settings_for(sim)
+        stop = asyncio.Event()
+        info: dict[str, Any] = {}
+        reports: list[Any] = []
+        task = asyncio.create_task(serve(settings, stop=stop, ready=info.update, on_report=reports.append))
+        async with asyncio.timeout(10):
+            while not info:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{info['metrics']}/readyz") as resp:
+                assert resp.status == 200
+            caller = await sim.place_call()
+            await sim.wait_for(lambda: bool(legs.legs), 5)
+            [leg] = legs.legs.values()
+            await leg.wait_heard("Say sales")
+            await sim.press_dtmf(caller.id, "2")
+            async with asyncio.timeout(10):
+                while not reports:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+            async with http.get(f"{info['metrics']}/metrics") as resp:
+                text = await resp.text()
+            assert 'ivr_calls_total{outcome="hangup"} 1.0' in text
+        stop.set()
+        assert await task == 0
+    async with CallRecordStore(settings.records_path) as store:
+        [record] = await store.list()
+        assert record.call_id == caller.id
+        assert record.outcome == "hangup"
+        assert record.caller == "Alice <5551234>"
+        assert "support" in record.path

@@ -7,7 +7,7 @@ import pytest
 
 from ivr.cli import build_parser
 
-EXPECTED = {"run", "simulate", "test", "validate", "graph", "schema", "originate", "prerender"}
+EXPECTED = {"run", "simulate", "test", "validate", "graph", "schema", "originate", "prerender", "calls"}
 
 
 def test_every_command_is_registered() -> None:
