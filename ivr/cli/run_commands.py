@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -28,6 +29,7 @@ from ivr.call.runtime import CallReport
 from ivr.call.speech import registry_factory
 from ivr.config import ConfigError, Settings, load_settings
 from ivr.flow.errors import FlowError
+from ivr.flow.llm_matcher import LlmMatcher
 from ivr.ops.health import HealthServer
 from ivr.ops.metrics import Metrics
 from ivr.ops.records import CallRecordStore, RecordsError
@@ -119,6 +121,11 @@ async def serve(
     registry = SpeechRegistry(cache_dir=settings.prompt_cache)
     speech = registry_factory(registry, default_stt=settings.stt, default_tts=settings.tts)
     audio_dir = catalog.directory / "audio"
+    classifier = None
+    if os.environ.get("OPENAI_API_KEY"):
+        classifier = LlmMatcher().classify  # flows with matcher: llm; keywords when it fails
+    else:
+        log.info("no OPENAI_API_KEY: flows with 'matcher: llm' use the keyword matcher only")
     host, port = settings.listen
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -179,6 +186,7 @@ async def serve(
                 max_call_seconds=settings.max_call_seconds,
                 on_report=finished,
                 metrics=metrics,
+                classifier=classifier,
             )
         server = AudioSocketServer(
             AudioSocketConfig(host=host, port=port, max_connections=max(2 * settings.max_calls, 16)),
@@ -219,6 +227,7 @@ async def serve(
                 ),
                 on_report=finished,
                 metrics=metrics,
+                classifier=classifier,
             )
             app_ref.append(app)
             try:

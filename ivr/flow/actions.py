@@ -89,8 +89,9 @@ class HttpRequest:
     secrets: tuple[str, ...] = ()
 
     def redact(self, text: str) -> str:
+        """Mask secret values; values under 4 characters are not real secrets and would mangle text."""
         for secret in self.secrets:
-            if secret:
+            if len(secret) >= 4:
                 text = text.replace(secret, "***")
         return text
 

@@ -560,6 +560,10 @@ class FlowEngine:
         cap = step.capture
         if cap is not None and is_digit_capture(step):
             if key == (cap.terminator or "#"):
+                if not self._digits:
+                    # A bare terminator answers nothing: typically the '#' after an entry that already
+                    # ended itself at max_length, landing on the next question. Keep listening.
+                    return
                 self._finish_digits()
                 return
             self._digits += key

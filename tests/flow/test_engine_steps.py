@@ -831,3 +831,13 @@ def test_errors_in_a_row_end_the_call() -> None:
     d.send(WebhookFailed("down"))
     actions = d.send(WebhookFailed("down"))
     assert actions[-2:] == [HangupCall("error"), End("error", "webhook failed: down")]
+
+
+def test_a_bare_terminator_is_not_an_answer() -> None:
+    # e.g. the '#' a caller adds after an entry that already ended itself at max_length
+    d = make(DIGITS)
+    d.start()
+    assert d.send(DtmfReceived("#")) == []
+    for key in "4321":
+        d.send(DtmfReceived(key))
+    assert played(d.send(DtmfReceived("#"))) == ["Account 4 3 2 1."]
