@@ -11,7 +11,7 @@ first full output frame appears after 80 ms of input for 24k->8k, 40 ms for
 about 100 ms, 60 ms and 140 ms respectively to never run dry. Priming the filter
 with zeros does not shorten this (the lag is soxr's look-ahead, not filter
 warm-up), so we do not prime: output is time-aligned with the input and the
-player's pre-buffer covers the lag. See docs/media.md.
+player's pre-buffer covers the lag. See README, Media layer.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ concurrent calls queue instead of oversubscribing the CPU.
 Licences: faster-whisper and CTranslate2 MIT, Whisper weights MIT; piper-tts 1.8 is
 GPL-3.0-or-later (releases up to 1.2 were MIT), which makes a distribution that
 includes it GPL; the joe voice's dataset is CC0 per its model card, and it was
-fine-tuned from the lessac voice whose corpus has its own terms. See docs/speech.md.
+fine-tuned from the lessac voice whose corpus has its own terms. See README, Speech providers.
 """
 
 from __future__ import annotations
