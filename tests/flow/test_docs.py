@@ -27,7 +27,9 @@ MODELS = [
 def test_every_key_is_documented(cls: type[BaseModel]) -> None:
     for name, info in cls.model_fields.items():
         key = info.alias or name
-        assert f"`{key}`" in DOC or f"{key}:" in DOC, f"{cls.__name__}.{key} is not in README's flow language reference"
+        assert f"`{key}`" in DOC or f"{key}:" in DOC, (
+            f"{cls.__name__}.{key} is not in README's flow language reference"
+        )
 
 
 def test_every_step_kind_and_builtin_is_documented() -> None:
