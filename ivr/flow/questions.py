@@ -114,7 +114,9 @@ def interpret_speech(flow: Flow, step: AskStep, text: str) -> Answer:
     if cap.type == "enum":
         value = match(text, choice_candidates(step))
         return NoMatch() if value is None else Captured(value)
-    return Captured(text)
+    # Free text as said, without the sentence punctuation STT engines add ("12 Main Street.").
+    said = text.strip().rstrip(".!?,;: ").strip()
+    return Captured(said) if said else NoMatch()
 
 
 def interpret_key(flow: Flow, step: AskStep, key: str) -> Answer:

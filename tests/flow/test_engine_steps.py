@@ -416,6 +416,10 @@ def test_text_capture_keeps_free_speech_and_only_exact_intents() -> None:
     assert d.engine.variables["notes"] == "please ask the agent to ring the bell"
     d = make(steps)
     d.start()
+    d.send(SpeechRecognized(" 12 Main Street. "))  # STT adds sentence punctuation; the slot holds the words
+    assert d.engine.variables["notes"] == "12 Main Street"
+    d = make(steps)
+    d.start()
     d.send(SpeechRecognized("Agent."))
     assert d.engine.waiting_for == "transfer"
 
