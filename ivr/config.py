@@ -64,6 +64,12 @@ class Settings(BaseModel):
     stt: str = Field("offline", description="speech-to-text engine name")
     tts: str = Field("offline", description="text-to-speech engine name")
     max_calls: int = Field(100, ge=1, description="concurrent calls; more get a busy message")
+    audiosocket_max_per_source: int = Field(
+        0, ge=0, description="AudioSocket connections from one address at once (0: no limit)"
+    )
+    webhook_allow: str | None = Field(
+        None, description="comma-separated hosts webhooks may call (.example.com: any subdomain); unset: any"
+    )
     max_call_seconds: float = Field(3600.0, gt=0, description="hard limit on one call's length")
     shutdown_grace_seconds: float = Field(
         30.0, ge=0, description="on SIGTERM, how long live calls may finish before they are ended"

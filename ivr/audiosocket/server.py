@@ -51,6 +51,8 @@ class AudioSocketConfig:
     idle_timeout: float | None = 30.0
     """Accept mode only: hang up a session that sent nothing for this long (None: never)."""
     max_connections: int = 1000
+    max_per_source: int = 0
+    """Connections from one address at once (0: no limit); for dialplan-only mode's open door."""
     max_payload: int = DEFAULT_MAX_PAYLOAD
     inbound_max_frames: int = 50
     """Audio frames queued for a slow consumer before the oldest are dropped (50 = 1 s)."""
@@ -113,6 +115,7 @@ class AudioSocketServer:
         self.sessions: dict[uuid.UUID, AudioSocketSession] = {}
         self._expected: dict[uuid.UUID, Expectation] = {}
         self._connections: set[_Connection] = set()
+        self._per_source: dict[str, int] = {}
         self._handlers: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -286,6 +289,7 @@ class _Connection(asyncio.BufferedProtocol):
         self.session: AudioSocketSession | None = None
         self.transport: asyncio.Transport
         self.peer = "?"
+        self.source = "?"
         self._uuid_timer: asyncio.TimerHandle | None = None
         self._done = False
 
@@ -294,23 +298,30 @@ class _Connection(asyncio.BufferedProtocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self.source = str(peer[0]) if isinstance(peer, tuple) else self.peer
         server = self.server
         server.stats.connections += 1
         server._connections.add(self)
-        if len(server._connections) > server.config.max_connections:
-            server.stats.refused_capacity += 1
-            if server.stats.refused_capacity == 1 or server.stats.refused_capacity % 1000 == 0:
-                log.warning(
-                    "AudioSocket %s: refused, %d connections is the limit (%d refused so far)",
-                    self.peer,
-                    server.config.max_connections,
-                    server.stats.refused_capacity,
-                )
-            self.shutdown("over connection limit")
+        per_source = server._per_source[self.source] = server._per_source.get(self.source, 0) + 1
+        cfg = server.config
+        if len(server._connections) > cfg.max_connections:
+            self._refuse(f"{cfg.max_connections} connections is the limit")
+            return
+        if cfg.max_per_source and per_source > cfg.max_per_source:
+            self._refuse(f"{cfg.max_per_source} connections from {self.source} is the limit")
             return
         transport.set_write_buffer_limits(high=server.config.write_buffer_limit)
         loop = asyncio.get_running_loop()
         self._uuid_timer = loop.call_later(server.config.uuid_timeout, self._uuid_timeout)
+
+    def _refuse(self, why: str) -> None:
+        stats = self.server.stats
+        stats.refused_capacity += 1
+        if stats.refused_capacity == 1 or stats.refused_capacity % 1000 == 0:  # no log flood under attack
+            log.warning(
+                "AudioSocket %s: refused, %s (%d refused so far)", self.peer, why, stats.refused_capacity
+            )
+        self.shutdown("over connection limit")
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self._view
@@ -391,7 +402,14 @@ class _Connection(asyncio.BufferedProtocol):
         if self._uuid_timer is not None:
             self._uuid_timer.cancel()
             self._uuid_timer = None
-        self.server._connections.discard(self)
+        server = self.server
+        if self in server._connections:
+            server._connections.discard(self)
+            left = server._per_source.get(self.source, 1) - 1
+            if left > 0:
+                server._per_source[self.source] = left
+            else:
+                server._per_source.pop(self.source, None)
         session = self.session
         if session is not None:
             reason = "peer closed the connection" if exc is None else f"connection lost: {exc}"

@@ -20,7 +20,7 @@ from ivr.audiosocket.session import AudioSocketSession
 from ivr.call.flows import FlowCatalog
 from ivr.call.observe import observe_call
 from ivr.call.ports import SpeechFactory
-from ivr.call.runtime import CallReport, CallRuntime, Classifier
+from ivr.call.runtime import CallReport, CallRuntime, Classifier, WebhookHandler
 from ivr.flow import actions as act
 from ivr.flow import events as ev
 from ivr.ops.metrics import Metrics
@@ -42,7 +42,9 @@ class DialplanApp:
         max_call_seconds: float = 3600.0,
         on_report: Callable[[CallReport], Awaitable[None]] | None = None,
         metrics: Metrics | None = None,
+        webhook: WebhookHandler | None = None,
     ) -> None:
+        self.webhook = webhook
         self.on_report = on_report
         self.metrics = metrics
         self.flows = flows
@@ -95,6 +97,7 @@ class DialplanApp:
                 classifier=self.classifier,
                 audio_dir=self.audio_dir,
                 max_call_seconds=self.max_call_seconds,
+                webhook=self.webhook,
             )
             self.runtimes.add(runtime)
             report = await runtime.run(ev.CallStarted(call_id=call_id, direction="inbound"))

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -25,11 +26,14 @@ from ivr.audiosocket.server import AudioSocketConfig, AudioSocketServer
 from ivr.call.ari_app import AriApp, AriAppConfig, ReportSink
 from ivr.call.dialplan_app import DialplanApp
 from ivr.call.flows import FlowCatalog
-from ivr.call.runtime import CallReport
+from ivr.call.runtime import CallReport, WebhookHandler
 from ivr.call.speech import registry_factory
 from ivr.config import ConfigError, Settings, load_settings
+from ivr.flow.actions import HttpRequest
 from ivr.flow.errors import FlowError
+from ivr.flow.events import WebhookFailed, WebhookResult
 from ivr.flow.llm_matcher import LlmMatcher
+from ivr.flow.webhook import perform_request
 from ivr.ops.health import HealthServer
 from ivr.ops.metrics import Metrics
 from ivr.ops.records import CallRecordStore, RecordsError
@@ -142,6 +146,7 @@ async def serve(
             raise StartupError(f"call records at {settings.records_path}: {exc}") from None
         stack.push_async_callback(records.close)
         metrics = Metrics()
+        webhook = allow_listed_webhooks(http, settings.webhook_allow)
         app_ref: list[AriApp] = []
 
         def readiness() -> tuple[bool, str]:
@@ -187,9 +192,15 @@ async def serve(
                 on_report=finished,
                 metrics=metrics,
                 classifier=classifier,
+                webhook=webhook,
             )
         server = AudioSocketServer(
-            AudioSocketConfig(host=host, port=port, max_connections=max(2 * settings.max_calls, 16)),
+            AudioSocketConfig(
+                host=host,
+                port=port,
+                max_connections=max(2 * settings.max_calls, 16),
+                max_per_source=settings.audiosocket_max_per_source,
+            ),
             on_session=dialplan.handle if dialplan else None,
         )
         try:
@@ -228,6 +239,7 @@ async def serve(
                 on_report=finished,
                 metrics=metrics,
                 classifier=classifier,
+                webhook=webhook,
             )
             app_ref.append(app)
             try:
@@ -256,6 +268,24 @@ async def serve(
             await server.stop_accepting()
             await dialplan.drain(settings.shutdown_grace_seconds, settings.shutdown_goodbye)
         return code
+
+
+def allow_listed_webhooks(http: aiohttp.ClientSession, allow: str | None) -> WebhookHandler:
+    """Webhooks through the shared HTTP session, limited to ``IVR_WEBHOOK_ALLOW`` hosts when it is set."""
+    hosts = [h.strip().lower() for h in (allow or "").split(",") if h.strip()]
+
+    def allowed(url: str) -> bool:
+        host = (urlsplit(url).hostname or "").lower()
+        return any(host == h or (h.startswith(".") and host.endswith(h)) for h in hosts)
+
+    async def handle(request: HttpRequest) -> WebhookResult | WebhookFailed:
+        if hosts and not allowed(request.url):
+            host = urlsplit(request.url).hostname or "?"
+            log.warning("step %s: webhook host %s is not in IVR_WEBHOOK_ALLOW", request.step, host)
+            return WebhookFailed(f"host {host} is not allowed (IVR_WEBHOOK_ALLOW)")
+        return await perform_request(http, request)
+
+    return handle
 
 
 async def check_ari(ari: AriClient, settings: Settings) -> None:

@@ -332,3 +332,19 @@ async def test_close_hangs_up_live_sessions_and_cancels_handlers() -> None:
     assert (await peer.read_until_eof())[-1] == Hangup()
     assert not srv.sessions
     await peer.close()
+
+
+async def test_connections_per_source_address_are_capped() -> None:
+    srv = AudioSocketServer(AudioSocketConfig(port=0, max_per_source=2))
+    async with srv:
+        peers = [await AsteriskPeer.connect(srv.port) for _ in range(2)]
+        extra = await AsteriskPeer.connect(srv.port)
+        assert await extra.read_until_eof() == [Hangup()]
+        await extra.close()
+        await peers[0].close()
+        await peers[0].read_until_eof()
+        again = await AsteriskPeer.connect(srv.port)  # a slot came free
+        await asyncio.sleep(0.05)
+        assert srv.stats.refused_capacity == 1
+        for peer in [peers[1], again]:
+            await peer.close()
