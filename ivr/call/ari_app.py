@@ -21,6 +21,7 @@ Per call, in order (each step under a timeout; a failure ends the call with one 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 import contextlib
 import logging
 import uuid
@@ -32,7 +33,7 @@ from typing import Any
 import aiohttp
 
 from ivr.ari.client import AriClient
-from ivr.ari.dispatcher import EventDispatcher
+from ivr.ari.dispatcher import EventDispatcher, bridge_key
 from ivr.ari.errors import AriError, NotFound
 from ivr.ari.events import EventStream
 from ivr.ari.models import (
@@ -48,7 +49,7 @@ from ivr.audiosocket.session import AudioSocketSession
 from ivr.call.flows import FlowCatalog
 from ivr.call.observe import observe_call
 from ivr.call.ports import SpeechFactory
-from ivr.call.runtime import CallReport, CallRuntime, Classifier, Tracer, WebhookHandler, stasis_args
+from ivr.call.runtime import RECENT_REPORTS, CallReport, CallRuntime, Classifier, Tracer, WebhookHandler, stasis_args
 from ivr.call.transfer import TRANSFER_MARKER, EndpointTransfer
 from ivr.flow import actions as act
 from ivr.flow import events as ev
@@ -117,7 +118,8 @@ class AriApp:
         self.calls: dict[str, AriCall] = {}
         self.dispatcher = EventDispatcher(self._new_call, unrouted=self._unrouted)
         self.stream: EventStream | None = None
-        self.reports: list[CallReport] = []
+        self.reports: deque[CallReport] = deque(maxlen=RECENT_REPORTS)
+        """The most recent finished calls (records keep them all): bounded, a long-running app never grows."""
         self.draining = False
 
     async def start(self, *, heartbeat: float = 4.0, connect_timeout: float = 10.0) -> None:
@@ -462,11 +464,21 @@ class AriCall:
             return None
         return value or None
 
+    def _release_route(self) -> None:
+        """Unbind every id this call routed, so its event task ends: the caller's id alone may already be
+        gone (ChannelDestroyed unbinds it), and a leftover bridge id would keep the task forever."""
+        dispatcher = self.app.dispatcher
+        keys = [self.caller_id, self.media_id, bridge_key(self.bridge_id)]
+        if self.transfer is not None:
+            keys.append(self.transfer.agent_id)
+        for key in keys:
+            dispatcher.unbind(key)
+
     async def _teardown(self) -> None:
         ari = self.app.ari
         if self.detached:
             log.info("call %s: left bridged with the agent at shutdown", self.caller_id)
-            self.app.dispatcher.release(self.caller_id)
+            self._release_route()
             return
         if self.session is not None and not self.session.closed:
             self.session.hangup("call ended")
@@ -481,7 +493,7 @@ class AriCall:
         if not self._gone.is_set() and not self.handed_off:
             with contextlib.suppress(AriError):
                 await ari.hangup(self.caller_id)
-        self.app.dispatcher.release(self.caller_id)
+        self._release_route()
 
 
 class _AriControl:

@@ -9,6 +9,7 @@ The player's silence frames keep the ``AudioSocket()`` app's 2 s inactivity time
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -20,7 +21,7 @@ from ivr.audiosocket.session import AudioSocketSession
 from ivr.call.flows import FlowCatalog
 from ivr.call.observe import observe_call
 from ivr.call.ports import SpeechFactory
-from ivr.call.runtime import CallReport, CallRuntime, Classifier, WebhookHandler
+from ivr.call.runtime import RECENT_REPORTS, CallReport, CallRuntime, Classifier, WebhookHandler
 from ivr.flow import actions as act
 from ivr.flow import events as ev
 from ivr.ops.metrics import Metrics
@@ -56,7 +57,8 @@ class DialplanApp:
         self.max_calls = max_calls
         self.max_call_seconds = max_call_seconds
         self.runtimes: set[CallRuntime] = set()
-        self.reports: list[CallReport] = []
+        self.reports: deque[CallReport] = deque(maxlen=RECENT_REPORTS)
+        """The most recent finished calls (records keep them all): bounded, a long-running app never grows."""
 
     @property
     def active(self) -> int:

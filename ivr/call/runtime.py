@@ -47,6 +47,9 @@ from ivr.speech.errors import ProviderError
 
 log = logging.getLogger(__name__)
 
+RECENT_REPORTS = 1000
+"""How many finished calls an app keeps in memory for inspection (call records keep every call)."""
+
 MASKED_DIGIT = "•"
 """Recorded instead of a key pressed for a sensitive capture (or outside any question)."""
 
