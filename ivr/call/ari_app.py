@@ -21,10 +21,10 @@ Per call, in order (each step under a timeout; a failure ends the call with one 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 import contextlib
 import logging
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +49,15 @@ from ivr.audiosocket.session import AudioSocketSession
 from ivr.call.flows import FlowCatalog
 from ivr.call.observe import observe_call
 from ivr.call.ports import SpeechFactory
-from ivr.call.runtime import RECENT_REPORTS, CallReport, CallRuntime, Classifier, Tracer, WebhookHandler, stasis_args
+from ivr.call.runtime import (
+    RECENT_REPORTS,
+    CallReport,
+    CallRuntime,
+    Classifier,
+    Tracer,
+    WebhookHandler,
+    stasis_args,
+)
 from ivr.call.transfer import TRANSFER_MARKER, EndpointTransfer
 from ivr.flow import actions as act
 from ivr.flow import events as ev

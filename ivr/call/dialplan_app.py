@@ -9,9 +9,9 @@ The player's silence frames keep the ``AudioSocket()`` app's 2 s inactivity time
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
