@@ -23,13 +23,12 @@ from ivr.audiosocket.protocol import (
     Hangup,
     ProtocolError,
     encode_audio,
-    encode_dtmf,
     encode_uuid,
     frame_bytes,
     rate_for_format,
 )
 from ivr.audiosocket.stats import LatencyHistogram
-from ivr.sim.media_leg import CONNECT_TIMEOUT
+from ivr.sim.media_leg import CONNECT_TIMEOUT, write_dtmf
 from ivr.speech.simulated import decode_text_speech, encode_text_speech
 
 if TYPE_CHECKING:
@@ -83,11 +82,7 @@ class CallerLeg:
             await self._spoken.wait()
 
     async def send_dtmf(self, digit: str) -> None:
-        if self._writer.is_closing():
-            return
-        self._writer.write(encode_dtmf(digit))
-        with contextlib.suppress(ConnectionError, OSError):
-            await self._writer.drain()
+        await write_dtmf(self._writer, digit)
 
     # -- what the caller heard -------------------------------------------------------------------
 

@@ -43,6 +43,15 @@ class MediaLeg(Protocol):
 MediaConnector = Callable[[str, int, uuid.UUID, str, str], Awaitable[MediaLeg]]
 
 
+async def write_dtmf(writer: asyncio.StreamWriter, digit: str) -> None:
+    """A digit as the bridge forwards it over the socket (``0x03``); nothing if the leg is gone."""
+    if writer.is_closing():
+        return
+    writer.write(encode_dtmf(digit))
+    with contextlib.suppress(ConnectionError, OSError):
+        await writer.drain()
+
+
 class TcpMediaLeg:
     """Default leg: a TCP connection that sent the UUID and then only listens."""
 
@@ -84,11 +93,7 @@ class TcpMediaLeg:
         await self._closed_by_app.wait()
 
     async def send_dtmf(self, digit: str) -> None:
-        if self._writer.is_closing():
-            return
-        self._writer.write(encode_dtmf(digit))
-        with contextlib.suppress(ConnectionError, OSError):
-            await self._writer.drain()
+        await write_dtmf(self._writer, digit)
 
     async def close(self) -> None:
         self._task.cancel()
