@@ -332,6 +332,27 @@ def cpu_seconds(pid: int | str = "self") -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_times() -> dict[int, tuple[int, int]]:
+    """(busy, total) clock ticks of every CPU since boot, from /proc/stat."""
+    out: dict[int, tuple[int, int]] = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, _, rest = line.partition(" ")
+        if name.startswith("cpu") and name[3:].isdigit():
+            ticks = [int(v) for v in rest.split()]
+            idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+            out[int(name[3:])] = (sum(ticks[:8]) - idle, sum(ticks[:8]))
+    return out
+
+
+def busy_percent(before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]]) -> dict[int, float]:
+    """How busy each CPU was between two :func:`cpu_times` readings (every process, not just ours)."""
+    result: dict[int, float] = {}
+    for cpu, (busy1, total1) in after.items():
+        busy0, total0 = before.get(cpu, (busy1, total1))
+        result[cpu] = round(100.0 * (busy1 - busy0) / max(total1 - total0, 1), 1)
+    return result
+
+
 def rss_kib(pid: int | str = "self") -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -399,6 +420,7 @@ def app_env(
     sim: SimAsterisk, cfg: BenchConfig, listen_port: int, metrics_port: int, tmp: Path
 ) -> dict[str, str]:
     env = dict(os.environ)
+    env.pop("OPENAI_API_KEY", None)  # the benchmark never reaches a real provider
     for key in list(env):
         if key.startswith("IVR_"):
             del env[key]  # the operator's own settings must not leak into the benchmark
@@ -602,7 +624,7 @@ async def _run(cfg: BenchConfig, index: int, tmp: Path) -> dict[str, Any]:
         gc.freeze()
         gc.disable()
         try:
-            app_cpu0, gen_cpu0 = cpu_seconds(proc.pid), cpu_seconds()
+            app_cpu0, gen_cpu0, cores0 = cpu_seconds(proc.pid), cpu_seconds(), cpu_times()
             gen.start_window()
             t0 = time.monotonic()
             await asyncio.sleep(cfg.seconds)
@@ -613,6 +635,8 @@ async def _run(cfg: BenchConfig, index: int, tmp: Path) -> dict[str, Any]:
             gc.unfreeze()
         app_cpu = (cpu_seconds(proc.pid) - app_cpu0) / wall * 100.0
         gen_cpu = (cpu_seconds() - gen_cpu0) / wall * 100.0
+        cores = busy_percent(cores0, cpu_times())
+        loadavg = os.getloadavg()[0]
         rss = rss_kib(proc.pid)
         live = list(gen.live())
         frames = frame_stats(live)
@@ -653,7 +677,7 @@ async def _run(cfg: BenchConfig, index: int, tmp: Path) -> dict[str, Any]:
         "responses": int(latencies.size),
         "responses_overlapped": sum(leg.overlapped for leg in live),
         "app": {
-            "pid_cpu": pins.app,
+            "pinned_cpu": pins.app,
             "cpu_percent": round(app_cpu, 1),
             "rss_baseline_kib": rss_base,
             "rss_kib": rss,
@@ -664,8 +688,16 @@ async def _run(cfg: BenchConfig, index: int, tmp: Path) -> dict[str, Any]:
             "pid": proc.pid if proc is not None else None,
             "exit_code": proc.returncode if proc is not None else None,
         },
+        "machine_load": {
+            "loadavg_1m": loadavg,
+            "cpu_busy_percent": {str(cpu): pct for cpu, pct in cores.items()},
+            "other_on_app_cpu_percent": (
+                round(max(0.0, cores.get(pins.app, 0.0) - app_cpu), 1) if pins.app is not None else None
+            ),
+            "note": "busy % of each CPU by every process; other_on_app_cpu: what else ran on the app's core",
+        },
         "generator": {
-            "cpu": pins.generator,
+            "pinned_cpu": pins.generator,
             "cpu_percent": round(gen_cpu, 1),
             "tick_lateness_ms": {"p50": tick.p50_ms, "p99": tick.p99_ms, "max": tick.max_ms},
             "write_pauses": sum(leg.paused for leg in live),

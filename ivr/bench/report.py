@@ -65,6 +65,7 @@ def _flat(run: dict[str, Any]) -> dict[str, float | None]:
         "response_max_ms": run["response_latency_ms"]["max"],
         "responses": run["responses"],
         "generator_tick_p99_ms": gen["tick_lateness_ms"]["p99"],
+        "other_on_app_cpu_percent": run["machine_load"]["other_on_app_cpu_percent"],
     }
 
 
@@ -175,8 +176,8 @@ def table(result: dict[str, Any]) -> str:
     """The per-N medians as a Markdown table."""
     head = (
         "| N | set up | app CPU % | generator CPU % | RSS/call KiB | lateness p50 / p99 / max ms | "
-        "drift max ms | frames missing | inbound drops | response p50 / p99 ms | ok |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "drift max ms | frames missing | inbound drops | response p50 / p99 ms | other load on app CPU % | ok |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     rows = []
 
@@ -190,7 +191,7 @@ def table(result: dict[str, Any]) -> str:
             f"{f(m['generator_cpu_percent'])} | {f(m['rss_per_call_kib'], 0)} | "
             f"{f(m['lateness_p50_ms'], 2)} / {f(m['lateness_p99_ms'], 2)} / {f(m['lateness_max_ms'], 1)} | "
             f"{f(m['drift_max_ms'], 2)} | {f(m['frames_missing'], 0)} | {f(m['inbound_dropped'], 0)} | "
-            f"{f(m['response_p50_ms'], 0)} / {f(m['response_p99_ms'], 0)} | "
+            f"{f(m['response_p50_ms'], 0)} / {f(m['response_p99_ms'], 0)} | {f(m['other_on_app_cpu_percent'])} | "
             f"{'yes' if step['ok'] else 'no'} |"
         )
     return head + "\n".join(rows) + "\n"
