@@ -145,3 +145,17 @@ async def test_calls_over_the_limit_get_congestion_not_silence() -> None:
         s.assert_clean()
     finally:
         await close_stack(s)
+
+
+async def test_max_call_duration_hangs_up() -> None:
+    s = await make_stack(DATA, "patient", max_call_seconds=1.0)
+    try:
+        caller = await s.sim.place_call(args=["flow=patient"])
+        await s.leg(caller.id)
+        await s.wait_ended(timeout=10)
+        [report] = s.app.reports
+        assert (report.outcome, report.reason) == ("error", "max call duration")
+        assert caller.id in s.sim.destroyed
+        s.assert_clean()
+    finally:
+        await close_stack(s)
