@@ -4,10 +4,13 @@ Transcripts and phrases are normalised the same way (lower case, punctuation dro
 turned into digits: "one" == "1", "twenty five" == "25"), then a choice matches when one of its phrases
 appears as a whole-word sequence in the transcript. The longest matching phrase wins, ties go to the
 earlier choice. A choice whose DTMF key is said on its own ("two", "option 2", "press two") matches too.
+When nothing matches exactly, a phrase that the words said closely resemble (a typical STT mishearing,
+"then crust" for "thin crust") matches if it is clearly closer than any other.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -288,7 +291,41 @@ def match(text: str, candidates: Iterable[Candidate]) -> str | None:
                 score = max(score, 5)
         if score and (best is None or score > best[0]):
             best = (score, cand.name)
-    return best[1] if best else None
+    if best is not None:
+        return best[1]
+    return _near_match(said, candidates)
+
+
+FUZZY_MIN_RATIO = 0.8
+"""How alike a phrase and the words said must be to count as a mishearing of it ("then crust")."""
+_FUZZY_MARGIN = 0.1
+_FUZZY_MIN_CHARS = 5
+
+
+def _near_match(said: list[str], candidates: Iterable[Candidate]) -> str | None:
+    """STT mishears short words; when nothing matched exactly, accept one clearly closest phrase.
+
+    Only phrases of five characters or more take part ("no" and "yes" never match by likeness), and the
+    winner must beat every other candidate by a margin, so an unclear answer stays a no-match.
+    """
+    scores: dict[str, float] = {}
+    for cand in candidates:
+        for phrase in (*cand.phrases, cand.name.replace("_", " ")):
+            needle = normalise(phrase)
+            joined = " ".join(needle)
+            if len(joined) < _FUZZY_MIN_CHARS or not needle or len(needle) > len(said):
+                continue
+            n = len(needle)
+            for i in range(len(said) - n + 1):
+                ratio = difflib.SequenceMatcher(None, " ".join(said[i : i + n]), joined).ratio()
+                if ratio > scores.get(cand.name, 0.0):
+                    scores[cand.name] = ratio
+    ranked = sorted(scores.items(), key=lambda item: -item[1])
+    if not ranked or ranked[0][1] < FUZZY_MIN_RATIO:
+        return None
+    if len(ranked) > 1 and ranked[1][1] > ranked[0][1] - _FUZZY_MARGIN:
+        return None
+    return ranked[0][0]
 
 
 def match_dtmf(digit: str, candidates: Iterable[Candidate]) -> str | None:

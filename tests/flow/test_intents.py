@@ -109,3 +109,21 @@ def test_longest_phrase_wins_and_ties_go_to_the_first() -> None:
 def test_match_dtmf() -> None:
     assert match_dtmf("2", CANDIDATES) == "transfer_money"
     assert match_dtmf("9", CANDIDATES) is None
+
+
+def test_mishearings_match_the_clearly_closest_phrase() -> None:
+    from ivr.flow.intents import Candidate, match
+
+    crusts = [
+        Candidate("thin", ("thin crust", "crispy")),
+        Candidate("classic", ("regular", "hand tossed")),
+        Candidate("stuffed", ("stuffed crust", "cheese crust")),
+    ]
+    assert match("Then crust.", crusts) == "thin"
+    assert match("hand tost please", crusts) == "classic"
+    assert match("something else entirely", crusts) is None
+    # short words never match by likeness, and a near tie stays a no-match
+    assert match("know", [Candidate("no", ("no",)), Candidate("yes", ("yes",))]) is None
+    assert match("stuffed thin crust", crusts) in ("thin", "stuffed")  # exact phrases still win first
+    tie = [Candidate("a", ("pine tree",)), Candidate("b", ("pine trees",))]
+    assert match("pane tree", tie) is None
