@@ -383,11 +383,13 @@ def frame_stats(legs: list[CallerLeg], k: int = 50) -> dict[str, Any]:
     A leg's ideal cadence is ``anchor + n * 20 ms`` with the anchor at its least-delayed frame in the
     window, so lateness is never negative and a skipped period shows as 20 ms of lateness for every
     later frame. Drift is how much later the stream runs at the end of the window than at its start
-    (the least-delayed frame of the last second against that of the first).
+    (the least-delayed frame of the last second against that of the first). A stream that fell whole
+    periods behind lost frames (the app's clock skips periods after a stall longer than its catch-up):
+    ``frames_skipped`` counts them, summed over the legs, from each leg's drift in whole periods.
     """
     lateness: list[np.ndarray[Any, np.dtype[np.float64]]] = []
     drifts: list[float] = []
-    missing = 0
+    skipped = 0
     received = 0
     for leg in legs:
         t = np.frombuffer(leg.arrivals, dtype=np.float64)
@@ -397,14 +399,14 @@ def frame_stats(legs: list[CallerLeg], k: int = 50) -> dict[str, Any]:
         offsets = t - np.arange(t.size) * PERIOD
         lateness.append((offsets - offsets.min()) * 1000.0)
         k_eff = min(k, t.size)
-        drifts.append(float(offsets[-k_eff:].min() - offsets[:k_eff].min()) * 1000.0)
-        span = round(float(t[-1] - t[0]) / PERIOD) + 1
-        missing += max(0, span - int(t.size))
+        leg_drift = float(offsets[-k_eff:].min() - offsets[:k_eff].min())
+        drifts.append(leg_drift * 1000.0)
+        skipped += max(0, round(leg_drift / PERIOD))
     all_late = np.concatenate(lateness) if lateness else np.empty(0)
     drift = np.abs(np.array(drifts)) if drifts else np.empty(0)
     return {
         "frames_received": received,
-        "frames_missing": missing,
+        "frames_skipped": skipped,
         "lateness_ms": _pcts(all_late),
         "drift_ms": {
             "median": round(float(np.median(drift)), 3) if drift.size else None,
@@ -616,14 +618,14 @@ async def _run(cfg: BenchConfig, index: int, tmp: Path) -> dict[str, Any]:
                 f"no call was set up ({gen.connect_failures} media connect failures):\n{_tail(log_path)}"
             )
         setup_s = time.monotonic() - t_setup
-        await asyncio.sleep(cfg.settle)
-
-        # the measurement window; the generator's own collector stays out of it (it allocates next to
-        # nothing per frame, and a full collection here would show up as the app's lateness)
+        # The generator's own collector stays out of the window: it allocates next to nothing per frame,
+        # and a full collection (tens of ms with hundreds of calls' ARI state) would delay its reads and
+        # show up as the app's lateness. Collect once now, before the settle time absorbs the pause.
         gc.collect()
         gc.freeze()
         gc.disable()
         try:
+            await asyncio.sleep(cfg.settle)
             app_cpu0, gen_cpu0, cores0 = cpu_seconds(proc.pid), cpu_seconds(), cpu_times()
             gen.start_window()
             t0 = time.monotonic()

@@ -58,7 +58,7 @@ def _flat(run: dict[str, Any]) -> dict[str, float | None]:
         "drift_median_ms": run["drift_ms"]["median"],
         "drift_max_ms": run["drift_ms"]["max"],
         "frames_received": run["frames_received"],
-        "frames_missing": run["frames_missing"],
+        "frames_skipped": run["frames_skipped"],
         "inbound_dropped": drops,
         "response_p50_ms": run["response_latency_ms"]["p50"],
         "response_p99_ms": run["response_latency_ms"]["p99"],
@@ -76,7 +76,7 @@ def summarise(calls: int, runs: list[dict[str, Any]]) -> dict[str, Any]:
         values = [v for f in flats if (v := f[key]) is not None]
         median[key] = round(statistics.median(values), 3) if values else None
     p99 = median.get("lateness_p99_ms")
-    drops = (median.get("inbound_dropped") or 0) + (median.get("frames_missing") or 0)
+    drops = (median.get("inbound_dropped") or 0) + (median.get("frames_skipped") or 0)
     all_set_up = bool(runs) and all(r["calls_setup"] == calls for r in runs)
     ok = all_set_up and p99 is not None and p99 <= P99_LIMIT_MS and drops == 0
     gen_cpu = median.get("generator_cpu_percent") or 0.0
@@ -158,7 +158,7 @@ async def run_bench(
         "flow": "ivr/bench/flows/bench.yaml (ask -> caller answers -> say it back -> ask again)",
         "criteria": {
             "lateness_p99_ms_max": P99_LIMIT_MS,
-            "drops": "app inbound drops (from its /metrics when it has one) + frames missing at the receiver == 0",
+            "drops": "app inbound drops (from its /metrics when it has one) + frames skipped (seen at the receiver) == 0",
             "calls_setup": "== N in every run",
         },
         "machine": machine(),
@@ -176,7 +176,7 @@ def table(result: dict[str, Any]) -> str:
     """The per-N medians as a Markdown table."""
     head = (
         "| N | set up | app CPU % | generator CPU % | RSS/call KiB | lateness p50 / p99 / max ms | "
-        "drift max ms | frames missing | inbound drops | response p50 / p99 ms | other load on app CPU % | ok |\n"
+        "drift max ms | frames skipped | inbound drops | response p50 / p99 ms | other load on app CPU % | ok |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     rows = []
@@ -190,7 +190,7 @@ def table(result: dict[str, Any]) -> str:
             f"| {step['calls']} | {f(m['calls_setup'], 0)} | {f(m['app_cpu_percent'])} | "
             f"{f(m['generator_cpu_percent'])} | {f(m['rss_per_call_kib'], 0)} | "
             f"{f(m['lateness_p50_ms'], 2)} / {f(m['lateness_p99_ms'], 2)} / {f(m['lateness_max_ms'], 1)} | "
-            f"{f(m['drift_max_ms'], 2)} | {f(m['frames_missing'], 0)} | {f(m['inbound_dropped'], 0)} | "
+            f"{f(m['drift_max_ms'], 2)} | {f(m['frames_skipped'], 0)} | {f(m['inbound_dropped'], 0)} | "
             f"{f(m['response_p50_ms'], 0)} / {f(m['response_p99_ms'], 0)} | {f(m['other_on_app_cpu_percent'])} | "
             f"{'yes' if step['ok'] else 'no'} |"
         )
