@@ -22,6 +22,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 from ivr.audiosocket.clock import Clock, FrameClock, LoopClock
 from ivr.audiosocket.protocol import (
@@ -294,8 +295,9 @@ class _Connection(asyncio.BufferedProtocol):
         self._done = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
+        self.transport = cast(asyncio.Transport, transport)
+        transport = self.transport
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self.source = str(peer[0]) if isinstance(peer, tuple) else self.peer

@@ -115,7 +115,7 @@ def machine() -> dict[str, Any]:
 async def run_bench(
     plan: BenchPlan, progress: Callable[[str], None] | None = None, *, generator_loop: str = "asyncio"
 ) -> dict[str, Any]:
-    """Every step of the ramp, ``plan.repeat`` times each; the result document (see ``docs/bench.md``)."""
+    """Every step of the ramp, ``plan.repeat`` times each; the result document (see README, Benchmark)."""
     say = progress or (lambda text: None)
     steps: list[dict[str, Any]] = []
     for calls in plan.calls:
@@ -148,7 +148,16 @@ async def run_bench(
         if not step["ok"] and not plan.keep_going:
             say(f"N={calls} fails the criteria; stopping the ramp (--keep-going to go on)")
             break
-    best = max((s["calls"] for s in steps if s["ok"]), default=None)
+    # The answer is the last passing N below the first failing one: a step above a failure can pass by
+    # luck (a window that happened to hold no garbage-collection stall), which is listed, not believed.
+    best: int | None = None
+    for step in sorted(steps, key=lambda s: s["calls"]):
+        if not step["ok"]:
+            break
+        best = step["calls"]
+    passed_above = [s["calls"] for s in steps if s["ok"] and best is not None and s["calls"] > best]
+    if best is None:
+        passed_above = [s["calls"] for s in steps if s["ok"]]
     plan_doc = asdict(plan)
     plan_doc["log_dir"] = str(plan.log_dir) if plan.log_dir else None
     return {
@@ -168,6 +177,7 @@ async def run_bench(
         "plan": plan_doc,
         "steps": steps,
         "max_calls_ok": best,
+        "passed_above_first_failure": passed_above,
         "argv": sys.argv,
     }
 

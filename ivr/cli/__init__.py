@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ivr.cli.originate_commands",
     "ivr.cli.prerender_commands",
     "ivr.cli.calls_commands",
+    "ivr.cli.bench_commands",
 )
 
 

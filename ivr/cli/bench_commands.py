@@ -115,6 +115,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(table(result), end="")
     best = result["max_calls_ok"]
     print(f"largest N with p99 lateness <= 5 ms and no drops: {best if best is not None else 'none'}")
+    if result["passed_above_first_failure"]:
+        above = ", ".join(str(n) for n in result["passed_above_first_failure"])
+        print(f"(also passed above the first failing step, not counted: {above})")
     if any(step["generator_saturated"] for step in result["steps"]):
         print("warning: the load generator itself used >= 90% of its CPU: those steps measure it, not ivr")
     if plot(result, args.plot):

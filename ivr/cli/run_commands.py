@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -91,12 +92,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     overrides = {dest: getattr(args, dest) for _, dest, _ in FLAG_SETTINGS}
     try:
         settings = load_settings(overrides, toml_path=args.config)
-        return asyncio.run(serve(settings, no_ari=args.no_ari))
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            return runner.run(serve(settings, no_ari=args.no_ari))
     except (ConfigError, StartupError) as exc:
         print(f"ivr run: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 0
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when installed (``pip install 'asterisk-ivr[uvloop]'``): about half the CPU per call."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
 
 
 def load_catalog(settings: Settings) -> FlowCatalog:
@@ -249,9 +261,14 @@ async def serve(
             except (AriError, TimeoutError) as exc:
                 raise StartupError(f"ARI events WebSocket for '{settings.ari_app}': {exc}") from None
             stack.push_async_callback(app.close, keep_agent_calls=True)
+        # Everything loaded so far lives as long as the process: keep it out of the garbage collector's
+        # full collections, which otherwise stall the event loop for ~100 ms with hundreds of calls.
+        gc.collect()
+        gc.freeze()
         log.info(
-            "ready: %s mode, AudioSocket on %s:%d, flows %s",
+            "ready: %s mode (%s loop), AudioSocket on %s:%d, flows %s",
             info["mode"],
+            type(asyncio.get_running_loop()).__module__.split(".")[0],
             *server.address,
             ", ".join(catalog.names),
         )

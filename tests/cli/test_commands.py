@@ -7,7 +7,18 @@ import pytest
 
 from ivr.cli import build_parser
 
-EXPECTED = {"run", "simulate", "test", "validate", "graph", "schema", "originate", "prerender", "calls"}
+EXPECTED = {
+    "run",
+    "simulate",
+    "test",
+    "validate",
+    "graph",
+    "schema",
+    "originate",
+    "prerender",
+    "calls",
+    "bench",
+}
 
 
 def test_every_command_is_registered() -> None:
