@@ -35,6 +35,7 @@ from ivr.flow.errors import FlowError
 from ivr.flow.events import WebhookFailed, WebhookResult
 from ivr.flow.llm_matcher import LlmMatcher
 from ivr.flow.webhook import perform_request
+from ivr.logs import setup_logging
 from ivr.ops.health import HealthServer
 from ivr.ops.metrics import Metrics
 from ivr.ops.records import CallRecordStore, RecordsError
@@ -76,19 +77,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         p.add_argument(flag, dest=dest, help=text, type=int if dest == "max_calls" else str)
     p.add_argument("--no-ari", action="store_true", help="dialplan-only mode: accept AudioSocket() calls")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-json", action="store_true", help="one JSON object per log line (with call_id)")
     p.set_defaults(func=cmd_run)
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
-
 def cmd_run(args: argparse.Namespace) -> int:
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, json_lines=args.log_json)
     overrides = {dest: getattr(args, dest) for _, dest, _ in FLAG_SETTINGS}
     try:
         settings = load_settings(overrides, toml_path=args.config)
