@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import ivr.ari
 import ivr.sim
+
+from ..layering import imported_modules
 
 FORBIDDEN_FOR_ARI = ("ivr.flow", "ivr.call", "ivr.media", "ivr.speech", "ivr.sim", "ivr.audiosocket")
 # The simulator plays Asterisk and the caller: protocol-level pieces plus the simulation speech codec.
@@ -15,16 +16,7 @@ ALLOWED_FOR_SIM = ("ivr.sim", "ivr.ari.models", "ivr.audiosocket", "ivr.media", 
 
 def _imports(package: object) -> dict[str, set[str]]:
     root = Path(package.__file__).parent  # type: ignore[attr-defined]
-    found: dict[str, set[str]] = {}
-    for path in root.glob("*.py"):
-        names: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                names.update(alias.name for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names.add(node.module)
-        found[path.name] = names
-    return found
+    return {path.name: imported_modules(path) for path in root.glob("*.py")}
 
 
 def test_ari_imports_no_higher_layer() -> None:
