@@ -8,8 +8,7 @@ runtime cannot tell an in-process engine from a remote one. Synthesised audio st
 child produces it (the first sentence plays while the next is made); closing the stream early (barge-in)
 cancels the request in the child.
 
-Wire, one message each way per event: a 4-byte big-endian length and a pickled tuple. Pickle is safe here:
-both ends are this program (the socket pair never leaves the process tree).
+Wire: :mod:`ivr.ipc` messages, one per event:
 
 ==========  ============================================  ==================================
 direction   message                                       meaning
@@ -30,28 +29,21 @@ replaced; the children exit by themselves when the parent goes away (their socke
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import itertools
 import logging
 import os
-import pickle
-import socket
-import struct
-import sys
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ivr.ipc import Channel, decode_args, spawn
 from ivr.media.framing import BytesLike, frame_bytes
 from ivr.speech.base import Synthesizer, Transcriber, Transcript, VoiceIdentity, closing
 from ivr.speech.errors import ProviderError
 
 log = logging.getLogger(__name__)
 
-_HEADER = struct.Struct(">I")
-MAX_MESSAGE = 64 * 1024 * 1024
-"""An utterance is at most a few MB; anything larger is a bug, not a request."""
 START_TIMEOUT = 120.0
 """Spawning a child and loading its models (whisper + piper: a few seconds; slow disks: more)."""
 
@@ -68,50 +60,20 @@ class EngineSpec:
     instructions: str | None = None
 
 
-class _Channel:
-    """Length-prefixed pickles over one stream socket (either end)."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-
-    async def read(self) -> tuple[Any, ...] | None:
-        try:
-            header = await self.reader.readexactly(_HEADER.size)
-            (size,) = _HEADER.unpack(header)
-            if size > MAX_MESSAGE:
-                raise ConnectionError(f"speech worker message of {size} bytes")
-            message: tuple[Any, ...] = pickle.loads(await self.reader.readexactly(size))
-            return message
-        except (asyncio.IncompleteReadError, ConnectionError):
-            return None
-
-    def send(self, message: tuple[Any, ...]) -> None:
-        if self.writer.is_closing():
-            return
-        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-        self.writer.write(_HEADER.pack(len(data)) + data)
-
-    def close(self) -> None:
-        self.writer.close()
-
-
 # -- the child -------------------------------------------------------------------------------------
 
 
-def child_main(fd: int, specs: str) -> None:
-    """Entry point of a speech worker process (``python -c``): serve on ``fd`` until EOF."""
-    decoded: tuple[EngineSpec, ...] = pickle.loads(base64.b64decode(specs))
-    asyncio.run(_child_serve(fd, decoded))
+def child_main(fd: int, args: str) -> None:
+    """Entry point of a speech worker process (see :func:`ivr.ipc.spawn`): serve on ``fd`` until EOF."""
+    specs: tuple[EngineSpec, ...] = decode_args(args)
+    asyncio.run(_child_serve(fd, specs))
 
 
 async def _child_serve(fd: int, specs: Sequence[EngineSpec]) -> None:
     from ivr.speech.registry import SpeechRegistry  # the child's own registry, no prompt cache
 
     registry = SpeechRegistry()
-    sock = socket.socket(fileno=fd)
-    reader, writer = await asyncio.open_unix_connection(sock=sock)
-    channel = _Channel(reader, writer)
+    channel = await Channel.from_fd(fd)
     tasks: dict[int, asyncio.Task[None]] = {}
 
     def engine(spec: EngineSpec) -> Transcriber | Synthesizer:
@@ -192,23 +154,15 @@ class _Child:
         self.pool = pool
         self.index = index
         self.process: asyncio.subprocess.Process | None = None
-        self.channel: _Channel | None = None
+        self.channel: Channel | None = None
         self.requests: dict[int, _Request] = {}
         self.ready = asyncio.Event()
         self.reader_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        parent_sock, child_sock = socket.socketpair()
-        specs = base64.b64encode(pickle.dumps(tuple(self.pool.specs))).decode("ascii")
-        code = f"from ivr.speech.executor import child_main; child_main({child_sock.fileno()}, {specs!r})"
-        try:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", code, pass_fds=(child_sock.fileno(),), stdin=asyncio.subprocess.DEVNULL
-            )
-        finally:
-            child_sock.close()
-        reader, writer = await asyncio.open_unix_connection(sock=parent_sock)
-        self.channel = _Channel(reader, writer)
+        self.process, self.channel = await spawn(
+            "ivr.speech.executor:child_main", tuple(self.pool.specs), name=f"ivr-speech-{self.index}"
+        )
         try:
             first = await asyncio.wait_for(self.channel.read(), START_TIMEOUT)
         except TimeoutError:
