@@ -19,7 +19,6 @@ import contextlib
 import importlib.util
 import os
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,14 +82,15 @@ class _Tracker:
     def __init__(self, out: TextIO | None, result: SimulationResult) -> None:
         self.out = out
         self.result = result
-        self.t0 = time.monotonic()
+        self.loop = asyncio.get_running_loop()
+        self.t0 = self.loop.time()  # the loop's clock: virtual time in ``ivr test``
         self.listening = False
         self.prompt_seq = 0
         self.changed = asyncio.Event()
         self.ended = False
 
     def line(self, who: str, text: str) -> None:
-        entry = f"[{time.monotonic() - self.t0:6.2f}] {who:<6} {text}"
+        entry = f"[{self.loop.time() - self.t0:6.2f}] {who:<6} {text}"
         self.result.transcript.append(entry)
         if self.out is not None:
             print(entry, file=self.out, flush=True)
