@@ -23,6 +23,7 @@ from ivr.ops.records import (
     SCHEMA_VERSION,
     CallRecord,
     CallRecordStore,
+    Migration,
     RecordsDatabase,
     RecordsError,
     redact_text,
@@ -297,7 +298,7 @@ def test_unversioned_calls_table_is_refused(tmp_path: Path) -> None:
     conn.execute("CREATE TABLE calls (x)")
     conn.commit()
     conn.close()
-    with pytest.raises(RecordsError, match="not an ivr records file"):
+    with pytest.raises(RecordsError, match="not an ivr records database"):
         RecordsDatabase(path)
 
 
@@ -306,37 +307,39 @@ def test_migration_path_upgrades_an_old_database_and_keeps_its_rows(tmp_path: Pa
     with RecordsDatabase(path) as db:
         db.insert([CallRecord.from_report(make_report("old"), now=1.0)])
 
-    ran: list[int] = []
-
-    def add_queue_column(conn: sqlite3.Connection) -> None:
-        ran.append(1)
-        conn.execute("ALTER TABLE calls ADD COLUMN queue TEXT")
-
-    newer = (*MIGRATIONS, add_queue_column)
+    add_queue = Migration(
+        "queue column",
+        sqlite=("ALTER TABLE calls ADD COLUMN queue TEXT",),
+        postgres=("ALTER TABLE calls ADD COLUMN queue TEXT",),
+    )
+    newer = (*MIGRATIONS, add_queue)
     with RecordsDatabase(path, migrations=newer) as db:
         assert db.found_version == SCHEMA_VERSION
         assert db.schema_version == SCHEMA_VERSION + 1
         assert db.get("old") is not None
     with RecordsDatabase(path, migrations=newer) as db:
-        assert db.schema_version == SCHEMA_VERSION + 1
-    assert ran == [1]  # applied once
+        assert db.found_version == SCHEMA_VERSION + 1  # applied once
     conn = sqlite3.connect(path)
     try:
         columns = [row[1] for row in conn.execute("PRAGMA table_info(calls)")]
+        versions = conn.execute("SELECT version, name FROM schema_version ORDER BY version").fetchall()
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
     finally:
         conn.close()
     assert "queue" in columns
+    assert versions[-1] == (SCHEMA_VERSION + 1, "queue column")
+    assert [v for v, _ in versions] == list(range(1, SCHEMA_VERSION + 2))
 
 
 def test_failed_migration_rolls_back_entirely(tmp_path: Path) -> None:
     path = tmp_path / "calls.sqlite3"
     RecordsDatabase(path).close()
-
-    def broken(conn: sqlite3.Connection) -> None:
-        conn.execute("ALTER TABLE calls ADD COLUMN half TEXT")
-        raise RuntimeError("migration bug")
-
-    with pytest.raises(RuntimeError, match="migration bug"):
+    broken = Migration(
+        "broken",
+        sqlite=("ALTER TABLE calls ADD COLUMN half TEXT", "SELECT * FROM no_such_table"),
+        postgres=(),
+    )
+    with pytest.raises(RecordsError, match="no such table"):
         RecordsDatabase(path, migrations=(*MIGRATIONS, broken))
     with RecordsDatabase(path) as db:
         assert db.schema_version == SCHEMA_VERSION
