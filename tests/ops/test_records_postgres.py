@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import os
 import signal
 import sqlite3
@@ -21,7 +22,8 @@ from tests.conftest import PostgresFactory
 from tests.ops.conftest import Engine
 from tests.ops.helpers import make_report
 from tests.ops.test_checkpoints import point
-from tests.services import free_tcp_port
+from tests.real_postgres import RealPostgres
+from tests.services import free_tcp_port, unavailable
 
 if TYPE_CHECKING:
     from ivr.ops.records.postgres_store import PostgresRecordStore
@@ -226,11 +228,8 @@ async def test_a_stuck_database_never_blocks_the_event_loop(engine: Engine) -> N
 
 
 async def test_unreachable_or_refused_postgres_fails_open_with_one_line_and_no_password(
-    real_postgres: object, tmp_path: Path
+    real_postgres: RealPostgres, tmp_path: Path
 ) -> None:
-    from tests.real_postgres import RealPostgres
-
-    assert isinstance(real_postgres, RealPostgres)
     nobody = f"postgresql://ivr:S3CRETPW@127.0.0.1:{free_tcp_port()}/x?connect_timeout=3"
     wrong = real_postgres.url().replace(real_postgres.password, "WRONGPW99")
     for url, why in ((nobody, "cannot connect"), (wrong, "password authentication failed")):
@@ -269,3 +268,52 @@ def test_records_written_synchronously_match_the_async_store(pg_engine: Engine) 
         [stored] = db.write_records([record])
         assert db.get("sync") == stored == record
         assert db.count() == 1
+
+
+async def test_ivr_run_records_calls_in_postgres_labelled_by_instance(pg_engine: Engine) -> None:
+    from ivr.cli.run_commands import serve
+    from ivr.sim.ari_server import SimAsterisk
+    from ivr.sim.caller_leg import CallerLegs
+    from tests.call.test_ivr_run import settings_for
+
+    legs = CallerLegs()
+    async with SimAsterisk(username="ivr", password="pw", media_connector=legs.connect) as sim:
+        settings = settings_for(
+            sim,
+            IVR_RECORDS_URL=pg_engine.pg_url,
+            IVR_RECORDS_SPOOL=pg_engine.directory / "spool.sqlite3",
+            IVR_INSTANCE_ID="ivr-east-1",
+        )
+        stop = asyncio.Event()
+        ready = asyncio.Event()
+        task = asyncio.create_task(serve(settings, stop=stop, ready=lambda info: ready.set()))
+        await asyncio.wait_for(ready.wait(), 10)
+        caller = await sim.place_call()
+        await sim.wait_for(lambda: bool(legs.legs), 5)
+        [leg] = legs.legs.values()
+        await leg.wait_heard("Say sales")
+        await sim.press_dtmf(caller.id, "2")
+        await sim.wait_for(lambda: caller.id in sim.destroyed, 10)
+        stop.set()
+        assert await asyncio.wait_for(task, 15) == 0
+    assert pg_engine.sql("SELECT call_id, instance, instances::text FROM calls") == (
+        f'{caller.id}|ivr-east-1|["ivr-east-1"]'
+    )
+
+
+async def test_ivr_run_refuses_to_start_on_unreachable_postgres(tmp_path: Path) -> None:
+    from ivr.cli.run_commands import StartupError, serve
+    from ivr.sim.ari_server import SimAsterisk
+    from tests.call.test_ivr_run import settings_for
+
+    if importlib.util.find_spec("psycopg") is None:
+        unavailable("PostgreSQL", "pip install -e '.[postgres]' (the psycopg driver)")
+    async with SimAsterisk(username="ivr", password="pw") as sim:
+        url = f"postgresql://ivr:PW-NOT-SHOWN@127.0.0.1:{free_tcp_port()}/ivr?connect_timeout=3"
+        with pytest.raises(StartupError) as failed:
+            await serve(settings_for(sim, IVR_RECORDS_URL=url, IVR_RECORDS_SPOOL=tmp_path / "s.sqlite3"))
+    message = str(failed.value)
+    assert message.startswith("call records at postgresql://ivr:[redacted]@127.0.0.1:")
+    assert "cannot connect" in message
+    assert "PW-NOT-SHOWN" not in message
+    assert "\n" not in message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import stat
 from pathlib import Path
 
@@ -59,15 +60,20 @@ def test_rejected_records_are_kept_aside(tmp_path: Path) -> None:
     spool.close()
 
 
-def test_an_unreadable_spooled_record_is_reported_not_fatal(tmp_path: Path) -> None:
-    import sqlite3
-
-    path = tmp_path / "s.sqlite3"
+def spool_altered(path: Path, statement: str) -> Path:
+    """A new spool file, then one statement run on it behind the spool's back."""
     SpoolDatabase(path).close()
     conn = sqlite3.connect(path)
-    conn.execute("INSERT INTO spool (call_id, record, spooled_at) VALUES ('x', '{not json', 0)")
+    conn.execute(statement)
     conn.commit()
     conn.close()
+    return path
+
+
+def test_an_unreadable_spooled_record_is_reported_not_fatal(tmp_path: Path) -> None:
+    path = spool_altered(
+        tmp_path / "s.sqlite3", "INSERT INTO spool (call_id, record, spooled_at) VALUES ('x', '{not json', 0)"
+    )
     spool = SpoolDatabase(path)
     [entry] = spool.peek(10)
     assert entry.record is None
@@ -76,12 +82,6 @@ def test_an_unreadable_spooled_record_is_reported_not_fatal(tmp_path: Path) -> N
 
 
 def test_a_newer_spool_format_is_refused(tmp_path: Path) -> None:
-    import sqlite3
-
-    path = tmp_path / "s.sqlite3"
-    SpoolDatabase(path).close()
-    conn = sqlite3.connect(path)
-    conn.execute("PRAGMA user_version = 9")
-    conn.close()
+    path = spool_altered(tmp_path / "s.sqlite3", "PRAGMA user_version = 9")
     with pytest.raises(RecordsError, match="newer than this ivr"):
         SpoolDatabase(path)

@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 
@@ -39,7 +39,6 @@ from ivr.ops.records.spool import SpoolDatabase, Spooled
 
 log = logging.getLogger("ivr.ops.records")
 
-T = TypeVar("T")
 AConn = psycopg.AsyncConnection[Any]
 
 GROUP_COMMIT_MAX = 256
