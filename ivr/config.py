@@ -120,7 +120,9 @@ class Settings(BaseModel):
             "postgresql",
             "postgres",
         ):
-            raise ValueError("expected postgresql://user@host:port/database (for SQLite set IVR_RECORDS_PATH)")
+            raise ValueError(
+                "expected postgresql://user@host:port/database (for SQLite set IVR_RECORDS_PATH)"
+            )
         return value
 
     @field_validator("audiosocket_listen")

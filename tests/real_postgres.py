@@ -187,7 +187,9 @@ class RealPostgres:
             return self.log_path.read_text(encoding="utf-8", errors="replace")[-size:]
         return ""
 
-    def _run(self, tool: str, *args: str, timeout: float = 90, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def _run(
+        self, tool: str, *args: str, timeout: float = 90, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
             [*self._prefix, str(self.bin / tool), *args],
             capture_output=True,

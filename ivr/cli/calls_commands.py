@@ -39,7 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     sub = calls.add_subparsers(dest="calls_command", metavar="ACTION")
 
     db_help = "SQLite records file (default: the settings: IVR_RECORDS_URL, else IVR_RECORDS_PATH)"
-    url_help = "PostgreSQL records, postgresql://user@host/db (password: PGPASSWORD, ~/.pgpass or IVR_RECORDS_URL)"
+    url_help = (
+        "PostgreSQL records, postgresql://user@host/db (password: PGPASSWORD, ~/.pgpass or IVR_RECORDS_URL)"
+    )
 
     def database_options(parser: argparse.ArgumentParser) -> None:
         where = parser.add_mutually_exclusive_group()

@@ -252,3 +252,15 @@ def test_records_url_flag_refuses_passwords_and_other_schemes(capsys: pytest.Cap
     with pytest.raises(SystemExit):
         build().parse_args(["calls", "list", "--db", "x.sqlite3", "--records-url", "postgresql://db/ivr"])
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_a_records_url_setting_that_is_not_postgres_is_a_setting_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("IVR_CONFIG", raising=False)
+    monkeypatch.setenv("IVR_RECORDS_URL", "mysql://root:TOPSECRET@db/ivr")
+    assert run("calls", "list") == 2
+    err = capsys.readouterr().err
+    assert "records_url (IVR_RECORDS_URL): expected postgresql://" in err
+    assert "TOPSECRET" not in err

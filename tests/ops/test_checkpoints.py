@@ -122,6 +122,8 @@ async def test_the_old_owner_cannot_overwrite_a_resumed_call(engine: Engine) -> 
         assert taken is not None
         a.save_checkpoint(point("fenced", "zombie-step"))  # the instance that lost the call, still running
         await a.flush_checkpoints()
+        after_zombie = await b.load_checkpoint("fenced")
+        assert after_zombie == taken  # ignored: the row belongs to b now
         b.save_checkpoint(point("fenced", "pin"))
         await b.flush_checkpoints()
         now = await a.load_checkpoint("fenced")
