@@ -81,6 +81,17 @@ class Settings(BaseModel):
         Path.home() / ".local" / "share" / "ivr" / "calls.sqlite3",
         description="SQLite file of call records (IVR_RECORDS_PATH)",
     )
+    records_url: SecretStr | None = Field(
+        None,
+        description="PostgreSQL URL for call records shared by instances (IVR_RECORDS_URL); unset: records_path",
+    )
+    records_spool: Path | None = Field(
+        None,
+        description="where records wait while PostgreSQL is down (IVR_RECORDS_SPOOL); default: beside records_path",
+    )
+    instance_id: str | None = Field(
+        None, description="this instance's name in call records (IVR_INSTANCE_ID); default: host-pid"
+    )
     metrics_listen: str | None = Field(
         "127.0.0.1:9464",
         description="host:port of /metrics, /healthz, /readyz (IVR_METRICS_LISTEN); empty: off",
@@ -101,6 +112,18 @@ class Settings(BaseModel):
         if parts.username or parts.password:
             raise ValueError("put credentials in IVR_ARI_USER / IVR_ARI_PASSWORD, not in the URL")
         return value.rstrip("/")
+
+    @field_validator("records_url")
+    @classmethod
+    def _check_records_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and urlsplit(value.get_secret_value().strip()).scheme.lower() not in (
+            "postgresql",
+            "postgres",
+        ):
+            raise ValueError(
+                "expected postgresql://user@host:port/database (for SQLite set IVR_RECORDS_PATH)"
+            )
+        return value
 
     @field_validator("audiosocket_listen")
     @classmethod

@@ -38,7 +38,7 @@ from ivr.flow.webhook import perform_request
 from ivr.logs import setup_logging
 from ivr.ops.health import HealthServer
 from ivr.ops.metrics import Metrics
-from ivr.ops.records import CallRecordStore, RecordsError
+from ivr.ops.records import RecordsError, create_store
 from ivr.speech.registry import SpeechRegistry
 
 log = logging.getLogger("ivr.run")
@@ -145,11 +145,19 @@ async def serve(
     async with contextlib.AsyncExitStack() as stack:
         http = await stack.enter_async_context(aiohttp.ClientSession())
         stack.push_async_callback(registry.aclose)
-        records = CallRecordStore(settings.records_path)
+        try:
+            records = create_store(
+                path=settings.records_path,
+                url=settings.records_url.get_secret_value() if settings.records_url else None,
+                spool=settings.records_spool,
+                instance=settings.instance_id,
+            )
+        except RecordsError as exc:
+            raise StartupError(f"call records: {exc}") from None
         try:
             await records.open()
         except RecordsError as exc:
-            raise StartupError(f"call records at {settings.records_path}: {exc}") from None
+            raise StartupError(f"call records at {records.where}: {exc}") from None
         stack.push_async_callback(records.close)
         metrics = Metrics()
         webhook = allow_listed_webhooks(http, settings.webhook_allow)
