@@ -23,6 +23,8 @@ from aiohttp.test_utils import TestServer
 
 from ivr.ari.client import MAX_EVENT_BYTES, AriClient
 from ivr.ari.errors import AriConnectionError, AriError, BadReply
+from ivr.ari.events import EventStream
+from ivr.ari.models import Event
 from ivr.cli import main
 
 JUNK = random.Random(12).randbytes(5000)
@@ -238,3 +240,33 @@ async def test_events_messages_over_the_limit_are_refused(
         assert message.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
         assert ws.closed or ws.close_code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
         await ws.close()
+
+
+async def test_the_events_stream_survives_a_deeply_nested_message(
+    aiohttp_server: Callable[[web.Application], Awaitable[TestServer]],
+) -> None:
+    async def events(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_str("[" * 100_000 + "]" * 100_000)
+        await ws.send_str('{"type": "StasisStart", "application": "hostile", "channel": {"id": "c1"}}')
+        async for _ in ws:  # until the client closes
+            pass
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ari/events", events)
+    server = await aiohttp_server(app)
+    seen: list[Event] = []
+    async with asyncio.timeout(30), AriClient(str(server.make_url("")), "ivr", "pw") as ari:
+        stream = EventStream(ari, "hostile", seen.append)
+        stream.start()
+        try:
+            await stream.wait_connected(10)
+            while not seen:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+            assert [e.type for e in seen] == ["StasisStart"]
+            assert stream.task is not None
+            assert not stream.task.done(), "one bad message costs that message only"
+        finally:
+            await stream.close()
