@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from ivr.config import ConfigError, load_settings
 from ivr.flow.actions import HttpRequest
 from ivr.flow.events import WebhookFailed, WebhookResult
 from ivr.flow.webhook import MAX_RESPONSE_BYTES, WebhookClient, perform_request
@@ -222,3 +223,15 @@ def test_refusals_say_what_to_allow() -> None:
     mapped = parse_address("::ffff:127.0.0.1")
     assert mapped is not None
     assert cidr.refusal("x.test", mapped) is None, "an IPv4 entry covers the same address IPv4-mapped"
+
+
+def test_the_settings_check_the_allow_list_and_build_the_client() -> None:
+    with pytest.raises(ConfigError, match=r"IVR_WEBHOOK_ALLOW\): '10.0.0.0/33' is not an address or network"):
+        load_settings(environ={"IVR_WEBHOOK_ALLOW": "api.example.com,10.0.0.0/33"}, toml_path=None)
+    settings = load_settings(
+        environ={"IVR_WEBHOOK_ALLOW": "api.example.com,10.0.0.0/8", "IVR_WEBHOOK_ALLOW_PRIVATE": "true"},
+        toml_path=None,
+    )
+    client = WebhookClient.from_settings(settings)
+    assert client.policy == WebhookPolicy.parse("api.example.com,10.0.0.0/8", allow_private=True)
+    assert WebhookClient.from_settings(load_settings(environ={}, toml_path=None)).policy == WebhookPolicy()

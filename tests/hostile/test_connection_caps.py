@@ -14,9 +14,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from ivr.audiosocket.protocol import Audio, Hangup, encode_uuid
 from ivr.cli.run_commands import serve
-from ivr.config import Settings, load_settings
+from ivr.config import ConfigError, Settings, load_settings
 from tests.audiosocket.peer import AsteriskPeer
 
 ATTACKER, PBX = "127.0.0.1", "127.0.0.2"
@@ -139,3 +141,17 @@ async def test_with_the_per_source_cap_off_the_crowd_fills_every_slot(tmp_path: 
     assert settings.per_source_limit == 0
     heard, _ = await _run(settings)
     assert heard == [Hangup()] or heard == [], "all 250 slots are taken: the real call is refused"
+
+
+def test_a_total_below_the_call_limit_is_a_setting_error() -> None:
+    with pytest.raises(
+        ConfigError, match=r"IVR_AUDIOSOCKET_MAX_CONNECTIONS \(1000\) is below IVR_MAX_CALLS \(2000\)"
+    ):
+        load_settings(environ={"IVR_MAX_CALLS": "2000"}, toml_path=None)
+    settings = load_settings(
+        environ={"IVR_MAX_CALLS": "2000", "IVR_AUDIOSOCKET_MAX_CONNECTIONS": "5000"}, toml_path=None
+    )
+    assert settings.per_source_limit == 2010
+    assert (
+        load_settings(environ={"IVR_AUDIOSOCKET_MAX_PER_SOURCE": "20"}, toml_path=None).per_source_limit == 20
+    )
