@@ -12,6 +12,7 @@ import asyncio
 import gzip
 import logging
 import socket
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -493,3 +494,20 @@ async def test_ivr_run_takes_on_error_for_a_deeply_nested_reply(
     assert report.outcome == "hangup"
     [line] = _webhook_lines(caplog)
     assert "nested deeper than 64 levels" in line
+
+
+async def test_name_lookups_run_off_the_event_loop(net: Net, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default resolver calls getaddrinfo in a worker thread: a slow DNS server cannot stall calls."""
+    loop_thread = threading.get_ident()
+    threads: list[int] = []
+    real = socket.getaddrinfo
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.get_ident())
+        return real("127.0.0.3", *args[1:], **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", recording)
+    async with asyncio.timeout(30), WebhookClient() as client:
+        await _refused(client, f"http://slow-dns.test:{net.internal.port}/", net, expect="loopback address")
+    assert threads, "the name was resolved"
+    assert loop_thread not in threads
