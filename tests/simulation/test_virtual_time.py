@@ -4,7 +4,6 @@ executor job is never overtaken by a timer it would have beaten in real time."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 
 from ivr.simulation.virtual_time import VirtualTimeLoop
@@ -58,10 +57,12 @@ def test_paced_socket_traffic_keeps_its_cadence_in_virtual_time() -> None:
         return [t - start for t in arrivals]
 
     arrivals, _ = run(main)
-    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
     assert len(arrivals) == 100
+    # No frame arrives before its deadline: the jumps never let the sender run ahead of its clock.
+    # (A loaded machine can make frames late in real time, which the virtual clock also counts.)
+    early = [n for n, t in enumerate(arrivals) if t < n * 0.02 - 1e-6]
+    assert early == []
     assert arrivals[-1] >= 99 * 0.02 - 1e-6
-    assert min(gaps) > 0.015  # frames did not arrive in a burst: the cadence survived the jumps
 
 
 def test_time_waits_for_an_executor_job() -> None:
