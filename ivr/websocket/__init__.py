@@ -23,8 +23,9 @@ from ivr.websocket.protocol import (
     encode_command,
     encode_event,
 )
+from ivr.websocket.sender import SessionStats
 from ivr.websocket.server import Expectation, ServerStats, WebSocketMediaServer, WebSocketServerConfig
-from ivr.websocket.session import SessionConfig, SessionStats, WebSocketMediaSession
+from ivr.websocket.session import SessionConfig, WebSocketMediaSession
 
 __all__ = [
     "QUEUE_MAX",

@@ -205,6 +205,8 @@ class WebSocketMediaServer:
             session = await self._open_session(ws, peer)
             if session is not None:
                 await session.run()
+        except (ConnectionError, OSError) as exc:  # gone during the upgrade or MEDIA_START
+            log.warning("WebSocket media from %s lost before it started: %r", peer, exc)
         finally:
             self._open -= 1
         return ws

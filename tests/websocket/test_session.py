@@ -8,8 +8,9 @@ import struct
 from collections.abc import AsyncIterator
 
 import pytest
+from aiohttp import WSMessage, WSMsgType
 
-from ivr.transport import AudioIn, DigitIn, MediaClosed, PeerHangup, PlayoutState
+from ivr.transport import AudioIn, DigitIn, MediaClosed, MediaTransport, PeerHangup, PlayoutState
 from ivr.websocket.playout import WebSocketPlayout
 from ivr.websocket.protocol import QUEUE_MAX, XOFF_LEVEL, XON_LEVEL, ControlForm, MediaStart, decode_event
 from ivr.websocket.session import SessionConfig, WebSocketMediaSession
@@ -61,6 +62,10 @@ async def events_now(session: WebSocketMediaSession) -> list[object]:
     return out
 
 
+def _is_a_media_transport(session: WebSocketMediaSession) -> MediaTransport:
+    return session  # mypy checks the session against the transport-neutral contract
+
+
 async def test_a_whole_prompt_goes_ahead_and_completes_when_asterisk_plays_its_end_mark() -> None:
     session, sock = await open_session()
     playout = session.play(prompt(150, 7))
@@ -97,7 +102,7 @@ async def test_a_prompt_longer_than_the_queue_flows_under_xoff_and_nothing_is_dr
     assert all(value_of(f) == 3 for f in sock.model.played)
     assert session.stats.xoff >= 2
     assert sock.model.max_queue_length < QUEUE_MAX
-    assert session.stats.max_unconfirmed <= QUEUE_MAX - session._per_message
+    assert session.stats.max_unconfirmed <= QUEUE_MAX - 10  # 10 frames a message
     await session.aclose()
 
 
@@ -200,6 +205,14 @@ async def test_asterisk_closing_is_a_peer_hangup_then_media_closed() -> None:
     assert session._sender.done()
 
 
+async def test_a_connection_that_just_drops_is_media_closed_only() -> None:
+    session, sock = await open_session()
+    sock.incoming.put_nowait(WSMessage(WSMsgType.CLOSED, None, None))  # EOF without a close frame
+    await settle()
+    assert await events_now(session) == [MediaClosed("media socket closed")]
+    await session.aclose()
+
+
 async def test_hangup_sends_hangup_then_closes_and_later_prompts_fail() -> None:
     session, sock = await open_session()
     session.hangup("done")
@@ -268,7 +281,7 @@ async def test_a_probe_flushed_before_its_answer_is_sent_again() -> None:
     session.clear()  # before the first tick: the probe mark is flushed with the audio
     await settle()
     await tick(sock, 2)
-    assert session._marks_seen
+    assert session.marks_confirmed
     await asyncio.sleep(0.3)
     assert not session.closed
     assert (await playout.wait()).state is PlayoutState.CLEARED
