@@ -49,6 +49,8 @@ from ivr.websocket.sender import MediaSocket, Sender, SessionStats
 
 log = logging.getLogger(__name__)
 
+_OWN_COMMANDS = frozenset({"MARK_MEDIA", "FLUSH_MEDIA", "HANGUP", "GET_STATUS", "START_MEDIA_BUFFERING"})
+
 Shape = Literal["client", "server"]
 """``client``: the app connected to Asterisk's /media/<id>; ``server``: Asterisk connected to the app."""
 
@@ -188,6 +190,14 @@ class WebSocketMediaSession:
         self._out.queue_text(self._out.command("GET_STATUS"))
         async with asyncio.timeout(timeout):
             return await waiter
+
+    def send_command(self, verb: str, argument: str | None = None) -> None:
+        """Another chan_websocket command (PAUSE_MEDIA, CONTINUE_MEDIA, SET_MEDIA_DIRECTION...), sent
+        before any further audio. The ones the session's bookkeeping depends on are refused here."""
+        if verb in _OWN_COMMANDS:
+            raise ValueError(f"{verb} belongs to the session: use play(), clear(), hangup() or status()")
+        if not self.closed:
+            self._out.queue_text(self._out.command(verb, argument))
 
     async def wait_closed(self) -> str:
         return await asyncio.shield(self._closed)

@@ -58,6 +58,17 @@ class Ear(asyncio.Protocol):
         for pos in range(0, len(pcm) - step + 1, step):
             self.transport.write(encode_audio(pcm[pos : pos + step], rate))
 
+    async def wait_quiet(self, quiet: float, timeout: float = 10.0) -> None:
+        """Until no frame has arrived for ``quiet`` seconds."""
+        async with asyncio.timeout(timeout):
+            while True:
+                self._arrived.clear()
+                try:
+                    async with asyncio.timeout(quiet):
+                        await self._arrived.wait()
+                except TimeoutError:
+                    return
+
     async def wait_loud(self, count: int, timeout: float = 10.0) -> None:
         async with asyncio.timeout(timeout):
             while len(self.loud()) < count:

@@ -346,3 +346,17 @@ def test_a_channel_that_is_not_linear_pcm_is_refused_with_what_to_ask_for() -> N
             WebSocketMediaSession(ModelSocket(ChanWebsocketModel()), start, shape="client", peer="t")
 
     asyncio.run(scenario())
+
+
+async def test_other_commands_go_out_but_not_the_sessions_own() -> None:
+    session, sock = await open_session()
+    session.send_command("PAUSE_MEDIA")
+    await settle()
+    assert "PAUSE_MEDIA" in sock.texts()
+    assert sock.model.paused
+    for verb in ("MARK_MEDIA", "FLUSH_MEDIA", "HANGUP", "GET_STATUS", "START_MEDIA_BUFFERING"):
+        with pytest.raises(ValueError, match="belongs to the session"):
+            session.send_command(verb)
+    with pytest.raises(ValueError, match="plain-text"):
+        session.send_command("SET_MEDIA_DIRECTION", "out")
+    await session.aclose()
