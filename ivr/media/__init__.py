@@ -11,12 +11,14 @@ from ivr.media.endpoint import (
     MaxLengthReached,
     NoInput,
     SpeechEnded,
+    SpeechPaused,
+    SpeechResumed,
     SpeechStarted,
 )
 from ivr.media.framing import CALL_RATES, FRAME_MS, BytesLike, Framer, frame_bytes, frame_samples, silence
 from ivr.media.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from ivr.media.resample import ResampleStream, resample
-from ivr.media.vad import EnergyVad, VadSettings
+from ivr.media.vad import EnergyVad, FrameVad, VadSettings
 from ivr.media.wav import WavAudio, WavFormatError, interleave, read_wav, stereo_wav, wav_bytes, write_wav
 
 __all__ = [
@@ -26,12 +28,15 @@ __all__ = [
     "Endpointer",
     "EnergyVad",
     "Event",
+    "FrameVad",
     "Framer",
     "ListenSettings",
     "MaxLengthReached",
     "NoInput",
     "ResampleStream",
     "SpeechEnded",
+    "SpeechPaused",
+    "SpeechResumed",
     "SpeechStarted",
     "VadSettings",
     "WavAudio",
