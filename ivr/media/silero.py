@@ -133,7 +133,7 @@ class SileroVad:
         self._buf = np.zeros(0, dtype=np.float32)
         self._context = np.zeros(self._n_ctx, dtype=np.float32)
         self._state = np.zeros(STATE_SHAPE, dtype=np.float32)
-        self._pending: deque[Window] = deque()
+        self._pending: deque[Window | None] = deque()
         self._gate = 32768.0 * 10 ** (s.gate_dbfs / 20)
         self._reset_after = max(1, math.ceil(s.reset_after_ms / (1000 * self._n_win / self.model_rate)))
         self._quiet = 0
@@ -187,26 +187,30 @@ class SileroVad:
             self._window(win)
 
     def _window(self, win: npt.NDArray[np.float32]) -> None:
-        x = np.concatenate((self._context, win)) * np.float32(1 / 32768)
+        x: Window | None = np.concatenate((self._context, win)) * np.float32(1 / 32768)
         self._context = win[-self._n_ctx :] * np.float32(1)
         if float(np.sqrt(np.mean(win * win))) < self._gate:
-            self._nonspeech()
-            self.prob = 0.0
-            return
-        if self._batcher is None:
+            x = None  # silence: not worth the model
+        if self._batcher is not None:
+            self._batcher.submit(self, x)  # in order, gated ones too: only the batcher touches the state
+        elif x is None:
+            self._skipped()
+        else:
             probs, self._state = self._model.infer(x[None, :], self._state, self.model_rate)
             self._scored(float(probs[0]))
-        else:
-            self._batcher.submit(self, x)
 
     def _scored(self, prob: float) -> None:
-        """A window's verdict (inline, or from the batcher's thread)."""
+        """A window's verdict (inline, or on the batcher's thread)."""
         self.windows_scored += 1
         self.prob = prob
         if prob < 0.1:
             self._nonspeech()
         else:
             self._quiet = 0
+
+    def _skipped(self) -> None:
+        self.prob = 0.0
+        self._nonspeech()
 
     def _nonspeech(self) -> None:
         self._quiet += 1
@@ -234,7 +238,8 @@ class VadBatcher:
         self.rounds = 0
         self.windows = 0
 
-    def submit(self, vad: SileroVad, x: Window) -> None:
+    def submit(self, vad: SileroVad, x: Window | None) -> None:
+        """Queue one window of ``vad`` (None: a silent window, which only advances its order)."""
         with self._lock:
             vad._pending.append(x)
             self._ready[id(vad)] = vad
@@ -251,7 +256,10 @@ class VadBatcher:
                 self._ready = {k: v for k, v in self._ready.items() if v._pending}
             by_rate: dict[int, list[tuple[SileroVad, Window]]] = {}
             for vad, x in batch:
-                by_rate.setdefault(vad.model_rate, []).append((vad, x))
+                if x is None:
+                    vad._skipped()
+                else:
+                    by_rate.setdefault(vad.model_rate, []).append((vad, x))
             for rate, items in by_rate.items():
                 xs = np.stack([x for _, x in items])
                 states = np.concatenate([v._state for v, _ in items], axis=1)
@@ -259,9 +267,11 @@ class VadBatcher:
                 for i, (vad, _) in enumerate(items):
                     vad._state = np.ascontiguousarray(new_states[:, i : i + 1, :])
                     vad._scored(float(probs[i]))
-            done += len(batch)
-            self.rounds += 1
-            self.windows += len(batch)
+            scored = sum(len(items) for items in by_rate.values())
+            done += scored
+            self.windows += scored
+            if scored:
+                self.rounds += 1
 
     def start(self) -> None:
         if self._thread is None:
