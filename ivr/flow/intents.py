@@ -2,7 +2,8 @@
 
 Transcripts and phrases are normalised the same way (lower case, punctuation dropped, number words
 turned into digits: "one" == "1", "twenty five" == "25"), then a choice matches when one of its phrases
-appears as a whole-word sequence in the transcript. The longest matching phrase wins, ties go to the
+appears as a whole-word sequence in the transcript (a phrase of several words also with one extra word
+slipped in: "lost my card" says "lost card", scored below the exact phrase). The longest matching phrase wins, ties go to the
 earlier choice. A choice whose DTMF key is said on its own ("two", "option 2", "press two") matches too.
 When nothing matches exactly, a phrase that the words said closely resemble (a typical STT mishearing,
 "then crust" for "thin crust") matches if it is clearly closer than any other; failing that, a short answer
@@ -276,6 +277,25 @@ def _contains(haystack: list[str], needle: list[str]) -> bool:
     return n > 0 and any(haystack[i : i + n] == needle for i in range(len(haystack) - n + 1))
 
 
+def _contains_spread(haystack: list[str], needle: list[str]) -> bool:
+    """A phrase of several words said with one word slipped in between ("lost my card" for "lost card")."""
+    if len(needle) < 2:
+        return False
+    for i in range(len(haystack)):
+        j, k, extra = i, 0, 0
+        while j < len(haystack) and k < len(needle):
+            if haystack[j] == needle[k]:
+                k += 1
+            elif k == 0 or extra:
+                break
+            else:
+                extra += 1
+            j += 1
+        if k == len(needle):
+            return True
+    return False
+
+
 def match(text: str, candidates: Iterable[Candidate]) -> str | None:
     """Name of the best matching candidate for a transcript, or None."""
     said = normalise(text)
@@ -289,6 +309,8 @@ def match(text: str, candidates: Iterable[Candidate]) -> str | None:
             needle = normalise(phrase)
             if _contains(said, needle):
                 score = max(score, len(needle) * 10)
+            elif _contains_spread(said, needle):
+                score = max(score, len(needle) * 10 - 6)  # below the same phrase said as written
         if cand.dtmf is not None:
             key = _KEY_WORDS.get(content[0], content[0]) if len(content) == 1 else None
             if key == cand.dtmf:

@@ -24,6 +24,7 @@ from typing import Literal
 import numpy as np
 
 from ivr.media.framing import FRAME_MS, frame_samples
+from ivr.media.vad import FrameVad
 
 _SILENT_DB = -100.0
 
@@ -190,3 +191,44 @@ class BackchannelFilter:
             self.backchannels += 1
             return "resume"
         return None
+
+
+class EchoGate:
+    """A ``FrameVad`` that hears a frame as voice only when ``EchoCheck`` finds more in it than echo.
+
+    Wraps the call's VAD (energy or Silero): ``Endpointer(rate, detector=EchoGate(vad))`` and
+    ``endpointer.note_playback(frame)`` for every frame sent (silence included), and the prompt's echo,
+    its tail after the prompt stops included, can neither barge in nor join the caller's utterance.
+    """
+
+    def __init__(self, inner: FrameVad, check: EchoCheck | None = None) -> None:
+        self.inner = inner
+        self.rate = inner.rate
+        self.check = check or EchoCheck(inner.rate)
+        self.last = False
+        """The last frame's verdict (for a ``BackchannelFilter``)."""
+
+    @property
+    def name(self) -> str:
+        return f"{self.inner.name}+echo"
+
+    @property
+    def floor_db(self) -> float | None:
+        return self.inner.floor_db
+
+    @property
+    def level_db(self) -> float:
+        return self.inner.level_db
+
+    def note_playback(self, frame: bytes) -> None:
+        self.inner.note_playback(frame)
+        self.check.played(frame)
+
+    def reset_echo(self) -> None:
+        self.inner.reset_echo()  # the echo path stays learned: the next prompt has the same line
+
+    def update(self, frame: bytes, in_speech: bool = False, echo_guard: bool = False) -> bool:
+        voiced = self.inner.update(frame, in_speech, echo_guard)
+        own = self.check.heard(frame)
+        self.last = voiced and own
+        return self.last

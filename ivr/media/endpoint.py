@@ -281,7 +281,11 @@ class Endpointer:
                 self._silence += 1
                 if self._silence >= self._end_frames:
                     return self._finish_end()
-                if self._pause_frames is not None and not self._paused and self._silence >= self._pause_frames:
+                if (
+                    self._pause_frames is not None
+                    and not self._paused
+                    and self._silence >= self._pause_frames
+                ):
                     self._paused = True
                     fm = self._frame_ms
                     event = SpeechPaused(

@@ -48,7 +48,9 @@ def onnx_session(path: Path, *, threads: int = 1, extra: str) -> Any:
     try:
         import onnxruntime  # type: ignore[import-untyped,import-not-found,unused-ignore]
     except ImportError as e:
-        raise ModelUnavailable(f"onnxruntime is not installed ({e}): pip install 'asterisk-ivr[{extra}]'") from None
+        raise ModelUnavailable(
+            f"onnxruntime is not installed ({e}): pip install 'asterisk-ivr[{extra}]'"
+        ) from None
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1

@@ -17,8 +17,9 @@ releases the GIL, so it uses another core). Without a batcher the window is scor
 deterministic (tests, benchmarks, a handful of calls).
 
 The frame decision combines both detectors: the model's probability (with hysteresis: 0.5 to start,
-0.35 to continue, as Silero recommends) and the energy VAD's absolute floor and, while a prompt plays,
-its echo guard. Windows quieter than ``gate_dbfs`` are not scored at all (silence is most of a call),
+0.35 to continue, as Silero recommends) and the energy VAD's view: the frame must stand ``stop_margin_db``
+above the noise floor (the model's probability decays for ~0.3 s after speech ends, and lingers over
+line noise after an echo) and, while a prompt plays, pass its echo guard. Windows quieter than ``gate_dbfs`` are not scored at all (silence is most of a call),
 and after ``reset_after_ms`` of non-speech the recurrent state is reset: long silence or noise biases
 it towards under-reporting the speech that follows, at 8 kHz especially.
 """
@@ -70,7 +71,9 @@ class SileroModel:
     """One ONNX session shared by every call of the process (sessions are thread-safe)."""
 
     def __init__(self, path: Path | None = None, *, threads: int = 1) -> None:
-        found = PackagedModel(path, str(path)) if path is not None else find_packaged(MODEL_FILES, extra="vad")
+        found = (
+            PackagedModel(path, str(path)) if path is not None else find_packaged(MODEL_FILES, extra="vad")
+        )
         self.source = found.source
         self.path = found.path
         self._session = onnx_session(found.path, threads=threads, extra="vad")
@@ -101,8 +104,8 @@ class SileroVad:
         "_n_win",
         "_pending",
         "_quiet",
-        "_reset_after",
         "_resampler",
+        "_reset_after",
         "_state",
         "model_rate",
         "prob",
@@ -167,8 +170,8 @@ class SileroVad:
         s = self.settings
         if self.prob < (s.neg_threshold if in_speech else s.threshold):
             return False
-        if self._energy.level_db <= s.energy.min_level_dbfs:
-            return False
+        if self._energy.level_db <= self._energy.threshold(in_speech=True):
+            return False  # at the noise floor: the model's probability lags the end of speech by ~0.3 s
         return energy_voiced or not echo_guard
 
     # -- model feeding ----------------------------------------------------------------------------
@@ -290,4 +293,3 @@ class VadBatcher:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
-

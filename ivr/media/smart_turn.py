@@ -86,7 +86,8 @@ def log_mel(audio: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
     mel = np.maximum(1e-10, power @ mel_filters().T).T  # (80, 801)
     spec = np.log10(mel)[:, :-1]
     spec = np.maximum(spec, spec.max() - 8.0)
-    return ((spec + 4.0) / 4.0).astype(np.float32)
+    out: npt.NDArray[np.float32] = ((spec + 4.0) / 4.0).astype(np.float32)
+    return out
 
 
 def last_seconds(pcm: BytesLike, rate: int) -> npt.NDArray[np.float32]:
@@ -103,7 +104,9 @@ class SmartTurnModel:
     """The ONNX session; ``probability(pcm, rate)`` is P(the caller has finished). Thread-safe."""
 
     def __init__(self, path: Path | None = None, *, threads: int = 1) -> None:
-        found = PackagedModel(path, str(path)) if path is not None else find_packaged(MODEL_FILES, extra="turn")
+        found = (
+            PackagedModel(path, str(path)) if path is not None else find_packaged(MODEL_FILES, extra="turn")
+        )
         self.source = found.source
         self.path = found.path
         self._session = onnx_session(found.path, threads=threads, extra="turn")

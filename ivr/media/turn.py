@@ -82,7 +82,11 @@ class TurnDetector:
         self.early_ends = 0
 
     def listen(
-        self, listen: ListenSettings | None = None, *, turn: TurnSettings | None = None, echo_guard: bool = False
+        self,
+        listen: ListenSettings | None = None,
+        *,
+        turn: TurnSettings | None = None,
+        echo_guard: bool = False,
     ) -> None:
         """Arm for one answer. With a model and ``turn`` settings, trailing silence becomes
         ``turn.max_silence_ms`` and pauses of ``turn.min_silence_ms`` ask the model."""

@@ -74,8 +74,16 @@ class FrameVad(Protocol):
     """
 
     rate: int
-    floor_db: float | None
-    level_db: float
+
+    @property
+    def floor_db(self) -> float | None:
+        """The noise floor estimate in dBFS (None before the first frame)."""
+        ...
+
+    @property
+    def level_db(self) -> float:
+        """The last frame's level in dBFS."""
+        ...
 
     @property
     def name(self) -> str:

@@ -173,3 +173,13 @@ def test_sound_matching_stays_conservative(text, cands) -> None:
 def test_exact_words_still_win_over_sound() -> None:
     cands = [Candidate("thin", ()), Candidate("then_what", ("then",))]
     assert match("then", cands) == "then_what"
+
+
+def test_a_phrase_with_one_word_slipped_in_still_matches() -> None:
+    menu = [Candidate("lost_card", ("lost card", "stolen card")), Candidate("balance", ("balance",))]
+    assert match("I lost my card.", menu) == "lost_card"
+    assert match("my card was stolen", menu) is None  # order matters
+    assert match("lost my old card", menu) is None  # one word at most
+    # the exact phrase of another choice outranks a spread one of the same length
+    cands = [Candidate("a", ("lost card",)), Candidate("b", ("my card",))]
+    assert match("lost my card", cands) == "b"

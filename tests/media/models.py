@@ -1,25 +1,28 @@
-"""Skip helpers for tests that need the packaged ONNX models (the ``vad`` / ``turn`` extras; CI has both)."""
+"""The packaged ONNX models for tests (the ``vad`` / ``turn`` extras): skip with one line on a machine
+without them, fail in CI, which installs both (``.ci/run``)."""
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
 from ivr.media.models import ModelUnavailable
 
+from ..services import unavailable
 
-def silero_model():  # type: ignore[no-untyped-def]
+
+def silero_model() -> Any:
     from ivr.media.silero import SileroModel
 
     try:
         return SileroModel()
     except ModelUnavailable as e:
-        pytest.skip(f"the 'vad' extra is not installed ({e})")
+        unavailable(f"Silero VAD model ({e})", "pip install -e '.[vad]'")
 
 
-def smart_turn_model():  # type: ignore[no-untyped-def]
+def smart_turn_model() -> Any:
     from ivr.media.smart_turn import SmartTurnModel
 
     try:
         return SmartTurnModel()
     except ModelUnavailable as e:
-        pytest.skip(f"the 'turn' extra is not installed ({e})")
+        unavailable(f"Smart Turn model ({e})", "pip install -e '.[turn]'")

@@ -10,7 +10,9 @@ from .audio import frames, noise, silence, speech
 RATES = [8000, 16000]
 
 
-def prompt_and_echo(rate: int, echo_db: float, delay_ms: int, caller_db: float | None = None, at: float = 4.0):
+def prompt_and_echo(
+    rate: int, echo_db: float, delay_ms: int, caller_db: float | None = None, at: float = 4.0
+):
     """Three plays of the prompt (what we send) and the line (its echo, optionally the caller from ``at``)."""
     p = speech("prompt", rate)
     played = np.concatenate([p, silence(0.3, rate), p, silence(0.3, rate), p, silence(0.3, rate), p])
@@ -63,7 +65,7 @@ def test_caller_talking_over_a_strong_echo_is_heard(rate, caller_db):
     played, line, span = prompt_and_echo(rate, -6.0, 100, caller_db)
     assert span is not None
     own = feed(EchoCheck(rate), played, line, rate)
-    first, last = span
+    first, _last = span
     assert max_run(own[: first - 2]) <= 1  # before the caller: echo only
     assert max_run(own[first : first + 25]) >= 8  # the caller's first half second has a 160 ms voiced run
 
@@ -89,7 +91,7 @@ def test_unknown_delay_is_pessimistic():
 
 
 def bc_run(flt: BackchannelFilter, pattern: str) -> list[tuple[int, str]]:
-    out = []
+    out: list[tuple[int, str]] = []
     for i, ch in enumerate(pattern):
         d = flt.frame(ch == "1")
         if d is not None:

