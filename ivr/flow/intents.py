@@ -365,8 +365,8 @@ def _key(word: str) -> str:
 
 
 def _sound_tier(said: Sequence[str], phrase: Sequence[str]) -> int:
-    """2: every word has the same Metaphone key; 1: one key differs by one sound in a word of three or
-    more sounds and the spellings stay alike (Jaro-Winkler >= 0.8); 0: not alike."""
+    """2: every word has the same Metaphone key; 1: one key differs by one sound (keys of two sounds or
+    more, one of them three or more) and the spellings stay alike (Jaro-Winkler >= 0.8); 0: not alike."""
     if list(said) == list(phrase) or len("".join(phrase)) < 4:
         return 0
     off = 0
@@ -379,7 +379,8 @@ def _sound_tier(said: Sequence[str], phrase: Sequence[str]) -> int:
         if ka == kb:
             continue
         near = (
-            min(len(ka), len(kb)) >= 3
+            max(len(ka), len(kb)) >= 3
+            and min(len(ka), len(kb)) >= 2
             and jellyfish.levenshtein_distance(ka, kb) == 1
             and jellyfish.jaro_winkler_similarity(a, b) >= _PHONETIC_NEAR_SIMILARITY
         )

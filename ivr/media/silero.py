@@ -98,7 +98,8 @@ class SileroVad:
         "_buf",
         "_context",
         "_energy",
-        "_gate",
+        "_fill",
+        "_gate_energy",
         "_model",
         "_n_ctx",
         "_n_win",
@@ -133,11 +134,12 @@ class SileroVad:
         self._resampler = None if rate == self.model_rate else ResampleStream(rate, self.model_rate)
         self._n_win = WINDOW[self.model_rate]
         self._n_ctx = CONTEXT[self.model_rate]
-        self._buf = np.zeros(0, dtype=np.float32)
+        self._buf = np.zeros(self._n_win + 2 * frame_samples(self.model_rate, frame_ms), dtype=np.float32)
+        self._fill = 0
         self._context = np.zeros(self._n_ctx, dtype=np.float32)
         self._state = np.zeros(STATE_SHAPE, dtype=np.float32)
         self._pending: deque[Window | None] = deque()
-        self._gate = 32768.0 * 10 ** (s.gate_dbfs / 20)
+        self._gate_energy = self._n_win * (32768.0 * 10 ** (s.gate_dbfs / 20)) ** 2  # sum of squares
         self._reset_after = max(1, math.ceil(s.reset_after_ms / (1000 * self._n_win / self.model_rate)))
         self._quiet = 0
         self.prob = 0.0
@@ -177,22 +179,25 @@ class SileroVad:
     # -- model feeding ----------------------------------------------------------------------------
 
     def _push(self, frame: bytes) -> None:
-        if self._resampler is None:
-            chunks: list[bytes] = [frame]
-        else:
-            chunks = self._resampler.push(frame)
+        chunks = [frame] if self._resampler is None else self._resampler.push(frame)
+        n, buf = self._n_win, self._buf
         for chunk in chunks:
-            x = np.frombuffer(chunk, dtype="<i2").astype(np.float32)
-            self._buf = np.concatenate((self._buf, x)) if self._buf.size else x
-        n = self._n_win
-        while self._buf.size >= n:
-            win, self._buf = self._buf[:n], self._buf[n:]
-            self._window(win)
+            x = np.frombuffer(chunk, dtype="<i2")
+            end = self._fill + x.size
+            buf[self._fill : end] = x
+            self._fill = end
+            while self._fill >= n:
+                win = buf[:n].copy()
+                rest = self._fill - n
+                buf[:rest] = buf[n : self._fill]
+                self._fill = rest
+                self._window(win)
 
     def _window(self, win: npt.NDArray[np.float32]) -> None:
-        x: Window | None = np.concatenate((self._context, win)) * np.float32(1 / 32768)
-        self._context = win[-self._n_ctx :] * np.float32(1)
-        if float(np.sqrt(np.mean(win * win))) < self._gate:
+        x: Window | None = np.concatenate((self._context, win))
+        x *= np.float32(1 / 32768)
+        self._context = win[-self._n_ctx :]
+        if float(np.dot(win, win)) < self._gate_energy:
             x = None  # silence: not worth the model
         if self._batcher is not None:
             self._batcher.submit(self, x)  # in order, gated ones too: only the batcher touches the state

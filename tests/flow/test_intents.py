@@ -146,6 +146,7 @@ CRUSTS = [
         ("a barge please", SIZES, "large"),
         ("median", SIZES, "medium"),
         ("smell", SIZES, "small"),
+        ("media.", SIZES, "medium"),  # measured on the turn corpus
     ],
 )
 def test_short_answers_that_sound_like_one_choice_match_it(text, cands, name) -> None:
