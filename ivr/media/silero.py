@@ -194,11 +194,10 @@ class SileroVad:
                 self._window(win)
 
     def _window(self, win: npt.NDArray[np.float32]) -> None:
-        x: Window | None = np.concatenate((self._context, win))
-        x *= np.float32(1 / 32768)
+        scaled: Window = np.concatenate((self._context, win))
+        scaled *= np.float32(1 / 32768)
         self._context = win[-self._n_ctx :]
-        if float(np.dot(win, win)) < self._gate_energy:
-            x = None  # silence: not worth the model
+        x: Window | None = scaled if float(np.dot(win, win)) >= self._gate_energy else None  # silence: skip
         if self._batcher is not None:
             self._batcher.submit(self, x)  # in order, gated ones too: only the batcher touches the state
         elif x is None:
