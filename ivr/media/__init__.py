@@ -1,7 +1,8 @@
-"""Media layer: framing, resampling, G.711, WAV, VAD and endpointing.
+"""Media layer: framing, resampling, G.711, WAV, VAD, endpointing, turn-taking and barge-in pieces.
 
-Pure and synchronous, one 20 ms frame at a time; no asyncio and no imports from
-the call, flow, speech or transport layers, so it can be tested in isolation.
+Pure and synchronous, one 20 ms frame at a time; no asyncio and no imports from the call, flow, speech
+or transport layers, so it can be tested in isolation. The two model runners (``silero.VadBatcher`` and
+``smart_turn.TurnModelExecutor``) each own one worker thread, started and closed by their owner.
 """
 
 from ivr.media.endpoint import (
