@@ -164,12 +164,12 @@ class Settings(BaseModel):
         return parse_hostport(self.audiosocket_listen, allow_zero=True)
 
     @property
-    def percall_listen(self) -> tuple[str, int]:
-        return parse_hostport(self.ari_percall_listen, allow_zero=True)
-
-    @property
     def advertise(self) -> str:
         return self.audiosocket_advertise or self.audiosocket_listen
+
+    @property
+    def percall_listen(self) -> tuple[str, int]:
+        return parse_hostport(self.ari_percall_listen, allow_zero=True)
 
 
 def env_name(field: str) -> str:

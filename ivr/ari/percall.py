@@ -92,6 +92,7 @@ class PerCallConnection:
         self._queue: asyncio.Queue[Event | None] = asyncio.Queue()
         self._registered = asyncio.Event()
         self._started = asyncio.Event()
+        self._left = asyncio.Event()
         self._closed = asyncio.Event()
         self._iterating = False
 
@@ -108,6 +109,10 @@ class PerCallConnection:
 
     async def wait_closed(self) -> None:
         await self._closed.wait()
+
+    async def wait_left_stasis(self) -> None:
+        """Until the caller's ``StasisEnd`` came (or the socket closed)."""
+        await _first(self._left.wait(), self._closed.wait())
 
     async def events(self) -> AsyncIterator[Event]:
         """This call's events in the order Asterisk sent them; ends when the socket closes (one reader)."""
@@ -165,6 +170,7 @@ class PerCallConnection:
                 self._started.set()
         elif isinstance(event, StasisEnd) and event.channel.id == self.channel_id:
             self.left_stasis = True
+            self._left.set()
         self._queue.put_nowait(event)
         return ""
 

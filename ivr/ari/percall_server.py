@@ -23,12 +23,13 @@ import hmac
 import itertools
 import logging
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ivr.ari.errors import AriError
 from ivr.ari.percall import ARI_PROTOCOL, DEFAULT_PATH, MAX_MESSAGE_BYTES, CallHandler, PerCallConnection
@@ -43,9 +44,12 @@ REFUSALS: Mapping[str, tuple[int, str]] = {
     "subprotocol": (400, f"the '{ARI_PROTOCOL}' subprotocol was not offered"),
     "draining": (503, "draining: taking no new calls"),
     "full": (503, "at the connection limit"),
+    "bad_http": (400, "a malformed HTTP request"),
 }
 """Why a handshake is refused: the HTTP status Asterisk gets and the text of the log line."""
 _REFUSAL_MEMORY = 1024
+STASIS_END_GRACE = 2.0
+"""How long after its handler returned a caller may take to leave Stasis before the server hangs it up."""
 
 
 class PerCallServer:
@@ -119,7 +123,13 @@ class PerCallServer:
         """Listen (``port`` 0 picks a free one, then ``port`` holds it); ``OSError`` if it is taken."""
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=1.0,
+            logger=_HttpLog(self._note_refusal),
+        )
         await runner.setup()
         try:
             await web.TCPSite(runner, self.host, self.port).start()
@@ -210,8 +220,14 @@ class PerCallServer:
         return "" if sep and user_ok and password_ok else "bad_credentials"
 
     def _refuse(self, peer: str, reason: str) -> web.Response:
-        """One warning per peer and reason per window (repeats are counted into the next line)."""
         status, text = REFUSALS[reason]
+        self._note_refusal(peer, reason)
+        headers = {"WWW-Authenticate": 'Basic realm="ivr"'} if status == 401 else None
+        return web.Response(status=status, text=text, headers=headers)
+
+    def _note_refusal(self, peer: str, reason: str) -> None:
+        """One warning per peer and reason per window (repeats are counted into the next line)."""
+        text = REFUSALS[reason][1]
         self.refused[reason] += 1
         now = asyncio.get_running_loop().time()
         key = (peer, reason)
@@ -224,8 +240,6 @@ class PerCallServer:
             self._refusal_log[key] = (now, 0)
         else:
             self._refusal_log[key] = (seen[0], seen[1] + 1)
-        headers = {"WWW-Authenticate": 'Basic realm="ivr"'} if status == 401 else None
-        return web.Response(status=status, text=text, headers=headers)
 
     # -- one call -------------------------------------------------------------------------------
 
@@ -272,7 +286,11 @@ class PerCallServer:
             log.exception("per-call ARI: call %s: the call handler failed", conn.channel_id)
         if conn.closed:
             return
-        if not conn.left_stasis:
+        if not conn.left_stasis:  # e.g. the handler sent the caller on with `continue`: StasisEnd follows
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(STASIS_END_GRACE):
+                    await conn.wait_left_stasis()
+        if not conn.left_stasis and not conn.closed:
             log.warning(
                 "per-call ARI: call %s: the handler ended with the caller still in Stasis; hanging up",
                 conn.channel_id,
@@ -285,3 +303,19 @@ class PerCallServer:
         except TimeoutError:
             log.warning("per-call ARI: call %s: Asterisk kept the socket open; closing it", conn.channel_id)
             await conn.close(aiohttp.WSCloseCode.OK)
+
+
+class _HttpLog(logging.Logger):
+    """aiohttp's server log: a peer's malformed HTTP request (a scanner, TLS on the plain port, a header
+    over 8 KiB) is a refusal line like the others, not a traceback; anything else goes on as it was."""
+
+    def __init__(self, note_refusal: Callable[[str, str], None]) -> None:
+        super().__init__(log.name)
+        self.parent = log
+        self._note_refusal = note_refusal
+
+    def exception(self, msg: object, *args: object, exc_info: object = True, **kwargs: Any) -> None:
+        if isinstance(exc_info, HttpProcessingError) and args:
+            self._note_refusal(str(args[0]), "bad_http")
+            return
+        log.exception(msg, *args, exc_info=exc_info, **kwargs)  # type: ignore[arg-type]

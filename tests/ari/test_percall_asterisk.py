@@ -79,6 +79,11 @@ PROBE_DIALPLAN = """
 exten => _[a-z].,1,Stasis(${EXTEN})
  same => n,Set(GLOBAL(PCSTATUS_${PROBE})=${STASISSTATUS})
  same => n,Hangup()
+
+; where a call sent on with `continue` goes
+[pc-after]
+exten => s,1,Set(GLOBAL(PCAFTER_${CALLERID(num)})=${STASISSTATUS})
+ same => n,Hangup()
 """
 
 
@@ -264,7 +269,12 @@ async def test_twenty_calls_at_once_get_twenty_connections(kit: Kit) -> None:
         closed.append(conn.close_code)
 
     async with kit.server(on_call) as server, AriProbe.open(kit.asterisk) as probe:
+        started = time.monotonic()
         await asyncio.gather(*(call_ivr(probe, str(200 + i)) for i in range(20)))
+        await until(lambda: len(calls) == 20, 60)
+        print(
+            f"\n20 calls at once: all 20 handled {time.monotonic() - started:.2f} s after the first originate"
+        )
         await until(lambda: len(closed) == 20, 60)
         await probe.wait_idle(20)
         assert server.accepted == 20
@@ -347,6 +357,47 @@ async def test_rest_errors_and_timeouts_over_the_socket(kit: Kit) -> None:
     assert isinstance(outcome["gone"], NotFound)
     assert isinstance(outcome["stopped"], AriTimeout)
     assert outcome["after"] == "400"
+
+
+async def test_a_caller_sent_on_with_continue_leaves_and_its_socket_closes(
+    kit: Kit, caplog: pytest.LogCaptureFixture
+) -> None:
+    tag = str(int(time.time() * 1000))[-9:]
+    conns: list[PerCallConnection] = []
+
+    async def on_call(conn: PerCallConnection) -> None:
+        conns.append(conn)
+        await conn.ari.set_variable(conn.channel_id, "CALLERID(num)", tag)
+        await conn.ari.continue_in_dialplan(conn.channel_id, context="pc-after", extension="s", priority=1)
+
+    async with kit.server(on_call), AriProbe.open(kit.asterisk) as probe:
+        await call_ivr(probe, "460")
+        await until(lambda: bool(conns) and conns[0].closed)
+        await probe.wait_idle()
+        after = await probe.request("GET", "/asterisk/variable", params={"variable": f"PCAFTER_{tag}"})
+    assert after["value"] == "SUCCESS"
+    assert (conns[0].left_stasis, conns[0].close_code) == (True, 1000)
+    assert "hanging up" not in caplog.text
+
+
+async def test_heartbeat_pings_are_answered_by_asterisk(kit: Kit) -> None:
+    outcome: dict[str, Any] = {}
+
+    async def on_call(conn: PerCallConnection) -> None:
+        await conn.ari.answer(conn.channel_id)
+        await asyncio.sleep(1.5)  # five heartbeats: a missed pong would have closed the socket
+        outcome["open"] = not conn.closed
+        outcome["exten"] = await conn.ari.get_variable(conn.channel_id, "EXTEN")
+        await conn.ari.hangup(conn.channel_id)
+        async for _ in conn.events():
+            pass
+        outcome["done"] = True
+
+    async with kit.server(on_call, heartbeat=0.3), AriProbe.open(kit.asterisk) as probe:
+        await call_ivr(probe, "450")
+        await until(lambda: "done" in outcome)
+        await probe.wait_idle()
+    assert (outcome["open"], outcome["exten"]) == (True, "450")
 
 
 async def test_no_server_listening_fails_stasis_and_the_dialplan_goes_on(kit: Kit) -> None:

@@ -340,3 +340,49 @@ def test_credentials_are_required() -> None:
 
     with pytest.raises(ValueError, match="needs a user and a password"):
         PerCallServer(on_call, username="asterisk", password="")
+
+
+async def test_a_message_over_the_size_limit_closes_its_connection(caplog: pytest.LogCaptureFixture) -> None:
+    async def on_call(conn: PerCallConnection) -> None:
+        raise AssertionError("no call expected")
+
+    async with serving(on_call, max_message_bytes=1000) as server, asterisk(server) as fake:
+        await fake.send({"type": "ApplicationRegistered", "padding": "x" * 2000})
+        assert await fake.closed_by_server() == 1009
+    assert caplog.text.count("closing the connection") == 1
+
+
+async def test_a_malformed_http_request_is_one_refusal_line_not_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def on_call(conn: PerCallConnection) -> None:
+        raise AssertionError("no call expected")
+
+    async with serving(on_call) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /ari HTTP/1.1\r\nHost: x\r\nX-Junk: " + b"a" * 20_000 + b"\r\n\r\n")
+        assert (await asyncio.wait_for(reader.read(64), 5)).startswith(b"HTTP/1.0 400")
+        writer.close()
+        await writer.wait_closed()
+    assert [r.getMessage() for r in caplog.records] == [
+        "per-call ARI: refused a connection from 127.0.0.1: a malformed HTTP request"
+    ]
+    assert all(r.exc_info is None for r in caplog.records)
+    assert server.refused["bad_http"] == 1
+
+
+async def test_a_caller_sent_on_to_the_dialplan_is_not_hung_up() -> None:
+    returned = asyncio.Event()
+
+    async def on_call(conn: PerCallConnection) -> None:
+        await conn.ari.answer(conn.channel_id)  # stands for `continue`: StasisEnd comes after the reply
+        returned.set()
+
+    async with serving(on_call) as server, asterisk(server) as fake:
+        await fake.register()
+        await fake.stasis_start()
+        await asyncio.wait_for(returned.wait(), 5)
+        await asyncio.sleep(0.2)
+        await fake.send({"type": "StasisEnd", "channel": channel()})
+        await asyncio.sleep(0.2)
+        assert not fake.sent("DELETE", "channels/c1")
