@@ -334,7 +334,7 @@ async def test_rest_errors_and_timeouts_over_the_socket(kit: Kit) -> None:
             if isinstance(event, ChannelDestroyed) and event.channel.id == leg.id:
                 break
         await attempt("gone", ari.get_variable(leg.id, "EXTEN"))
-        os.kill(kit.asterisk.pid, signal.SIGSTOP)  # Asterisk hangs: the request gets no reply in time
+        await freeze(kit.asterisk.pid)  # Asterisk hangs: the request gets no reply in time
         try:
             await attempt("stopped", ari.get_variable(caller, "EXTEN"))
         finally:
@@ -385,7 +385,7 @@ async def test_heartbeat_pings_are_answered_by_asterisk(kit: Kit) -> None:
 
     async def on_call(conn: PerCallConnection) -> None:
         await conn.ari.answer(conn.channel_id)
-        await asyncio.sleep(1.5)  # five heartbeats: a missed pong would have closed the socket
+        await asyncio.sleep(2.5)  # two pings, each pong due within 0.5 s, or the socket is closed
         outcome["open"] = not conn.closed
         outcome["exten"] = await conn.ari.get_variable(conn.channel_id, "EXTEN")
         await conn.ari.hangup(conn.channel_id)
@@ -393,7 +393,7 @@ async def test_heartbeat_pings_are_answered_by_asterisk(kit: Kit) -> None:
             pass
         outcome["done"] = True
 
-    async with kit.server(on_call, heartbeat=0.3), AriProbe.open(kit.asterisk) as probe:
+    async with kit.server(on_call, heartbeat=1.0), AriProbe.open(kit.asterisk) as probe:
         await call_ivr(probe, "450")
         await until(lambda: "done" in outcome)
         await probe.wait_idle()
@@ -466,6 +466,19 @@ async def test_a_socket_lost_mid_call_comes_back_as_a_resumed_connection(kit: Ki
     assert second.app == first.app
     assert second.channel is not None
     assert second.channel.state == "Up"
+
+
+async def freeze(pid: int) -> None:
+    """SIGSTOP ``pid`` and wait until every thread has stopped (one still running could answer)."""
+    os.kill(pid, signal.SIGSTOP)
+    await until(lambda: all_stopped(pid), 10)
+
+
+def all_stopped(pid: int) -> bool:
+    states = [
+        (t / "stat").read_text().rsplit(")", 1)[1].split()[0] for t in Path(f"/proc/{pid}/task").iterdir()
+    ]
+    return all(state == "T" for state in states)
 
 
 def kill_socket(conn: PerCallConnection) -> None:

@@ -120,6 +120,12 @@ async def asterisk(
             await fake.close()
 
 
+async def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():  # noqa: ASYNC110 - set by the server's tasks
+            await asyncio.sleep(0.01)
+
+
 async def status_of(server: PerCallServer, *, path: str | None = None, **kwargs: Any) -> int:
     url = server.url if path is None else server.url.replace(server.path, path)
     async with aiohttp.ClientSession() as http:
@@ -152,7 +158,7 @@ async def test_a_call_is_handed_over_with_its_events_and_rest_over_the_socket() 
         await fake.send({"type": "ChannelStateChange", "channel": {**channel(), "state": "Up"}})
         await fake.send({"type": "StasisEnd", "channel": channel()})
         conn = next(iter(server.connections))
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(conn.wait_left_stasis(), 5)
         assert conn.left_stasis
         await fake.close()
         await asyncio.wait_for(conn.wait_closed(), 5)
@@ -193,11 +199,7 @@ async def test_a_handler_that_leaves_its_caller_in_stasis_gets_it_hung_up(
     async with serving(on_call, linger=5.0) as server, asterisk(server) as fake:
         await fake.register()
         await fake.stasis_start()
-        for _ in range(100):
-            if fake.sent("DELETE", "channels/c1"):
-                break
-            await asyncio.sleep(0.02)
-        assert fake.sent("DELETE", "channels/c1")
+        await eventually(lambda: fake.sent("DELETE", "channels/c1"))
     assert "the call handler failed" in caplog.text
     assert "still in Stasis; hanging up" in caplog.text
 
@@ -269,10 +271,7 @@ async def test_a_malformed_frame_closes_only_its_own_connection(caplog: pytest.L
         async with asterisk(server) as bad:
             await bad.ws.send_str("{not json")
             assert await bad.closed_by_server() == 1003
-        for _ in range(100):
-            if calls:
-                break
-            await asyncio.sleep(0.02)
+        await eventually(lambda: bool(calls))
         (conn,) = calls
         assert not conn.closed
         good_reply = asyncio.ensure_future(conn.ari.answer("c1"))
