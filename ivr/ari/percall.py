@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
@@ -84,6 +85,10 @@ class PerCallConnection:
         self.start: StasisStart | None = None
         self.channel: Channel | None = None
         self.resumed = False
+        self.application: Mapping[str, Any] = {}
+        """Asterisk's ``GET /applications/{app}`` when the call was identified. For a ``resumed`` call,
+        ``channel_ids`` are the channels in its app (caller, media, agent leg) and ``bridge_ids`` the
+        bridges they are in (measured: a bridge no channel is in is not listed)."""
         self.left_stasis = False
         """The caller's ``StasisEnd`` came: Asterisk closes the socket about 3.5 s later."""
         self.close_code: int | None = None
@@ -214,7 +219,8 @@ class PerCallConnection:
     async def _caller_in_application(self) -> Channel | None:
         """The caller's channel if it is in this socket's application already (a reopened socket)."""
         info = await self.ari.request("GET", f"/applications/{quote(self.app, safe='')}")
-        ids = info.get("channel_ids") if isinstance(info, Mapping) else None
+        self.application = info if isinstance(info, Mapping) else {}
+        ids = self.application.get("channel_ids")
         for channel_id in ids if isinstance(ids, list) else []:
             channel = await self.ari.get_channel(str(channel_id))
             if channel.name == self.channel_name:

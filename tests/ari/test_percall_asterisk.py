@@ -380,6 +380,27 @@ async def test_a_caller_sent_on_with_continue_leaves_and_its_socket_closes(
     assert "hanging up" not in caplog.text
 
 
+async def test_an_outbound_call_originated_over_http_into_the_app_gets_a_connection(kit: Kit) -> None:
+    conns: list[PerCallConnection] = []
+
+    async def on_call(conn: PerCallConnection) -> None:
+        conns.append(conn)
+        await conn.ari.hangup(conn.channel_id)
+        async for _ in conn.events():
+            pass
+
+    async with kit.server(on_call), AriProbe.open(kit.asterisk) as probe:
+        channel = await probe.originate(
+            "Local/tone@caller", app=APP, app_args="outbound"
+        )  # as `ivr originate`
+        await until(lambda: bool(conns) and conns[0].closed)
+        await probe.wait_idle()
+    (conn,) = conns
+    assert conn.channel_id == channel["id"]
+    assert conn.start is not None
+    assert conn.start.args == ("outbound",)
+
+
 async def test_heartbeat_pings_are_answered_by_asterisk(kit: Kit) -> None:
     outcome: dict[str, Any] = {}
 
@@ -445,10 +466,14 @@ async def test_a_socket_lost_mid_call_comes_back_as_a_resumed_connection(kit: Ki
         conns.append(conn)
         if not conn.resumed:
             await conn.ari.answer(conn.channel_id)
+            await conn.ari.create_bridge(bridge_id=f"pc-resume-{conn.channel_id}")
+            await conn.ari.add_channel(f"pc-resume-{conn.channel_id}", conn.channel_id)
             kill_socket(conn)
             async for _ in conn.events():
                 pass
             return
+        for bridge_id in conn.application.get("bridge_ids", []):  # what the dead instance had built
+            await conn.ari.destroy_bridge(bridge_id)
         await conn.ari.hangup(conn.channel_id)
         async for _ in conn.events():
             pass
@@ -461,6 +486,8 @@ async def test_a_socket_lost_mid_call_comes_back_as_a_resumed_connection(kit: Ki
         assert server.accepted == 2
     first, second = conns
     assert (first.resumed, second.resumed) == (False, True)
+    assert second.application["bridge_ids"] == [f"pc-resume-{first.channel_id}"]
+    assert first.channel_id in second.application["channel_ids"]
     assert second.start is None
     assert second.channel_id == first.channel_id
     assert second.app == first.app
