@@ -11,7 +11,6 @@ it is never part of a URL or a log line.
 from __future__ import annotations
 
 import base64
-import json
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -22,10 +21,16 @@ from urllib.parse import quote
 import aiohttp
 from yarl import URL
 
-from ivr.ari.errors import AriConnectionError, error_for_status
+from ivr.ari.errors import AriConnectionError, BadReply, error_for_status
 from ivr.ari.models import AsteriskInfo, Bridge, Channel
+from ivr.bounded_json import JsonLimitError, loads_bounded
 
 log = logging.getLogger("ivr.ari")
+
+MAX_REPLY_BYTES = 4 * 1024 * 1024
+"""A REST reply; ``GET /channels`` with a few thousand channels stays well below it."""
+MAX_EVENT_BYTES = 1024 * 1024
+"""One events WebSocket message; real ARI events are a few kilobytes."""
 
 Params = Mapping[str, str | int | bool | None]
 
@@ -47,6 +52,13 @@ def _seg(value: str) -> str:
     return quote(value, safe="")
 
 
+def _short(text: str, limit: int = 160) -> str:
+    """Peer text fit for one log line: first line, printable characters only, capped."""
+    first = text.strip().splitlines()[0].rstrip(":") if text.strip() else ""
+    clean = "".join(c if c.isprintable() else "?" for c in first)
+    return clean if len(clean) <= limit else clean[:limit] + "..."
+
+
 def _clean(params: Params) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in params.items():
@@ -54,6 +66,14 @@ def _clean(params: Params) -> dict[str, str]:
             continue
         out[key] = ("true" if value else "false") if isinstance(value, bool) else str(value)
     return out
+
+
+def _listing(data: Any, where: str) -> list[Any]:
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        raise BadReply(f"ARI {where}: expected a list")
+    return data
 
 
 class _HttpTransport:
@@ -67,11 +87,14 @@ class _HttpTransport:
         *,
         timeout: float = 10.0,
         session: aiohttp.ClientSession | None = None,
+        max_reply_bytes: int = MAX_REPLY_BYTES,
     ) -> None:
         self.root = ari_base_url(base_url)
         self.username = username
+        self.max_reply_bytes = max_reply_bytes
         token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
-        self._headers = {"Authorization": f"Basic {token}"}
+        # identity: Asterisk never compresses, and a small compressed reply could inflate to gigabytes
+        self._headers = {"Authorization": f"Basic {token}", "Accept-Encoding": "identity"}
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session = session
         self._own_session = session is None
@@ -83,7 +106,7 @@ class _HttpTransport:
         if self._session is None or self._session.closed:
             if not self._own_session:
                 raise AriConnectionError("the shared aiohttp session is closed")
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            self._session = aiohttp.ClientSession(timeout=self._timeout, auto_decompress=False)
         return self._session
 
     async def close(self) -> None:
@@ -108,37 +131,67 @@ class _HttpTransport:
         params: Params | None = None,
         body: Mapping[str, Any] | None = None,
     ) -> Any:
-        """Send one ARI request (``path`` relative to ``/ari``); return the decoded JSON or ``None``."""
+        """Send one ARI request (``path`` relative to ``/ari``); return the decoded JSON or ``None``.
+
+        The reply is read up to ``max_reply_bytes`` and must be UTF-8 JSON of bounded depth; anything
+        else raises :class:`~ivr.ari.errors.BadReply` with one short line (never the junk itself).
+        """
         url = self.root.with_path(self.root.path + path, encoded=True)
         query = _clean(params or {})
         session = self._get_session()
+        where = f"ARI {method} {path}"
         log.debug("ARI %s %s", method, path)
         try:
             async with session.request(
                 method, url, params=query, json=body, headers=self._headers, timeout=self._timeout
             ) as resp:
-                text = await resp.text()
+                raw = await self._read(resp, where)
                 status = resp.status
+                content_type = resp.content_type
+        except aiohttp.ClientResponseError as exc:  # the reply's status line or headers are not HTTP
+            raise BadReply(f"{where}: the reply is not HTTP ({_short(exc.message)})") from exc
+        except aiohttp.ClientPayloadError as exc:
+            raise BadReply(f"{where}: the reply body is malformed ({_short(str(exc))})") from exc
         except aiohttp.ClientError as exc:
-            raise AriConnectionError(f"ARI {method} {path}: {type(exc).__name__}: {exc}") from exc
+            raise AriConnectionError(f"{where}: {type(exc).__name__}: {_short(str(exc))}") from exc
         except TimeoutError as exc:
-            raise AriConnectionError(f"ARI {method} {path}: timed out") from exc
+            raise AriConnectionError(f"{where}: timed out") from exc
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            if status >= 400:
+                raise error_for_status(status, f"HTTP {status}", method=method, path=path) from None
+            raise BadReply(f"{where}: the reply is not UTF-8 text (is this Asterisk?)") from None
         data: Any = None
-        if text:
+        problem = ""
+        if text.strip():
             try:
-                data = json.loads(text)
+                data = loads_bounded(text)
+            except JsonLimitError as exc:
+                problem = f"the reply is {exc}"
             except ValueError:
-                data = None
+                problem = f"the reply is not JSON ({content_type or 'no content type'}; is this Asterisk?)"
         if status >= 400:
             message = ""
             if isinstance(data, Mapping):
                 message = str(data.get("message") or data.get("error") or "")
             raise error_for_status(
-                status, message or text.strip()[:200] or f"HTTP {status}", method=method, path=path
+                status, _short(message or text, 200) or f"HTTP {status}", method=method, path=path
             )
-        if text and data is None:
-            raise AriConnectionError(f"ARI {method} {path}: answer is not JSON (is this Asterisk?)")
+        if problem:
+            raise BadReply(f"{where}: {problem}")
         return data
+
+    async def _read(self, resp: aiohttp.ClientResponse, where: str) -> bytes:
+        limit = self.max_reply_bytes
+        if resp.content_length is not None and resp.content_length > limit:
+            raise BadReply(f"{where}: a reply of {resp.content_length} bytes is over the {limit}-byte limit")
+        raw = bytearray()
+        async for chunk in resp.content.iter_chunked(65536):
+            raw += chunk
+            if len(raw) > limit:
+                raise BadReply(f"{where}: the reply is over the {limit}-byte limit")
+        return bytes(raw)
 
 
 class AriResources(ABC):
@@ -159,26 +212,29 @@ class AriResources(ABC):
     ) -> Channel:
         data = await self.request(method, path, params, body)
         if not isinstance(data, Mapping):
-            raise AriConnectionError(f"ARI {method} {path}: expected a Channel object")
+            raise BadReply(f"ARI {method} {path}: expected a Channel object")
         return Channel.from_json(data)
 
     async def _bridge(self, method: str, path: str, params: Params | None = None) -> Bridge:
         data = await self.request(method, path, params)
         if not isinstance(data, Mapping):
-            raise AriConnectionError(f"ARI {method} {path}: expected a Bridge object")
+            raise BadReply(f"ARI {method} {path}: expected a Bridge object")
         return Bridge.from_json(data)
 
     # ------------------------------------------------------------------ asterisk
 
     async def asterisk_info(self) -> AsteriskInfo:
         data = await self.request("GET", "/asterisk/info")
-        return AsteriskInfo.from_json(data if isinstance(data, Mapping) else {})
+        info = AsteriskInfo.from_json(data) if isinstance(data, Mapping) else None
+        if info is None or not info.version:
+            raise BadReply("ARI GET /asterisk/info: no Asterisk version in the reply (is this Asterisk?)")
+        return info
 
     # ------------------------------------------------------------------ channels
 
     async def list_channels(self) -> list[Channel]:
         data = await self.request("GET", "/channels")
-        return [Channel.from_json(c) for c in data or [] if isinstance(c, Mapping)]
+        return [Channel.from_json(c) for c in _listing(data, "GET /channels") if isinstance(c, Mapping)]
 
     async def get_channel(self, channel_id: str) -> Channel:
         return await self._channel("GET", f"/channels/{_seg(channel_id)}")
@@ -314,7 +370,7 @@ class AriResources(ABC):
         """Read a channel variable or function, e.g. ``CHANNEL(audionativeformat)`` -> ``"(slin16)"``."""
         data = await self.request("GET", f"/channels/{_seg(channel_id)}/variable", {"variable": variable})
         if not isinstance(data, Mapping):
-            raise AriConnectionError("ARI GET variable: expected a Variable object")
+            raise BadReply("ARI GET variable: expected a Variable object")
         return str(data.get("value", ""))
 
     async def set_variable(self, channel_id: str, variable: str, value: str) -> None:
@@ -334,7 +390,7 @@ class AriResources(ABC):
 
     async def list_bridges(self) -> list[Bridge]:
         data = await self.request("GET", "/bridges")
-        return [Bridge.from_json(b) for b in data or [] if isinstance(b, Mapping)]
+        return [Bridge.from_json(b) for b in _listing(data, "GET /bridges") if isinstance(b, Mapping)]
 
     async def add_channel(
         self,
@@ -385,4 +441,5 @@ class AriClient(_HttpTransport, AriResources):
             timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=timeout),
             autoclose=True,
             autoping=True,
+            max_msg_size=MAX_EVENT_BYTES,
         )

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+from ivr.bounded_json import JsonLimitError, loads_bounded
+
 MAX_FRAME_BYTES = 65535
 """Asterisk's whole-frame limit (``AST_WEBSOCKET_MAX_RX_PAYLOAD_SIZE``); bigger frames close the socket."""
 MAX_REQUEST_BYTES = MAX_FRAME_BYTES - 8
@@ -220,8 +222,8 @@ def _dumps(value: Any) -> str:
 
 def _loads(text: str | bytes, what: str) -> Any:
     try:
-        return json.loads(text)
-    except RecursionError:
+        return loads_bounded(text)
+    except JsonLimitError:
         raise MessageError(f"{what} is JSON nested too deep") from None
     except (ValueError, UnicodeDecodeError):
         raise MessageError(f"{what} is not JSON") from None

@@ -5,7 +5,8 @@ socket hands every ``RESTResponse`` to :meth:`WsAriClient.feed`, which wakes the
 Errors are those of the HTTP client: an error status becomes the exception of its status
 (:class:`~ivr.ari.errors.NotFound`, ...) with Asterisk's message; no reply within ``timeout`` is
 :class:`~ivr.ari.errors.AriTimeout`; a closed socket (pending requests included) is
-:class:`~ivr.ari.errors.AriConnectionError`; a request that would not fit in one Asterisk frame is
+:class:`~ivr.ari.errors.AriConnectionError`, a reply that is not JSON :class:`~ivr.ari.errors.BadReply`;
+a request that would not fit in one Asterisk frame is
 refused before sending (:class:`~ivr.ari.errors.RequestTooLarge`). A reply that comes after its request
 gave up is dropped with a debug line.
 """
@@ -20,8 +21,8 @@ from typing import Any
 
 import aiohttp
 
-from ivr.ari.client import AriResources, Params, _clean
-from ivr.ari.errors import AriConnectionError, AriTimeout, RequestTooLarge, error_for_status
+from ivr.ari.client import AriResources, Params, _clean, _short
+from ivr.ari.errors import AriConnectionError, AriTimeout, BadReply, RequestTooLarge, error_for_status
 from ivr.ari.rest_messages import MAX_REQUEST_BYTES, MessageError, RestRequest, RestResponse, request_uri
 
 log = logging.getLogger("ivr.ari.ws")
@@ -142,11 +143,11 @@ class WsAriClient(AriResources):
                 message = str(data.get("message") or data.get("error") or "")
             raise error_for_status(
                 response.status,
-                message or response.reason or f"HTTP {response.status}",
+                _short(message or response.reason, 200) or f"HTTP {response.status}",
                 method=method,
                 path=path,
             )
         try:
             return response.data()
         except MessageError as exc:
-            raise AriConnectionError(f"ARI {method} {path}: {exc}") from None
+            raise BadReply(f"ARI {method} {path}: {exc}") from None

@@ -17,6 +17,7 @@ from ivr.ari.errors import (
     AriConnectionError,
     AriHttpError,
     AriTimeout,
+    BadReply,
     Conflict,
     NotFound,
     RequestTooLarge,
@@ -137,12 +138,27 @@ async def test_error_without_a_body_says_the_reason_phrase(ari: WsAriClient, pee
     assert type(caught.value) is AriHttpError
 
 
-async def test_a_reply_that_is_not_json_is_a_connection_error(ari: WsAriClient, peer: Peer) -> None:
+async def test_a_reply_that_is_not_json_is_a_bad_reply(ari: WsAriClient, peer: Peer) -> None:
     task = asyncio.ensure_future(ari.get_channel("c"))
     sent = await peer.next()
     ari.feed(RestResponse(sent.request_id, 200, "OK", sent.uri, "<html>", "application/json"))
-    with pytest.raises(AriConnectionError, match="not JSON"):
+    with pytest.raises(BadReply, match="not JSON"):
         await task
+    deep = asyncio.ensure_future(ari.get_channel("c"))
+    sent = await peer.next()
+    ari.feed(RestResponse(sent.request_id, 200, "OK", sent.uri, "[" * 10_000, "application/json"))
+    with pytest.raises(BadReply, match="nested too deep"):
+        await deep
+
+
+async def test_an_error_message_is_cut_to_one_printable_line(ari: WsAriClient, peer: Peer) -> None:
+    task = asyncio.ensure_future(ari.answer("c"))
+    ari.feed(reply(await peer.next(), 404, {"message": "gone\x1b[31m\nsecond line" + "x" * 500}))
+    with pytest.raises(NotFound) as caught:
+        await task
+    assert caught.value.message.startswith("gone?[31m")
+    assert "second line" not in caught.value.message
+    assert len(caught.value.message) <= 203
 
 
 async def test_no_reply_is_a_timeout_and_the_late_reply_is_dropped(peer: Peer) -> None:
