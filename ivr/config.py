@@ -14,7 +14,18 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from ivr.webhook_policy import WebhookPolicy
 
 ENV_PREFIX = "IVR_"
 
@@ -52,6 +63,23 @@ class Settings(BaseModel):
     ari_user: str = Field("ivr", description="ARI user (ari.conf)")
     ari_password: SecretStr = Field(SecretStr(""), description="ARI password (ari.conf)")
     ari_app: str = Field("ivr", description="Stasis application name")
+    ari_mode: Literal["persistent", "per_call"] = Field(
+        "persistent",
+        description="persistent: ivr opens /ari/events; per_call: Asterisk (22.5+) opens a WebSocket per call",
+    )
+    ari_percall_listen: str = Field(
+        "127.0.0.1:8765",
+        description="where the per-call ARI WebSocket server listens (IVR_ARI_PERCALL_LISTEN)",
+    )
+    ari_percall_path: str = Field(
+        "/ari", description="URL path of the per-call ARI server (its uri in Asterisk)"
+    )
+    ari_percall_user: str = Field("asterisk", description="user Asterisk's websocket_client.conf sends")
+    ari_percall_password: SecretStr = Field(
+        SecretStr(""),
+        validate_default=True,
+        description="password Asterisk's websocket_client.conf sends (required in per_call mode)",
+    )
     audiosocket_listen: str = Field("127.0.0.1:9092", description="where the AudioSocket server listens")
     audiosocket_advertise: str | None = Field(
         None, description="host:port Asterisk dials for media (default: the listen address)"
@@ -64,11 +92,21 @@ class Settings(BaseModel):
     stt: str = Field("offline", description="speech-to-text engine name")
     tts: str = Field("offline", description="text-to-speech engine name")
     max_calls: int = Field(100, ge=1, description="concurrent calls; more get a busy message")
-    audiosocket_max_per_source: int = Field(
-        0, ge=0, description="AudioSocket connections from one address at once (0: no limit)"
+    audiosocket_max_connections: int = Field(
+        1000, ge=1, description="AudioSocket connections at once, from everyone (calls and not-yet-calls)"
+    )
+    audiosocket_max_per_source: int | None = Field(
+        None,
+        ge=0,
+        description="AudioSocket connections from one address at once (default: IVR_MAX_CALLS + 10; 0: no limit)",
     )
     webhook_allow: str | None = Field(
-        None, description="comma-separated hosts webhooks may call (.example.com: any subdomain); unset: any"
+        None,
+        description="comma-separated hosts (.example.com: any subdomain) and networks (10.0.0.0/8) webhooks "
+        "may reach; unset: any public address",
+    )
+    webhook_allow_private: bool = Field(
+        False, description="let webhooks reach private addresses (10/8, 172.16/12, 192.168/16, fc00::/7, ...)"
     )
     max_call_seconds: float = Field(3600.0, gt=0, description="hard limit on one call's length")
     shutdown_grace_seconds: float = Field(
@@ -81,6 +119,17 @@ class Settings(BaseModel):
         Path.home() / ".local" / "share" / "ivr" / "calls.sqlite3",
         description="SQLite file of call records (IVR_RECORDS_PATH)",
     )
+    records_url: SecretStr | None = Field(
+        None,
+        description="PostgreSQL URL for call records shared by instances (IVR_RECORDS_URL); unset: records_path",
+    )
+    records_spool: Path | None = Field(
+        None,
+        description="where records wait while PostgreSQL is down (IVR_RECORDS_SPOOL); default: beside records_path",
+    )
+    instance_id: str | None = Field(
+        None, description="this instance's name in call records (IVR_INSTANCE_ID); default: host-pid"
+    )
     metrics_listen: str | None = Field(
         "127.0.0.1:9464",
         description="host:port of /metrics, /healthz, /readyz (IVR_METRICS_LISTEN); empty: off",
@@ -89,6 +138,21 @@ class Settings(BaseModel):
         Path.home() / ".cache" / "ivr" / "prompts",
         description="directory of synthesised prompts (IVR_PROMPT_CACHE); empty disables the cache",
     )
+
+    @field_validator("webhook_allow")
+    @classmethod
+    def _check_webhook_allow(cls, value: str | None) -> str | None:
+        WebhookPolicy.parse(value)  # a bad entry is a ValueError naming it
+        return value
+
+    @model_validator(mode="after")
+    def _check_caps(self) -> Settings:
+        if self.audiosocket_max_connections < self.max_calls:
+            raise ValueError(
+                f"IVR_AUDIOSOCKET_MAX_CONNECTIONS ({self.audiosocket_max_connections}) is below "
+                f"IVR_MAX_CALLS ({self.max_calls}): calls would be refused"
+            )
+        return self
 
     @field_validator("ari_url")
     @classmethod
@@ -102,10 +166,42 @@ class Settings(BaseModel):
             raise ValueError("put credentials in IVR_ARI_USER / IVR_ARI_PASSWORD, not in the URL")
         return value.rstrip("/")
 
+    @field_validator("records_url")
+    @classmethod
+    def _check_records_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and urlsplit(value.get_secret_value().strip()).scheme.lower() not in (
+            "postgresql",
+            "postgres",
+        ):
+            raise ValueError(
+                "expected postgresql://user@host:port/database (for SQLite set IVR_RECORDS_PATH)"
+            )
+        return value
+
     @field_validator("audiosocket_listen")
     @classmethod
     def _check_listen(cls, value: str) -> str:
         parse_hostport(value, allow_zero=True)  # port 0: any free port (tests, simulations)
+        return value
+
+    @field_validator("ari_percall_listen")
+    @classmethod
+    def _check_percall_listen(cls, value: str) -> str:
+        parse_hostport(value, allow_zero=True)
+        return value
+
+    @field_validator("ari_percall_path")
+    @classmethod
+    def _check_percall_path(cls, value: str) -> str:
+        if not value.startswith("/") or "?" in value or "#" in value:
+            raise ValueError("expected a URL path such as /ari")
+        return value
+
+    @field_validator("ari_percall_password")
+    @classmethod
+    def _check_percall_password(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        if info.data.get("ari_mode") == "per_call" and not value.get_secret_value():
+            raise ValueError("per_call mode needs the password Asterisk sends (websocket_client.conf)")
         return value
 
     @field_validator("metrics_listen")
@@ -127,8 +223,21 @@ class Settings(BaseModel):
         return parse_hostport(self.audiosocket_listen, allow_zero=True)
 
     @property
+    def per_source_limit(self) -> int:
+        """AudioSocket connections one address may hold (0: no limit): one PBX carries every call, so
+        the default leaves it room for all of them plus a few being refused or closing, while a
+        stranger who connects and never sends a UUID cannot fill the server's other slots."""
+        if self.audiosocket_max_per_source is None:
+            return self.max_calls + 10
+        return self.audiosocket_max_per_source
+
+    @property
     def advertise(self) -> str:
         return self.audiosocket_advertise or self.audiosocket_listen
+
+    @property
+    def percall_listen(self) -> tuple[str, int]:
+        return parse_hostport(self.ari_percall_listen, allow_zero=True)
 
 
 def env_name(field: str) -> str:
@@ -165,6 +274,8 @@ def load_settings(
         return Settings(**values)
     except ValidationError as exc:
         err = exc.errors()[0]
+        if not err["loc"]:  # a rule across settings: its message names them
+            raise ConfigError(f"settings: {str(err['msg']).removeprefix('Value error, ')}") from None
         field = str(err["loc"][0]) if err["loc"] else "?"
         hint = f"{field} ({env_name(field)})" if field in Settings.model_fields else field
         message = str(err["msg"]).removeprefix("Value error, ")

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.real_asterisk import HOW_TO_ENABLE, AsteriskStartError, RealAsterisk, kit_dir
+from tests.real_postgres import HOW_TO_ENABLE as PG_HOW_TO_ENABLE
+from tests.real_postgres import PostgresStartError, RealPostgres, bin_dir
 from tests.services import free_tcp_port, unavailable
 
 AsteriskFactory = Callable[..., RealAsterisk]
+PostgresFactory = Callable[[], RealPostgres]
 
 
 @pytest.fixture(scope="session")
@@ -40,3 +44,33 @@ def asterisk_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Aster
 def real_asterisk(asterisk_factory: AsteriskFactory) -> RealAsterisk:
     """One real Asterisk shared by the session; tests use their own Stasis app names and clean up."""
     return asterisk_factory()
+
+
+@pytest.fixture(scope="session")
+def postgres_factory() -> Iterator[PostgresFactory]:
+    """Start real PostgreSQL servers (own data directory, free port); all are removed at the end."""
+    started: list[RealPostgres] = []
+
+    def start() -> RealPostgres:
+        pg_bin = bin_dir()
+        if pg_bin is None:
+            unavailable("PostgreSQL", PG_HOW_TO_ENABLE)
+        if importlib.util.find_spec("psycopg") is None:
+            unavailable("PostgreSQL", "pip install -e '.[postgres]' (the psycopg driver)")
+        server = RealPostgres(bin=pg_bin, port=free_tcp_port())
+        started.append(server)
+        try:
+            server.init().start()
+        except PostgresStartError as exc:
+            pytest.fail(f"the real PostgreSQL did not start: {exc}", pytrace=False)
+        return server
+
+    yield start
+    for server in started:
+        server.remove()
+
+
+@pytest.fixture(scope="session")
+def real_postgres(postgres_factory: PostgresFactory) -> RealPostgres:
+    """One real PostgreSQL shared by the session; tests create their own databases (``create_database``)."""
+    return postgres_factory()

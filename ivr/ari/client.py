@@ -1,6 +1,8 @@
 """A thin asyncio ARI REST client on aiohttp with HTTP basic auth.
 
-Only the calls an IVR needs, each one a method with typed arguments and results. HTTP errors become the
+Only the calls an IVR needs, each one a method with typed arguments and results. The resource methods
+live in :class:`AriResources` on top of one abstract ``request``, so REST over HTTP (:class:`AriClient`)
+and REST over an ARI WebSocket (:class:`ivr.ari.ws_client.WsAriClient`) share them. HTTP errors become the
 exceptions of :mod:`ivr.ari.errors` carrying Asterisk's message; network failures become
 :class:`~ivr.ari.errors.AriConnectionError`. The password lives only in the ``Authorization`` header:
 it is never part of a URL or a log line.
@@ -9,20 +11,26 @@ it is never part of a URL or a log line.
 from __future__ import annotations
 
 import base64
-import json
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote
 
 import aiohttp
 from yarl import URL
 
-from ivr.ari.errors import AriConnectionError, error_for_status
+from ivr.ari.errors import AriConnectionError, BadReply, error_for_status
 from ivr.ari.models import AsteriskInfo, Bridge, Channel
+from ivr.bounded_json import JsonLimitError, loads_bounded
 
 log = logging.getLogger("ivr.ari")
+
+MAX_REPLY_BYTES = 4 * 1024 * 1024
+"""A REST reply; ``GET /channels`` with a few thousand channels stays well below it."""
+MAX_EVENT_BYTES = 1024 * 1024
+"""One events WebSocket message; real ARI events are a few kilobytes."""
 
 Params = Mapping[str, str | int | bool | None]
 
@@ -44,6 +52,13 @@ def _seg(value: str) -> str:
     return quote(value, safe="")
 
 
+def _short(text: str, limit: int = 160) -> str:
+    """Peer text fit for one log line: first line, printable characters only, capped."""
+    first = text.strip().splitlines()[0].rstrip(":") if text.strip() else ""
+    clean = "".join(c if c.isprintable() else "?" for c in first)
+    return clean if len(clean) <= limit else clean[:limit] + "..."
+
+
 def _clean(params: Params) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in params.items():
@@ -53,12 +68,16 @@ def _clean(params: Params) -> dict[str, str]:
     return out
 
 
-class AriClient:
-    """REST half of ARI. Use as ``async with AriClient(url, user, password) as ari: ...``.
+def _listing(data: Any, where: str) -> list[Any]:
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        raise BadReply(f"ARI {where}: expected a list")
+    return data
 
-    ``base_url`` is the HTTP root of Asterisk without ``/ari`` (e.g. ``http://127.0.0.1:8088``).
-    Pass ``session`` to share an aiohttp session (then it is not closed by :meth:`close`).
-    """
+
+class _HttpTransport:
+    """ARI requests over HTTP with basic auth (the transport half of :class:`AriClient`)."""
 
     def __init__(
         self,
@@ -68,11 +87,14 @@ class AriClient:
         *,
         timeout: float = 10.0,
         session: aiohttp.ClientSession | None = None,
+        max_reply_bytes: int = MAX_REPLY_BYTES,
     ) -> None:
         self.root = ari_base_url(base_url)
         self.username = username
+        self.max_reply_bytes = max_reply_bytes
         token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
-        self._headers = {"Authorization": f"Basic {token}"}
+        # identity: Asterisk never compresses, and a small compressed reply could inflate to gigabytes
+        self._headers = {"Authorization": f"Basic {token}", "Accept-Encoding": "identity"}
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session = session
         self._own_session = session is None
@@ -84,7 +106,7 @@ class AriClient:
         if self._session is None or self._session.closed:
             if not self._own_session:
                 raise AriConnectionError("the shared aiohttp session is closed")
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            self._session = aiohttp.ClientSession(timeout=self._timeout, auto_decompress=False)
         return self._session
 
     async def close(self) -> None:
@@ -92,7 +114,7 @@ class AriClient:
             await self._session.close()
         self._session = None
 
-    async def __aenter__(self) -> AriClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(
@@ -109,63 +131,110 @@ class AriClient:
         params: Params | None = None,
         body: Mapping[str, Any] | None = None,
     ) -> Any:
-        """Send one ARI request (``path`` relative to ``/ari``); return the decoded JSON or ``None``."""
+        """Send one ARI request (``path`` relative to ``/ari``); return the decoded JSON or ``None``.
+
+        The reply is read up to ``max_reply_bytes`` and must be UTF-8 JSON of bounded depth; anything
+        else raises :class:`~ivr.ari.errors.BadReply` with one short line (never the junk itself).
+        """
         url = self.root.with_path(self.root.path + path, encoded=True)
         query = _clean(params or {})
         session = self._get_session()
+        where = f"ARI {method} {path}"
         log.debug("ARI %s %s", method, path)
         try:
             async with session.request(
                 method, url, params=query, json=body, headers=self._headers, timeout=self._timeout
             ) as resp:
-                text = await resp.text()
+                raw = await self._read(resp, where)
                 status = resp.status
+                content_type = resp.content_type
+        except aiohttp.ClientResponseError as exc:  # the reply's status line or headers are not HTTP
+            raise BadReply(f"{where}: the reply is not HTTP ({_short(exc.message)})") from exc
+        except aiohttp.ClientPayloadError as exc:
+            raise BadReply(f"{where}: the reply body is malformed ({_short(str(exc))})") from exc
         except aiohttp.ClientError as exc:
-            raise AriConnectionError(f"ARI {method} {path}: {type(exc).__name__}: {exc}") from exc
+            raise AriConnectionError(f"{where}: {type(exc).__name__}: {_short(str(exc))}") from exc
         except TimeoutError as exc:
-            raise AriConnectionError(f"ARI {method} {path}: timed out") from exc
+            raise AriConnectionError(f"{where}: timed out") from exc
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            if status >= 400:
+                raise error_for_status(status, f"HTTP {status}", method=method, path=path) from None
+            raise BadReply(f"{where}: the reply is not UTF-8 text (is this Asterisk?)") from None
         data: Any = None
-        if text:
+        problem = ""
+        if text.strip():
             try:
-                data = json.loads(text)
+                data = loads_bounded(text)
+            except JsonLimitError as exc:
+                problem = f"the reply is {exc}"
             except ValueError:
-                data = None
+                problem = f"the reply is not JSON ({content_type or 'no content type'}; is this Asterisk?)"
         if status >= 400:
             message = ""
             if isinstance(data, Mapping):
                 message = str(data.get("message") or data.get("error") or "")
             raise error_for_status(
-                status, message or text.strip()[:200] or f"HTTP {status}", method=method, path=path
+                status, _short(message or text, 200) or f"HTTP {status}", method=method, path=path
             )
-        if text and data is None:
-            raise AriConnectionError(f"ARI {method} {path}: answer is not JSON (is this Asterisk?)")
+        if problem:
+            raise BadReply(f"{where}: {problem}")
         return data
+
+    async def _read(self, resp: aiohttp.ClientResponse, where: str) -> bytes:
+        limit = self.max_reply_bytes
+        if resp.content_length is not None and resp.content_length > limit:
+            raise BadReply(f"{where}: a reply of {resp.content_length} bytes is over the {limit}-byte limit")
+        raw = bytearray()
+        async for chunk in resp.content.iter_chunked(65536):
+            raw += chunk
+            if len(raw) > limit:
+                raise BadReply(f"{where}: the reply is over the {limit}-byte limit")
+        return bytes(raw)
+
+
+class AriResources(ABC):
+    """The ARI resource methods, on top of one ``request``: every transport implements only that."""
+
+    @abstractmethod
+    async def request(
+        self,
+        method: str,
+        path: str,
+        params: Params | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Send one ARI request (``path`` relative to ``/ari``); return the decoded JSON or ``None``."""
 
     async def _channel(
         self, method: str, path: str, params: Params | None = None, body: Mapping[str, Any] | None = None
     ) -> Channel:
         data = await self.request(method, path, params, body)
         if not isinstance(data, Mapping):
-            raise AriConnectionError(f"ARI {method} {path}: expected a Channel object")
+            raise BadReply(f"ARI {method} {path}: expected a Channel object")
         return Channel.from_json(data)
 
     async def _bridge(self, method: str, path: str, params: Params | None = None) -> Bridge:
         data = await self.request(method, path, params)
         if not isinstance(data, Mapping):
-            raise AriConnectionError(f"ARI {method} {path}: expected a Bridge object")
+            raise BadReply(f"ARI {method} {path}: expected a Bridge object")
         return Bridge.from_json(data)
 
     # ------------------------------------------------------------------ asterisk
 
     async def asterisk_info(self) -> AsteriskInfo:
         data = await self.request("GET", "/asterisk/info")
-        return AsteriskInfo.from_json(data if isinstance(data, Mapping) else {})
+        info = AsteriskInfo.from_json(data) if isinstance(data, Mapping) else None
+        if info is None or not info.version:
+            raise BadReply("ARI GET /asterisk/info: no Asterisk version in the reply (is this Asterisk?)")
+        return info
 
     # ------------------------------------------------------------------ channels
 
     async def list_channels(self) -> list[Channel]:
         data = await self.request("GET", "/channels")
-        return [Channel.from_json(c) for c in data or [] if isinstance(c, Mapping)]
+        return [Channel.from_json(c) for c in _listing(data, "GET /channels") if isinstance(c, Mapping)]
 
     async def get_channel(self, channel_id: str) -> Channel:
         return await self._channel("GET", f"/channels/{_seg(channel_id)}")
@@ -301,7 +370,7 @@ class AriClient:
         """Read a channel variable or function, e.g. ``CHANNEL(audionativeformat)`` -> ``"(slin16)"``."""
         data = await self.request("GET", f"/channels/{_seg(channel_id)}/variable", {"variable": variable})
         if not isinstance(data, Mapping):
-            raise AriConnectionError("ARI GET variable: expected a Variable object")
+            raise BadReply("ARI GET variable: expected a Variable object")
         return str(data.get("value", ""))
 
     async def set_variable(self, channel_id: str, variable: str, value: str) -> None:
@@ -321,7 +390,7 @@ class AriClient:
 
     async def list_bridges(self) -> list[Bridge]:
         data = await self.request("GET", "/bridges")
-        return [Bridge.from_json(b) for b in data or [] if isinstance(b, Mapping)]
+        return [Bridge.from_json(b) for b in _listing(data, "GET /bridges") if isinstance(b, Mapping)]
 
     async def add_channel(
         self,
@@ -347,6 +416,14 @@ class AriClient:
     async def destroy_bridge(self, bridge_id: str) -> None:
         await self.request("DELETE", f"/bridges/{_seg(bridge_id)}")
 
+
+class AriClient(_HttpTransport, AriResources):
+    """REST half of ARI. Use as ``async with AriClient(url, user, password) as ari: ...``.
+
+    ``base_url`` is the HTTP root of Asterisk without ``/ari`` (e.g. ``http://127.0.0.1:8088``).
+    Pass ``session`` to share an aiohttp session (then it is not closed by :meth:`close`).
+    """
+
     # ------------------------------------------------------------------ events
 
     async def connect_events(
@@ -364,4 +441,5 @@ class AriClient:
             timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=timeout),
             autoclose=True,
             autoping=True,
+            max_msg_size=MAX_EVENT_BYTES,
         )

@@ -17,6 +17,11 @@ class AriConnectionError(AriError):
     """Asterisk could not be reached (refused, reset, DNS, timeout) or answered something that is not ARI."""
 
 
+class BadReply(AriConnectionError):
+    """Something answered at the ARI URL, but not with ARI: not HTTP, too large, not UTF-8, not JSON,
+    nested too deep, or not the object that was asked for. The message is one short line."""
+
+
 class AriHttpError(AriError):
     """ARI answered with an HTTP error status; ``message`` is the ARI error text."""
 
@@ -95,3 +100,11 @@ class ApplicationReplacedError(AriError):
             f"ARI application {app!r} was taken over by another connection "
             "(is a second `ivr run` using the same app name?); not reconnecting"
         )
+
+
+class AriTimeout(AriConnectionError):
+    """No answer within the request timeout. Asterisk may still carry the request out (and answer late)."""
+
+
+class RequestTooLarge(AriError):
+    """A request does not fit in one frame the peer accepts (Asterisk: 65,535 bytes); it was not sent."""

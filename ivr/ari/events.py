@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -34,6 +33,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type
 from ivr.ari.client import AriClient
 from ivr.ari.errors import ApplicationReplacedError, AriConnectionError, error_for_status
 from ivr.ari.models import ApplicationReplaced, Event, parse_event
+from ivr.bounded_json import loads_bounded
 
 log = logging.getLogger("ivr.ari.events")
 
@@ -246,7 +246,7 @@ class EventStream:
     def _handle_text(self, text: str) -> bool:
         """Parse and deliver one message; True when it says the application was replaced."""
         try:
-            data = json.loads(text)
+            data = loads_bounded(text)  # a ValueError when deeper than any event, not a RecursionError
         except ValueError:
             log.warning("ARI events: ignoring a message that is not JSON (%d bytes)", len(text))
             return False

@@ -1,8 +1,9 @@
 """``ivr calls list|show|export``: read the call records ``ivr run`` writes.
 
-The database is ``--db`` or the ``records_path`` setting (``IVR_RECORDS_PATH``, ``ivr.toml``). These
-commands never create a database: a wrong path is an error, not an empty list. Reading is safe while
-``ivr run`` is writing (SQLite WAL).
+The database is ``--db PATH`` (SQLite) or ``--records-url URL`` (PostgreSQL), else the same settings as
+``ivr run``: ``records_url`` (``IVR_RECORDS_URL``) when set, otherwise ``records_path``
+(``IVR_RECORDS_PATH``). These commands never create a SQLite file: a wrong path is an error, not an
+empty list. Reading is safe while ``ivr run`` is writing (SQLite WAL, PostgreSQL MVCC).
 
 Exit codes: 0 done, 1 no such call, 2 unusable settings or database.
 """
@@ -19,7 +20,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO
 
-from ivr.ops.records import CallRecord, RecordsDatabase, RecordsError
+from ivr.ops.records import CallRecord, RecordsError, RecordsReader, open_database
+from ivr.ops.records.urls import is_postgres_url, url_password
 
 DEFAULT_RECORDS_PATH = Path.home() / ".local" / "share" / "ivr" / "calls.sqlite3"
 
@@ -36,12 +38,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     calls.set_defaults(func=lambda args: _usage(calls))
     sub = calls.add_subparsers(dest="calls_command", metavar="ACTION")
 
-    db_help = "records database (default: the records_path setting, IVR_RECORDS_PATH)"
+    db_help = "SQLite records file (default: the settings: IVR_RECORDS_URL, else IVR_RECORDS_PATH)"
+    url_help = (
+        "PostgreSQL records, postgresql://user@host/db (password: PGPASSWORD, ~/.pgpass or IVR_RECORDS_URL)"
+    )
+
+    def database_options(parser: argparse.ArgumentParser) -> None:
+        where = parser.add_mutually_exclusive_group()
+        where.add_argument("--db", type=Path, metavar="PATH", help=db_help)
+        where.add_argument("--records-url", type=_records_url, metavar="URL", help=url_help)
 
     listing = sub.add_parser(
         "list", help="the most recent calls", description="List calls, most recent first."
     )
-    listing.add_argument("--db", type=Path, metavar="PATH", help=db_help)
+    database_options(listing)
     listing.add_argument("--limit", type=_positive_int, default=50, metavar="N", help="at most N calls (50)")
     listing.add_argument(
         "--outcome", metavar="X", help="only calls with this outcome (e.g. completed, error)"
@@ -54,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
     show = sub.add_parser("show", help="one call in full", description="Show one call record in full.")
     show.add_argument("call_id", metavar="CALL_ID", help="the call id (a unique prefix is enough)")
-    show.add_argument("--db", type=Path, metavar="PATH", help=db_help)
+    database_options(show)
     show.add_argument("--json", action="store_true", help="print the record as JSON")
     show.set_defaults(func=cmd_show)
 
@@ -63,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="export records as JSONL",
         description="Write call records as JSON Lines (one object per call, oldest first).",
     )
-    export.add_argument("--db", type=Path, metavar="PATH", help=db_help)
+    database_options(export)
     export.add_argument("--out", type=Path, metavar="FILE", help="output file (default: standard output)")
     export.add_argument("--outcome", metavar="X", help="only calls with this outcome")
     export.add_argument("--since", type=parse_since, metavar="WHEN", help="e.g. 2h, 7d or 2026-11-24")
@@ -83,6 +93,16 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
+
+
+def _records_url(text: str) -> str:
+    if not is_postgres_url(text):
+        raise argparse.ArgumentTypeError("expected postgresql://user@host:port/database")
+    if url_password(text) is not None:
+        raise argparse.ArgumentTypeError(
+            "no password on the command line: use PGPASSWORD, ~/.pgpass or IVR_RECORDS_URL"
+        )
+    return text
 
 
 def parse_since(text: str, *, now: float | None = None) -> float:
@@ -107,14 +127,20 @@ def default_db_path() -> Path:
     return Path(getattr(settings, "records_path", DEFAULT_RECORDS_PATH)).expanduser()
 
 
-def _open(args: argparse.Namespace) -> RecordsDatabase:
-    from ivr.config import ConfigError
+def _open(args: argparse.Namespace) -> RecordsReader:
+    """``--db``, ``--records-url``, else the settings ``ivr run`` uses (URL first)."""
+    from ivr.config import ConfigError, load_settings
 
+    if args.db is not None:
+        return open_database(path=args.db.expanduser())
+    if args.records_url is not None:
+        return open_database(path=DEFAULT_RECORDS_PATH, url=args.records_url)
     try:
-        path = args.db.expanduser() if args.db is not None else default_db_path()
+        settings = load_settings()
     except ConfigError as exc:
         raise RecordsError(str(exc)) from None
-    return RecordsDatabase(path, create=False)
+    url = settings.records_url.get_secret_value() if settings.records_url else None
+    return open_database(path=Path(settings.records_path).expanduser(), url=url)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -203,6 +229,7 @@ def write_details(record: CallRecord, out: IO[str]) -> None:
         ("caller", record.caller or "-"),
         ("direction", record.direction or "-"),
         ("linkedid", record.linkedid or "-"),
+        ("instance", _instances(record)),
         ("path", " -> ".join(record.path) or "-"),
         ("dtmf", " ".join(record.dtmf) or "-"),
     ]
@@ -232,6 +259,12 @@ def write_details(record: CallRecord, out: IO[str]) -> None:
         out.write("transcript\n")
         for speaker, text in record.transcript:
             out.write(f"  {speaker}: {text}\n")
+
+
+def _instances(record: CallRecord) -> str:
+    served = record.instances or ([record.instance] if record.instance else [])
+    text = " -> ".join(served) or "-"
+    return f"{text}  (resumed)" if record.resumed else text
 
 
 def _local(epoch: float) -> str:

@@ -17,31 +17,28 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 
 from ivr.ari.client import AriClient
-from ivr.ari.errors import ApplicationReplacedError, AriConnectionError, AriError, Unauthorized
+from ivr.ari.errors import ApplicationReplacedError, AriConnectionError, AriError, BadReply, Unauthorized
 from ivr.audiosocket.server import AudioSocketConfig, AudioSocketServer
 from ivr.call.ari_app import AriApp, AriAppConfig
 from ivr.call.dialplan_app import DialplanApp
 from ivr.call.flows import FlowCatalog
 from ivr.call.lifecycle import ReportSink
-from ivr.call.runtime import CallReport, WebhookHandler
+from ivr.call.runtime import CallReport
 from ivr.call.speech import registry_factory
 from ivr.cli.flow_commands import dialplan_mode_issues
 from ivr.config import ConfigError, Settings, load_settings
-from ivr.flow.actions import HttpRequest
 from ivr.flow.errors import FlowError, FlowIssue
-from ivr.flow.events import WebhookFailed, WebhookResult
 from ivr.flow.llm_matcher import LlmMatcher
 from ivr.flow.source import find_flow_file
-from ivr.flow.webhook import perform_request
+from ivr.flow.webhook import WebhookClient
 from ivr.logs import setup_logging
 from ivr.ops.health import HealthServer
 from ivr.ops.metrics import Metrics
-from ivr.ops.records import CallRecordStore, RecordsError
+from ivr.ops.records import RecordsError, create_store
 from ivr.speech.registry import SpeechRegistry
 
 log = logging.getLogger("ivr.run")
@@ -85,7 +82,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    setup_logging(args.log_level, json_lines=args.log_json)
+    limiter = setup_logging(args.log_level, json_lines=args.log_json)
     overrides = {dest: getattr(args, dest) for _, dest, _ in FLAG_SETTINGS}
     try:
         settings = load_settings(overrides, toml_path=args.config)
@@ -96,6 +93,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     except KeyboardInterrupt:
         return 0
+    finally:
+        limiter.flush()  # say how many log lines were suppressed before the process goes
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -165,14 +164,22 @@ async def serve(
     async with contextlib.AsyncExitStack() as stack:
         http = await stack.enter_async_context(aiohttp.ClientSession())
         stack.push_async_callback(registry.aclose)
-        records = CallRecordStore(settings.records_path)
+        try:
+            records = create_store(
+                path=settings.records_path,
+                url=settings.records_url.get_secret_value() if settings.records_url else None,
+                spool=settings.records_spool,
+                instance=settings.instance_id,
+            )
+        except RecordsError as exc:
+            raise StartupError(f"call records: {exc}") from None
         try:
             await records.open()
         except RecordsError as exc:
-            raise StartupError(f"call records at {settings.records_path}: {exc}") from None
+            raise StartupError(f"call records at {records.where}: {exc}") from None
         stack.push_async_callback(records.close)
         metrics = Metrics()
-        webhook = allow_listed_webhooks(http, settings.webhook_allow)
+        webhook = await stack.enter_async_context(WebhookClient.from_settings(settings))
         app_ref: list[AriApp] = []
 
         def readiness() -> tuple[bool, str]:
@@ -224,8 +231,8 @@ async def serve(
             AudioSocketConfig(
                 host=host,
                 port=port,
-                max_connections=max(2 * settings.max_calls, 16),
-                max_per_source=settings.audiosocket_max_per_source,
+                max_connections=settings.audiosocket_max_connections,
+                max_per_source=settings.per_source_limit,
             ),
             on_session=dialplan.handle if dialplan else None,
         )
@@ -301,24 +308,6 @@ async def serve(
         return code
 
 
-def allow_listed_webhooks(http: aiohttp.ClientSession, allow: str | None) -> WebhookHandler:
-    """Webhooks through the shared HTTP session, limited to ``IVR_WEBHOOK_ALLOW`` hosts when it is set."""
-    hosts = [h.strip().lower() for h in (allow or "").split(",") if h.strip()]
-
-    def allowed(url: str) -> bool:
-        host = (urlsplit(url).hostname or "").lower()
-        return any(host == h or (h.startswith(".") and host.endswith(h)) for h in hosts)
-
-    async def handle(request: HttpRequest) -> WebhookResult | WebhookFailed:
-        if hosts and not allowed(request.url):
-            host = urlsplit(request.url).hostname or "?"
-            log.warning("step %s: webhook host %s is not in IVR_WEBHOOK_ALLOW", request.step, host)
-            return WebhookFailed(f"host {host} is not allowed (IVR_WEBHOOK_ALLOW)")
-        return await perform_request(http, request)
-
-    return handle
-
-
 async def check_ari(ari: AriClient, settings: Settings) -> None:
     try:
         info = await ari.asterisk_info()
@@ -326,6 +315,8 @@ async def check_ari(ari: AriClient, settings: Settings) -> None:
         raise StartupError(
             f"ARI at {settings.ari_url} refused user '{settings.ari_user}': check IVR_ARI_USER and IVR_ARI_PASSWORD"
         ) from None
+    except BadReply as exc:
+        raise StartupError(f"ARI at {settings.ari_url} answered, but not like Asterisk: {exc}") from None
     except AriConnectionError as exc:
         raise StartupError(f"cannot reach ARI at {settings.ari_url}: {exc}") from None
     except AriError as exc:

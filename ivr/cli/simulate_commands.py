@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import logging
+import multiprocessing
 import sys
 from pathlib import Path
 
 from ivr.flow.errors import FlowError
 from ivr.simulation.runner import SimulationError, SimulationResult, simulate
 from ivr.simulation.script import CallerScript, ScriptError, load_script
+from ivr.simulation.virtual_time import VirtualTimeLoop
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -26,13 +29,28 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="log the app's own lines too")
     p.set_defaults(func=cmd_simulate)
 
-    t = sub.add_parser("test", help="run caller scripts against a flow as tests (text mode by default)")
-    t.add_argument("flow", type=Path)
-    t.add_argument("scripts", type=Path, nargs="+")
-    t.add_argument(
-        "--offline", action="store_true", help="use the offline speech engines instead of sim-text"
+    t = sub.add_parser(
+        "test",
+        help="run caller scripts against a flow as tests (text mode, in virtual time, by default)",
+        description="Run caller scripts against a flow. Text mode (the default) runs on a virtual clock: "
+        "every wait of the call is skipped, so a 30 s call takes a fraction of a second. --offline uses "
+        "real speech and the real clock.",
     )
-    t.add_argument("--timeout", type=float, default=30.0)
+    t.add_argument("flow", type=Path, help="the flow file the scripts call, e.g. flows/pizza.yaml")
+    t.add_argument("scripts", type=Path, nargs="+", help="caller scripts (*.caller.yaml)")
+    t.add_argument(
+        "--offline", action="store_true", help="real speech (piper + faster-whisper) on the real clock"
+    )
+    t.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds each script step may wait (default 30)"
+    )
+    t.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=1,
+        help="run this many scripts at once, one process each (default 1)",
+    )
     t.set_defaults(func=cmd_test)
 
 
@@ -65,42 +83,46 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_test(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    jobs = [(args.flow, path, bool(args.offline), float(args.timeout)) for path in args.scripts]
+    if args.jobs > 1 and len(jobs) > 1:
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(min(args.jobs, len(jobs)), mp_context=context) as pool:
+            outcomes = list(pool.map(_run_script, *zip(*jobs, strict=True)))
+    else:
+        outcomes = [_run_script(*job) for job in jobs]
     failed = 0
-    for path in args.scripts:
-        try:
-            script = load_script(path)
-            result = asyncio.run(
-                simulate(
-                    args.flow,
-                    script,
-                    mode="offline" if args.offline else "text",
-                    out=None,
-                    step_timeout=args.timeout,
-                )
-            )
-        except ScriptError as exc:
-            print(f"ERROR {exc}")  # the message starts with the script's path
-            failed += 1
-            continue
-        except (SimulationError, FlowError) as exc:
-            print(f"ERROR {path}: {exc}")
-            failed += 1
-            continue
-        failed += 0 if result.passed else 1
-        _print_result(path, result)
+    for passed, lines in outcomes:
+        failed += 0 if passed else 1
+        for line in lines:
+            print(line)
     total = len(args.scripts)
     print(f"{total - failed} passed, {failed} failed")
     return 1 if failed else 0
 
 
-def _print_result(path: Path, result: SimulationResult) -> None:
-    print(f"{'PASS' if result.passed else 'FAIL'} {path} ({len(result.checks)} checks, {result.mode} mode)")
-    for error in result.errors:
-        print(f"    error: {error}")
-    for check in result.checks:
-        if not check.passed:
-            print(f"    FAIL {check.what}: {check.detail}")
+def _run_script(flow: Path, path: Path, offline: bool, timeout: float) -> tuple[bool, list[str]]:
+    """One caller script; returns (passed, the lines to print). Text mode runs in virtual time."""
+    try:
+        script = load_script(path)
+        factory = None if offline else VirtualTimeLoop
+        with asyncio.Runner(loop_factory=factory) as runner:
+            result = runner.run(
+                simulate(flow, script, mode="offline" if offline else "text", out=None, step_timeout=timeout)
+            )
+    except ScriptError as exc:
+        return False, [f"ERROR {exc}"]  # the message starts with the script's path
+    except (SimulationError, FlowError) as exc:
+        return False, [f"ERROR {path}: {exc}"]
+    return result.passed, _result_lines(path, result)
+
+
+def _result_lines(path: Path, result: SimulationResult) -> list[str]:
+    lines = [
+        f"{'PASS' if result.passed else 'FAIL'} {path} ({len(result.checks)} checks, {result.mode} mode)"
+    ]
+    lines += [f"    error: {error}" for error in result.errors]
+    lines += [f"    FAIL {c.what}: {c.detail}" for c in result.checks if not c.passed]
     if not result.passed:
-        print("    transcript:")
-        for line in result.transcript:
-            print(f"      {line}")
+        lines.append("    transcript:")
+        lines += [f"      {line}" for line in result.transcript]
+    return lines

@@ -8,7 +8,9 @@
   was called (SIGTERM: take no new calls).
 
 It binds 127.0.0.1:9464 by default (9100 is node_exporter's); nothing here is meant for the internet.
-Requests are not access-logged (a scrape every few seconds is noise, not information).
+Requests are not access-logged (a scrape every few seconds is noise, not information). A request that
+is not HTTP, or too large, costs one WARNING line naming the peer and what was wrong (never aiohttp's
+traceback; repeats are rate-limited by :mod:`ivr.logs`), and its connection.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from __future__ import annotations
 import errno
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
+from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ivr.config import parse_hostport
 from ivr.ops.metrics import Metrics
@@ -30,6 +34,39 @@ DEFAULT_HEALTH_PORT = 9464
 
 ReadyCheck = Callable[[], bool | tuple[bool, str]]
 """Cheap, non-blocking: ``True``/``False``, or ``(ready, reason)`` to say why not."""
+
+MAX_LINE_BYTES = 4096
+"""Request line and each header line (aiohttp's default is 8190)."""
+MAX_HEADERS = 32
+MAX_BODY_BYTES = 1024
+"""Every endpoint is a GET: a body is never needed."""
+KEEPALIVE_SECONDS = 30.0
+"""An idle connection is closed after this (aiohttp keeps one for an hour by default)."""
+
+
+class _PeerErrors(logging.LoggerAdapter[logging.Logger]):
+    """The ``logger`` aiohttp's request handler logs through: a request it could not parse (the peer's
+    fault) becomes one WARNING line with the peer and the reason; everything else passes unchanged."""
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info")
+        if isinstance(exc, tuple):
+            exc = exc[1]
+        if isinstance(exc, HttpProcessingError):
+            peer = args[0] if args else "?"
+            log.warning("metrics port: bad request from %s: %s", peer, _reason(exc))
+            return
+        self.logger.log(level, msg, *args, **kwargs)
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+        return msg, kwargs
+
+
+def _reason(exc: HttpProcessingError) -> str:
+    """aiohttp's message quotes the junk it got; keep its first words, printable and short."""
+    text = str(exc.message).strip().splitlines()[0] if str(exc.message).strip() else ""
+    text = "".join(c if c.isprintable() else "?" for c in text.split(":")[0])[:100]
+    return f"{type(exc).__name__} ({text})" if text else type(exc).__name__
 
 
 class HealthServer:
@@ -66,7 +103,7 @@ class HealthServer:
         return cls(metrics, ready=ready, host=host, port=port)
 
     def build_app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
@@ -75,7 +112,16 @@ class HealthServer:
     async def start(self) -> None:
         if self._runner is not None:
             raise RuntimeError("health server already started")
-        runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False)
+        runner = web.AppRunner(
+            self.build_app(),
+            access_log=None,
+            handle_signals=False,
+            logger=_PeerErrors(logging.getLogger("aiohttp.server")),
+            max_line_size=MAX_LINE_BYTES,
+            max_field_size=MAX_LINE_BYTES,
+            max_headers=MAX_HEADERS,
+            keepalive_timeout=KEEPALIVE_SECONDS,
+        )
         await runner.setup()
         site = web.TCPSite(runner, self.host, self._port, reuse_address=True)
         try:

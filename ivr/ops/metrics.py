@@ -22,6 +22,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from ivr.audiosocket.stats import LatencyHistogram
+from ivr.ops.looplag import LOOP_LAG_BUCKETS
 
 SPEECH_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 """Seconds; STT (end of speech to transcript) and TTS (request to first audio) both live here."""
@@ -168,6 +169,13 @@ class Metrics:
         )
         self.ari_reconnects = Counter(
             "ari_reconnects", "ARI WebSocket reconnections", namespace=ns, registry=reg
+        )
+        self.loop_lag = Histogram(
+            "loop_lag_seconds",
+            "How late the event loop ran a heartbeat due every 5 ms (anything that holds the loop)",
+            namespace=ns,
+            registry=reg,
+            buckets=LOOP_LAG_BUCKETS,
         )
         self.frame_lateness = _FoldedHistogram(
             f"{ns}_frame_lateness_seconds" if ns else "frame_lateness_seconds",

@@ -19,7 +19,7 @@ import contextlib
 import importlib.util
 import os
 import sys
-import time
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,14 +83,15 @@ class _Tracker:
     def __init__(self, out: TextIO | None, result: SimulationResult) -> None:
         self.out = out
         self.result = result
-        self.t0 = time.monotonic()
+        self.loop = asyncio.get_running_loop()
+        self.t0 = self.loop.time()  # the loop's clock: virtual time in ``ivr test``
         self.listening = False
         self.prompt_seq = 0
         self.changed = asyncio.Event()
         self.ended = False
 
     def line(self, who: str, text: str) -> None:
-        entry = f"[{time.monotonic() - self.t0:6.2f}] {who:<6} {text}"
+        entry = f"[{self.loop.time() - self.t0:6.2f}] {who:<6} {text}"
         self.result.transcript.append(entry)
         if self.out is not None:
             print(entry, file=self.out, flush=True)
@@ -348,11 +349,33 @@ async def _run_steps(
 async def _interactive(
     sim: SimAsterisk, caller_id: str, tracker: _Tracker, speak: Callable[[str], Any]
 ) -> None:
-    """Type what the caller says; digits like ``1#`` are pressed; ``/hangup`` or EOF hangs up."""
+    """Type what the caller says; digits like ``1#`` are pressed; ``/hangup`` or EOF hangs up.
+
+    Lines are read by a daemon thread of its own: a read blocked on the terminal cannot be cancelled,
+    so when the IVR ends the call the simulation returns at once instead of waiting for one more Enter
+    (a thread of the loop's executor would be joined at exit, which is exactly that wait).
+    """
     loop = asyncio.get_running_loop()
+    lines: asyncio.Queue[str] = asyncio.Queue()
+
+    def read() -> None:
+        for line in iter(sys.stdin.readline, ""):
+            loop.call_soon_threadsafe(lines.put_nowait, line)
+        loop.call_soon_threadsafe(lines.put_nowait, "")  # EOF
+
+    threading.Thread(target=read, name="ivr-simulate-stdin", daemon=True).start()
     print("type what the caller says; 1# presses keys; /hangup or Ctrl-D ends", file=sys.stderr)
     while not tracker.ended:
-        line = await loop.run_in_executor(None, sys.stdin.readline)
+        getter = asyncio.ensure_future(lines.get())
+        ended = asyncio.ensure_future(tracker.wait(lambda: tracker.ended, 1e9, "the call"))
+        done, _ = await asyncio.wait({getter, ended}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (getter, ended):
+            if task not in done:
+                task.cancel()
+        await asyncio.gather(getter, ended, return_exceptions=True)
+        if getter not in done or getter.cancelled():
+            return  # the IVR ended the call first
+        line = getter.result()
         text = line.strip()
         if not line or text == "/hangup":
             if caller_id in sim.channels:

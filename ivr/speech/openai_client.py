@@ -9,6 +9,8 @@ first request needs it, never from flow files; a missing key is a clear
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
 from collections.abc import Mapping
 
@@ -51,6 +53,19 @@ class OpenAIClientSource:
                 timeout=httpx2.Timeout(60.0, connect=CONNECT_TIMEOUT),
             )
         return self._client
+
+    def warm(self) -> None:
+        """Build the client and import every SDK module a call could need, now (at startup).
+
+        The SDK imports its resource modules on first attribute access (~100 ms) and the Realtime
+        connection imports ``websockets``: in mid-call that would stall every live call's audio.
+        """
+        with contextlib.suppress(ImportError):  # the realtime extra: used by realtime.connect() and retry
+            importlib.import_module("websockets.asyncio.client")
+            importlib.import_module("websockets.exceptions")
+        client = self.get()
+        for resource in (client.audio.transcriptions, client.audio.speech, client.realtime, client.chat):
+            assert resource is not None
 
     async def aclose(self) -> None:
         client, self._client = self._client, None

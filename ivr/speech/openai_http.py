@@ -158,7 +158,9 @@ class OpenAITranscriber(Transcriber):
 
     async def _plain(self, params: dict[str, Any], left: float) -> Transcript:
         client = self.client.get()
-        result = await client.audio.transcriptions.create(**params, timeout=left)
+        raw = await client.audio.transcriptions.with_raw_response.create(**params, timeout=left)
+        _check_type(raw.headers.get("content-type", ""), ("json",), self.engine)
+        result = raw.parse()
         text = getattr(result, "text", None)
         if not isinstance(text, str):
             raise BadResponseError("transcription answer has no text", engine=self.engine)
@@ -170,6 +172,7 @@ class OpenAITranscriber(Transcriber):
         stream = await client.audio.transcriptions.create(**params, stream=True, timeout=left)
         try:
             ctype = stream.response.headers.get("content-type", "")
+            _check_type(ctype, ("json", "event-stream"), self.engine)
             if "json" in ctype:
                 # The model ignored `stream`: a plain JSON answer, which the SDK would yield as no events.
                 body = await stream.response.aread()
@@ -179,11 +182,20 @@ class OpenAITranscriber(Transcriber):
             try:
                 first = await anext(it)
             except StopAsyncIteration:
-                first = None
+                raise BadResponseError(
+                    "the transcription stream ended with no transcript events", engine=self.engine
+                ) from None
             return _TranscriptStream(self.engine, stream, it, first, self.policy.stall_timeout)
         except BaseException:
             await stream.close()
             raise
+
+
+def _check_type(content_type: str, wanted: tuple[str, ...], engine: str) -> None:
+    """A 200 that is not a transcript (a proxy's HTML page) is a provider error, never silence."""
+    if not any(w in content_type for w in wanted):
+        shown = content_type.split(";")[0].strip() or "no content type"
+        raise BadResponseError(f"transcription answer is {shown}, not a transcript", engine=engine)
 
 
 @dataclass(slots=True)

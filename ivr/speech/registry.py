@@ -22,13 +22,14 @@ shared by all calls; Realtime engines belong to one call (:meth:`SpeechRegistry.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ivr.speech.base import Synthesizer, Transcriber
 from ivr.speech.cache import CachingSynthesizer, PromptCache
 from ivr.speech.errors import ProviderConfigError
+from ivr.speech.executor import EngineSpec, RemoteSynthesizer, RemoteTranscriber, SpeechPool
 from ivr.speech.openai_client import OpenAIClientSource
 from ivr.speech.retry import DEFAULT_POLICY, RetryPolicy
 
@@ -76,9 +77,12 @@ class SpeechRegistry:
         env: Mapping[str, str] | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         policy: RetryPolicy = DEFAULT_POLICY,
+        pool: SpeechPool | None = None,
     ) -> None:
         self.client = OpenAIClientSource(env)
         self.policy = policy
+        self.pool = pool
+        """Where offline inference runs; None runs it in this process (its own worker threads)."""
         self.cache = PromptCache(Path(cache_dir)) if cache_dir is not None else None
         self._shared_stt: dict[tuple[str, str | None, str | None], Transcriber] = {}
         self._shared_tts: dict[tuple[str, str | None, str | None, str | None], Synthesizer] = {}
@@ -112,6 +116,9 @@ class SpeechRegistry:
             made = OpenAITranscriber(
                 self.client, model=model or DEFAULT_TRANSCRIBE_MODEL, language=language, policy=self.policy
             )
+        elif engine == "offline" and self.pool is not None:
+            spec = EngineSpec("stt", engine, model=model, language=language or "en")
+            made = RemoteTranscriber(self.pool, spec, engine=engine)
         elif engine == "offline":
             from ivr.speech.offline import WhisperTranscriber
 
@@ -164,6 +171,9 @@ class SpeechRegistry:
             from ivr.speech.offline import PiperSynthesizer
 
             made = PiperSynthesizer(model)
+            if self.pool is not None:
+                spec = EngineSpec("tts", engine, model=model, voice=voice, instructions=instructions)
+                made = RemoteSynthesizer(self.pool, spec, made)
         elif engine == "sim-text":
             from ivr.speech.simulated import ToneSynthesizer
 
@@ -229,6 +239,43 @@ class SpeechRegistry:
         if self.cache is not None:
             synthesizer = CachingSynthesizer(synthesizer, self.cache)
         return CallSpeech(transcriber, synthesizer)
+
+    async def warm_up(self, uses: Sequence[SpeechSettings]) -> None:
+        """Load, before the first call, everything calls with these settings will need.
+
+        A first use in mid-call would stall every live call's audio: SDK modules import and clients
+        construct for ~100 ms, offline models load for seconds. Engines in a :attr:`pool` were loaded
+        by its workers; in-process offline models load here (in a thread).
+        """
+        self.check_all(uses)
+        engines = {u.stt_engine for u in uses} | {TTS_ALIASES.get(u.tts_engine, u.tts_engine) for u in uses}
+        if engines & {"openai", "openai-realtime", "openai-speech"}:
+            import ivr.speech.openai_http
+            import ivr.speech.openai_realtime  # noqa: F401
+
+            if self.client.configured:
+                self.client.warm()
+        for use in uses:
+            stt = use.stt_engine
+            if stt in ("openai", "offline", "sim-text"):
+                warm = getattr(
+                    self.transcriber(stt, model=use.stt_model, language=use.language), "load", None
+                )
+                if warm is not None:
+                    await warm()
+            tts = TTS_ALIASES.get(use.tts_engine, use.tts_engine)
+            if tts in ("openai-speech", "offline", "sim-text"):
+                synth = self.synthesizer(
+                    tts, model=use.tts_model, voice=use.voice, instructions=use.instructions
+                )
+                synth.identity(voice=use.voice, instructions=use.instructions)  # version lookups, once
+                warm = getattr(synth, "load", None)
+                if warm is not None:
+                    await warm()
+
+    def check_all(self, uses: Sequence[SpeechSettings]) -> None:
+        for use in uses:
+            self.check(use)
 
     async def aclose(self) -> None:
         """Close the shared HTTP client (offline models stay loaded for the process)."""

@@ -69,7 +69,15 @@ class Hang:
     """Accept the request and never answer (until the client gives up)."""
 
 
-Action = Fail | Audio | Text | Hang
+@dataclass
+class Body:
+    """Answer 200 with any body and content type (a captive portal's HTML page, an empty stream)."""
+
+    body: bytes
+    content_type: str = "text/html"
+
+
+Action = Fail | Audio | Text | Hang | Body
 
 
 @dataclass
@@ -174,6 +182,8 @@ class FakeOpenAI:
             return await self._fail(action)
         if isinstance(action, Hang):
             await asyncio.sleep(3600)
+        if isinstance(action, Body):
+            return web.Response(body=action.body, headers={"Content-Type": action.content_type})
         assert isinstance(action, Text)
         lps = [{"token": "x", "logprob": lp} for lp in action.logprobs] if action.logprobs else None
         wants_stream = flat.get("stream") == "true"

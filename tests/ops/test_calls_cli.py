@@ -11,6 +11,7 @@ import pytest
 from ivr.cli import calls_commands
 from ivr.flow.builtins import MASK
 from ivr.ops.records import CallRecord, RecordsDatabase
+from tests.ops.conftest import Engine
 from tests.ops.helpers import make_report
 
 
@@ -27,33 +28,48 @@ def run(*argv: str) -> int:
     return code
 
 
+def sample_records() -> list[CallRecord]:
+    return [
+        CallRecord.from_report(
+            make_report("1700000001.11", started_at=1_700_000_000.0),
+            caller="+15550001",
+            linkedid="1700000001.11",
+            direction="inbound",
+            instance="ivr-a",
+        ),
+        CallRecord.from_report(
+            make_report(
+                "1700000002.22",
+                started_at=1_700_000_100.0,
+                outcome="error",
+                errors=["speech-to-text failed: timeout"],
+            ),
+            caller="+15550002",
+        ),
+        CallRecord.from_report(
+            make_report("1700000003.33", started_at=1_700_000_200.0, outcome="transferred")
+        ),
+    ]
+
+
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
     path = tmp_path / "calls.sqlite3"
     with RecordsDatabase(path) as records:
-        records.insert(
-            [
-                CallRecord.from_report(
-                    make_report("1700000001.11", started_at=1_700_000_000.0),
-                    caller="+15550001",
-                    linkedid="1700000001.11",
-                    direction="inbound",
-                ),
-                CallRecord.from_report(
-                    make_report(
-                        "1700000002.22",
-                        started_at=1_700_000_100.0,
-                        outcome="error",
-                        errors=["speech-to-text failed: timeout"],
-                    ),
-                    caller="+15550002",
-                ),
-                CallRecord.from_report(
-                    make_report("1700000003.33", started_at=1_700_000_200.0, outcome="transferred")
-                ),
-            ]
-        )
+        records.insert(sample_records())
     return path
+
+
+@pytest.fixture
+def pg(pg_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A PostgreSQL records database with the sample calls; its URL without password (PGPASSWORD has it)."""
+    from ivr.ops.records.postgres_db import PostgresDatabase
+
+    with PostgresDatabase(pg_engine.pg_url) as records:
+        records.write_records(sample_records())
+    assert pg_engine.server is not None
+    monkeypatch.setenv("PGPASSWORD", pg_engine.server.password)
+    return pg_engine.pg_url.replace(f":{pg_engine.server.password}@", "@")
 
 
 def test_list_prints_a_table_most_recent_first(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -95,6 +111,7 @@ def test_show_prints_one_call_in_full(db: Path, capsys: pytest.CaptureFixture[st
     assert f"caller: {MASK}" in out
     assert "2 answer(s), median 396 ms, max 412 ms" in out
     assert "first prompt frame 231 ms after arrival" in out
+    assert "instance   ivr-a" in out
 
 
 def test_show_by_unique_prefix_and_errors(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -142,6 +159,7 @@ def test_default_path_comes_from_the_settings(
     monkeypatch.chdir(tmp_path)  # no ivr.toml here
     monkeypatch.delenv("IVR_CONFIG", raising=False)
     monkeypatch.setenv("IVR_RECORDS_PATH", str(db))
+    monkeypatch.delenv("IVR_RECORDS_URL", raising=False)
     assert calls_commands.default_db_path() == db
     assert run("calls", "list") == 0
     assert "1700000003.33" in capsys.readouterr().out
@@ -185,3 +203,64 @@ def test_works_under_the_real_ivr_parser(
     monkeypatch.setattr(ivr.cli, "COMMAND_MODULES", tuple(dict.fromkeys(modules)))
     assert ivr.cli.main(["calls", "show", "1700000003.33", "--db", str(db), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["outcome"] == "transferred"
+
+
+def test_list_show_export_on_postgres(pg: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run("calls", "list", "--records-url", pg) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[-1] for line in lines[1:]] == ["1700000003.33", "1700000002.22", "1700000001.11"]
+
+    assert run("calls", "show", "1700000001", "--records-url", pg) == 0
+    out = capsys.readouterr().out
+    assert "welcome -> menu -> pin -> balance -> goodbye" in out
+    assert "instance   ivr-a" in out
+    assert run("calls", "show", "17000000", "--records-url", pg) == 1
+    assert "matches several calls" in capsys.readouterr().err
+
+    out_file = tmp_path / "pg.jsonl"
+    assert run("calls", "export", "--records-url", pg, "--out", str(out_file), "--outcome", "error") == 0
+    [line] = out_file.read_text(encoding="utf-8").splitlines()
+    assert CallRecord.from_dict(json.loads(line)).errors == ["speech-to-text failed: timeout"]
+
+
+def test_postgres_from_the_settings_wins_over_the_path(
+    pg: str,
+    pg_engine: Engine,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("IVR_CONFIG", raising=False)
+    monkeypatch.delenv("PGPASSWORD")
+    monkeypatch.setenv("IVR_RECORDS_URL", pg_engine.pg_url)  # the password comes with the setting
+    monkeypatch.setenv("IVR_RECORDS_PATH", str(tmp_path / "absent.sqlite3"))
+    assert run("calls", "list", "--json") == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3
+    assert not (tmp_path / "absent.sqlite3").exists()
+
+
+def test_records_url_flag_refuses_passwords_and_other_schemes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build().parse_args(["calls", "list", "--records-url", "postgresql://ivr:hunter2@db/ivr"])
+    err = capsys.readouterr().err
+    assert "no password on the command line: use PGPASSWORD" in err
+    assert "hunter2" not in err
+    with pytest.raises(SystemExit):
+        build().parse_args(["calls", "list", "--records-url", "mysql://db/ivr"])
+    assert "expected postgresql://" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        build().parse_args(["calls", "list", "--db", "x.sqlite3", "--records-url", "postgresql://db/ivr"])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_a_records_url_setting_that_is_not_postgres_is_a_setting_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("IVR_CONFIG", raising=False)
+    monkeypatch.setenv("IVR_RECORDS_URL", "mysql://root:TOPSECRET@db/ivr")
+    assert run("calls", "list") == 2
+    err = capsys.readouterr().err
+    assert "records_url (IVR_RECORDS_URL): expected postgresql://" in err
+    assert "TOPSECRET" not in err

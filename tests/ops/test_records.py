@@ -23,10 +23,12 @@ from ivr.ops.records import (
     SCHEMA_VERSION,
     CallRecord,
     CallRecordStore,
+    Migration,
     RecordsDatabase,
     RecordsError,
     redact_text,
 )
+from tests.ops.conftest import Engine
 from tests.ops.helpers import make_report
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,9 +43,8 @@ def database_bytes(directory: Path) -> bytes:
     return b"".join(p.read_bytes() for p in leftovers(directory, "calls.sqlite3"))
 
 
-async def test_round_trip_record_list_get_export(tmp_path: Path) -> None:
-    db = tmp_path / "calls.sqlite3"
-    async with CallRecordStore(db) as store:
+async def test_round_trip_record_list_get_export(engine: Engine, tmp_path: Path) -> None:
+    async with engine.store("host-1") as store:
         written = await store.record(
             make_report("c1", started_at=1000.0), caller="+15551234", linkedid="1700.1", direction="inbound"
         )
@@ -52,6 +53,7 @@ async def test_round_trip_record_list_get_export(tmp_path: Path) -> None:
 
         assert written.call_id == "c1"
         assert written.caller == "+15551234"
+        assert (written.instance, written.instances, written.resumed) == ("host-1", ["host-1"], False)
         got = await store.get("c1")
         assert got == written
         assert got is not None
@@ -89,8 +91,9 @@ async def test_round_trip_record_list_get_export(tmp_path: Path) -> None:
     assert not leftovers(tmp_path, ".export.jsonl.")  # the temporary file was renamed away
 
 
-async def test_masked_values_stay_masked_and_secrets_never_reach_the_file(tmp_path: Path) -> None:
-    db = tmp_path / "calls.sqlite3"
+async def test_masked_values_stay_masked_and_secrets_never_reach_the_database(
+    engine: Engine, tmp_path: Path
+) -> None:
     report = make_report(
         "secret-call",
         errors=["POST https://bob:hunter2pw@hooks.example/x?api_key=K3YVALUE&page=2 failed"],
@@ -104,7 +107,7 @@ async def test_masked_values_stay_masked_and_secrets_never_reach_the_file(tmp_pa
             "digits": [1, 2, float("nan")],
         },
     )
-    async with CallRecordStore(db) as store:
+    async with engine.store() as store:
         record = await store.record(report)
         stored = await store.get("secret-call")
     assert stored == record
@@ -119,7 +122,10 @@ async def test_masked_values_stay_masked_and_secrets_never_reach_the_file(tmp_pa
     assert stored.errors == [f"POST https://{MASK}@hooks.example/x?api_key={MASK}&page=2 failed"]
     assert "SEKRETTOKEN123" not in stored.reason
 
-    raw = database_bytes(tmp_path)
+    if engine.server is not None:
+        raw = engine.sql("SELECT row_to_json(c)::text FROM calls c").encode()
+    else:
+        raw = database_bytes(tmp_path)
     for secret in (
         b"hunter2pw",
         b"K3YVALUE",
@@ -189,8 +195,8 @@ async def test_records_survive_the_process_being_killed(tmp_path: Path, how: str
         assert {r.call_id for r in reopened.list(limit=None)} == {f"k{i}" for i in range(40)}
 
 
-async def test_concurrent_writes_from_many_tasks(tmp_path: Path) -> None:
-    async with CallRecordStore(tmp_path / "calls.sqlite3") as store:
+async def test_concurrent_writes_from_many_tasks(engine: Engine) -> None:
+    async with engine.store() as store:
 
         async def one(i: int) -> CallRecord:
             await asyncio.sleep(0.001 * (i % 7))
@@ -205,16 +211,15 @@ async def test_concurrent_writes_from_many_tasks(tmp_path: Path) -> None:
     assert all(r.linkedid == str(int(r.call_id.removeprefix("call-"))) for r in listed)
 
 
-async def test_close_waits_for_queued_records_and_cancelled_awaits_still_write(tmp_path: Path) -> None:
-    db = tmp_path / "calls.sqlite3"
-    store = CallRecordStore(db)
+async def test_close_waits_for_queued_records_and_cancelled_awaits_still_write(engine: Engine) -> None:
+    store = engine.store()
     await store.open()
     tasks = [asyncio.create_task(store.record(make_report(f"q{i}"))) for i in range(30)]
     await asyncio.sleep(0)  # every task has queued its record
     tasks[0].cancel()
     await store.close()
     await asyncio.gather(*tasks, return_exceptions=True)
-    with RecordsDatabase(db, create=False) as reopened:
+    with engine.database() as reopened:
         assert reopened.count() == 30
     with pytest.raises(RecordsError, match="closed"):
         await store.record(make_report("late"))
@@ -237,8 +242,8 @@ async def test_open_fails_cleanly_on_a_file_that_is_not_a_database(tmp_path: Pat
         await store.record(make_report("x"))
 
 
-async def test_a_record_for_the_same_call_replaces_the_first(tmp_path: Path) -> None:
-    async with CallRecordStore(tmp_path / "calls.sqlite3") as store:
+async def test_a_record_for_the_same_call_replaces_the_first(engine: Engine) -> None:
+    async with engine.store() as store:
         await store.record(make_report("dup", outcome="error"))
         await store.record(make_report("dup", outcome="completed"))
         assert [r.outcome for r in await store.list()] == ["completed"]
@@ -297,7 +302,7 @@ def test_unversioned_calls_table_is_refused(tmp_path: Path) -> None:
     conn.execute("CREATE TABLE calls (x)")
     conn.commit()
     conn.close()
-    with pytest.raises(RecordsError, match="not an ivr records file"):
+    with pytest.raises(RecordsError, match="not an ivr records database"):
         RecordsDatabase(path)
 
 
@@ -306,37 +311,39 @@ def test_migration_path_upgrades_an_old_database_and_keeps_its_rows(tmp_path: Pa
     with RecordsDatabase(path) as db:
         db.insert([CallRecord.from_report(make_report("old"), now=1.0)])
 
-    ran: list[int] = []
-
-    def add_queue_column(conn: sqlite3.Connection) -> None:
-        ran.append(1)
-        conn.execute("ALTER TABLE calls ADD COLUMN queue TEXT")
-
-    newer = (*MIGRATIONS, add_queue_column)
+    add_queue = Migration(
+        "queue column",
+        sqlite=("ALTER TABLE calls ADD COLUMN queue TEXT",),
+        postgres=("ALTER TABLE calls ADD COLUMN queue TEXT",),
+    )
+    newer = (*MIGRATIONS, add_queue)
     with RecordsDatabase(path, migrations=newer) as db:
         assert db.found_version == SCHEMA_VERSION
         assert db.schema_version == SCHEMA_VERSION + 1
         assert db.get("old") is not None
     with RecordsDatabase(path, migrations=newer) as db:
-        assert db.schema_version == SCHEMA_VERSION + 1
-    assert ran == [1]  # applied once
+        assert db.found_version == SCHEMA_VERSION + 1  # applied once
     conn = sqlite3.connect(path)
     try:
         columns = [row[1] for row in conn.execute("PRAGMA table_info(calls)")]
+        versions = conn.execute("SELECT version, name FROM schema_version ORDER BY version").fetchall()
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
     finally:
         conn.close()
     assert "queue" in columns
+    assert versions[-1] == (SCHEMA_VERSION + 1, "queue column")
+    assert [v for v, _ in versions] == list(range(1, SCHEMA_VERSION + 2))
 
 
 def test_failed_migration_rolls_back_entirely(tmp_path: Path) -> None:
     path = tmp_path / "calls.sqlite3"
     RecordsDatabase(path).close()
-
-    def broken(conn: sqlite3.Connection) -> None:
-        conn.execute("ALTER TABLE calls ADD COLUMN half TEXT")
-        raise RuntimeError("migration bug")
-
-    with pytest.raises(RuntimeError, match="migration bug"):
+    broken = Migration(
+        "broken",
+        sqlite=("ALTER TABLE calls ADD COLUMN half TEXT", "SELECT * FROM no_such_table"),
+        postgres=(),
+    )
+    with pytest.raises(RecordsError, match="no such table"):
         RecordsDatabase(path, migrations=(*MIGRATIONS, broken))
     with RecordsDatabase(path) as db:
         assert db.schema_version == SCHEMA_VERSION
@@ -347,8 +354,8 @@ def test_failed_migration_rolls_back_entirely(tmp_path: Path) -> None:
         conn.close()
 
 
-async def test_export_while_recording_uses_its_own_connection(tmp_path: Path) -> None:
-    async with CallRecordStore(tmp_path / "calls.sqlite3") as store:
+async def test_export_while_recording_uses_its_own_connection(engine: Engine) -> None:
+    async with engine.store() as store:
         for i in range(5):
             await store.record(make_report(f"e{i}", started_at=float(i)))
         out = io.StringIO()

@@ -1,8 +1,8 @@
 """The shipped caller scripts (``flows/callers/*.caller.yaml``), run once per session and all at once.
 
-Each script is a real call of seconds to half a minute (the no-input cases wait for real timeouts), so
-running them one after the other would take minutes; they run concurrently in one event loop instead,
-each with its own simulated Asterisk, app and sockets, and every test looks up its own result.
+Each script is a whole call of seconds to half a minute of call time (the no-input cases wait for their
+timeouts); they run concurrently in one virtual-time event loop (as ``ivr test`` runs them), each with its
+own simulated Asterisk, app and sockets, and every test looks up its own result.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import pytest
 
 from ivr.simulation.runner import SimulationResult, simulate
 from ivr.simulation.script import load_script
+from ivr.simulation.virtual_time import VirtualTimeLoop
 
 ROOT = Path(__file__).parents[2]
 FLOWS = ROOT / "flows"
@@ -46,4 +47,6 @@ def shipped_results(request: pytest.FixtureRequest) -> dict[str, SimulationResul
     async def run_all() -> list[SimulationResult | BaseException]:
         return await asyncio.gather(*(run_script(p) for p in wanted), return_exceptions=True)
 
-    return {p.name: r for p, r in zip(wanted, asyncio.run(run_all()), strict=True)}
+    with asyncio.Runner(loop_factory=VirtualTimeLoop) as runner:
+        results = runner.run(run_all())
+    return {p.name: r for p, r in zip(wanted, results, strict=True)}

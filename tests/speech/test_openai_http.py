@@ -23,7 +23,7 @@ from ivr.speech.errors import (
 from ivr.speech.openai_client import OpenAIClientSource
 from ivr.speech.openai_http import OpenAISpeechSynthesizer, OpenAITranscriber
 from ivr.speech.retry import RetryPolicy
-from tests.fakes.openai_server import API_KEY, Audio, Fail, FakeOpenAI, Hang, Text, tone_pcm
+from tests.fakes.openai_server import API_KEY, Audio, Body, Fail, FakeOpenAI, Hang, Text, tone_pcm
 
 RATES = [8000, 16000]
 FAST = RetryPolicy(deadline=5.0, max_attempts=4, backoff_initial=0.01, backoff_max=0.05, stall_timeout=2.0)
@@ -303,3 +303,19 @@ async def _frames(pcm: bytes, rate: int):
     fb = frame_bytes(rate)
     for i in range(0, len(pcm), fb):
         yield pcm[i : i + fb]
+
+
+@pytest.mark.parametrize("stream", [True, False])
+async def test_transcription_html_page_is_a_provider_error_not_silence(fake: FakeOpenAI, source, stream):
+    """A 200 whose body is not a transcript (a proxy's HTML page) must take the error path, never no_input."""
+    fake.transcriptions.append(Body(b"<html><body>Service unavailable</body></html>"))
+    tr = OpenAITranscriber(source, stream=stream, policy=FAST)
+    with pytest.raises(BadResponseError, match="text/html"):
+        await tr.transcribe(tone_pcm(0.3, 8000), rate=8000)
+
+
+async def test_transcription_empty_event_stream_is_a_provider_error(fake: FakeOpenAI, source):
+    fake.transcriptions.append(Body(b"", content_type="text/event-stream"))
+    tr = OpenAITranscriber(source, policy=FAST)
+    with pytest.raises(BadResponseError, match="no transcript events"):
+        await tr.transcribe(tone_pcm(0.3, 8000), rate=8000)
