@@ -49,16 +49,9 @@ from ivr.audiosocket.server import AudioSocketServer
 from ivr.audiosocket.session import AudioSocketSession
 from ivr.call.flows import FlowCatalog
 from ivr.call.lifecycle import CallLife, ReportSink
-from ivr.call.ports import SpeechFactory
-from ivr.call.runtime import (
-    RECENT_REPORTS,
-    CallReport,
-    CallRuntime,
-    Classifier,
-    Tracer,
-    WebhookHandler,
-    stasis_args,
-)
+from ivr.call.ports import Classifier, SpeechFactory, WebhookHandler
+from ivr.call.report import RECENT_REPORTS, CallReport, Tracer
+from ivr.call.runtime import CallRuntime, stasis_args
 from ivr.call.transfer import TRANSFER_MARKER, EndpointTransfer
 from ivr.flow import actions as act
 from ivr.flow import events as ev

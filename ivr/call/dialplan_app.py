@@ -20,8 +20,9 @@ import aiohttp
 from ivr.audiosocket.session import AudioSocketSession
 from ivr.call.flows import FlowCatalog
 from ivr.call.lifecycle import CallLife, ReportSink
-from ivr.call.ports import SpeechFactory
-from ivr.call.runtime import RECENT_REPORTS, CallReport, CallRuntime, Classifier, WebhookHandler
+from ivr.call.ports import Classifier, SpeechFactory, WebhookHandler
+from ivr.call.report import RECENT_REPORTS, CallReport
+from ivr.call.runtime import CallRuntime
 from ivr.flow import actions as act
 from ivr.flow import events as ev
 from ivr.ops.metrics import Metrics

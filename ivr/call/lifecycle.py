@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, MutableSequence
 
 from ivr.audiosocket.session import AudioSocketSession
 from ivr.call.observe import observe_call
-from ivr.call.runtime import CallReport
+from ivr.call.report import CallReport
 from ivr.ops.metrics import Metrics
 
 log = logging.getLogger("ivr.call")

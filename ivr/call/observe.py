@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ivr.audiosocket.session import AudioSocketSession
-from ivr.call.runtime import CallReport
+from ivr.call.report import CallReport
 from ivr.ops.metrics import Metrics
 
 

@@ -6,11 +6,13 @@ AudioSocket calls and the simulator without knowing which it runs on.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Protocol
 
 from ivr.audiosocket.inbound import SessionEvent
 from ivr.audiosocket.player import PcmSource, Playback
+from ivr.flow import actions as act
+from ivr.flow import events as ev
 from ivr.flow.actions import Transfer
 from ivr.flow.events import TransferCompleted, TransferFailed
 from ivr.flow.model import FlowSettings
@@ -60,3 +62,10 @@ class CallSpeech(Protocol):
 
 SpeechFactory = Callable[[FlowSettings, int], CallSpeech]
 """Builds a call's speech engines from its flow's settings and the call's sample rate."""
+
+
+Classifier = Callable[[act.Classify], Awaitable[ev.ClassificationResult]]
+"""The LLM intent matcher (``matcher: llm``)."""
+
+WebhookHandler = Callable[[act.HttpRequest], Awaitable[ev.WebhookResult | ev.WebhookFailed]]
+"""Performs a flow's HTTP request (``ivr run`` passes its allow-listed :class:`ivr.flow.webhook.WebhookClient`)."""

@@ -27,7 +27,7 @@ from ivr.call.ari_app import AriApp, AriAppConfig
 from ivr.call.dialplan_app import DialplanApp
 from ivr.call.flows import FlowCatalog
 from ivr.call.lifecycle import ReportSink
-from ivr.call.runtime import CallReport
+from ivr.call.report import CallReport
 from ivr.call.speech import registry_factory
 from ivr.cli.flow_commands import dialplan_mode_issues
 from ivr.config import ConfigError, Settings, load_settings

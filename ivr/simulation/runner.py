@@ -29,8 +29,8 @@ from ivr.ari.client import AriClient
 from ivr.audiosocket.server import AudioSocketConfig, AudioSocketServer
 from ivr.call.ari_app import AriApp, AriAppConfig
 from ivr.call.flows import FlowCatalog
-from ivr.call.ports import SpeechFactory
-from ivr.call.runtime import CallReport, TraceEvent, WebhookHandler
+from ivr.call.ports import SpeechFactory, WebhookHandler
+from ivr.call.report import CallReport, TraceEvent
 from ivr.call.speech import registry_factory
 from ivr.flow.actions import HttpRequest
 from ivr.flow.events import WebhookFailed, WebhookResult

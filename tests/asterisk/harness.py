@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 
 from ivr.audiosocket.protocol import HEADER_SIZE, Kind, rate_for_format
-from ivr.call.runtime import CallReport
+from ivr.call.report import CallReport
 from ivr.cli.run_commands import serve
 from ivr.config import Settings, load_settings
 from ivr.sim.caller_leg import CallerLeg

@@ -137,7 +137,13 @@ class TcpProxy:
         return task
 
     async def _pump(
-        self, link: Link, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, side: Side, *, first: bool = False
+        self,
+        link: Link,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        side: Side,
+        *,
+        first: bool = False,
     ) -> None:
         while True:
             try:

@@ -15,7 +15,7 @@ from ivr.audiosocket.server import AudioSocketConfig, AudioSocketServer
 from ivr.call.ari_app import AriApp, AriAppConfig
 from ivr.call.flows import FlowCatalog
 from ivr.call.ports import SpeechFactory
-from ivr.call.runtime import Tracer
+from ivr.call.report import Tracer
 from ivr.flow.model import FlowSettings
 from ivr.sim.ari_server import SimAsterisk
 from ivr.sim.caller_leg import CallerLeg, CallerLegs

@@ -123,7 +123,7 @@ async def test_concurrent_calls_do_not_cross_talk(stack: Stack) -> None:
 
 
 async def test_barge_in_stops_the_prompt_within_a_frame_and_keeps_the_utterance() -> None:
-    from ivr.call.runtime import TraceEvent
+    from ivr.call.report import TraceEvent
 
     from .conftest import DATA, close_stack, make_stack
 
@@ -156,7 +156,7 @@ async def test_barge_in_stops_the_prompt_within_a_frame_and_keeps_the_utterance(
 
 
 async def test_speech_interrupts_a_barge_in_able_statement() -> None:
-    from ivr.call.runtime import TraceEvent
+    from ivr.call.report import TraceEvent
 
     from .conftest import DATA, close_stack, make_stack
 

@@ -20,7 +20,7 @@ from ivr.call.ari_app import AriApp, AriAppConfig
 from ivr.call.dialplan_app import DialplanApp
 from ivr.call.flows import FlowCatalog
 from ivr.call.ports import SpeechFactory
-from ivr.call.runtime import CallReport
+from ivr.call.report import CallReport
 from ivr.flow.model import FlowSettings
 from ivr.ops.metrics import Metrics
 from ivr.sim.ari_server import SimAsterisk

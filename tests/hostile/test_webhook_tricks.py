@@ -23,7 +23,7 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from ivr.call.runtime import CallReport
+from ivr.call.report import CallReport
 from ivr.cli.run_commands import serve
 from ivr.config import load_settings
 from ivr.flow.actions import HttpRequest

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ivr.call.runtime import MASKED_DIGIT, CallReport
+from ivr.call.report import MASKED_DIGIT, CallReport
 from ivr.flow.builtins import MASK
 
 

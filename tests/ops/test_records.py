@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from ivr.call.runtime import MASKED_DIGIT, CallReport
+from ivr.call.report import MASKED_DIGIT, CallReport
 from ivr.flow.builtins import MASK
 from ivr.ops.records import (
     MIGRATIONS,
@@ -148,7 +148,7 @@ def test_redact_text_leaves_ordinary_text_alone() -> None:
 _KILL_SCRIPT = textwrap.dedent(
     """
     import asyncio, os, signal, sys
-    from ivr.call.runtime import CallReport
+    from ivr.call.report import CallReport
     from ivr.ops.records import CallRecordStore
 
     async def main(path, n, how):

@@ -116,7 +116,7 @@ async def test_postgres_down_calls_go_on_and_every_record_lands_once(
 _KILLED_WHILE_DOWN = textwrap.dedent(
     """
     import asyncio, os, signal, sys
-    from ivr.call.runtime import CallReport
+    from ivr.call.report import CallReport
     from ivr.ops.records import create_store
 
     async def main(url, spool, n):

@@ -24,7 +24,7 @@ class RecordsError(Exception):
 
 
 class CallReportLike(Protocol):
-    """What a record is made from (``ivr.call.runtime.CallReport`` has it all)."""
+    """What a record is made from (``ivr.call.report.CallReport`` has it all)."""
 
     @property
     def call_id(self) -> str: ...
