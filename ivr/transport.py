@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -73,6 +73,11 @@ class MediaClosed:
 InboundEvent = AudioIn | DigitIn | PeerHangup | MediaClosed
 
 
+AudioSink = Callable[[bytes], None]
+"""Receives each caller audio payload synchronously, straight from the socket callback: the per-frame path
+wakes no task and allocates no event (control events still come through ``events()``)."""
+
+
 class PlayoutState(enum.Enum):
     QUEUED = "queued"
     PLAYING = "playing"
@@ -126,6 +131,10 @@ class MediaTransport(Protocol):
 
     def events(self) -> AsyncIterator[InboundEvent]: ...
 
+    def on_audio(self, sink: AudioSink | None) -> None:
+        """Deliver caller audio to ``sink`` as it arrives instead of as :class:`AudioIn` events
+        (``None``: back to events)."""
+
     def play(self, source: PcmSource) -> Playout:
         """Queue a prompt after whatever is queued; never raises on a closed transport (the returned
         playout fails instead), because a caller may hang up at any moment."""
@@ -144,7 +153,7 @@ class InboundQueue:
     :class:`MediaClosed` are never dropped, and nothing is accepted after :class:`MediaClosed`.
     """
 
-    __slots__ = ("_audio", "_closed", "_items", "_waiter", "dropped_audio", "max_audio")
+    __slots__ = ("_audio", "_closed", "_items", "_waiter", "dropped_audio", "max_audio", "sink")
 
     def __init__(self, max_audio: int) -> None:
         if max_audio < 1:
@@ -155,6 +164,8 @@ class InboundQueue:
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
         self.dropped_audio = 0
+        self.sink: AudioSink | None = None
+        """When set, :meth:`put_audio` hands audio to it at once instead of queueing it."""
 
     def __len__(self) -> int:
         return len(self._items)
@@ -162,6 +173,16 @@ class InboundQueue:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    def put_audio(self, rate: int, payload: bytes) -> None:
+        """Caller audio: to the sink if there is one (no allocation, no wake-up), else queued."""
+        if self._closed:
+            return
+        sink = self.sink
+        if sink is not None:
+            sink(payload)
+        else:
+            self.put(AudioIn(rate, payload))
 
     def put(self, event: InboundEvent) -> None:
         if self._closed:
@@ -195,6 +216,15 @@ class InboundQueue:
                 return None
             waiter = self._waiter = asyncio.get_running_loop().create_future()
             await waiter
+        event = self._items.popleft()
+        if type(event) is AudioIn:
+            self._audio -= 1
+        return event
+
+    def get_nowait(self) -> InboundEvent | None:
+        """The next queued event, or None when nothing is queued."""
+        if not self._items:
+            return None
         event = self._items.popleft()
         if type(event) is AudioIn:
             self._audio -= 1

@@ -1,8 +1,7 @@
 """AudioSocket: the wire codec, the TCP server with sessions by UUID, and paced playback."""
 
 from ivr.audiosocket.clock import Clock, FrameClock, LoopClock, ManualClock
-from ivr.audiosocket.inbound import Closed, SessionEvent
-from ivr.audiosocket.player import PcmSource, Playback, PlaybackResult, PlaybackState, Player
+from ivr.audiosocket.player import Playback, Player
 from ivr.audiosocket.protocol import (
     Audio,
     Dtmf,
@@ -33,7 +32,6 @@ __all__ = [
     "AudioSocketServer",
     "AudioSocketSession",
     "Clock",
-    "Closed",
     "Dtmf",
     "Error",
     "ErrorCode",
@@ -47,14 +45,10 @@ __all__ = [
     "LatencySummary",
     "LoopClock",
     "ManualClock",
-    "PcmSource",
     "Playback",
-    "PlaybackResult",
-    "PlaybackState",
     "Player",
     "ProtocolError",
     "ServerStats",
-    "SessionEvent",
     "Unknown",
     "Uuid",
     "encode_audio",

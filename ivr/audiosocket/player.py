@@ -12,46 +12,21 @@ inactivity timer fed and avoids the "peer waits for audio first" silent-call pro
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 from collections import deque
 from collections.abc import AsyncIterable, Callable
-from dataclasses import dataclass
 
 from ivr.audiosocket.clock import Clock
 from ivr.audiosocket.protocol import audio_header, frame_bytes
 from ivr.audiosocket.stats import LatencyHistogram
+from ivr.transport import PcmSource, PlayoutResult, PlayoutState
 
 log = logging.getLogger(__name__)
 
-PcmSource = bytes | bytearray | memoryview | AsyncIterable[bytes]
-"""PCM at the session's rate: all of it at once, or a stream of chunks of any size."""
-
-
-class PlaybackState(enum.Enum):
-    QUEUED = "queued"
-    PLAYING = "playing"
-    COMPLETED = "completed"
-    STOPPED = "stopped"
-    FAILED = "failed"
-
-
-@dataclass(frozen=True, slots=True)
-class PlaybackResult:
-    state: PlaybackState
-    frames: int
-    """Frames of this playback written to the socket (the padded last one included)."""
-    underruns: int
-    """Ticks where a started stream had no full frame ready (silence was sent to keep the cadence)."""
-    error: BaseException | None = None
-
-    @property
-    def completed(self) -> bool:
-        return self.state is PlaybackState.COMPLETED
-
 
 class Playback:
-    """One prompt queued on a player. ``stop()`` takes effect before the next frame."""
+    """One prompt queued on a player (an :class:`ivr.transport.Playout`): "written on the clock" is
+    "played", since Asterisk forwards AudioSocket frames at once. ``stop()`` acts before the next frame."""
 
     def __init__(
         self,
@@ -67,8 +42,8 @@ class Playback:
         self._header = header
         self._prebuffer = prebuffer
         self._max_ahead = max_ahead
-        self._done: asyncio.Future[PlaybackResult] = loop.create_future()
-        self.state = PlaybackState.QUEUED
+        self._done: asyncio.Future[PlayoutResult] = loop.create_future()
+        self.state = PlayoutState.QUEUED
         self.frames = 0
         self.underruns = 0
         self.first_frame_at: float | None = None
@@ -93,13 +68,13 @@ class Playback:
     def done(self) -> bool:
         return self._done.done()
 
-    async def wait(self) -> PlaybackResult:
+    async def wait(self) -> PlayoutResult:
         """Wait until the prompt has been fully written, stopped or has failed."""
         return await asyncio.shield(self._done)
 
     def stop(self) -> None:
         """Stop now (barge-in): no further frame of this prompt is written."""
-        self._finish(PlaybackState.STOPPED)
+        self._finish(PlayoutState.CLEARED)
 
     def next_frame(self) -> bytes | None:
         """The next frame (header included), or None when nothing is ready or the prompt is over."""
@@ -108,11 +83,11 @@ class Playback:
         size = self._frame_size
         data = self._data
         if data is not None:
-            self.state = PlaybackState.PLAYING
+            self.state = PlayoutState.PLAYING
             pos = self._pos
             remaining = len(data) - pos
             if remaining <= 0:
-                self._finish(PlaybackState.COMPLETED)
+                self._finish(PlayoutState.COMPLETED)
                 return None
             self._pos = pos + size
             self.frames += 1
@@ -124,7 +99,7 @@ class Playback:
             if len(buf) < self._prebuffer and not self._ended:
                 return None
             self._started = True
-            self.state = PlaybackState.PLAYING
+            self.state = PlayoutState.PLAYING
         if len(buf) >= size:
             frame = self._header + buf[:size]
             del buf[:size]
@@ -138,7 +113,7 @@ class Playback:
                 buf.clear()
                 self.frames += 1
                 return frame
-            self._finish(PlaybackState.FAILED if self._error else PlaybackState.COMPLETED)
+            self._finish(PlayoutState.FAILED if self._error else PlayoutState.COMPLETED)
             return None
         self.underruns += 1
         return None
@@ -162,11 +137,11 @@ class Playback:
             if self._done.done():
                 await _aclose(source)
 
-    def _finish(self, state: PlaybackState) -> None:
+    def _finish(self, state: PlayoutState) -> None:
         if self._done.done():
             return
         self.state = state
-        self._done.set_result(PlaybackResult(state, self.frames, self.underruns, self._error))
+        self._done.set_result(PlayoutResult(state, self.frames, self.underruns, self._error))
         self._buf.clear()
         producer = self._producer
         if producer is not None and not producer.done() and producer is not _current_task():

@@ -13,8 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Literal
 
 from ivr.audiosocket.clock import FrameClock
-from ivr.audiosocket.inbound import Closed, InboundQueue, SessionEvent
-from ivr.audiosocket.player import PcmSource, Playback, Player
+from ivr.audiosocket.player import Playback, Player
 from ivr.audiosocket.protocol import (
     HANGUP_MESSAGE,
     Audio,
@@ -27,6 +26,15 @@ from ivr.audiosocket.protocol import (
     Uuid,
     frame_bytes,
 )
+from ivr.transport import (
+    AudioSink,
+    DigitIn,
+    InboundEvent,
+    InboundQueue,
+    MediaClosed,
+    PcmSource,
+    PeerHangup,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +42,12 @@ SessionMode = Literal["expected", "accepted"]
 
 
 class AudioSocketSession:
-    """A live AudioSocket connection, known by the UUID it announced.
+    """A live AudioSocket connection, known by the UUID it announced: an :class:`ivr.transport.MediaTransport`.
 
-    Iterate it (``async for event in session``) for :class:`Audio`, :class:`Dtmf`, :class:`Error` and
-    :class:`Hangup` events, ending with one :class:`Closed`. Play prompts with :meth:`play`; the player
-    sends silence whenever nothing plays, from the moment the session opens.
+    Iterate it (``async for event in session``) for :class:`~ivr.transport.AudioIn`,
+    :class:`~ivr.transport.DigitIn` and :class:`~ivr.transport.PeerHangup` events, ending with one
+    :class:`~ivr.transport.MediaClosed` (or hand audio to a sink with :meth:`on_audio`). Play prompts with
+    :meth:`play`; the player sends silence whenever nothing plays, from the moment the session opens.
     """
 
     def __init__(
@@ -91,12 +100,14 @@ class AudioSocketSession:
     def dropped_audio(self) -> int:
         return self.inbound.dropped_audio
 
-    def __aiter__(self) -> AsyncIterator[SessionEvent]:
+    def __aiter__(self) -> AsyncIterator[InboundEvent]:
         return self.events()
 
-    async def events(self) -> AsyncIterator[SessionEvent]:
-        while (event := await self.inbound.get()) is not None:
-            yield event
+    def events(self) -> AsyncIterator[InboundEvent]:
+        return self.inbound.events()
+
+    def on_audio(self, sink: AudioSink | None) -> None:
+        self.inbound.sink = sink
 
     @property
     def rate_known(self) -> bool:
@@ -141,7 +152,7 @@ class AudioSocketSession:
             return playback
         return self.player.play(source, prebuffer_ms=prebuffer_ms)
 
-    def stop_playback(self) -> int:
+    def clear(self) -> int:
         return self.player.stop_all()
 
     def hangup(self, reason: str = "hangup by application") -> None:
@@ -189,11 +200,15 @@ class AudioSocketSession:
                     frame.rate,
                     self._expected_size,
                 )
-            self.inbound.put(Audio(frame.rate, bytes(payload)))
-        elif type(frame) is Dtmf or type(frame) is Error:
-            self.inbound.put(frame)
+            self.inbound.put_audio(frame.rate, bytes(payload))
+        elif type(frame) is Dtmf:
+            self.inbound.put(DigitIn(frame.digit))
+        elif type(frame) is Error:
+            if Kind.ERROR not in self._warned_kinds:  # Asterisk 22 never sends one; say it once
+                self._warned_kinds.add(Kind.ERROR)
+                log.warning("session %s: the peer sent an error message (code %s)", self.uuid, frame.code)
         elif type(frame) is Hangup:
-            self.inbound.put(frame)
+            self.inbound.put(PeerHangup("peer sent hangup"))
             self._close("peer sent hangup")
             self._close_transport()
         elif type(frame) is Unknown:
@@ -230,7 +245,7 @@ class AudioSocketSession:
         self.close_reason = reason
         self._frame_clock.remove(self.player)
         self.player.stop_all()
-        self.inbound.put(Closed(reason))
+        self.inbound.put(MediaClosed(reason))
         self._closed.set_result(reason)
 
     def connection_lost(self, reason: str) -> None:

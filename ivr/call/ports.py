@@ -1,40 +1,21 @@
 """What a call runtime needs from the outside world, as small protocols.
 
 The runtime drives one call's flow engine; these ports let the same runtime serve ARI calls, dialplan-only
-AudioSocket calls and the simulator without knowing which it runs on.
+AudioSocket calls and the simulator without knowing which it runs on. The call's audio is an
+:class:`ivr.transport.MediaTransport` (AudioSocket or WebSocket media).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
-from ivr.audiosocket.inbound import SessionEvent
-from ivr.audiosocket.player import PcmSource, Playback
 from ivr.flow import actions as act
 from ivr.flow import events as ev
 from ivr.flow.actions import Transfer
 from ivr.flow.events import TransferCompleted, TransferFailed
 from ivr.flow.model import FlowSettings
 from ivr.speech.base import Synthesizer, Transcriber
-
-
-class CallMedia(Protocol):
-    """The call's audio: an :class:`~ivr.audiosocket.session.AudioSocketSession` satisfies it."""
-
-    @property
-    def rate(self) -> int: ...
-
-    @property
-    def closed(self) -> bool: ...
-
-    def events(self) -> AsyncIterator[SessionEvent]: ...
-
-    def play(self, source: PcmSource, *, prebuffer_ms: int | None = None) -> Playback: ...
-
-    def stop_playback(self) -> int: ...
-
-    def hangup(self, reason: str = ...) -> None: ...
 
 
 class CallControl(Protocol):

@@ -28,10 +28,7 @@ from typing import Any
 
 import aiohttp
 
-from ivr.audiosocket.inbound import Closed
-from ivr.audiosocket.player import PcmSource, Playback, PlaybackState
-from ivr.audiosocket.protocol import Audio, Dtmf, Hangup
-from ivr.call.ports import CallControl, CallMedia, CallSpeech, Classifier, WebhookHandler
+from ivr.call.ports import CallControl, CallSpeech, Classifier, WebhookHandler
 from ivr.call.report import MASKED_DIGIT, CallReport, TraceEvent, Tracer
 from ivr.flow import actions as act
 from ivr.flow import events as ev
@@ -44,6 +41,16 @@ from ivr.media.resample import resample
 from ivr.media.wav import read_wav
 from ivr.speech.cache import CachingSynthesizer
 from ivr.speech.errors import ProviderError
+from ivr.transport import (
+    AudioIn,
+    DigitIn,
+    MediaClosed,
+    MediaTransport,
+    PcmSource,
+    PeerHangup,
+    Playout,
+    PlayoutState,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +62,7 @@ class CallRuntime:
         self,
         *,
         engine: FlowEngine,
-        media: CallMedia,
+        media: MediaTransport,
         control: CallControl,
         speech: CallSpeech,
         call_id: str,
@@ -88,7 +95,8 @@ class CallRuntime:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._endpointer = Endpointer(media.rate)
         self._framer = Framer(self._endpointer.frame_bytes)
-        self._playback: Playback | None = None
+        self._frame_size = self._endpointer.frame_bytes
+        self._playback: Playout | None = None
         self._play_action: act.Play | None = None
         self._play_gen = 0
         self._listen: act.Listen | None = None
@@ -98,7 +106,7 @@ class CallRuntime:
         self._digit_timer: asyncio.TimerHandle | None = None
         self._reply_since: float | None = None
         """Loop time the caller's last utterance ended, until the first frame of a reply is written."""
-        self._reply_playbacks: list[Playback] = []
+        self._reply_playbacks: list[Playout] = []
         self._hung_up = False
         self._abort_reason: str | None = None
         self._goodbye: str | None = None
@@ -275,7 +283,7 @@ class CallRuntime:
             )
         return synth.synthesize(text, rate=rate, voice=action.voice, instructions=action.tts_instructions)
 
-    def _start_prompt(self, source: PcmSource) -> Playback:
+    def _start_prompt(self, source: PcmSource) -> Playout:
         """Every prompt (filler and goodbye included) starts here: the first frame of whichever plays
         first after the caller's utterance is the reply the caller waited for."""
         playback = self.media.play(source)
@@ -294,7 +302,7 @@ class CallRuntime:
             self._reply_since = None
             self._reply_playbacks = []
 
-    async def _watch_playback(self, playback: Playback, gen: int, asked: float) -> None:
+    async def _watch_playback(self, playback: Playout, gen: int, asked: float) -> None:
         try:
             result = await playback.wait()
         finally:
@@ -306,11 +314,11 @@ class CallRuntime:
         if gen != self._play_gen:
             return  # superseded or barged in: the engine was told already
         self._playback = None
-        if result.state is PlaybackState.FAILED:
+        if result.state is PlayoutState.FAILED:
             self._record_error(f"prompt failed after {result.frames} frames: {result.error}")
             self._post(ev.ProviderError("tts", str(result.error)))
             return
-        if result.state is PlaybackState.COMPLETED:
+        if result.state is PlayoutState.COMPLETED:
             self._prompt_ended()
             self._post(ev.PromptFinished())
 
@@ -333,7 +341,7 @@ class CallRuntime:
             self._play_gen += 1
             self._playback = None
             self._play_action = None
-        self.media.stop_playback()
+        self.media.clear()
 
     def _prompt_ended(self) -> None:
         """The prompt finished or was interrupted: listening proper (and its timer) starts."""
@@ -413,21 +421,29 @@ class CallRuntime:
     # -- media -----------------------------------------------------------------------------------
 
     async def _read_media(self) -> None:
-        framer = self._framer
-        size = self._endpointer.frame_bytes
-        async for event in self.media.events():
-            if type(event) is Audio:
-                payload = event.payload
-                frames = [payload] if len(payload) == size else framer.push(payload)
-                for frame in frames:
-                    self._on_frame(bytes(frame))
-            elif type(event) is Dtmf:
-                if self.dtmf_from_media:
-                    self.on_dtmf(event.digit)
-            elif type(event) is Hangup or type(event) is Closed:
-                break
+        # Audio reaches the endpointer straight from the socket callback (no task wake-up per frame);
+        # only digits and the end of the media come through the events.
+        self.media.on_audio(self._on_audio)
+        try:
+            async for event in self.media.events():
+                if type(event) is AudioIn:  # queued before the sink was set
+                    self._on_audio(event.payload)
+                elif type(event) is DigitIn:
+                    if self.dtmf_from_media:
+                        self.on_dtmf(event.digit)
+                elif type(event) is PeerHangup or type(event) is MediaClosed:
+                    break
+        finally:
+            self.media.on_audio(None)
         if not self._hung_up:
             self._post(ev.Hangup())
+
+    def _on_audio(self, payload: bytes) -> None:
+        if len(payload) == self._frame_size:
+            self._on_frame(payload)
+        else:  # Asterisk sends 20 ms; anything else is cut (or gathered) into 20 ms frames
+            for frame in self._framer.push(payload):
+                self._on_frame(bytes(frame))
 
     def _on_frame(self, frame: bytes) -> None:
         result = self._endpointer.feed(frame)

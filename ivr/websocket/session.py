@@ -21,7 +21,7 @@ from aiohttp import WSMsgType
 
 from ivr.transport import (
     SLIN_FORMAT_RATES,
-    AudioIn,
+    AudioSink,
     DigitIn,
     InboundEvent,
     InboundQueue,
@@ -160,6 +160,9 @@ class WebSocketMediaSession:
     def events(self) -> AsyncIterator[InboundEvent]:
         return self._inbound.events()
 
+    def on_audio(self, sink: AudioSink | None) -> None:
+        self._inbound.sink = sink
+
     def play(self, source: PcmSource) -> WebSocketPlayout:
         """Queue PCM at :attr:`rate` after whatever is queued; a closed session returns a failed one."""
         if self.closed:
@@ -251,7 +254,7 @@ class WebSocketMediaSession:
                     self._fail(f"{len(data)}-byte audio message (odd: not 16-bit samples)")
                     return
                 stats.frames_received += 1
-                inbound.put(AudioIn(rate, data))
+                inbound.put_audio(rate, data)
             elif kind is WSMsgType.TEXT:
                 try:
                     self._on_text(msg.data)

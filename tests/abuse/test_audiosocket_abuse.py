@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from ivr.audiosocket import AudioSocketConfig, AudioSocketServer, AudioSocketSession, Dtmf, encode_dtmf
+from ivr.audiosocket import AudioSocketConfig, AudioSocketServer, AudioSocketSession, encode_dtmf
 from ivr.audiosocket.protocol import encode_uuid
+from ivr.transport import DigitIn
 
 from ..audiosocket.peer import AsteriskPeer
 
@@ -31,7 +32,7 @@ class Live:
         assert before >= 5, "the live call keeps receiving frames"
         await self.peer.send(encode_dtmf("5"))
         async with asyncio.timeout(5):
-            while (event := await self.session.inbound.get()) != Dtmf("5"):
+            while (event := await self.session.inbound.get()) != DigitIn("5"):
                 assert event is not None
         assert not self.session.closed
 

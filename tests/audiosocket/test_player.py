@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from ivr.audiosocket.clock import FrameClock, ManualClock
-from ivr.audiosocket.player import PlaybackState, Player
+from ivr.audiosocket.player import Player
 from ivr.audiosocket.protocol import Audio, FrameDecoder
 from ivr.audiosocket.stats import LatencyHistogram
+from ivr.transport import PlayoutState
 
 PERIOD = 0.020
 
@@ -60,7 +61,7 @@ async def test_silence_from_the_start_then_prompt_frames_with_padding(rate: int,
     playback = player.play(pcm)
     clock.advance(1.2)
     result = await playback.wait()
-    assert result.state is PlaybackState.COMPLETED
+    assert result.state is PlayoutState.COMPLETED
     assert result.frames == 51
     payloads = sink.payloads()[5:]
     assert all(len(p) == size for p in payloads)
@@ -121,7 +122,7 @@ async def test_stop_takes_effect_before_the_next_frame() -> None:
     assert sent == 10
     playback.stop()
     clock.advance(0.021)
-    assert (await playback.wait()).state is PlaybackState.STOPPED
+    assert (await playback.wait()).state is PlayoutState.CLEARED
     assert playback.frames == sent
     assert sink.payloads()[-1] == bytes(640), "the very next frame is silence"
     assert not player.is_playing
@@ -134,8 +135,8 @@ async def test_stop_all_clears_queued_prompts() -> None:
     clock.advance(0.1)
     assert player.stop_all() == 2
     clock.advance(0.1)
-    assert (await first.wait()).state is PlaybackState.STOPPED
-    assert (await second.wait()).state is PlaybackState.STOPPED
+    assert (await first.wait()).state is PlayoutState.CLEARED
+    assert (await second.wait()).state is PlayoutState.CLEARED
     assert b"\x02\x00" not in b"".join(sink.payloads())
 
 
@@ -200,7 +201,7 @@ async def test_stream_failure_plays_what_arrived_and_reports_it() -> None:
         await settle()
         clock.advance(PERIOD)
     result = await playback.wait()
-    assert result.state is PlaybackState.FAILED
+    assert result.state is PlayoutState.FAILED
     assert result.frames == 3
     assert isinstance(result.error, ConnectionError)
 

@@ -17,14 +17,13 @@ from ivr.audiosocket import (
     AudioSocketConfig,
     AudioSocketServer,
     AudioSocketSession,
-    Closed,
-    Dtmf,
     Hangup,
     encode_audio,
     encode_dtmf,
     encode_hangup,
 )
 from ivr.audiosocket.protocol import FrameDecoder, Kind, encode_uuid
+from ivr.transport import AudioIn, DigitIn, MediaClosed, PeerHangup
 
 from .peer import AsteriskPeer
 
@@ -61,10 +60,10 @@ async def test_normal_call_audio_both_ways_dtmf_and_hangup(server: AudioSocketSe
         await peer.send(encode_audio(bytes([i, 0]) * 320, 16000))
     await peer.send(encode_dtmf("7"))
     events = [await anext(aiter(session)) for _ in range(6)]
-    assert [type(e) for e in events] == [Audio] * 5 + [Dtmf]
-    assert isinstance(events[4], Audio)
+    assert [type(e) for e in events] == [AudioIn] * 5 + [DigitIn]
+    assert isinstance(events[4], AudioIn)
     assert events[4].payload == bytes([4, 0]) * 320
-    assert events[5] == Dtmf("7")
+    assert events[5] == DigitIn("7")
 
     prompt = b"\x05\x01" * 320 * 3
     playback = session.play(prompt)
@@ -77,7 +76,7 @@ async def test_normal_call_audio_both_ways_dtmf_and_hangup(server: AudioSocketSe
 
     await peer.close()  # Asterisk hangs up by closing (FIN), never with 0x00
     tail = [e async for e in session]
-    assert isinstance(tail[-1], Closed)
+    assert isinstance(tail[-1], MediaClosed)
     assert tail[-1].reason == "peer closed the connection"
     await session.wait_closed()
     assert call_id not in server.sessions
@@ -146,14 +145,14 @@ async def test_malformed_frame_closes_only_that_session(
     frames = await bad_peer.read_until_eof()
     assert frames[-1] == Hangup()
     events = [e async for e in bad_session]
-    assert isinstance(events[0], Audio), "the good frame before the bad one is not lost"
-    assert isinstance(events[-1], Closed)
+    assert isinstance(events[0], AudioIn), "the good frame before the bad one is not lost"
+    assert isinstance(events[-1], MediaClosed)
     assert reason in events[-1].reason
     assert len([r for r in caplog.records if "protocol error" in r.getMessage()]) == 1
 
     await good.send(encode_audio(b"\x01\x00" * 320, 16000))
     event = await anext(aiter(good_session))
-    assert isinstance(event, Audio)
+    assert isinstance(event, AudioIn)
     assert not good_session.closed
     assert len(await good.read_frames(5)) == 5
     await good.close()
@@ -169,7 +168,7 @@ async def test_unknown_kind_is_logged_once_and_ignored(
     session = await exp.wait(2)
     caplog.set_level(logging.WARNING, logger="ivr.audiosocket")
     await peer.send(b"\x20\x00\x02ab" * 3 + encode_dtmf("1"))
-    assert await anext(aiter(session)) == Dtmf("1")
+    assert await anext(aiter(session)) == DigitIn("1")
     assert len([r for r in caplog.records if "unknown message kind 0x20" in r.getMessage()]) == 1
     assert not session.closed
     await peer.close()
@@ -184,7 +183,7 @@ async def test_duplicate_uuid_is_refused_and_first_keeps_working(server: AudioSo
     assert await second.read_until_eof() == [Hangup()]
     assert server.stats.refused_duplicate == 1
     await first.send(encode_dtmf("4"))
-    assert await anext(aiter(session)) == Dtmf("4")
+    assert await anext(aiter(session)) == DigitIn("4")
     await first.close()
     await second.close()
 
@@ -215,9 +214,9 @@ async def test_slow_consumer_drops_oldest_audio_never_control_events() -> None:
         events = []
         while (event := session.inbound.get_nowait()) is not None:
             events.append(event)
-        audio = [e for e in events if isinstance(e, Audio)]
+        audio = [e for e in events if isinstance(e, AudioIn)]
         assert [int.from_bytes(a.payload[:2], "little") for a in audio] == list(range(40, 50))
-        assert Dtmf("9") in events
+        assert DigitIn("9") in events
         assert session.dropped_audio == 40
         await peer.close()
 
@@ -298,7 +297,7 @@ async def test_peer_hangup_message_ends_the_session(server: AudioSocketServer) -
     session = await exp.wait(2)
     await peer.send(encode_hangup())
     events = [e async for e in session]
-    assert events[-2:] == [Hangup(), Closed("peer sent hangup")]
+    assert events[-2:] == [PeerHangup("peer sent hangup"), MediaClosed("peer sent hangup")]
     await peer.read_until_eof()
     await peer.close()
 
