@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from ivr.simulation.virtual_time import VirtualTimeLoop
 from tests.real_asterisk import HOW_TO_ENABLE, AsteriskStartError, RealAsterisk, kit_dir
 from tests.real_postgres import HOW_TO_ENABLE as PG_HOW_TO_ENABLE
 from tests.real_postgres import PostgresStartError, RealPostgres, bin_dir
@@ -74,3 +76,20 @@ def postgres_factory() -> Iterator[PostgresFactory]:
 def real_postgres(postgres_factory: PostgresFactory) -> RealPostgres:
     """One real PostgreSQL shared by the session; tests create their own databases (``create_database``)."""
     return postgres_factory()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "virtual_time: run this async test on ivr.simulation.virtual_time.VirtualTimeLoop (waits are "
+        "skipped); only for tests whose every peer runs in this process (no subprocess, no real Asterisk)",
+    )
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], object]]:
+    """Tests marked ``virtual_time`` run on the virtual clock; everything else on a normal loop."""
+    if item.get_closest_marker("virtual_time") is not None:
+        return {"virtual_time": VirtualTimeLoop}
+    return {"loop": asyncio.new_event_loop}

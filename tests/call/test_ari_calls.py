@@ -8,6 +8,8 @@ import pytest
 
 from .conftest import Stack
 
+pytestmark = pytest.mark.virtual_time
+
 
 async def test_spoken_menu_choice_end_to_end(stack: Stack) -> None:
     caller = await stack.sim.place_call(args=["flow=menu"], native_format="slin16")

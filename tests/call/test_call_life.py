@@ -31,6 +31,8 @@ from ivr.speech.simulated import TextTranscriber, ToneSynthesizer
 
 from .conftest import DATA
 
+pytestmark = pytest.mark.virtual_time
+
 Hook = Callable[[], None]
 
 

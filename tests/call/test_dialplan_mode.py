@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import pytest
+
 from ivr.audiosocket.protocol import RATE_KINDS as AUDIO_KINDS
 from ivr.audiosocket.protocol import Audio, FrameDecoder, Kind, encode_uuid
 from ivr.audiosocket.server import AudioSocketConfig, AudioSocketServer
@@ -13,6 +15,8 @@ from ivr.call.flows import FlowCatalog
 from ivr.sim.caller_leg import CallerLeg, CallerLegs
 
 from .conftest import DATA, sim_speech
+
+pytestmark = pytest.mark.virtual_time
 
 
 async def test_audiosocket_app_call_runs_the_default_flow_at_8k() -> None:

@@ -9,6 +9,8 @@ import pytest
 
 from .conftest import DATA, close_stack, make_stack
 
+pytestmark = pytest.mark.virtual_time
+
 
 async def test_template_error_once_at_error_and_no_input_never_at_error(
     caplog: pytest.LogCaptureFixture,

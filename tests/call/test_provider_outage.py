@@ -16,6 +16,8 @@ from ivr.speech.simulated import TextTranscriber, ToneSynthesizer
 
 from .conftest import DATA, close_stack, make_stack
 
+pytestmark = pytest.mark.virtual_time
+
 
 class FlakyTts(ToneSynthesizer):
     """Fails (after retries, as the retry layer reports it) for prompts containing ``word``."""

@@ -10,6 +10,8 @@ import pytest
 
 from .conftest import DATA, Stack, close_stack, make_stack
 
+pytestmark = pytest.mark.virtual_time
+
 TRAILING_SILENCE_MS = 700  # latency.yaml's endpointing_silence_ms
 
 

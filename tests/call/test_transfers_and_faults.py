@@ -10,6 +10,8 @@ from ivr.sim.ari_server import OriginateOutcome
 
 from .conftest import DATA, Stack, close_stack, make_stack
 
+pytestmark = pytest.mark.virtual_time
+
 
 @pytest.fixture
 async def tstack():
