@@ -31,6 +31,7 @@ from ivr.flow.model import (
     _StepBase,
 )
 from ivr.flow.source import SourceMap, find_flow_file, parse_yaml
+from ivr.flow.template_checks import static_findings
 from ivr.flow.templates import (
     SANDBOX,
     TemplateError,
@@ -174,6 +175,8 @@ def _check_templates(flow: Flow, smap: SourceMap) -> list[FlowIssue]:
                 )
             )
             continue
+        for finding in static_findings(tree):
+            out.append(smap.issue(site.path, finding))
         names = referenced_names(tree)
         for name in sorted(names):
             if name == "env":

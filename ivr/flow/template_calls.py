@@ -247,6 +247,13 @@ _PRE: dict[str, Callable[..., Any]] = {
 }
 
 
+def precheck_filter(name: str, value: Any, args: Args, kwargs: Kwargs) -> None:
+    """Run a filter's argument checks alone (the validator: ``x | center(10**9)`` fails for any x)."""
+    rule = _PRE.get(name)
+    if rule is not None and name not in _SORTS | _WALKS | _TEXTS | set(_SLOW_TEXTS):
+        rule(value, *args, **kwargs)
+
+
 def after(result: Any, per_item: int = NODE_COST) -> Any:
     """Check a result that may be a text (size), a number (bits) or a generator (charged per item)."""
     if isinstance(result, str):
@@ -512,6 +519,13 @@ _READERS: dict[type, frozenset[str]] = {
 }
 _CONSTRUCTORS = (dict, Namespace, Cycler, Joiner)
 _SHALLOW = (list, tuple, dict, set, frozenset, str)
+
+
+def precheck_str_method(name: str, args: Args, kwargs: Kwargs) -> None:
+    """The size check of a growing ``str`` method alone, on an empty text (for the validator)."""
+    check = _STR_CHECKS.get(name)
+    if check is not None:
+        check("", args, kwargs)
 
 
 def _refuse(what: str) -> FlowSecurityError:

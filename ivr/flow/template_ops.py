@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import operator
 import re
+import string
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -191,6 +192,23 @@ def printf(fmt: str, args: Any) -> str:
     if mapping is None and not isinstance(args, tuple):
         args = (args,)
     return checked(fmt % args)  # type: ignore[no-any-return]
+
+
+def format_widths(fmt: str, *, printf_style: bool) -> None:
+    """Refuse a ``%`` or ``str.format`` format whose own widths or precisions are too large, whatever it
+    formats (for the validator, which knows the format but not the values)."""
+    if printf_style:
+        for match in _PRINTF.finditer(fmt):
+            for part in ("width", "prec"):
+                raw = match.group(part)
+                if raw and raw != "*":
+                    need_width(int(raw), "width" if part == "width" else "precision")
+        return
+    for _, field, spec, _ in string.Formatter().parse(fmt):
+        spec_match = _FORMAT_SPEC.match(spec or "") if field is not None else None
+        if spec_match:
+            need_width(int(spec_match.group("width") or 0))
+            need_width(int(spec_match.group("prec") or 0), "precision")
 
 
 def _number_size(value: Any, kind: str) -> int:
