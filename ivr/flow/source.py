@@ -104,6 +104,11 @@ def _mark(node: yaml.Node) -> Mark:
     return Mark(node.start_mark.line + 1, node.start_mark.column + 1)
 
 
+def _plain(node: yaml.Node) -> str | None:
+    """The text of an unquoted scalar (what YAML 1.1 may have turned into a boolean or number)."""
+    return node.value if isinstance(node, yaml.ScalarNode) and node.style is None else None
+
+
 class LimitExceeded(Exception):
     """The file passed one of the limits above (or holds a value that cannot be read)."""
 
@@ -210,7 +215,7 @@ class _Builder:
             raise LimitExceeded(f"cannot read this value: {exc}", node.start_mark) from None
 
     def _mapping(self, node: yaml.MappingNode, path: KeyPath, depth: int) -> dict[Any, Any]:
-        seen: dict[Any, Mark] = {}
+        seen: dict[Any, tuple[Mark, str | None]] = {}
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 continue
@@ -219,24 +224,22 @@ class _Builder:
                 first = seen.get(key)
             except TypeError:
                 continue
-            here = _mark(key_node)
+            here, raw = _mark(key_node), _plain(key_node)
             if first is not None:
-                self.issues.append(
-                    FlowIssue(
-                        "error",
-                        self.smap.file,
-                        here.line,
-                        here.column,
-                        (*path, key),
-                        f"duplicate key {key!r} (first defined on line {first.line}); "
-                        "YAML would silently keep only the last one",
-                    )
-                )
-            seen[key] = here
+                self.issues.append(self._duplicate((*path, key), key, here, raw, *first))
+            else:
+                seen[key] = (here, raw)
         self.loader.flatten_mapping(node)
+        keys = [self._scalar(key_node) for key_node, _ in node.value]
+        last: dict[Any, int] = {}
+        for index, key in enumerate(keys):
+            try:
+                last[key] = index
+            except TypeError:
+                continue
         out: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = self._scalar(key_node)
+        for index, (key_node, value_node) in enumerate(node.value):
+            key = keys[index]
             try:
                 hash(key)
             except TypeError:
@@ -245,12 +248,32 @@ class _Builder:
                     FlowIssue("error", self.smap.file, m.line, m.column, path, "a key must be a plain value")
                 )
                 continue
+            if last[key] != index:
+                continue  # YAML keeps the last of duplicate keys: the source map follows the one kept
             child = (*path, key)
-            self.smap.keys.setdefault(child, _mark(key_node))
+            self.smap.keys[child] = _mark(key_node)
             if key_node.style is None:
-                self.smap.plain_scalars.setdefault((*child, "<key>"), key_node.value)
+                self.smap.plain_scalars[(*child, "<key>")] = key_node.value
             out[key] = self.build(value_node, child, depth + 1)
         return out
+
+    def _duplicate(
+        self, path: KeyPath, key: Any, here: Mark, raw: str | None, first: Mark, first_raw: str | None
+    ) -> FlowIssue:
+        if raw != first_raw and raw in YAML11_BOOL_WORDS and first_raw in YAML11_BOOL_WORDS:
+            message = (
+                f"'{raw}' is the same key as '{first_raw}' on line {first.line}: YAML reads both unquoted "
+                f"words as the boolean {str(key).lower()}, and would silently keep only the last one"
+            )
+            hint = f"write them in quotes: '{first_raw}' and '{raw}'"
+        else:
+            shown = f"'{raw}'" if raw is not None else repr(key)
+            message = (
+                f"duplicate key {shown} (first defined on line {first.line}); "
+                "YAML would silently keep only the last one"
+            )
+            hint = None
+        return FlowIssue("error", self.smap.file, here.line, here.column, path, message, hint=hint)
 
 
 def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap, list[FlowIssue]]:
@@ -275,6 +298,11 @@ def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap, list[FlowIssue]]:
         problem = str(exc.problem or exc.context or exc)
         if "expected a single document" in str(exc):
             problem = "the file holds more than one YAML document (a second '---'); a flow file holds one"
+        comment = _comment_in_flow(exc, smap)
+        if comment is not None:  # PyYAML notices only on a later line; the mistake is the '#'
+            line, col = comment.line, comment.column
+            shape = "[...] list" if "sequence" in str(exc.context) else "{...} mapping"
+            problem = f"this {shape} is cut short by a comment"
         return (
             None,
             smap,
@@ -294,6 +322,33 @@ def parse_yaml(text: str, file: str) -> tuple[Any, SourceMap, list[FlowIssue]]:
         return None, smap, [FlowIssue("error", file, 1, 1, (), f"YAML error: {' '.join(str(exc).split())}")]
     finally:
         loader.dispose()
+
+
+def _comment_start(line: str, start: int) -> int | None:
+    """Index of the first ``#`` that starts a YAML comment in ``line`` at or after ``start``."""
+    quote: str | None = None
+    for i in range(start, len(line)):
+        ch = line[i]
+        if quote is not None:
+            if ch == quote and not (quote == '"' and line[i - 1] == "\\"):
+                quote = None
+        elif ch in "'\"" and (i == 0 or line[i - 1] in " \t{[,:"):
+            quote = ch
+        elif ch == "#" and (i == 0 or line[i - 1] in " \t"):
+            return i
+    return None
+
+
+def _comment_in_flow(exc: yaml.MarkedYAMLError, smap: SourceMap) -> Mark | None:
+    """Where an unquoted ``#`` cut a ``{...}`` or ``[...]`` short, if that is what the error is about."""
+    opened, failed = exc.context_mark, exc.problem_mark
+    if opened is None or failed is None or not str(exc.context or "").startswith("while parsing a flow"):
+        return None
+    for number in range(opened.line, failed.line + 1):
+        found = _comment_start(smap.line_text(number + 1), opened.column if number == opened.line else 0)
+        if found is not None:
+            return Mark(number + 1, found + 1)
+    return None
 
 
 def _position(text: str, index: int) -> Mark:
