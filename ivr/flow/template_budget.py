@@ -30,9 +30,10 @@ MAX_ITEMS = 10_000
 MAX_INT_BITS = 4_096
 """Largest integer (in bits, about 1,233 digits) arithmetic may produce."""
 MAX_POWER_EXPONENT = 100
-MAX_WORK = 400_000
-"""Work units per engine event. A unit is about 25 ns of CPU, so the budget is about 10 ms on one core."""
-ERROR_PATH_RESERVE = 40_000
+MAX_WORK = 200_000
+"""Work units per engine event. A unit is about 25 ns of CPU, so the budget is about 5 ms on one core:
+a quarter of a frame period, on the loop that also paces every call's audio."""
+ERROR_PATH_RESERVE = 20_000
 """Extra units granted once per event after a budget violation, so the error path can still speak."""
 MAX_CALL_DEPTH = 20
 """Deepest nesting of macro calls and recursive loops."""
@@ -47,7 +48,7 @@ WALK_COST = 4
 """Units per item when a value is walked in Python (weighed, printed, compared)."""
 CHARS_PER_UNIT = 4
 """Characters of text made per unit. This bounds what a template can allocate: about
-``MAX_WORK * CHARS_PER_UNIT`` characters in all (1.6 million), however it is spent."""
+``MAX_WORK * CHARS_PER_UNIT`` characters in all (800,000), however it is spent."""
 SCAN_CHARS_PER_UNIT = 32
 """Characters of existing text read (searched, compared, copied by C code) per unit."""
 

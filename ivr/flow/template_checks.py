@@ -24,7 +24,7 @@ from jinja2.sandbox import (
     UNSAFE_GENERATOR_ATTRIBUTES,
 )
 
-from ivr.flow import template_calls, template_ops
+from ivr.flow import template_calls, template_filters, template_ops
 from ivr.flow.template_budget import MAX_WORK, TemplateError, TemplateLimitError, template_budget
 from ivr.flow.template_compiler import weight
 from ivr.flow.templates import SANDBOX
@@ -178,7 +178,7 @@ def _argument_check(node: nodes.Node, globals_: set[str]) -> None:
     if isinstance(node, nodes.Filter) and node.node is not None:
         found = _constant_args(node, globals_)
         if found is not None:
-            template_calls.precheck_filter(node.name, "", tuple(found[0]), found[1])
+            template_filters.precheck_filter(node.name, "", tuple(found[0]), found[1])
     elif isinstance(node, nodes.Call) and isinstance(node.node, nodes.Getattr):
         method, receiver = node.node.attr, node.node.node
         if method == "format" and isinstance(receiver, nodes.Const) and isinstance(receiver.value, str):

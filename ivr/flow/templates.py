@@ -24,7 +24,7 @@ from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import pass_context
 
-from ivr.flow import template_calls, template_ops
+from ivr.flow import template_calls, template_filters, template_ops
 from ivr.flow.template_budget import (
     CHARS_PER_UNIT,
     MAX_TEXT_CHARS,
@@ -82,9 +82,9 @@ class FlowSandbox(ImmutableSandboxedEnvironment):
         self.globals.clear()
         self.globals.update(template_calls.FLOW_GLOBALS)
         self.filters.clear()
-        self.filters.update(template_calls.flow_filters())
+        self.filters.update(template_filters.flow_filters())
         self.tests.clear()
-        self.tests.update(template_calls.flow_tests())
+        self.tests.update(template_filters.flow_tests())
 
     # hooks called by the generated code ---------------------------------------------------------
 

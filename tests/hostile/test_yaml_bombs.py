@@ -46,25 +46,46 @@ def _merge_bomb() -> str:
 BOMBS: list[tuple[str, Callable[[], str | bytes], tuple[int, int] | None, str]] = [
     ("alias bomb", _billion_laughs, (3, 28), f"aliases expand to more than {MAX_VALUES:,} values"),
     ("merge-key bomb", _merge_bomb, None, f"aliases expand to more than {MAX_VALUES:,} values"),
-    ("too many aliases", lambda: "a: &a x\nb: [" + ", ".join(["*a"] * 101) + "]\n", (2, 405), f"the limit is {MAX_ALIASES}"),
+    (
+        "too many aliases",
+        lambda: "a: &a x\nb: [" + ", ".join(["*a"] * 101) + "]\n",
+        (2, 405),
+        f"the limit is {MAX_ALIASES}",
+    ),
     ("recursive alias", lambda: "name: t\nvars:\n  x: &r [1, *r]\n", (3, 6), "recursive alias"),
-    ("10^4 nested lists", lambda: "name: t\nvars:\n  x: " + "[" * 10_000 + "]" * 10_000 + "\n", (3, 68), f"deeper than {MAX_DEPTH}"),
+    (
+        "10^4 nested lists",
+        lambda: "name: t\nvars:\n  x: " + "[" * 10_000 + "]" * 10_000 + "\n",
+        (3, 68),
+        f"deeper than {MAX_DEPTH}",
+    ),
     (
         "10^3 nested mappings",
         lambda: "name: t\nvars:\n" + "".join(" " * (i + 1) + f"k{i}:\n" for i in range(1000)),
         (65, 64),
         f"deeper than {MAX_DEPTH}",
     ),
-    ("50 MB file", lambda: "name: t\n" + "# padding\n" * 5_242_880, (1, 1), f"the limit is {MAX_FILE_BYTES:,} bytes"),
+    (
+        "50 MB file",
+        lambda: "name: t\n" + "# padding\n" * 5_242_880,
+        (1, 1),
+        f"the limit is {MAX_FILE_BYTES:,} bytes",
+    ),
     (
         "10^5 steps",
-        lambda: "name: t\nstart: s0\nsteps:\n" + "".join(f"  s{i}: {{goto: s{i + 1}}}\n" for i in range(100_000)),
+        lambda: (
+            "name: t\nstart: s0\nsteps:\n" + "".join(f"  s{i}: {{goto: s{i + 1}}}\n" for i in range(100_000))
+        ),
         (1, 1),
         f"the limit is {MAX_FILE_BYTES:,} bytes",
     ),
     (
         "1,500 steps",
-        lambda: "name: t\nstart: s0\nsteps: {" + ", ".join(f"s{i}: {{goto: s{i + 1}}}" for i in range(1500)) + "}\n",
+        lambda: (
+            "name: t\nstart: s0\nsteps: {"
+            + ", ".join(f"s{i}: {{goto: s{i + 1}}}" for i in range(1500))
+            + "}\n"
+        ),
         (3, 1),
         f"1,500 steps; the limit is {MAX_STEPS:,}",
     ),
@@ -75,11 +96,31 @@ BOMBS: list[tuple[str, Callable[[], str | bytes], tuple[int, int] | None, str]] 
         f"more than {MAX_VALUES:,} YAML values",
     ),
     ("binary junk", lambda: b"name: t\n" + bytes(range(128, 256)) * 8, (2, 1), "not UTF-8 text: byte 0x80"),
-    ("latin-1 text", lambda: "name: t\nsay: caf\xe9\n".encode("latin-1"), (2, 9), "not UTF-8 text: byte 0xe9"),
+    (
+        "latin-1 text",
+        lambda: "name: t\nsay: caf\xe9\n".encode("latin-1"),
+        (2, 9),
+        "not UTF-8 text: byte 0xe9",
+    ),
     ("NUL byte", lambda: "name: t\nstart: s\x00\n", (2, 9), "control character U+0000"),
-    ("5,000-digit number", lambda: "name: t\nvars:\n  n: " + "9" * 5000 + "\n", (3, 6), "cannot read this value"),
-    ("python tag", lambda: "name: !!python/object/apply:os.system ['id']\n", (1, 7), "is not allowed in flow files"),
-    ("python scalar tag", lambda: "name: !!python/name:os.system\n", (1, 7), "could not determine a constructor"),
+    (
+        "5,000-digit number",
+        lambda: "name: t\nvars:\n  n: " + "9" * 5000 + "\n",
+        (3, 6),
+        "cannot read this value",
+    ),
+    (
+        "python tag",
+        lambda: "name: !!python/object/apply:os.system ['id']\n",
+        (1, 7),
+        "is not allowed in flow files",
+    ),
+    (
+        "python scalar tag",
+        lambda: "name: !!python/name:os.system\n",
+        (1, 7),
+        "could not determine a constructor",
+    ),
 ]
 
 
@@ -139,7 +180,8 @@ def test_loading_flows_for_ivr_run_refuses_the_same_way(tmp_path: Path, name: st
     with pytest.raises(FlowError) as caught:
         load_library(path)
     first = caught.value.issues[0]
-    assert first.is_error and fragment in first.message
+    assert first.is_error
+    assert fragment in first.message
     if where is not None:
         assert (first.line, first.column) == where
 
@@ -158,7 +200,9 @@ def test_ivr_run_exits_with_one_line_for_a_hostile_flow(tmp_path: Path) -> None:
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert "flow error:" in lines[0] and "bomb.yaml:3:28:" in lines[0] and "aliases expand" in lines[0]
+    assert "flow error:" in lines[0]
+    assert "bomb.yaml:3:28:" in lines[0]
+    assert "aliases expand" in lines[0]
     assert "Traceback" not in result.stderr
 
 
@@ -170,9 +214,7 @@ def test_a_flow_near_the_limits_still_loads_with_its_marks(tmp_path: Path) -> No
         for i in range(998)
     )
     text = (
-        "name: big\nstart: s0\nsettings: &shared {max_retries: 2}\nsteps:\n"
-        + steps
-        + "  end:\n    hangup:\n"
+        "name: big\nstart: s0\nsettings: &shared {max_retries: 2}\nsteps:\n" + steps + "  end:\n    hangup:\n"
     )
     path = _write(tmp_path, text)
     report = validate_file(path)
