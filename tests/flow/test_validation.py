@@ -56,6 +56,8 @@ ERRORS: dict[str, tuple[int, int, str, str, str | None]] = {
         "unquoted yes as a boolean",
     ),
     "yes_key": (7, 7, "steps.menu.choices.True", "key yes is not text", "unquoted yes as a boolean"),
+    # the runtime sandbox refuses these; the validator reports them first (issue 15)
+    "unsafe_attribute": (5, 10, "steps.a.say", "'__mro__' is not allowed in flow templates", None),
     # yes (line 7) and on (line 10) are both the key True; YAML keeps the second: issue 15
     "yes_on_collision": (
         10,
@@ -204,3 +206,9 @@ def test_colliding_boolean_keys_are_explained_at_the_key_yaml_keeps() -> None:
     about_on = [i for i in report.errors if "unquoted on" in (i.hint or "")]
     assert not about_yes, [str(i) for i in about_yes]  # 'yes' was dropped by YAML: no hint about its value
     assert [(i.line, i.column) for i in about_on] == [(10, 7)], [str(i) for i in report.errors]
+
+
+def test_every_unsafe_attribute_of_a_template_is_reported() -> None:
+    report = validate_file(DATA_DIR / "unsafe_attribute.yaml")
+    named = sorted(i.message.split("'")[1] for i in report.errors)
+    assert named == ["__class__", "__globals__", "__mro__"], [str(i) for i in report.errors]
