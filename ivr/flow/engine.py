@@ -93,6 +93,7 @@ from ivr.flow.templates import (
     parse_source,
     render,
     resolve_value,
+    template_budget,
 )
 
 Waiting = Literal["start", "prompt", "input", "classify", "webhook", "transfer", "done"]
@@ -189,10 +190,15 @@ class FlowEngine:
         self._out = []
         if self.finished:
             return []
+        with template_budget():  # every template this event renders shares one bounded budget
+            self._dispatch(event)
+        return self._out
+
+    def _dispatch(self, event: Event) -> None:
         if isinstance(event, Hangup):
             self._log("info", "caller hung up")
             self._end(End("caller_hangup", "caller hung up"))
-            return self._out
+            return
         state = self.waiting_for
         if state == "start":
             if isinstance(event, CallStarted):
@@ -207,7 +213,6 @@ class FlowEngine:
             self._in_webhook(event)
         elif state == "transfer":
             self._in_transfer(event)
-        return self._out
 
     def _begin(self, event: CallStarted) -> None:
         main = self.library.main
@@ -318,7 +323,7 @@ class FlowEngine:
             self.path.append(PathRecord(frame.name, target, step.kind, via))
             try:
                 following = self._enter(step)
-            except TemplateError as exc:
+            except TemplateError as exc:  # one log line: _error_target logs the reason
                 following = self._error_target(f"template error in step {target}: {exc}")
             if following is None:
                 return
