@@ -109,6 +109,16 @@ class Settings(BaseModel):
         False, description="let webhooks reach private addresses (10/8, 172.16/12, 192.168/16, fc00::/7, ...)"
     )
     max_call_seconds: float = Field(3600.0, gt=0, description="hard limit on one call's length")
+    workers: int | None = Field(
+        None,
+        ge=0,
+        description="call worker processes (ivr run --workers); unset: one per core; 0: everything in one process",
+    )
+    speech_workers: int = Field(
+        1,
+        ge=0,
+        description="offline speech processes per call worker (whisper, piper); 0: in the serving process",
+    )
     shutdown_grace_seconds: float = Field(
         30.0, ge=0, description="on SIGTERM, how long live calls may finish before they are ended"
     )

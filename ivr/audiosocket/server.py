@@ -64,6 +64,9 @@ class AudioSocketConfig:
     accept_format: str = "slin"
     linger: float = 1.0
     """After our hangup: seconds the peer has to close its side (Asterisk takes ms) before we close."""
+    reuse_port: bool = False
+    """SO_REUSEPORT: several worker processes share one port, the kernel spreads connections over them
+    (dialplan-only mode with ``--workers N``)."""
 
 
 @dataclass(slots=True)
@@ -136,6 +139,7 @@ class AudioSocketServer:
             self.config.host,
             self.config.port,
             reuse_address=True,
+            reuse_port=self.config.reuse_port or None,
             backlog=1024,
         )
         if self.on_session is not None and self.config.idle_timeout:

@@ -28,10 +28,7 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-import aiohttp
 
 from ivr.ari.client import AriClient
 from ivr.ari.dispatcher import EventDispatcher, bridge_key
@@ -47,15 +44,13 @@ from ivr.ari.models import (
 )
 from ivr.audiosocket.server import AudioSocketServer
 from ivr.audiosocket.session import AudioSocketSession
-from ivr.call.flows import FlowCatalog
-from ivr.call.lifecycle import CallLife, ReportSink
-from ivr.call.ports import Classifier, SpeechFactory, WebhookHandler
-from ivr.call.report import RECENT_REPORTS, CallReport, Tracer
+from ivr.call.lifecycle import CallLife
+from ivr.call.report import RECENT_REPORTS, CallReport
 from ivr.call.runtime import CallRuntime, stasis_args
+from ivr.call.services import CallServices
 from ivr.call.transfer import TRANSFER_MARKER, EndpointTransfer
 from ivr.flow import actions as act
 from ivr.flow import events as ev
-from ivr.ops.metrics import Metrics
 
 ORIGINATE_PREFIX = "ivr-out-"
 """Channel ids of calls placed by ``ivr originate``: their StasisStart is an answered outbound call."""
@@ -71,10 +66,11 @@ class AriAppConfig:
     format: str | None = None
     """Force ``slin16``/``slin``; None picks per caller."""
     max_calls: int = 100
-    max_call_seconds: float = 3600.0
+    id_prefix: str = "ivr-"
+    """Start of every ARI id this app creates (bridges, media channels, agent legs): a worker's is
+    ``ivr-w<N>-``, so its supervisor routes their events by name."""
     step_timeout: float = 5.0
     """Each setup step (answer, bridge, externalMedia, UUID, media StasisStart, addChannel)."""
-    audio_dir: Path | None = None
 
 
 NARROWBAND_FORMATS = frozenset(
@@ -122,31 +118,16 @@ class AriApp:
     """The Stasis application: one :class:`AriCall` per caller, every event in its call's own task."""
 
     def __init__(
-        self,
-        *,
-        ari: AriClient,
-        audiosocket: AudioSocketServer,
-        flows: FlowCatalog,
-        speech: SpeechFactory,
-        config: AriAppConfig,
-        http: aiohttp.ClientSession | None = None,
-        classifier: Classifier | None = None,
-        on_report: ReportSink | None = None,
-        tracer: Tracer | None = None,
-        webhook: WebhookHandler | None = None,
-        metrics: Metrics | None = None,
+        self, *, ari: AriClient, audiosocket: AudioSocketServer, services: CallServices, config: AriAppConfig
     ) -> None:
-        self.tracer = tracer
-        self.metrics = metrics
-        self.webhook = webhook
+        self.services = services
+        self.metrics = services.metrics
         self.ari = ari
         self.audiosocket = audiosocket
-        self.flows = flows
-        self.speech = speech
+        self.flows = services.flows
+        self.speech = services.speech
         self.config = config
-        self.http = http
-        self.classifier = classifier
-        self.on_report = on_report
+        self.on_report = services.on_report
         self.calls: dict[str, AriCall] = {}
         self.dispatcher = EventDispatcher(self._new_call, unrouted=self._unrouted)
         self.stream: EventStream | None = None
@@ -248,10 +229,17 @@ class AriCall:
         self.app = app
         self.start_event = event
         self.caller_id = event.channel.id
-        self.bridge_id = f"ivr-bridge-{uuid.uuid4()}"
-        self.media_id = f"ivr-media-{uuid.uuid4()}"
+        prefix = app.config.id_prefix
+        self.bridge_id = f"{prefix}bridge-{uuid.uuid4()}"
+        self.media_id = f"{prefix}media-{uuid.uuid4()}"
         self.session_uuid = uuid.uuid4()
-        self.life = CallLife(self.caller_id, metrics=app.metrics, sink=app.on_report, recent=app.reports)
+        self.life = CallLife(
+            self.caller_id,
+            metrics=app.metrics,
+            sink=app.on_report,
+            recent=app.reports,
+            on_start=app.services.on_start,
+        )
         self.media_in_stasis = asyncio.Event()
         self.runtime: CallRuntime | None = None
         self.session: AudioSocketSession | None = None
@@ -428,12 +416,7 @@ class AriCall:
             speech=app.speech(engine.settings, self.session.rate),
             call_id=self.caller_id,
             dtmf_from_media=False,
-            http=app.http,
-            classifier=app.classifier,
-            audio_dir=app.config.audio_dir,
-            max_call_seconds=app.config.max_call_seconds,
-            tracer=app.tracer,
-            webhook=app.webhook,
+            services=app.services,
             report=self.report,
         )
         for digit in self._pending_dtmf:

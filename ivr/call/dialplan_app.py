@@ -13,19 +13,14 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Mapping
-from pathlib import Path
-
-import aiohttp
 
 from ivr.audiosocket.session import AudioSocketSession
-from ivr.call.flows import FlowCatalog
-from ivr.call.lifecycle import CallLife, ReportSink
-from ivr.call.ports import Classifier, SpeechFactory, WebhookHandler
+from ivr.call.lifecycle import CallLife
 from ivr.call.report import RECENT_REPORTS, CallReport
 from ivr.call.runtime import CallRuntime
+from ivr.call.services import CallServices
 from ivr.flow import actions as act
 from ivr.flow import events as ev
-from ivr.ops.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -37,31 +32,19 @@ class DialplanApp:
     def __init__(
         self,
         *,
-        flows: FlowCatalog,
-        speech: SpeechFactory,
+        services: CallServices,
         flow: str | None = None,
-        http: aiohttp.ClientSession | None = None,
-        classifier: Classifier | None = None,
-        audio_dir: Path | None = None,
         max_calls: int = 100,
-        max_call_seconds: float = 3600.0,
-        on_report: ReportSink | None = None,
-        metrics: Metrics | None = None,
-        webhook: WebhookHandler | None = None,
         rate_timeout: float = RATE_TIMEOUT,
     ) -> None:
+        self.services = services
         self.rate_timeout = rate_timeout
-        self.webhook = webhook
-        self.on_report = on_report
-        self.metrics = metrics
-        self.flows = flows
-        self.speech = speech
+        self.on_report = services.on_report
+        self.metrics = services.metrics
+        self.flows = services.flows
+        self.speech = services.speech
         self.flow = flow
-        self.http = http
-        self.classifier = classifier
-        self.audio_dir = audio_dir
         self.max_calls = max_calls
-        self.max_call_seconds = max_call_seconds
         self.runtimes: set[CallRuntime] = set()
         self._live = 0
         """Calls between their session opening and their record (waiting for audio included)."""
@@ -86,7 +69,13 @@ class DialplanApp:
 
     async def handle(self, session: AudioSocketSession) -> None:
         """The AudioSocket server's ``on_session`` handler: one call, start to end, one record."""
-        life = CallLife(str(session.uuid), metrics=self.metrics, sink=self.on_report, recent=self.reports)
+        life = CallLife(
+            str(session.uuid),
+            metrics=self.metrics,
+            sink=self.on_report,
+            recent=self.reports,
+            on_start=self.services.on_start,
+        )
         life.media = session
         life.report.direction = "inbound"
         self._live += 1
@@ -129,11 +118,7 @@ class DialplanApp:
             speech=self.speech(engine.settings, rate),
             call_id=call_id,
             dtmf_from_media=True,
-            http=self.http,
-            classifier=self.classifier,
-            audio_dir=self.audio_dir,
-            max_call_seconds=self.max_call_seconds,
-            webhook=self.webhook,
+            services=self.services,
             report=life.report,
         )
         self.runtimes.add(runtime)

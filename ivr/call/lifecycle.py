@@ -40,8 +40,12 @@ class CallLife:
         sink: ReportSink | None = None,
         recent: MutableSequence[CallReport] | None = None,
         counted: bool = True,
+        on_start: Callable[[str], None] | None = None,
     ) -> None:
         self.report = CallReport(call_id=call_id, flow="")
+        self.on_start = on_start
+        """Told the call id when a counted call starts (a worker tells its supervisor, which records the
+        call itself if this process dies before the call's record is written)."""
         self.metrics = metrics
         self.sink = sink
         self.recent = recent
@@ -77,6 +81,8 @@ class CallLife:
         if self.counted and self.metrics is not None:
             self.metrics.call_started()
             self._started = True
+        if self.counted and self.on_start is not None:
+            self.on_start(self.call_id)
         try:
             await body()
         except asyncio.CancelledError:

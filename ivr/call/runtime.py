@@ -30,6 +30,7 @@ import aiohttp
 
 from ivr.call.ports import CallControl, CallSpeech, Classifier, WebhookHandler
 from ivr.call.report import MASKED_DIGIT, CallReport, TraceEvent, Tracer
+from ivr.call.services import CallServices
 from ivr.flow import actions as act
 from ivr.flow import events as ev
 from ivr.flow.builtins import MASK
@@ -67,27 +68,22 @@ class CallRuntime:
         speech: CallSpeech,
         call_id: str,
         dtmf_from_media: bool,
-        http: aiohttp.ClientSession | None = None,
-        classifier: Classifier | None = None,
-        audio_dir: Path | None = None,
-        max_call_seconds: float = 3600.0,
-        tracer: Tracer | None = None,
-        webhook: WebhookHandler | None = None,
+        services: CallServices,
         report: CallReport | None = None,
     ) -> None:
         self.engine = engine
-        self.webhook = webhook
-        self.tracer = tracer
+        self.webhook: WebhookHandler | None = services.webhook
+        self.tracer: Tracer | None = services.tracer
         self._path_seen = 0
         self.media = media
         self.control = control
         self.speech = speech
         self.call_id = call_id
         self.dtmf_from_media = dtmf_from_media
-        self.http = http
-        self.classifier = classifier
-        self.audio_dir = audio_dir
-        self.max_call_seconds = max_call_seconds
+        self.http: aiohttp.ClientSession | None = services.http
+        self.classifier: Classifier | None = services.classifier
+        self.audio_dir: Path | None = services.audio_dir
+        self.max_call_seconds = services.max_call_seconds
         self.report = report if report is not None else CallReport(call_id=call_id, flow="")
         """Filled in as the call goes (the call's owner may pass its own, so nothing is lost on failure)."""
         self.report.flow = engine.library.root

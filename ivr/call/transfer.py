@@ -46,7 +46,7 @@ class EndpointTransfer:
     def __init__(self, call: AriCall, action: act.Transfer) -> None:
         self.call = call
         self.action = action
-        self.agent_id = f"ivr-agent-{uuid.uuid4()}"
+        self.agent_id = f"{call.app.config.id_prefix}agent-{uuid.uuid4()}"
         self.bridged = False
         self._answered = asyncio.Event()
         self._destroyed = asyncio.Event()

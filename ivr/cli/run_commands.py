@@ -1,6 +1,7 @@
 """``ivr run``: serve calls until SIGTERM, in ARI mode (default) or dialplan-only mode (``--no-ari``).
 
-Startup checks everything it can before taking a call and fails with one line, never a traceback: bad
+The flags and the exit code live here; assembling the process is :mod:`ivr.workers.process`. Startup
+checks everything it can before taking a call and fails with one line, never a traceback: bad
 settings, flow errors (file:line), a port in use, an unreachable Asterisk, a wrong ARI password.
 """
 
@@ -8,38 +9,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import gc
 import logging
-import os
-import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import aiohttp
-
-from ivr.ari.client import AriClient
-from ivr.ari.errors import ApplicationReplacedError, AriConnectionError, AriError, BadReply, Unauthorized
-from ivr.audiosocket.server import AudioSocketConfig, AudioSocketServer
-from ivr.call.ari_app import AriApp, AriAppConfig
-from ivr.call.dialplan_app import DialplanApp
-from ivr.call.flows import FlowCatalog
-from ivr.call.lifecycle import ReportSink
-from ivr.call.report import CallReport
-from ivr.call.speech import registry_factory
-from ivr.cli.flow_commands import dialplan_mode_issues
-from ivr.config import ConfigError, Settings, load_settings
-from ivr.flow.errors import FlowError, FlowIssue
-from ivr.flow.llm_matcher import LlmMatcher
-from ivr.flow.source import find_flow_file
-from ivr.flow.webhook import WebhookClient
+from ivr.config import ConfigError, load_settings
 from ivr.logs import setup_logging
-from ivr.ops.health import HealthServer
-from ivr.ops.metrics import Metrics
-from ivr.ops.records import RecordsError, create_store
-from ivr.speech.registry import SpeechRegistry
+from ivr.workers.process import StartupError, serve
 
 log = logging.getLogger("ivr.run")
 
@@ -64,10 +41,6 @@ FLAG_SETTINGS = (
     ("--tts", "tts", "default text-to-speech engine (IVR_TTS)"),
     ("--max-calls", "max_calls", "concurrent calls (IVR_MAX_CALLS)"),
 )
-
-
-class StartupError(Exception):
-    """One line for the operator; ``ivr run`` exits 2 with it."""
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -105,242 +78,3 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
         return None
     factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
     return factory
-
-
-def load_catalog(settings: Settings) -> FlowCatalog:
-    try:
-        return FlowCatalog(settings.flows, settings.default_flow)
-    except FlowError as exc:
-        raise StartupError(flow_error(exc.issues)) from None
-    except FileNotFoundError as exc:
-        raise StartupError(str(exc)) from None
-
-
-def flow_error(issues: Sequence[FlowIssue]) -> str:
-    more = f" (and {len(issues) - 1} more; run ivr validate)" if len(issues) > 1 else ""
-    return f"flow error: {issues[0] if issues else '?'}{more}"
-
-
-def check_dialplan_mode(catalog: FlowCatalog) -> None:
-    """Dialplan-only mode runs the default flow and its subflows: none may transfer (no ARI channel to
-    move), exactly as ``ivr validate --mode dialplan`` says."""
-    library = catalog.library(None)
-    issues: list[FlowIssue] = []
-    for name, flow in library.flows.items():
-        path = find_flow_file(catalog.directory, name) or catalog.directory / f"{name}.yaml"
-        issues += dialplan_mode_issues(path, flow)
-    if issues:
-        raise StartupError(flow_error(issues))
-
-
-async def serve(
-    settings: Settings,
-    *,
-    no_ari: bool = False,
-    stop: asyncio.Event | None = None,
-    ready: Callable[[dict[str, Any]], Awaitable[None] | None] | None = None,
-    on_report: ReportSink | None = None,
-) -> int:
-    """Run until ``stop`` is set (or SIGTERM/SIGINT); returns the exit code."""
-    catalog = load_catalog(settings)
-    if no_ari and catalog.default is None:
-        raise StartupError("dialplan-only mode runs one flow: set IVR_DEFAULT_FLOW (or --default-flow)")
-    if no_ari:
-        check_dialplan_mode(catalog)
-    registry = SpeechRegistry(cache_dir=settings.prompt_cache)
-    speech = registry_factory(registry, default_stt=settings.stt, default_tts=settings.tts)
-    audio_dir = catalog.directory / "audio"
-    classifier = None
-    if os.environ.get("OPENAI_API_KEY"):
-        classifier = LlmMatcher().classify  # flows with matcher: llm; keywords when it fails
-    else:
-        log.info("no OPENAI_API_KEY: flows with 'matcher: llm' use the keyword matcher only")
-    host, port = settings.listen
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    async with contextlib.AsyncExitStack() as stack:
-        http = await stack.enter_async_context(aiohttp.ClientSession())
-        stack.push_async_callback(registry.aclose)
-        try:
-            records = create_store(
-                path=settings.records_path,
-                url=settings.records_url.get_secret_value() if settings.records_url else None,
-                spool=settings.records_spool,
-                instance=settings.instance_id,
-            )
-        except RecordsError as exc:
-            raise StartupError(f"call records: {exc}") from None
-        try:
-            await records.open()
-        except RecordsError as exc:
-            raise StartupError(f"call records at {records.where}: {exc}") from None
-        stack.push_async_callback(records.close)
-        metrics = Metrics()
-        webhook = await stack.enter_async_context(WebhookClient.from_settings(settings))
-        app_ref: list[AriApp] = []
-
-        def readiness() -> tuple[bool, str]:
-            if no_ari:
-                return True, "dialplan-only mode"
-            stream = app_ref[0].stream if app_ref else None
-            return (
-                (True, "ARI connected")
-                if stream is not None and stream.connected
-                else (False, "ARI disconnected")
-            )
-
-        health: HealthServer | None = None
-        if settings.metrics_listen:
-            health = HealthServer.from_listen(settings.metrics_listen, metrics, ready=readiness)
-            try:
-                await health.start()
-            except OSError as exc:
-                raise StartupError(f"cannot listen for metrics on {settings.metrics_listen}: {exc}") from None
-            stack.push_async_callback(health.close)
-
-        async def finished(report: CallReport) -> None:
-            try:
-                await records.record(
-                    report, caller=report.caller, linkedid=report.linkedid, direction=report.direction
-                )
-            except RecordsError as exc:
-                log.error("call %s: not recorded: %s", report.call_id, exc)
-            if on_report is not None:
-                result = on_report(report)
-                if asyncio.iscoroutine(result):
-                    await result
-
-        dialplan: DialplanApp | None = None
-        if no_ari:
-            dialplan = DialplanApp(
-                flows=catalog,
-                speech=speech,
-                http=http,
-                audio_dir=audio_dir,
-                max_calls=settings.max_calls,
-                max_call_seconds=settings.max_call_seconds,
-                on_report=finished,
-                metrics=metrics,
-                classifier=classifier,
-                webhook=webhook,
-            )
-        server = AudioSocketServer(
-            AudioSocketConfig(
-                host=host,
-                port=port,
-                max_connections=settings.audiosocket_max_connections,
-                max_per_source=settings.per_source_limit,
-            ),
-            on_session=dialplan.handle if dialplan else None,
-        )
-        try:
-            await server.start()
-        except OSError as exc:
-            raise StartupError(
-                f"cannot listen for AudioSocket on {host}:{port}: {exc.strerror or exc}"
-            ) from None
-        stack.push_async_callback(server.close)
-        info: dict[str, Any] = {
-            "audiosocket": server.address,
-            "mode": "dialplan" if no_ari else "ari",
-            "metrics": health.url if health is not None else None,
-        }
-        app: AriApp | None = None
-        if not no_ari:
-            ari = AriClient(settings.ari_url, settings.ari_user, settings.ari_password.get_secret_value())
-            stack.push_async_callback(ari.close)
-            await check_ari(ari, settings)
-            app = AriApp(
-                ari=ari,
-                audiosocket=server,
-                flows=catalog,
-                speech=speech,
-                http=http,
-                config=AriAppConfig(
-                    app=settings.ari_app,
-                    advertise=settings.advertise
-                    if settings.audiosocket_advertise
-                    else f"{host}:{server.port}",
-                    format=settings.format,
-                    max_calls=settings.max_calls,
-                    max_call_seconds=settings.max_call_seconds,
-                    audio_dir=audio_dir,
-                ),
-                on_report=finished,
-                metrics=metrics,
-                classifier=classifier,
-                webhook=webhook,
-            )
-            app_ref.append(app)
-            try:
-                await app.start()
-            except ApplicationReplacedError:
-                raise StartupError(f"another process took over the ARI app '{settings.ari_app}'") from None
-            except (AriError, TimeoutError) as exc:
-                raise StartupError(f"ARI events WebSocket for '{settings.ari_app}': {exc}") from None
-            stack.push_async_callback(app.close, keep_agent_calls=True)
-        # Everything loaded so far lives as long as the process: keep it out of the garbage collector's
-        # full collections, which otherwise stall the event loop for ~100 ms with hundreds of calls.
-        gc.collect()
-        gc.freeze()
-        log.info(
-            "ready: %s mode (%s loop), AudioSocket on %s:%d, flows %s",
-            info["mode"],
-            type(asyncio.get_running_loop()).__module__.split(".")[0],
-            *server.address,
-            ", ".join(catalog.names),
-        )
-        if ready is not None:
-            result = ready(info)
-            if asyncio.iscoroutine(result):
-                await result
-        code = await wait_for_stop(stop, app)
-        if health is not None:
-            health.drain()
-        if app is not None and code == 0:
-            await app.drain(settings.shutdown_grace_seconds, settings.shutdown_goodbye)
-        elif dialplan is not None:
-            await server.stop_accepting()
-            await dialplan.drain(settings.shutdown_grace_seconds, settings.shutdown_goodbye)
-        return code
-
-
-async def check_ari(ari: AriClient, settings: Settings) -> None:
-    try:
-        info = await ari.asterisk_info()
-    except Unauthorized:
-        raise StartupError(
-            f"ARI at {settings.ari_url} refused user '{settings.ari_user}': check IVR_ARI_USER and IVR_ARI_PASSWORD"
-        ) from None
-    except BadReply as exc:
-        raise StartupError(f"ARI at {settings.ari_url} answered, but not like Asterisk: {exc}") from None
-    except AriConnectionError as exc:
-        raise StartupError(f"cannot reach ARI at {settings.ari_url}: {exc}") from None
-    except AriError as exc:
-        raise StartupError(f"ARI at {settings.ari_url}: {exc}") from None
-    log.info("connected to Asterisk %s at %s", info.version or "?", settings.ari_url)
-
-
-async def wait_for_stop(stop: asyncio.Event, app: AriApp | None) -> int:
-    waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(stop.wait())}
-    stream_task = app.stream.task if app is not None and app.stream is not None else None
-    if stream_task is not None:
-        waiters.add(stream_task)
-    try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            if waiter is not stream_task:
-                waiter.cancel()
-    if stream_task is not None and stream_task.done() and not stop.is_set():
-        exc = stream_task.exception() if not stream_task.cancelled() else None
-        if isinstance(exc, ApplicationReplacedError):
-            log.error("another process took over the ARI app '%s'; stopping (not fighting over it)", exc.app)
-            return 1
-        log.error("the ARI events stream stopped: %s", exc)
-        return 1
-    log.info("stopping")
-    return 0

@@ -31,6 +31,7 @@ from ivr.call.ari_app import AriApp, AriAppConfig
 from ivr.call.flows import FlowCatalog
 from ivr.call.ports import SpeechFactory, WebhookHandler
 from ivr.call.report import CallReport, TraceEvent
+from ivr.call.services import CallServices
 from ivr.call.speech import registry_factory
 from ivr.flow.actions import HttpRequest
 from ivr.flow.events import WebhookFailed, WebhookResult
@@ -212,15 +213,14 @@ async def simulate(
         app = AriApp(
             ari=ari,
             audiosocket=server,
-            flows=FlowCatalog(flow_file, default=flow_name, env={**os.environ, **script.env}),
-            speech=speech,
-            config=AriAppConfig(
-                advertise=f"127.0.0.1:{server.port}",
-                step_timeout=10.0,
+            services=CallServices(
+                flows=FlowCatalog(flow_file, default=flow_name, env={**os.environ, **script.env}),
+                speech=speech,
                 audio_dir=flow_file.parent / "audio",
+                tracer=tracker,
+                webhook=_mock_webhooks(script, tracker),
             ),
-            tracer=tracker,
-            webhook=_mock_webhooks(script, tracker),
+            config=AriAppConfig(advertise=f"127.0.0.1:{server.port}", step_timeout=10.0),
         )
         await app.start()
         stack.push_async_callback(app.close)

@@ -26,9 +26,9 @@ import aiohttp
 
 from ivr.audiosocket.protocol import HEADER_SIZE, Kind, rate_for_format
 from ivr.call.report import CallReport
-from ivr.cli.run_commands import serve
 from ivr.config import Settings, load_settings
 from ivr.sim.caller_leg import CallerLeg
+from ivr.workers.process import serve
 from tests.real_asterisk import AriProbe, EventLog, RealAsterisk
 
 FLOWS = Path(__file__).parents[2] / "flows"

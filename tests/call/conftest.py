@@ -16,6 +16,7 @@ from ivr.call.ari_app import AriApp, AriAppConfig
 from ivr.call.flows import FlowCatalog
 from ivr.call.ports import SpeechFactory
 from ivr.call.report import Tracer
+from ivr.call.services import CallServices
 from ivr.flow.model import FlowSettings
 from ivr.sim.ari_server import SimAsterisk
 from ivr.sim.caller_leg import CallerLeg, CallerLegs
@@ -84,9 +85,12 @@ async def make_stack(
     app = AriApp(
         ari=ari,
         audiosocket=audiosocket,
-        flows=FlowCatalog(flows, default=default),
-        speech=sim_speech(ms_per_char),
-        tracer=tracer,
+        services=CallServices(
+            flows=FlowCatalog(flows, default=default),
+            speech=sim_speech(ms_per_char),
+            tracer=tracer,
+            max_call_seconds=float(config.pop("max_call_seconds", 3600.0)),  # type: ignore[arg-type]
+        ),
         config=AriAppConfig(**{"advertise": f"127.0.0.1:{audiosocket.port}", "step_timeout": 3.0, **config}),  # type: ignore[arg-type]
     )
     await app.start(heartbeat=1.0)

@@ -21,6 +21,7 @@ from ivr.call.dialplan_app import DialplanApp
 from ivr.call.flows import FlowCatalog
 from ivr.call.ports import SpeechFactory
 from ivr.call.report import CallReport
+from ivr.call.services import CallServices
 from ivr.flow.model import FlowSettings
 from ivr.ops.metrics import Metrics
 from ivr.sim.ari_server import SimAsterisk
@@ -110,10 +111,12 @@ class Dialplan:
 
 async def start_dialplan(ledger: Ledger, speech: SpeechFactory, **kw: Any) -> Dialplan:
     app = DialplanApp(
-        flows=FlowCatalog(DATA, default="menu"),
-        speech=speech,
-        on_report=ledger.sink,
-        metrics=ledger.metrics,
+        services=CallServices(
+            flows=FlowCatalog(DATA, default="menu"),
+            speech=speech,
+            on_report=ledger.sink,
+            metrics=ledger.metrics,
+        ),
         rate_timeout=kw.pop("rate_timeout", 0.3),
         **kw,
     )
@@ -267,11 +270,13 @@ async def start_ari(
     app = AriApp(
         ari=AriClient(sim.base_url, "ivr", "pw"),
         audiosocket=server,
-        flows=FlowCatalog(DATA, default="menu"),
-        speech=speech,
+        services=CallServices(
+            flows=FlowCatalog(DATA, default="menu"),
+            speech=speech,
+            on_report=ledger.sink,
+            metrics=ledger.metrics,
+        ),
         config=AriAppConfig(advertise=f"127.0.0.1:{server.port}", step_timeout=0.5, **config),
-        on_report=ledger.sink,
-        metrics=ledger.metrics,
     )
     await app.start(heartbeat=1.0)
     return Ari(sim, app, server, ledger)

@@ -12,6 +12,7 @@ from ivr.audiosocket.protocol import Audio, FrameDecoder, Kind, encode_uuid
 from ivr.audiosocket.server import AudioSocketConfig, AudioSocketServer
 from ivr.call.dialplan_app import DialplanApp
 from ivr.call.flows import FlowCatalog
+from ivr.call.services import CallServices
 from ivr.sim.caller_leg import CallerLeg, CallerLegs
 
 from .conftest import DATA, sim_speech
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.virtual_time
 
 
 async def test_audiosocket_app_call_runs_the_default_flow_at_8k() -> None:
-    app = DialplanApp(flows=FlowCatalog(DATA, default="menu"), speech=sim_speech())
+    app = DialplanApp(services=CallServices(flows=FlowCatalog(DATA, default="menu"), speech=sim_speech()))
     server = AudioSocketServer(AudioSocketConfig(port=0, idle_timeout=5.0), on_session=app.handle)
     async with server:
         legs = CallerLegs()
@@ -43,7 +44,7 @@ async def test_audiosocket_app_call_runs_the_default_flow_at_8k() -> None:
 async def test_wideband_dial_waits_for_the_first_audio_frame_before_the_first_prompt() -> None:
     """Defect 3: Dial(AudioSocket/.../c(slin16)) sends its UUID at once but its first audio later; the
     first prompt must not go out at 8 kHz (kind 0x10) because the call started before the rate was known."""
-    app = DialplanApp(flows=FlowCatalog(DATA, default="menu"), speech=sim_speech())
+    app = DialplanApp(services=CallServices(flows=FlowCatalog(DATA, default="menu"), speech=sim_speech()))
     server = AudioSocketServer(AudioSocketConfig(port=0, idle_timeout=5.0), on_session=app.handle)
     async with server:
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from ivr.cli import main
-from ivr.cli.run_commands import StartupError, serve
 from ivr.config import load_settings
 from ivr.sim.ari_server import SimAsterisk
 from ivr.sim.caller_leg import CallerLegs
+from ivr.workers.process import StartupError, serve
 
 from .conftest import DATA
 

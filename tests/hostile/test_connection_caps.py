@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from ivr.audiosocket.protocol import Audio, Hangup, encode_uuid
-from ivr.cli.run_commands import serve
 from ivr.config import ConfigError, Settings, load_settings
+from ivr.workers.process import serve
 from tests.audiosocket.peer import AsteriskPeer
 
 ATTACKER, PBX = "127.0.0.1", "127.0.0.2"

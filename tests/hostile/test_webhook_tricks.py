@@ -24,12 +24,12 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from ivr.call.report import CallReport
-from ivr.cli.run_commands import serve
 from ivr.config import load_settings
 from ivr.flow.actions import HttpRequest
 from ivr.flow.events import WebhookFailed, WebhookResult
 from ivr.flow.webhook import MAX_RESPONSE_BYTES, GuardedResolver, WebhookClient
 from ivr.webhook_policy import WebhookPolicy
+from ivr.workers.process import serve
 from tests.audiosocket.peer import AsteriskPeer
 from tests.services import free_tcp_port
 

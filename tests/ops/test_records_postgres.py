@@ -271,9 +271,9 @@ def test_records_written_synchronously_match_the_async_store(pg_engine: Engine) 
 
 
 async def test_ivr_run_records_calls_in_postgres_labelled_by_instance(pg_engine: Engine) -> None:
-    from ivr.cli.run_commands import serve
     from ivr.sim.ari_server import SimAsterisk
     from ivr.sim.caller_leg import CallerLegs
+    from ivr.workers.process import serve
     from tests.call.test_ivr_run import settings_for
 
     legs = CallerLegs()
@@ -302,8 +302,8 @@ async def test_ivr_run_records_calls_in_postgres_labelled_by_instance(pg_engine:
 
 
 async def test_ivr_run_refuses_to_start_on_unreachable_postgres(tmp_path: Path) -> None:
-    from ivr.cli.run_commands import StartupError, serve
     from ivr.sim.ari_server import SimAsterisk
+    from ivr.workers.process import StartupError, serve
     from tests.call.test_ivr_run import settings_for
 
     if importlib.util.find_spec("psycopg") is None:

@@ -1,0 +1,40 @@
+"""What every call of a process uses and the process owns, in one bundle.
+
+The ARI app, the dialplan-only app and each call's runtime take this instead of a dozen overlapping
+arguments; the process that assembles them (:mod:`ivr.workers.process`) builds it once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from ivr.call.flows import FlowCatalog
+from ivr.call.lifecycle import ReportSink
+from ivr.call.ports import Classifier, SpeechFactory, WebhookHandler
+from ivr.call.report import Tracer
+from ivr.ops.metrics import Metrics
+
+
+@dataclass(frozen=True, slots=True)
+class CallServices:
+    flows: FlowCatalog
+    speech: SpeechFactory
+    """Builds a call's engines from its flow's settings and rate."""
+    http: aiohttp.ClientSession | None = None
+    """For webhooks when no ``webhook`` handler is given (tests, the simulator)."""
+    webhook: WebhookHandler | None = None
+    classifier: Classifier | None = None
+    """The LLM intent matcher, when an API key is configured."""
+    audio_dir: Path | None = None
+    """Where ``play:`` files live (``<flows>/audio``)."""
+    max_call_seconds: float = 3600.0
+    on_report: ReportSink | None = None
+    """Each finished call's report (the call record is written there)."""
+    metrics: Metrics | None = None
+    tracer: Tracer | None = None
+    on_start: Callable[[str], None] | None = None
+    """Told each call's id as the call becomes live (a worker tells its supervisor)."""

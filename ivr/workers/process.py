@@ -1,0 +1,405 @@
+"""Assembling one serving process: the composition root of ``ivr run``.
+
+The same assembly serves a whole instance in one process (``--workers 0``, tests, the simulator's
+siblings) and each call worker under a supervisor (:mod:`ivr.workers.worker`): settings in, a running
+process out. Startup checks everything before taking a call and fails with one :class:`StartupError`
+line, never a traceback: bad settings, flow errors (file:line), a port in use, an unreachable Asterisk, a
+wrong ARI password.
+
+What differs for a worker is passed in as a :class:`Seat`: where its events come from (the supervisor
+relays them; it never opens its own events socket, which Asterisk allows once per app), which ARI ids it
+creates (its tag, so the supervisor routes their events by name), which AudioSocket port it listens on,
+and how it reports readiness, calls and metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import aiohttp
+
+from ivr.ari.client import AriClient
+from ivr.ari.errors import ApplicationReplacedError, AriConnectionError, AriError, BadReply, Unauthorized
+from ivr.audiosocket.server import AudioSocketConfig, AudioSocketServer
+from ivr.call.ari_app import AriApp, AriAppConfig
+from ivr.call.dialplan_app import DialplanApp
+from ivr.call.flows import FlowCatalog
+from ivr.call.lifecycle import ReportSink
+from ivr.call.report import CallReport
+from ivr.call.services import CallServices
+from ivr.call.speech import registry_factory, speech_settings
+from ivr.config import Settings, parse_hostport
+from ivr.flow.errors import FlowError, FlowIssue
+from ivr.flow.llm_matcher import LlmMatcher
+from ivr.flow.modes import dialplan_mode_issues
+from ivr.flow.source import find_flow_file
+from ivr.flow.webhook import WebhookClient
+from ivr.ops.health import HealthServer
+from ivr.ops.looplag import LoopMonitor
+from ivr.ops.metrics import Metrics
+from ivr.ops.records import RecordsError, create_store
+from ivr.speech.executor import EngineSpec, SpeechPool
+from ivr.speech.registry import SpeechRegistry, SpeechSettings
+
+log = logging.getLogger("ivr.run")
+
+ReadyHook = Callable[[dict[str, Any]], Awaitable[None] | None]
+
+OFFLOADED_ENGINES = frozenset({"offline"})
+"""Engines whose inference runs in speech worker processes (CPU-bound), never on the pacing loop."""
+
+
+class StartupError(Exception):
+    """One line for the operator; ``ivr run`` exits 2 with it."""
+
+
+class Seat(Protocol):
+    """What a call worker gets from its supervisor (None for a process that is the whole instance)."""
+
+    index: int
+    """The worker's number: its ARI ids start with ``ivr-w<index>-``."""
+
+    def audiosocket_port(self, settings: Settings, base: int) -> int:
+        """The port this worker listens on (ARI mode: its own; dialplan-only: the shared one)."""
+
+    @property
+    def reuse_port(self) -> bool: ...
+
+    async def attach(self, app: AriApp | None, metrics: Metrics) -> None:
+        """Start relaying the supervisor's events and questions to this process."""
+
+    def announce_ready(self, info: dict[str, Any]) -> None: ...
+
+    def call_started(self, call_id: str) -> None: ...
+
+    def call_released(self, call_id: str) -> None: ...
+
+    async def wait(self) -> int:
+        """Until the supervisor asks this worker to stop (or goes away); returns the exit code."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServeOptions:
+    no_ari: bool = False
+    stop: asyncio.Event | None = None
+    ready: ReadyHook | None = None
+    on_report: ReportSink | None = None
+    seat: Seat | None = None
+
+
+def load_catalog(settings: Settings) -> FlowCatalog:
+    try:
+        return FlowCatalog(settings.flows, settings.default_flow)
+    except FlowError as exc:
+        raise StartupError(flow_error(exc.issues)) from None
+    except FileNotFoundError as exc:
+        raise StartupError(str(exc)) from None
+
+
+def flow_error(issues: Sequence[FlowIssue]) -> str:
+    more = f" (and {len(issues) - 1} more; run ivr validate)" if len(issues) > 1 else ""
+    return f"flow error: {issues[0] if issues else '?'}{more}"
+
+
+def check_dialplan_mode(catalog: FlowCatalog) -> None:
+    """Dialplan-only mode runs the default flow and its subflows: none may transfer (no ARI channel to
+    move), exactly as ``ivr validate --mode dialplan`` says."""
+    library = catalog.library(None)
+    issues: list[FlowIssue] = []
+    for name, flow in library.flows.items():
+        path = find_flow_file(catalog.directory, name) or catalog.directory / f"{name}.yaml"
+        issues += dialplan_mode_issues(path, flow)
+    if issues:
+        raise StartupError(flow_error(issues))
+
+
+def speech_uses(settings: Settings, catalog: FlowCatalog) -> list[SpeechSettings]:
+    """The engines every flow of the catalog will ask for (flow settings over the process defaults)."""
+    uses = [
+        speech_settings(flow.settings, default_stt=settings.stt, default_tts=settings.tts)
+        for name in catalog.names
+        for flow in catalog.library(name).flows.values()
+    ]
+    return list(dict.fromkeys(uses))
+
+
+def offloaded_specs(uses: Sequence[SpeechSettings]) -> list[EngineSpec]:
+    specs: list[EngineSpec] = []
+    for use in uses:
+        if use.stt_engine in OFFLOADED_ENGINES:
+            specs.append(
+                EngineSpec("stt", use.stt_engine, model=use.stt_model, language=use.language or "en")
+            )
+        if use.tts_engine in OFFLOADED_ENGINES:
+            specs.append(
+                EngineSpec(
+                    "tts", use.tts_engine, model=use.tts_model, voice=use.voice, instructions=use.instructions
+                )
+            )
+    return list(dict.fromkeys(specs))
+
+
+async def check_ari(ari: AriClient, settings: Settings) -> None:
+    try:
+        info = await ari.asterisk_info()
+    except Unauthorized:
+        raise StartupError(
+            f"ARI at {settings.ari_url} refused user '{settings.ari_user}': check IVR_ARI_USER and IVR_ARI_PASSWORD"
+        ) from None
+    except BadReply as exc:
+        raise StartupError(f"ARI at {settings.ari_url} answered, but not like Asterisk: {exc}") from None
+    except AriConnectionError as exc:
+        raise StartupError(f"cannot reach ARI at {settings.ari_url}: {exc}") from None
+    except AriError as exc:
+        raise StartupError(f"ARI at {settings.ari_url}: {exc}") from None
+    log.info("connected to Asterisk %s at %s", info.version or "?", settings.ari_url)
+
+
+async def serve(
+    settings: Settings,
+    *,
+    no_ari: bool = False,
+    stop: asyncio.Event | None = None,
+    ready: ReadyHook | None = None,
+    on_report: ReportSink | None = None,
+    seat: Seat | None = None,
+) -> int:
+    """Serve calls until ``stop`` is set (or SIGTERM/SIGINT, or the supervisor says so); the exit code."""
+    catalog = load_catalog(settings)
+    if no_ari and catalog.default is None:
+        raise StartupError("dialplan-only mode runs one flow: set IVR_DEFAULT_FLOW (or --default-flow)")
+    if no_ari:
+        check_dialplan_mode(catalog)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    async with contextlib.AsyncExitStack() as stack:
+        metrics = Metrics()
+        monitor = LoopMonitor(metrics.loop_lag.observe)
+        monitor.start()
+        stack.callback(monitor.stop)
+        uses = speech_uses(settings, catalog)
+        specs = offloaded_specs(uses) if settings.speech_workers > 0 else []
+        pool: SpeechPool | None = None
+        if specs:
+            pool = SpeechPool(specs, processes=settings.speech_workers)
+            try:
+                await pool.start()
+            except Exception as exc:
+                await pool.aclose()
+                raise StartupError(f"speech workers did not start: {exc}") from None
+            stack.push_async_callback(pool.aclose)
+        registry = SpeechRegistry(cache_dir=settings.prompt_cache, pool=pool)
+        stack.push_async_callback(registry.aclose)
+        try:
+            await registry.warm_up(uses)  # models, SDK modules, clients: before /readyz says ready
+        except Exception as exc:
+            raise StartupError(f"speech engines: {exc}") from None
+        classifier = None
+        if os.environ.get("OPENAI_API_KEY"):
+            classifier = LlmMatcher().classify  # flows with matcher: llm; keywords when it fails
+        else:
+            log.info("no OPENAI_API_KEY: flows with 'matcher: llm' use the keyword matcher only")
+        http = await stack.enter_async_context(aiohttp.ClientSession())
+        records = await _open_records(settings, stack)
+        webhook = await stack.enter_async_context(WebhookClient.from_settings(settings))
+
+        async def finished(report: CallReport) -> None:
+            try:
+                await records.record(
+                    report, caller=report.caller, linkedid=report.linkedid, direction=report.direction
+                )
+            except RecordsError as exc:
+                log.error("call %s: not recorded: %s", report.call_id, exc)
+            if seat is not None:
+                seat.call_released(report.call_id)
+            if on_report is not None:
+                result = on_report(report)
+                if asyncio.iscoroutine(result):
+                    await result
+
+        services = CallServices(
+            flows=catalog,
+            speech=registry_factory(registry, default_stt=settings.stt, default_tts=settings.tts),
+            http=http,
+            webhook=webhook,
+            classifier=classifier,
+            audio_dir=catalog.directory / "audio",
+            max_call_seconds=settings.max_call_seconds,
+            on_report=finished,
+            metrics=metrics,
+            on_start=seat.call_started if seat is not None else None,
+        )
+        app_ref: list[AriApp] = []
+
+        def readiness() -> tuple[bool, str]:
+            if no_ari:
+                return True, "dialplan-only mode"
+            stream = app_ref[0].stream if app_ref else None
+            connected = stream is not None and stream.connected
+            return (True, "ARI connected") if connected else (False, "ARI disconnected")
+
+        health: HealthServer | None = None
+        if settings.metrics_listen and seat is None:  # a worker's metrics go through its supervisor
+            health = HealthServer.from_listen(settings.metrics_listen, metrics, ready=readiness)
+            try:
+                await health.start()
+            except OSError as exc:
+                raise StartupError(f"cannot listen for metrics on {settings.metrics_listen}: {exc}") from None
+            stack.push_async_callback(health.close)
+
+        dialplan = DialplanApp(services=services, max_calls=settings.max_calls) if no_ari else None
+        host, base_port = settings.listen
+        port = seat.audiosocket_port(settings, base_port) if seat is not None else base_port
+        server = AudioSocketServer(
+            AudioSocketConfig(
+                host=host,
+                port=port,
+                max_connections=settings.audiosocket_max_connections,
+                max_per_source=settings.per_source_limit,
+                reuse_port=seat is not None and seat.reuse_port,
+            ),
+            on_session=dialplan.handle if dialplan else None,
+        )
+        try:
+            await server.start()
+        except OSError as exc:
+            raise StartupError(
+                f"cannot listen for AudioSocket on {host}:{port}: {exc.strerror or exc}"
+            ) from None
+        stack.push_async_callback(server.close)
+        app: AriApp | None = None
+        if not no_ari:
+            app = await _start_ari(settings, stack, server, services, seat, port)
+            app_ref.append(app)
+        if seat is not None:
+            await seat.attach(app, metrics)
+        # Everything loaded so far lives as long as the process: keep it out of the garbage collector's
+        # full collections, which otherwise stall the event loop for ~100 ms with hundreds of calls.
+        gc.collect()
+        gc.freeze()
+        info: dict[str, Any] = {
+            "audiosocket": server.address,
+            "mode": "dialplan" if no_ari else "ari",
+            "metrics": health.url if health is not None else None,
+            "pid": os.getpid(),
+        }
+        log.info(
+            "ready: %s mode (%s loop), AudioSocket on %s:%d, flows %s",
+            info["mode"],
+            type(asyncio.get_running_loop()).__module__.split(".")[0],
+            *server.address,
+            ", ".join(catalog.names),
+        )
+        if seat is not None:
+            seat.announce_ready(info)
+        if ready is not None:
+            result = ready(info)
+            if asyncio.iscoroutine(result):
+                await result
+        code = await _wait_for_stop(stop, app, seat)
+        if health is not None:
+            health.drain()
+        if app is not None and code == 0:
+            await app.drain(settings.shutdown_grace_seconds, settings.shutdown_goodbye)
+        elif dialplan is not None:
+            await server.stop_accepting()
+            await dialplan.drain(settings.shutdown_grace_seconds, settings.shutdown_goodbye)
+        return code
+
+
+async def _open_records(settings: Settings, stack: contextlib.AsyncExitStack) -> Any:
+    try:
+        records = create_store(
+            path=settings.records_path,
+            url=settings.records_url.get_secret_value() if settings.records_url else None,
+            spool=settings.records_spool,
+            instance=settings.instance_id,
+        )
+    except RecordsError as exc:
+        raise StartupError(f"call records: {exc}") from None
+    try:
+        await records.open()
+    except RecordsError as exc:
+        raise StartupError(f"call records at {records.where}: {exc}") from None
+    stack.push_async_callback(records.close)
+    return records
+
+
+async def _start_ari(
+    settings: Settings,
+    stack: contextlib.AsyncExitStack,
+    server: AudioSocketServer,
+    services: CallServices,
+    seat: Seat | None,
+    port: int,
+) -> AriApp:
+    ari = AriClient(settings.ari_url, settings.ari_user, settings.ari_password.get_secret_value())
+    stack.push_async_callback(ari.close)
+    await check_ari(ari, settings)
+    # Worker N listens on the base port + N; it advertises the same offset from the advertised port.
+    offset = port - settings.listen[1] if settings.listen[1] else 0
+    if settings.audiosocket_advertise:
+        adv_host, adv_port = parse_hostport(settings.audiosocket_advertise)
+        advertise = f"{adv_host}:{adv_port + offset}"
+    else:
+        advertise = f"{settings.listen[0]}:{server.port}"
+    app = AriApp(
+        ari=ari,
+        audiosocket=server,
+        services=services,
+        config=AriAppConfig(
+            app=settings.ari_app,
+            advertise=advertise,
+            format=settings.format,
+            max_calls=settings.max_calls,
+            id_prefix=f"ivr-w{seat.index}-" if seat is not None else "ivr-",
+        ),
+    )
+    if seat is None:  # a worker's events come from its supervisor, which holds the events socket
+        try:
+            await app.start()
+        except ApplicationReplacedError:
+            raise StartupError(f"another process took over the ARI app '{settings.ari_app}'") from None
+        except (AriError, TimeoutError) as exc:
+            raise StartupError(f"ARI events WebSocket for '{settings.ari_app}': {exc}") from None
+    stack.push_async_callback(app.close, keep_agent_calls=True)
+    return app
+
+
+async def _wait_for_stop(stop: asyncio.Event, app: AriApp | None, seat: Seat | None) -> int:
+    waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(stop.wait())}
+    stream_task = app.stream.task if app is not None and app.stream is not None else None
+    if stream_task is not None:
+        waiters.add(stream_task)
+    seat_task = asyncio.ensure_future(seat.wait()) if seat is not None else None
+    if seat_task is not None:
+        waiters.add(seat_task)
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            if waiter is not stream_task:
+                waiter.cancel()
+    if seat_task is not None and seat_task.done() and not seat_task.cancelled() and not stop.is_set():
+        code: int = seat_task.result()
+        return code
+    if stream_task is not None and stream_task.done() and not stop.is_set():
+        exc = stream_task.exception() if not stream_task.cancelled() else None
+        if isinstance(exc, ApplicationReplacedError):
+            log.error("another process took over the ARI app '%s'; stopping (not fighting over it)", exc.app)
+            return 1
+        log.error("the ARI events stream stopped: %s", exc)
+        return 1
+    log.info("stopping")
+    return 0
