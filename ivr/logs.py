@@ -33,6 +33,10 @@ _MAX_TEMPLATES = 1000
 
 
 class JsonFormatter(logging.Formatter):
+    def __init__(self, process: str | None = None) -> None:
+        super().__init__()
+        self.process = process
+
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage()
         entry: dict[str, object] = {
@@ -44,6 +48,8 @@ class JsonFormatter(logging.Formatter):
         }
         if (found := _CALL_ID.search(message)) is not None:
             entry["call_id"] = found.group(1).rstrip(":")
+        if self.process is not None:
+            entry["process"] = self.process
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
@@ -156,12 +162,15 @@ def setup_logging(
     json_lines: bool = False,
     burst: int = LOG_BURST,
     period: float = LOG_PERIOD_SECONDS,
+    process: str | None = None,
 ) -> RateLimitFilter:
+    """One stderr handler for the process; ``process`` names it in every line (``worker 2``)."""
     handler = logging.StreamHandler(sys.stderr)
+    where = f" [{process}]" if process else ""
     handler.setFormatter(
-        JsonFormatter()
+        JsonFormatter(process)
         if json_lines
-        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        else logging.Formatter(f"%(asctime)s %(levelname)s{where} %(name)s: %(message)s")
     )
     limiter = RateLimitFilter(handler.handle, burst=burst, period=period)
     handler.addFilter(limiter)

@@ -205,8 +205,11 @@ class AriApp:
         await life.end_without_body()
 
     async def _on_connected(self, reconnected: bool) -> None:
-        if not reconnected:
-            return
+        if reconnected:
+            await self.reconnected()
+
+    async def reconnected(self) -> None:
+        """The events socket came back (here, or in a worker's supervisor): reconcile the calls."""
         if self.metrics is not None:
             self.metrics.ari_reconnected()
         # Events were lost while the socket was down: calls whose channels vanished never heard of it.

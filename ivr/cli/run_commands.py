@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 from ivr.config import ConfigError, load_settings
 from ivr.logs import setup_logging
 from ivr.workers.process import StartupError, serve
+from ivr.workers.supervisor import Supervisor
 
 log = logging.getLogger("ivr.run")
 
@@ -40,14 +42,16 @@ FLAG_SETTINGS = (
     ("--stt", "stt", "default speech-to-text engine (IVR_STT)"),
     ("--tts", "tts", "default text-to-speech engine (IVR_TTS)"),
     ("--max-calls", "max_calls", "concurrent calls (IVR_MAX_CALLS)"),
+    ("--workers", "workers", "call worker processes (IVR_WORKERS; default: one per core; 0: one process)"),
 )
+INT_FLAGS = {"max_calls", "workers"}
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("run", help="serve calls until SIGTERM (ARI app + AudioSocket server)")
     p.add_argument("--config", type=Path, help="settings file (default: ./ivr.toml if present)")
     for flag, dest, text in FLAG_SETTINGS:
-        p.add_argument(flag, dest=dest, help=text, type=int if dest == "max_calls" else str)
+        p.add_argument(flag, dest=dest, help=text, type=int if dest in INT_FLAGS else str)
     p.add_argument("--no-ari", action="store_true", help="dialplan-only mode: accept AudioSocket() calls")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.add_argument("--log-json", action="store_true", help="one JSON object per log line (with call_id)")
@@ -59,8 +63,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     overrides = {dest: getattr(args, dest) for _, dest, _ in FLAG_SETTINGS}
     try:
         settings = load_settings(overrides, toml_path=args.config)
+        workers = settings.workers if settings.workers is not None else (os.cpu_count() or 1)
         with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-            return runner.run(serve(settings, no_ari=args.no_ari))
+            if workers == 0:
+                return runner.run(serve(settings, no_ari=args.no_ari))
+            supervisor = Supervisor(
+                settings,
+                workers=workers,
+                no_ari=args.no_ari,
+                log_level=args.log_level,
+                log_json=args.log_json,
+            )
+            return runner.run(supervisor.run())
     except (ConfigError, StartupError) as exc:
         print(f"ivr run: {exc}", file=sys.stderr)
         return 2

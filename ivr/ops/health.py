@@ -18,14 +18,13 @@ from __future__ import annotations
 import errno
 import json
 import logging
-from collections.abc import Callable, MutableMapping
-from typing import Any
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, Protocol
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ivr.config import parse_hostport
-from ivr.ops.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +32,14 @@ DEFAULT_HEALTH_HOST = "127.0.0.1"
 DEFAULT_HEALTH_PORT = 9464
 
 ReadyCheck = Callable[[], bool | tuple[bool, str]]
+
+
+class Exposition(Protocol):
+    """What ``/metrics`` serves: :class:`ivr.ops.metrics.Metrics`, or a supervisor's merged view."""
+
+    def exposition(self, accept: str = "") -> tuple[bytes, str]: ...
+
+
 """Cheap, non-blocking: ``True``/``False``, or ``(ready, reason)`` to say why not."""
 
 MAX_LINE_BYTES = 4096
@@ -83,24 +90,34 @@ class HealthServer:
 
     def __init__(
         self,
-        metrics: Metrics,
+        metrics: Exposition,
         *,
         ready: ReadyCheck | None = None,
         host: str = DEFAULT_HEALTH_HOST,
         port: int = DEFAULT_HEALTH_PORT,
+        before_scrape: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.metrics = metrics
         self.ready = ready
+        self.before_scrape = before_scrape
+        """Runs before each ``/metrics`` answer (a supervisor gathers its workers' metrics there)."""
         self.host = host
         self._port = port
         self._draining = False
         self._runner: web.AppRunner | None = None
 
     @classmethod
-    def from_listen(cls, listen: str, metrics: Metrics, *, ready: ReadyCheck | None = None) -> HealthServer:
+    def from_listen(
+        cls,
+        listen: str,
+        metrics: Exposition,
+        *,
+        ready: ReadyCheck | None = None,
+        before_scrape: Callable[[], Awaitable[None]] | None = None,
+    ) -> HealthServer:
         """From a ``host:port`` setting (``metrics_listen``); port 0 picks a free port."""
         host, port = parse_hostport(listen, default_port=DEFAULT_HEALTH_PORT, allow_zero=True)
-        return cls(metrics, ready=ready, host=host, port=port)
+        return cls(metrics, ready=ready, host=host, port=port, before_scrape=before_scrape)
 
     def build_app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY_BYTES)
@@ -174,6 +191,8 @@ class HealthServer:
         return bool(answer), ("" if answer else "not ready")
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        if self.before_scrape is not None:
+            await self.before_scrape()
         body, content_type = self.metrics.exposition(request.headers.get("Accept", ""))
         return web.Response(body=body, headers={"Content-Type": content_type, "Cache-Control": "no-store"})
 

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
+
+from ivr.ops.metrics import Metrics
 
 LabelKey = tuple[tuple[str, str], ...]
 
@@ -37,6 +41,23 @@ def merge(expositions: Sequence[str]) -> list[Metric]:
             family.add_sample(sample_name, dict(labels), value)
         out.append(family)
     return out
+
+
+class MergedExposition:
+    """``/metrics`` of a supervisor: its own metrics and its workers', summed into one exposition."""
+
+    def __init__(self, own: Metrics) -> None:
+        self.own = own
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.collector = MergedCollector()
+        self.registry.register(self.collector)
+
+    def update(self, worker_expositions: Sequence[str]) -> None:
+        self.collector.update([self.own.exposition()[0].decode(), *worker_expositions])
+
+    def exposition(self, accept: str = "") -> tuple[bytes, str]:
+        encoder, content_type = choose_encoder(accept)
+        return encoder(self.registry), content_type
 
 
 class MergedCollector(Collector):

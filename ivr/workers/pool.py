@@ -68,6 +68,7 @@ class WorkerPool:
         *,
         on_message: MessageHandler,
         on_exit: ExitHandler,
+        greeting: Callable[[int], Message] | None = None,
         name: str = "ivr-worker",
     ) -> None:
         if size < 1:
@@ -76,6 +77,9 @@ class WorkerPool:
         self.args = args
         self.on_message = on_message
         self.on_exit = on_exit
+        self.greeting = greeting
+        """The first message each (re)started worker gets: its configuration, secrets included (a
+        command line would show them to every user of the machine)."""
         self.name = name
         self.workers = [Worker(i) for i in range(size)]
         self._closing = False
@@ -119,6 +123,8 @@ class WorkerPool:
                 self.entry, self.args(worker.index), name=f"{self.name}-{worker.index}"
             )
             worker.process, worker.channel = process, channel
+            if self.greeting is not None:
+                channel.send(self.greeting(worker.index))
             await self._read(worker, channel)
             worker.ready.clear()
             code = await process.wait()

@@ -185,9 +185,6 @@ async def serve(
             loop.add_signal_handler(sig, stop.set)
     async with contextlib.AsyncExitStack() as stack:
         metrics = Metrics()
-        monitor = LoopMonitor(metrics.loop_lag.observe)
-        monitor.start()
-        stack.callback(monitor.stop)
         uses = speech_uses(settings, catalog)
         specs = offloaded_specs(uses) if settings.speech_workers > 0 else []
         pool: SpeechPool | None = None
@@ -211,7 +208,7 @@ async def serve(
         else:
             log.info("no OPENAI_API_KEY: flows with 'matcher: llm' use the keyword matcher only")
         http = await stack.enter_async_context(aiohttp.ClientSession())
-        records = await _open_records(settings, stack)
+        records = await open_records(settings, stack)
         webhook = await stack.enter_async_context(WebhookClient.from_settings(settings))
 
         async def finished(report: CallReport) -> None:
@@ -288,6 +285,9 @@ async def serve(
         # full collections, which otherwise stall the event loop for ~100 ms with hundreds of calls.
         gc.collect()
         gc.freeze()
+        monitor = LoopMonitor(metrics.loop_lag.observe)  # from here on nothing may hold the loop
+        monitor.start()
+        stack.callback(monitor.stop)
         info: dict[str, Any] = {
             "audiosocket": server.address,
             "mode": "dialplan" if no_ari else "ari",
@@ -318,7 +318,7 @@ async def serve(
         return code
 
 
-async def _open_records(settings: Settings, stack: contextlib.AsyncExitStack) -> Any:
+async def open_records(settings: Settings, stack: contextlib.AsyncExitStack) -> Any:
     try:
         records = create_store(
             path=settings.records_path,

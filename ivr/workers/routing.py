@@ -78,7 +78,7 @@ class CallRouter:
             if owner is not None:
                 break
         new_call = False
-        if owner is None and isinstance(event, StasisStart) and self._is_caller(event):
+        if owner is None and isinstance(event, StasisStart) and self.is_caller(event):
             owner = self._pick()
             if owner is not None:
                 self.callers[event.channel.id] = owner
@@ -103,7 +103,8 @@ class CallRouter:
             self.callers.pop(caller, None)
 
     @staticmethod
-    def _is_caller(event: StasisStart) -> bool:
+    def is_caller(event: StasisStart) -> bool:
+        """A new caller, not a media channel or a leg some worker created."""
         if event.channel.is_audiosocket or tagged_worker(event.channel.id) is not None:
             return False  # a media channel or a leg some worker created
         return not (event.args and event.args[0] == TRANSFER_MARKER)

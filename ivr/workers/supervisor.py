@@ -1,0 +1,367 @@
+"""``ivr run --workers N``: N call workers under one supervisor, every core pacing its own calls.
+
+The supervisor holds what exists once per instance and runs no call itself:
+
+* ARI mode: the events WebSocket (Asterisk allows one per app). Each caller's ``StasisStart`` goes to the
+  least-loaded worker, which does that call's REST and media from then on; every later event of the call
+  follows it (:class:`~ivr.workers.routing.CallRouter`). Each worker listens for AudioSocket on its own
+  port (the base port + its index), so the media Asterisk opens reaches the worker that asked for it.
+* Dialplan-only mode: nothing to route; the workers share the AudioSocket port (``SO_REUSEPORT``) and
+  the kernel spreads connections over them.
+* ``/metrics`` (every worker's metrics summed, plus the supervisor's own), ``/healthz``, ``/readyz``.
+* Worker deaths: a worker that exits is restarted (:class:`~ivr.workers.pool.WorkerPool`); the calls it
+  had announced and not finished get a record here (``outcome: error``), and in ARI mode their callers
+  are hung up and the worker's media channels and bridges deleted, so nothing is left in Asterisk.
+* SIGTERM: ``/readyz`` turns 503, new callers get congestion, every worker drains its calls within the
+  grace period, then everything stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ivr.ari.client import AriClient
+from ivr.ari.errors import ApplicationReplacedError, AriError, NotFound
+from ivr.ari.events import EventStream
+from ivr.ari.models import ChannelDestroyed, Event, StasisStart
+from ivr.call.ari_app import ORIGINATE_PREFIX
+from ivr.call.report import CallReport
+from ivr.config import Settings
+from ivr.ipc import Message
+from ivr.ops.health import HealthServer
+from ivr.ops.looplag import LoopMonitor
+from ivr.ops.metrics import Metrics
+from ivr.ops.records import RecordsError
+from ivr.ops.records.model import default_instance_id
+from ivr.workers.metrics import MergedExposition
+from ivr.workers.pool import WorkerPool
+from ivr.workers.process import (
+    StartupError,
+    check_ari,
+    check_dialplan_mode,
+    load_catalog,
+    open_records,
+)
+from ivr.workers.protocol import Mode, WorkerConfig
+from ivr.workers.routing import CallRouter, worker_tag
+
+log = logging.getLogger("ivr.supervisor")
+
+METRICS_TIMEOUT = 1.0
+"""How long a scrape waits for each worker's metrics (a stalled worker must not stall the scrape)."""
+DRAIN_MARGIN = 15.0
+"""After the grace period: time for goodbyes and teardown before workers are stopped for good."""
+
+ReadyHook = Callable[[dict[str, Any]], Awaitable[None] | None]
+
+
+class Supervisor:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        workers: int,
+        no_ari: bool = False,
+        stop: asyncio.Event | None = None,
+        ready: ReadyHook | None = None,
+        log_level: str = "INFO",
+        log_json: bool = False,
+    ) -> None:
+        if workers < 1:
+            raise ValueError("a supervisor needs at least one worker")
+        if settings.instance_id is None:  # one instance, however many processes: its records say so
+            settings = settings.model_copy(update={"instance_id": default_instance_id()})
+        self.settings = settings
+        self.size = workers
+        self.mode: Mode = "dialplan" if no_ari else "ari"
+        self.stop = stop or asyncio.Event()
+        self.ready_hook = ready
+        self.log_level = log_level
+        self.log_json = log_json
+        self.metrics = Metrics()
+        self.router = CallRouter(workers)
+        self.live: list[set[str]] = [set() for _ in range(workers)]
+        """Calls each worker announced and has not released yet."""
+        self.pool = WorkerPool(
+            workers,
+            "ivr.workers.worker:main",
+            lambda index: index,
+            on_message=self._on_message,
+            on_exit=self._on_exit,
+            greeting=self._greeting,
+        )
+        self.ari: AriClient | None = None
+        self.stream: EventStream | None = None
+        self.draining = False
+        self._merged = MergedExposition(self.metrics)
+        self._requests = itertools.count(1)
+        self._scrapes: dict[int, asyncio.Future[str]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._records: Any = None
+
+    def _greeting(self, index: int) -> Message:
+        config = WorkerConfig(self.settings, index, self.size, self.mode, self.log_level, self.log_json)
+        return ("config", config)
+
+    # -- running ---------------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        catalog = load_catalog(self.settings)  # fail fast, with the same line a worker would print
+        if self.mode == "dialplan":
+            if catalog.default is None:
+                raise StartupError(
+                    "dialplan-only mode runs one flow: set IVR_DEFAULT_FLOW (or --default-flow)"
+                )
+            check_dialplan_mode(catalog)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop.set)
+        async with contextlib.AsyncExitStack() as stack:
+            self._records = await open_records(self.settings, stack)
+            if self.mode == "ari":
+                s = self.settings
+                self.ari = AriClient(s.ari_url, s.ari_user, s.ari_password.get_secret_value())
+                stack.push_async_callback(self.ari.close)
+                await check_ari(self.ari, s)
+            health = await self._start_health(stack)
+            try:
+                await self.pool.start()
+            except RuntimeError as exc:
+                await self.pool.stop(timeout=5)
+                raise StartupError(str(exc)) from None
+            stack.push_async_callback(self.pool.stop)
+            if self.mode == "ari":
+                await self._start_events(stack)
+            monitor = LoopMonitor(self.metrics.loop_lag.observe)  # from here on nothing may hold the loop
+            monitor.start()
+            stack.callback(monitor.stop)
+            info = {
+                "mode": self.mode,
+                "workers": [w.info for w in self.pool.workers],
+                "metrics": health.url if health is not None else None,
+                "pid": os.getpid(),
+            }
+            log.info(
+                "ready: %s mode, %d workers (pids %s)",
+                self.mode,
+                self.size,
+                [w.pid for w in self.pool.workers],
+            )
+            if self.ready_hook is not None:
+                result = self.ready_hook(info)
+                if asyncio.iscoroutine(result):
+                    await result
+            code = await self._wait()
+            if health is not None:
+                health.drain()
+            await self._drain()
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            if self.stream is not None:
+                await self.stream.close()
+            return code
+
+    async def _start_health(self, stack: contextlib.AsyncExitStack) -> HealthServer | None:
+        if not self.settings.metrics_listen:
+            return None
+        health = HealthServer.from_listen(
+            self.settings.metrics_listen,
+            self._merged,
+            ready=self._readiness,
+            before_scrape=self._gather_metrics,
+        )
+        try:
+            await health.start()
+        except OSError as exc:
+            raise StartupError(
+                f"cannot listen for metrics on {self.settings.metrics_listen}: {exc}"
+            ) from None
+        stack.push_async_callback(health.close)
+        return health
+
+    async def _start_events(self, stack: contextlib.AsyncExitStack) -> None:
+        assert self.ari is not None
+        self.stream = EventStream(
+            self.ari, self.settings.ari_app, self._route, on_connected=self._on_connected
+        )
+        self.stream.start()
+        try:
+            await self.stream.wait_connected(10.0)
+        except ApplicationReplacedError:
+            raise StartupError(f"another process took over the ARI app '{self.settings.ari_app}'") from None
+        except (AriError, TimeoutError) as exc:
+            raise StartupError(f"ARI events WebSocket for '{self.settings.ari_app}': {exc}") from None
+
+    async def _wait(self) -> int:
+        waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(self.stop.wait())}
+        stream_task = self.stream.task if self.stream is not None else None
+        if stream_task is not None:
+            waiters.add(stream_task)
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                if waiter is not stream_task:
+                    waiter.cancel()
+        if stream_task is not None and stream_task.done() and not self.stop.is_set():
+            exc = stream_task.exception() if not stream_task.cancelled() else None
+            if isinstance(exc, ApplicationReplacedError):
+                log.error(
+                    "another process took over the ARI app '%s'; stopping (not fighting over it)", exc.app
+                )
+            else:
+                log.error("the ARI events stream stopped: %s", exc)
+            return 1
+        log.info("stopping")
+        return 0
+
+    async def _drain(self) -> None:
+        """Take no new call; let every worker finish its calls within the grace period; then stop."""
+        self.draining = True
+        for index in range(self.size):
+            self.router.set_available(index, False)
+        grace = self.settings.shutdown_grace_seconds
+        self.pool.broadcast(("drain", grace, self.settings.shutdown_goodbye))
+        processes = [w.process for w in self.pool.workers if w.process is not None]
+        for worker in self.pool.workers:
+            worker.expected_exit = True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace + DRAIN_MARGIN):
+                await asyncio.gather(*(p.wait() for p in processes if p.returncode is None))
+
+    def _readiness(self) -> tuple[bool, str]:
+        if self.draining:
+            return False, "shutting down"
+        if not any(w.ready.is_set() for w in self.pool.workers):
+            return False, "no worker is ready"
+        if self.mode == "ari" and not (self.stream is not None and self.stream.connected):
+            return False, "ARI disconnected"
+        return True, f"{sum(w.ready.is_set() for w in self.pool.workers)} of {self.size} workers ready"
+
+    # -- events (ARI mode) -----------------------------------------------------------------------
+
+    def _route(self, event: Event) -> None:
+        route = self.router.route(event)
+        worker = route.worker
+        if worker is None:
+            if isinstance(event, StasisStart) and self.router.is_caller(event):
+                self._spawn(self._congestion(event.channel.id, "no worker can take the call"))
+            elif isinstance(event, ChannelDestroyed) and event.channel.id.startswith(ORIGINATE_PREFIX):
+                self._send_any(("event", event.raw))  # an unanswered `ivr originate`: a worker records it
+            return
+        if not self.pool.send(worker, ("event", event.raw)) and route.new_call:
+            self.router.release(event.channel_ids[0])  # its worker is restarting: the caller gets congestion
+            self._spawn(self._congestion(event.channel_ids[0], f"worker {worker} is restarting"))
+
+    def _send_any(self, message: Message) -> None:
+        for worker in self.pool.workers:
+            if worker.send(message):
+                return
+
+    async def _on_connected(self, reconnected: bool) -> None:
+        if reconnected:
+            self.metrics.ari_reconnected()
+        self.pool.broadcast(("ari", True, reconnected))
+
+    async def _congestion(self, channel_id: str, reason: str) -> None:
+        log.warning("call %s: refused with congestion: %s", channel_id, reason)
+        if self.ari is not None:
+            with contextlib.suppress(AriError):
+                await self.ari.hangup(channel_id, reason="congestion")
+
+    # -- workers ---------------------------------------------------------------------------------
+
+    def _on_message(self, index: int, message: Message) -> None:
+        kind = message[0]
+        if kind == "ready":
+            self.router.set_available(index, not self.draining)
+        elif kind == "call":
+            self.live[index].add(message[1])
+        elif kind == "released":
+            self.live[index].discard(message[1])
+            self.router.release(message[1])
+        elif kind == "metrics":
+            future = self._scrapes.pop(message[1], None)
+            if future is not None and not future.done():
+                future.set_result(message[2])
+        elif kind == "failed":
+            log.error("worker %d did not start: %s", index, message[1])
+
+    async def _on_exit(self, index: int, code: int | None) -> None:
+        """A worker died: its calls get their one record here, and nothing of theirs stays in Asterisk."""
+        self.router.set_available(index, False)
+        lost = set(self.live[index]) | set(self.router.lose(index))
+        self.live[index].clear()
+        if lost:
+            log.error(
+                "worker %d exited with code %s during %d call(s): settling them", index, code, len(lost)
+            )
+        for call_id in sorted(lost):
+            await self._record_lost(call_id, f"worker {index} exited (code {code}) during the call")
+            if self.ari is not None:
+                with contextlib.suppress(AriError):
+                    await self.ari.hangup(call_id)
+        if self.ari is not None:
+            await self._clean_leftovers(index)
+
+    async def _record_lost(self, call_id: str, reason: str) -> None:
+        report = CallReport(call_id=call_id, flow="", outcome="error", reason=reason, ended_at=0.0)
+        report.errors.append(reason)
+        self.metrics.call_ended("error", None, started=False)
+        try:
+            if await self._records.get(call_id) is not None:
+                return  # the worker wrote the call's record before it died: it stands
+            report.ended_at = report.started_at
+            await self._records.record(report)
+        except RecordsError as exc:
+            log.error("call %s: not recorded: %s", call_id, exc)
+
+    async def _clean_leftovers(self, index: int) -> None:
+        """Delete the dead worker's media channels and bridges (their ids carry its tag)."""
+        assert self.ari is not None
+        tag = worker_tag(index)
+        try:
+            channels = await self.ari.list_channels()
+            bridges = await self.ari.list_bridges()
+        except AriError as exc:
+            log.warning("worker %d: could not list its leftovers in Asterisk: %s", index, exc)
+            return
+        for channel in channels:
+            if channel.id.startswith(tag):
+                with contextlib.suppress(NotFound, AriError):
+                    await self.ari.hangup(channel.id)
+        for bridge in bridges:
+            if bridge.id.startswith(tag):
+                with contextlib.suppress(NotFound, AriError):
+                    await self.ari.destroy_bridge(bridge.id)
+
+    # -- metrics ---------------------------------------------------------------------------------
+
+    async def _gather_metrics(self) -> None:
+        waiting: list[asyncio.Future[str]] = []
+        loop = asyncio.get_running_loop()
+        for worker in self.pool.workers:
+            request = next(self._requests)
+            future: asyncio.Future[str] = loop.create_future()
+            if worker.send(("metrics", request)):
+                self._scrapes[request] = future
+                waiting.append(future)
+        done, pending = await asyncio.wait(waiting, timeout=METRICS_TIMEOUT) if waiting else (set(), set())
+        for future in pending:
+            future.cancel()
+        self._scrapes = {k: f for k, f in self._scrapes.items() if not f.done()}
+        self._merged.update([f.result() for f in done if not f.cancelled()])
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
