@@ -251,9 +251,10 @@ class AudioSocketServer:
             await handler(session)
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             self.stats.handler_errors += 1
-            log.exception("session %s: handler failed", session.uuid)
+            log.error("session %s from %s: handler failed: %r", session.uuid, session.peer, exc)
+            log.debug("session %s: handler failed", session.uuid, exc_info=True)
         finally:
             session.hangup("handler finished")
 

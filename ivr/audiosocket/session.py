@@ -69,6 +69,9 @@ class AudioSocketSession:
         self._warned_rate = False
         self._warned_kinds: set[int] = set()
         self._rate_locked = mode == "expected"
+        self._rate_known: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        if self._rate_locked:
+            self._rate_known.set_result(rate)
         frame_clock.add(self.player)
 
     def __repr__(self) -> str:
@@ -93,10 +96,47 @@ class AudioSocketSession:
         while (event := await self.inbound.get()) is not None:
             yield event
 
+    @property
+    def rate_known(self) -> bool:
+        """True once the rate is settled: at once for expected sessions, else at the first audio frame."""
+        return self._rate_known.done()
+
+    async def wait_rate(self, timeout: float) -> int | None:
+        """The rate the peer sends at, once known; ``None`` if no audio came within ``timeout`` or the
+        session closed first (then :meth:`settle_rate` keeps the current rate).
+
+        Accepted sessions (dialplan ``AudioSocket()`` / ``Dial(AudioSocket/...)``) only learn their rate
+        from the first audio message, so nothing rate-dependent (prompts, endpointing) may start before.
+        """
+        if self._rate_known.done():
+            return self._rate_known.result()
+        closed = asyncio.ensure_future(asyncio.shield(self._closed))
+        try:
+            await asyncio.wait(
+                {self._rate_known, closed}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            closed.cancel()
+        return self._rate_known.result() if self._rate_known.done() else None
+
+    def settle_rate(self) -> int:
+        """Keep the current rate from now on (the fallback when no audio told it)."""
+        self._rate_locked = True
+        if not self._rate_known.done():
+            self._rate_known.set_result(self.rate)
+        return self.rate
+
     def play(self, source: PcmSource, *, prebuffer_ms: int | None = None) -> Playback:
-        """Queue PCM at the session rate (see :attr:`rate`); resample upstream if needed."""
+        """Queue PCM at the session rate (see :attr:`rate`); resample upstream if needed.
+
+        On a closed session this returns a playback that is already stopped (no frame is written): a
+        caller hanging up just as a prompt starts is an ordinary race, never an error.
+        """
         if self.closed:
-            raise RuntimeError(f"session {self.uuid} is closed")
+            playback = self.player.play(b"", prebuffer_ms=prebuffer_ms)
+            playback.stop()
+            self.player.stop_all()
+            return playback
         return self.player.play(source, prebuffer_ms=prebuffer_ms)
 
     def stop_playback(self) -> int:
@@ -130,6 +170,9 @@ class AudioSocketSession:
                 return
             if frame.rate != self.player.rate:
                 self._on_rate(frame.rate)
+            elif not self._rate_known.done():
+                self._rate_locked = True
+                self._rate_known.set_result(frame.rate)
             if len(payload) != self._expected_size and not self._warned_size:
                 self._warned_size = True
                 log.warning(
@@ -172,6 +215,8 @@ class AudioSocketSession:
         log.info("session %s: peer sends %d Hz audio, switching from %d Hz", self.uuid, rate, self.rate)
         self.player.set_rate(rate)
         self._expected_size = frame_bytes(rate)
+        if not self._rate_known.done():
+            self._rate_known.set_result(rate)
 
     def _close(self, reason: str) -> None:
         if self._closed.done():

@@ -47,7 +47,7 @@ from ivr.ari.models import (
 from ivr.audiosocket.server import AudioSocketServer
 from ivr.audiosocket.session import AudioSocketSession
 from ivr.call.flows import FlowCatalog
-from ivr.call.observe import observe_call
+from ivr.call.lifecycle import CallLife, ReportSink
 from ivr.call.ports import SpeechFactory
 from ivr.call.runtime import (
     RECENT_REPORTS,
@@ -81,9 +81,6 @@ class AriAppConfig:
     step_timeout: float = 5.0
     """Each setup step (answer, bridge, externalMedia, UUID, media StasisStart, addChannel)."""
     audio_dir: Path | None = None
-
-
-ReportSink = Callable[[CallReport], Awaitable[None] | None]
 
 
 class SetupError(Exception):
@@ -192,18 +189,12 @@ class AriApp:
             return
         cause = event.cause
         outcome = {17: "busy", 18: "no_answer", 19: "no_answer", 21: "rejected"}.get(cause or 0, "failed")
-        report = CallReport(
-            call_id=event.channel.id,
-            flow="",
-            outcome=outcome,
-            reason=f"originate to {event.channel.name or '?'}: cause {cause} ({event.cause_txt})",
+        life = CallLife(
+            event.channel.id, metrics=self.metrics, sink=self.on_report, recent=self.reports, counted=False
         )
-        log.info("call %s: outbound call not answered: %s", event.channel.id, report.reason)
-        self.reports.append(report)
-        if self.on_report is not None:
-            result = self.on_report(report)
-            if asyncio.iscoroutine(result):
-                await result
+        life.fail(outcome, f"originate to {event.channel.name or '?'}: cause {cause} ({event.cause_txt})")
+        life.report.direction = "outbound"
+        await life.end_without_body()
 
     async def _on_connected(self, reconnected: bool) -> None:
         if not reconnected:
@@ -222,14 +213,6 @@ class AriApp:
                 log.info("call %s: channel gone during the ARI outage, cleaning up", channel_id)
                 call.caller_gone("channel vanished during ARI outage")
 
-    async def _finished(self, call: AriCall) -> None:
-        self.calls.pop(call.caller_id, None)
-        self.reports.append(call.report)
-        if self.on_report is not None:
-            result = self.on_report(call.report)
-            if asyncio.iscoroutine(result):
-                await result
-
 
 class AriCall:
     """One caller: setup, flow, teardown. Its handler gets the call's events in order."""
@@ -241,8 +224,7 @@ class AriCall:
         self.bridge_id = f"ivr-bridge-{uuid.uuid4()}"
         self.media_id = f"ivr-media-{uuid.uuid4()}"
         self.session_uuid = uuid.uuid4()
-        self.report = CallReport(call_id=self.caller_id, flow="")
-        self.done = asyncio.Event()
+        self.life = CallLife(self.caller_id, metrics=app.metrics, sink=app.on_report, recent=app.reports)
         self.media_in_stasis = asyncio.Event()
         self.runtime: CallRuntime | None = None
         self.session: AudioSocketSession | None = None
@@ -298,53 +280,53 @@ class AriCall:
             self._task.cancel()
 
     @property
+    def report(self) -> CallReport:
+        return self.life.report
+
+    @property
+    def done(self) -> asyncio.Event:
+        return self.life.done
+
+    @property
     def with_agent(self) -> bool:
         return self.transfer is not None and self.transfer.bridged
 
     def abort(self, reason: str, goodbye: str | None = None) -> None:
         """End the call from our side: goodbye (if the flow still runs), hang up, clean up."""
         if self.runtime is not None and not self.runtime.finished:
-            if not self.report.outcome:
-                self.report.outcome, self.report.reason = "aborted", reason
+            self.life.fail("aborted", reason)
             self.runtime.abort(reason, goodbye)
         elif self._task is not None and not self._task.done():
-            if not self.report.outcome:
-                self.report.outcome, self.report.reason = "aborted", reason
+            self.life.fail("aborted", reason)
             self._task.cancel()
-        else:
-            self.done.set()
+        elif self._task is None:
+            self.done.set()  # never started: nothing to end
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        app = self.app
         self._arrived = asyncio.get_running_loop().time()
-        if app.metrics is not None:
-            app.metrics.call_started()
+        await self.life.run(
+            self._body,
+            teardown=self._teardown,
+            cancelled_outcome=lambda: "caller_hangup" if self._gone.is_set() else "aborted",
+        )
+        self.app.calls.pop(self.caller_id, None)
+
+    async def _body(self) -> None:
+        app = self.app
+        caller = self.start_event.channel.caller
+        self.report.caller = f"{caller.name} <{caller.number}>" if caller.name else caller.number
+        if len(app.calls) > app.config.max_calls or app.draining:
+            await self._busy()
+            return
         try:
-            if len(app.calls) > app.config.max_calls or app.draining:
-                await self._busy()
-                return
             await self._setup()
             await self._run_flow()
         except SetupError as exc:
             self.report.outcome, self.report.reason = "error", str(exc)
             self.report.errors.append(str(exc))
             log.warning("call %s: %s", self.caller_id, exc)
-        except asyncio.CancelledError:
-            if not self.report.outcome:
-                self.report.outcome = "caller_hangup" if self._gone.is_set() else "aborted"
-        except Exception as exc:
-            self.report.outcome, self.report.reason = "error", f"unexpected: {exc!r}"
-            log.exception("call %s: failed", self.caller_id)
-        finally:
-            await asyncio.shield(self._teardown())
-            caller = self.start_event.channel.caller
-            self.report.caller = f"{caller.name} <{caller.number}>" if caller.name else caller.number
-            if app.metrics is not None:
-                observe_call(app.metrics, self.report, self.session, started=True)
-            self.done.set()
-            await app._finished(self)
 
     async def _step(self, name: str, work: Awaitable[Any]) -> Any:
         try:
@@ -389,6 +371,7 @@ class AriCall:
             )
             self._media_created = True
             self.session = await self._step("AudioSocket UUID", expectation.wait(app.config.step_timeout))
+            self.life.media = self.session
         finally:
             expectation.cancel()
         await self._step("media StasisStart", self.media_in_stasis.wait())
@@ -428,6 +411,7 @@ class AriCall:
             max_call_seconds=app.config.max_call_seconds,
             tracer=app.tracer,
             webhook=app.webhook,
+            report=self.report,
         )
         for digit in self._pending_dtmf:
             self.runtime.on_dtmf(digit)
@@ -446,7 +430,7 @@ class AriCall:
         # Asterisk's linkedid joins our record with CDR/CEL; fetched alongside, never delaying the greeting.
         linked = asyncio.ensure_future(app.ari.get_variable(self.caller_id, "CHANNEL(linkedid)"))
         try:
-            self.report = await self.runtime.run(started)
+            await self.runtime.run(started)
         finally:
             if not linked.done():
                 linked.cancel()

@@ -12,14 +12,14 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import aiohttp
 
 from ivr.audiosocket.session import AudioSocketSession
 from ivr.call.flows import FlowCatalog
-from ivr.call.observe import observe_call
+from ivr.call.lifecycle import CallLife, ReportSink
 from ivr.call.ports import SpeechFactory
 from ivr.call.runtime import RECENT_REPORTS, CallReport, CallRuntime, Classifier, WebhookHandler
 from ivr.flow import actions as act
@@ -27,6 +27,9 @@ from ivr.flow import events as ev
 from ivr.ops.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+RATE_TIMEOUT = 1.0
+"""Seconds to wait for the first audio frame (which tells the rate) before assuming the session's rate."""
 
 
 class DialplanApp:
@@ -41,10 +44,12 @@ class DialplanApp:
         audio_dir: Path | None = None,
         max_calls: int = 100,
         max_call_seconds: float = 3600.0,
-        on_report: Callable[[CallReport], Awaitable[None]] | None = None,
+        on_report: ReportSink | None = None,
         metrics: Metrics | None = None,
         webhook: WebhookHandler | None = None,
+        rate_timeout: float = RATE_TIMEOUT,
     ) -> None:
+        self.rate_timeout = rate_timeout
         self.webhook = webhook
         self.on_report = on_report
         self.metrics = metrics
@@ -57,6 +62,8 @@ class DialplanApp:
         self.max_calls = max_calls
         self.max_call_seconds = max_call_seconds
         self.runtimes: set[CallRuntime] = set()
+        self._live = 0
+        """Calls between their session opening and their record (waiting for audio included)."""
         self.reports: deque[CallReport] = deque(maxlen=RECENT_REPORTS)
         """The most recent finished calls (records keep them all): bounded, a long-running app never grows."""
 
@@ -77,41 +84,62 @@ class DialplanApp:
                 await asyncio.sleep(0.05)
 
     async def handle(self, session: AudioSocketSession) -> None:
-        """The AudioSocket server's ``on_session`` handler: one call, start to end."""
-        call_id = str(session.uuid)
-        if self.active >= self.max_calls:
+        """The AudioSocket server's ``on_session`` handler: one call, start to end, one record."""
+        life = CallLife(str(session.uuid), metrics=self.metrics, sink=self.on_report, recent=self.reports)
+        life.media = session
+        life.report.direction = "inbound"
+        self._live += 1
+        try:
+            await life.run(lambda: self._serve(session, life))
+        finally:
+            self._live -= 1
+
+    async def _serve(self, session: AudioSocketSession, life: CallLife) -> None:
+        call_id = life.call_id
+        if self._live > self.max_calls:
             log.warning("call %s: %d calls is the limit, hanging up", call_id, self.max_calls)
-            self.reports.append(CallReport(call_id=call_id, flow="", outcome="busy", reason="over max_calls"))
+            life.fail("busy", f"over the limit of {self.max_calls} calls")
+            session.hangup("over max_calls")
             return
-        runtime: CallRuntime | None = None
+        # Nothing rate-dependent (prompts, endpointer, speech engines) before the first audio frame says
+        # what Asterisk sends: AudioSocket() is always 8 kHz, Dial(AudioSocket/...) the channel's format.
+        rate = await session.wait_rate(self.rate_timeout)
+        if session.closed:
+            life.fail("caller_hangup", f"media closed before the call started: {session.close_reason}")
+            return
+        if rate is None:
+            rate = session.settle_rate()
+            log.info(
+                "call %s: no audio from Asterisk within %g s; assuming %d Hz",
+                call_id,
+                self.rate_timeout,
+                rate,
+            )
         try:
             engine = self.flows.engine(self.flow)
-            if self.metrics is not None:
-                self.metrics.call_started()
-            runtime = CallRuntime(
-                engine=engine,
-                media=session,
-                control=_SocketControl(session),
-                speech=self.speech(engine.settings, session.rate),
-                call_id=call_id,
-                dtmf_from_media=True,
-                http=self.http,
-                classifier=self.classifier,
-                audio_dir=self.audio_dir,
-                max_call_seconds=self.max_call_seconds,
-                webhook=self.webhook,
-            )
-            self.runtimes.add(runtime)
-            report = await runtime.run(ev.CallStarted(call_id=call_id, direction="inbound"))
-            self.reports.append(report)
-            log.info("call %s: ended (%s) %s", call_id, report.outcome, report.reason)
-            if self.metrics is not None:
-                observe_call(self.metrics, report, session, started=True)
-            if self.on_report is not None:
-                await self.on_report(report)
+        except LookupError as exc:
+            life.fail("error", str(exc))
+            log.warning("call %s: %s", call_id, exc)
+            return
+        runtime = CallRuntime(
+            engine=engine,
+            media=session,
+            control=_SocketControl(session),
+            speech=self.speech(engine.settings, rate),
+            call_id=call_id,
+            dtmf_from_media=True,
+            http=self.http,
+            classifier=self.classifier,
+            audio_dir=self.audio_dir,
+            max_call_seconds=self.max_call_seconds,
+            webhook=self.webhook,
+            report=life.report,
+        )
+        self.runtimes.add(runtime)
+        try:
+            await runtime.run(ev.CallStarted(call_id=call_id, direction="inbound"))
         finally:
-            if runtime is not None:
-                self.runtimes.discard(runtime)
+            self.runtimes.discard(runtime)
 
 
 class _SocketControl:

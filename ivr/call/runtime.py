@@ -128,6 +128,7 @@ class CallRuntime:
         max_call_seconds: float = 3600.0,
         tracer: Tracer | None = None,
         webhook: WebhookHandler | None = None,
+        report: CallReport | None = None,
     ) -> None:
         self.engine = engine
         self.webhook = webhook
@@ -142,7 +143,9 @@ class CallRuntime:
         self.classifier = classifier
         self.audio_dir = audio_dir
         self.max_call_seconds = max_call_seconds
-        self.report = CallReport(call_id=call_id, flow=engine.library.root)
+        self.report = report if report is not None else CallReport(call_id=call_id, flow="")
+        """Filled in as the call goes (the call's owner may pass its own, so nothing is lost on failure)."""
+        self.report.flow = engine.library.root
         self._inbox: asyncio.Queue[ev.Event] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._endpointer = Endpointer(media.rate)
