@@ -23,9 +23,10 @@ import aiohttp
 from ivr.ari.client import AriClient
 from ivr.ari.errors import ApplicationReplacedError, AriConnectionError, AriError, BadReply, Unauthorized
 from ivr.audiosocket.server import AudioSocketConfig, AudioSocketServer
-from ivr.call.ari_app import AriApp, AriAppConfig, ReportSink
+from ivr.call.ari_app import AriApp, AriAppConfig
 from ivr.call.dialplan_app import DialplanApp
 from ivr.call.flows import FlowCatalog
+from ivr.call.lifecycle import ReportSink
 from ivr.call.runtime import CallReport
 from ivr.call.speech import registry_factory
 from ivr.config import ConfigError, Settings, load_settings

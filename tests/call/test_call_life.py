@@ -77,7 +77,7 @@ class Ledger:
             raise OSError("disk full")
 
     def active(self) -> float:
-        return self.metrics.active_calls._value.get()  # type: ignore[attr-defined,no-any-return]
+        return self.metrics.active_calls._value.get()  # type: ignore[no-any-return]
 
     async def wait(self, count: int, timeout: float = 10.0) -> list[CallReport]:
         async with asyncio.timeout(timeout):

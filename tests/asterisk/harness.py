@@ -1,0 +1,319 @@
+"""The test side of a real-Asterisk call: the caller's phone (ear and mouth) and ``ivr run`` in-process.
+
+A caller is a Local channel ``Local/ari@caller`` whose two halves both enter the test's own Stasis app
+first. One half is the *phone*: the test bridges it with an externalMedia AudioSocket channel to its own
+socket server, where a :class:`~ivr.sim.caller_leg.CallerLeg` speaks (paced 20 ms frames, silence
+between words) and records every frame it hears with its arrival time. The other half is the *line*:
+once the phone is ready, the test ``continue``s it into the dialplan that hands the call to the IVR
+(``ivr-in`` for ARI mode, ``audiosocket-test`` for dialplan-only mode, or the project's own dialplan).
+So the phone hears the IVR from its very first frame, DTMF pressed on the phone arrives on the line as a
+real phone's would, and hanging up the phone is the caller hanging up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from ivr.audiosocket.protocol import HEADER_SIZE, Kind, rate_for_format
+from ivr.call.runtime import CallReport
+from ivr.cli.run_commands import serve
+from ivr.config import Settings, load_settings
+from ivr.sim.caller_leg import CallerLeg
+from tests.real_asterisk import AriProbe, EventLog, RealAsterisk
+
+FLOWS = Path(__file__).parents[2] / "flows"
+DATA = Path(__file__).parent / "data"
+
+
+class Ears:
+    """The test's AudioSocket server: Asterisk connects each phone's externalMedia channel here."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[uuid.UUID, tuple[str, asyncio.Future[CallerLeg]]] = {}
+        self._server: asyncio.Server | None = None
+        self.legs: list[CallerLeg] = []
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+
+    @property
+    def address(self) -> str:
+        assert self._server is not None
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return f"{host}:{port}"
+
+    def expect(self, call_id: uuid.UUID, fmt: str) -> asyncio.Future[CallerLeg]:
+        future: asyncio.Future[CallerLeg] = asyncio.get_running_loop().create_future()
+        self._waiting[call_id] = (fmt, future)
+        return future
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            header = await asyncio.wait_for(reader.readexactly(HEADER_SIZE + 16), 5)
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+            return
+        if header[0] != Kind.UUID:
+            writer.close()
+            return
+        call_id = uuid.UUID(bytes=bytes(header[HEADER_SIZE:]))
+        fmt, future = self._waiting.pop(call_id, ("", None))  # type: ignore[assignment]
+        if future is None or future.done():
+            writer.close()
+            return
+        leg = CallerLeg(reader, writer, f"ear-{call_id}", rate_for_format(fmt))
+        self.legs.append(leg)
+        future.set_result(leg)
+
+    async def close(self) -> None:
+        for leg in self.legs:
+            await leg.close()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+@dataclass
+class Phone:
+    """One caller: the phone half (with the test's ear and mouth) and the line half of a Local channel."""
+
+    side: CallerSide
+    phone_id: str
+    line_id: str
+    local_a: str
+    local_b: str
+    leg: CallerLeg
+    bridge_id: str
+    media_id: str
+    started_at: float = 0.0
+
+    async def press(self, digits: str, **params: Any) -> None:
+        """Keys pressed on the phone: they reach the line half as a real phone's DTMF does."""
+        await self.side.ari.send_dtmf(self.phone_id, digits, **params)
+
+    async def say(self, pcm: bytes, *, wait: bool = True) -> None:
+        await self.leg.speak(pcm, wait=wait)
+
+    async def hangup(self) -> None:
+        await self.side.ari.hangup(self.phone_id)
+
+    async def wait_gone(self, timeout: float = 15.0) -> None:
+        """Until Asterisk destroyed the phone half (the call is over on the caller's side)."""
+        await self.side.events.wait_for(
+            lambda e: e["type"] == "ChannelDestroyed" and e["channel"]["id"] == self.phone_id, timeout
+        )
+
+    async def wait_back(self, timeout: float = 15.0) -> dict[str, Any]:
+        """The line half re-entered the test app (a transfer target that hands it back): its StasisStart."""
+        return await self.side.events.wait_for(
+            lambda e: e["type"] == "StasisStart"
+            and e["channel"]["id"] == self.line_id
+            and e.get("args", [])[:1] != ["caller"]
+            and e is not None,
+            timeout,
+            start=self.side.line_started.get(self.line_id, 0),
+        )
+
+
+class CallerSide:
+    """The test's own Stasis app: places callers whose ears and mouths the test owns."""
+
+    def __init__(self, asterisk: RealAsterisk, ari: AriProbe, events: EventLog, app: str, ears: Ears) -> None:
+        self.asterisk = asterisk
+        self.ari = ari
+        self.events = events
+        self.app = app
+        self.ears = ears
+        self.phones: list[Phone] = []
+        self.line_started: dict[str, int] = {}
+
+    async def call(
+        self,
+        context: str,
+        extension: str,
+        *,
+        variables: Mapping[str, str] | None = None,
+        formats: str | None = None,
+        ear_format: str = "slin16",
+        phone_half: str = "b",
+        timeout: float = 10.0,
+    ) -> Phone:
+        """A caller whose line half continues at ``context,extension,1`` once the phone is listening.
+
+        ``phone_half`` "b" (``;2``) suits ARI mode: DTMF pressed on ``;2`` arrives on ``;1`` as
+        ``ChannelDtmfReceived``. "a" (``;1``) suits the ``audiosocket-test`` dialplan, which runs on ``;2``.
+        """
+        tag = uuid.uuid4().hex[:12]
+        a, b = f"ta-{tag}", f"tb-{tag}"
+        start = len(self.events.events)
+        await self.ari.originate(
+            "Local/ari@caller",
+            app=self.app,
+            channel_id=a,
+            other_channel_id=b,
+            formats=formats,
+            variables={"CALLER_APP": self.app, **(variables or {})},
+        )
+        for channel in (a, b):
+            await self.events.wait_for(
+                lambda e, c=channel: e["type"] == "StasisStart" and e["channel"]["id"] == c,
+                timeout,
+                start=start,
+            )
+        phone_id, line_id = (b, a) if phone_half == "b" else (a, b)
+        bridge_id, media_id, ear_id = f"tbr-{tag}", f"tm-{tag}", uuid.uuid4()
+        await self.ari.request("POST", "/bridges", params={"type": "mixing", "bridgeId": bridge_id})
+        leg_future = self.ears.expect(ear_id, ear_format)
+        media_start = len(self.events.events)
+        await self.ari.request(
+            "POST",
+            "/channels/externalMedia",
+            params={
+                "app": self.app,
+                "external_host": self.ears.address,
+                "encapsulation": "audiosocket",
+                "transport": "tcp",
+                "format": ear_format,
+                "data": str(ear_id),
+                "channelId": media_id,
+            },
+        )
+        leg = await asyncio.wait_for(leg_future, timeout)
+        await self.events.wait_for(
+            lambda e: e["type"] == "StasisStart" and e["channel"]["id"] == media_id, timeout, start=media_start
+        )
+        await self.ari.request(
+            "POST", f"/bridges/{bridge_id}/addChannel", params={"channel": f"{phone_id},{media_id}"}
+        )
+        phone = Phone(self, phone_id, line_id, a, b, leg, bridge_id, media_id)
+        self.phones.append(phone)
+        self.line_started[line_id] = len(self.events.events)
+        phone.started_at = asyncio.get_running_loop().time()
+        await self.ari.request(
+            "POST",
+            f"/channels/{line_id}/continue",
+            params={"context": context, "extension": extension, "priority": 1},
+        )
+        return phone
+
+    async def cleanup(self) -> None:
+        for phone in self.phones:
+            for channel in (phone.media_id, phone.phone_id, phone.line_id):
+                await self.ari.hangup(channel)
+            with contextlib.suppress(AssertionError):
+                await self.ari.request("DELETE", f"/bridges/{phone.bridge_id}")
+
+
+@contextlib.asynccontextmanager
+async def caller_side(asterisk: RealAsterisk, app: str | None = None) -> AsyncIterator[CallerSide]:
+    name = app or f"phones-{uuid.uuid4().hex[:8]}"
+    ears = Ears()
+    await ears.start()
+    try:
+        async with AriProbe.open(asterisk) as ari, ari.events(name) as events:
+            side = CallerSide(asterisk, ari, events, name, ears)
+            try:
+                yield side
+            finally:
+                await side.cleanup()
+    finally:
+        await ears.close()
+
+
+@dataclass
+class IvrRun:
+    """``ivr run`` serving in this process (the real ``serve()``), and what it reported."""
+
+    settings: Settings
+    info: dict[str, Any]
+    reports: list[CallReport] = field(default_factory=list)
+    task: asyncio.Task[int] | None = None
+
+    @property
+    def app(self) -> str:
+        return self.settings.ari_app
+
+    @property
+    def audiosocket_port(self) -> int:
+        return int(self.info["audiosocket"][1])
+
+    async def wait_reports(self, count: int, timeout: float = 20.0) -> list[CallReport]:
+        async with asyncio.timeout(timeout):
+            while len(self.reports) < count:  # noqa: ASYNC110 - the app's own report list
+                if self.task is not None and self.task.done():
+                    raise AssertionError(f"ivr run stopped: {self.task.result()}")
+                await asyncio.sleep(0.05)
+        return self.reports
+
+    async def metric(self, name: str) -> float:
+        async with aiohttp.ClientSession() as http, http.get(f"{self.info['metrics']}/metrics") as resp:
+            text = await resp.text()
+        for line in text.splitlines():
+            if line.startswith(name + " ") or line.startswith(name + "{"):
+                return float(line.rsplit(" ", 1)[1])
+        raise AssertionError(f"metric {name} not exported")
+
+
+def ivr_settings(asterisk: RealAsterisk, **env: str) -> Settings:
+    values = {
+        "IVR_ARI_URL": asterisk.http_url,
+        "IVR_ARI_USER": asterisk.user,
+        "IVR_ARI_PASSWORD": asterisk.password,
+        "IVR_ARI_APP": f"ivr-{uuid.uuid4().hex[:8]}",
+        "IVR_AUDIOSOCKET_LISTEN": "127.0.0.1:0",
+        "IVR_FLOWS": str(DATA),
+        "IVR_DEFAULT_FLOW": "menu",
+        "IVR_STT": "sim-text",
+        "IVR_TTS": "sim-text",
+        "IVR_PROMPT_CACHE": "",
+        "IVR_RECORDS_PATH": str(Path(tempfile.mkdtemp(prefix="ivr-records-")) / "calls.sqlite3"),
+        "IVR_METRICS_LISTEN": "127.0.0.1:0",
+        "IVR_SHUTDOWN_GRACE_SECONDS": "2",
+    }
+    values.update(env)
+    return load_settings(environ=values, toml_path=None)
+
+
+@contextlib.asynccontextmanager
+async def ivr_run(settings: Settings, *, no_ari: bool = False) -> AsyncIterator[IvrRun]:
+    """Run ``serve()`` until the block ends; fails the test if it did not exit 0."""
+    run = IvrRun(settings, {})
+    stop = asyncio.Event()
+    ready = asyncio.Event()
+
+    def on_ready(info: dict[str, Any]) -> None:
+        run.info.update(info)
+        ready.set()
+
+    run.task = asyncio.ensure_future(
+        serve(settings, no_ari=no_ari, stop=stop, ready=on_ready, on_report=run.reports.append)
+    )
+    waiter = asyncio.ensure_future(ready.wait())
+    await asyncio.wait({run.task, waiter}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if run.task.done():
+        run.task.result()
+        raise AssertionError("ivr run returned before it was ready")
+    if not ready.is_set():
+        run.task.cancel()
+        raise AssertionError("ivr run was not ready within 30 s")
+    try:
+        yield run
+    finally:
+        stop.set()
+        code = await asyncio.wait_for(run.task, 60)
+    assert code == 0, f"ivr run exited {code}"
