@@ -3,8 +3,9 @@
 Per call, in order (each step under a timeout; a failure ends the call with one log line naming it):
 
 1. ``answer`` the caller unless the dialplan did;
-2. pick the media format: ``slin16`` for wideband callers, ``slin`` for G.711 ones
-   (``CHANNEL(audionativeformat)``), unless configured;
+2. pick the media format: ``slin`` for narrowband callers (G.711, GSM, ``slin``), ``slin16`` for every
+   wider one (G.722, ``slin16`` ... a Local channel's ``slin192``), from ``CHANNEL(audionativeformat)``,
+   unless configured;
 3. create a mixing bridge with an id we choose;
 4. register a new UUID with the AudioSocket server *before* ``externalMedia`` (Asterisk connects before its
    HTTP reply), with a media channel id we choose and bound to this call's event route, so events that
@@ -81,6 +82,39 @@ class AriAppConfig:
     step_timeout: float = 5.0
     """Each setup step (answer, bridge, externalMedia, UUID, media StasisStart, addChannel)."""
     audio_dir: Path | None = None
+
+
+NARROWBAND_FORMATS = frozenset(
+    {
+        "ulaw",
+        "alaw",
+        "gsm",
+        "g729",
+        "g723",
+        "g726",
+        "g726aal2",
+        "adpcm",
+        "ilbc",
+        "lpc10",
+        "speex",
+        "slin",
+        "codec2",
+    }
+)
+"""Asterisk formats that carry 8 kHz audio: their callers get ``slin`` media."""
+
+
+def media_format_for(native: str) -> str:
+    """The externalMedia format for a caller whose ``CHANNEL(audionativeformat)`` is ``native``.
+
+    ``(ulaw)``, ``(alaw)``, ``(gsm)``, ``(slin)`` ... (8 kHz) give ``slin``; anything wider (``(g722)``,
+    ``(slin16)``, ``(opus)``, a Local channel's ``(slin192)``) gives ``slin16``. The first format listed is
+    the caller's preferred one. Rates above 16 kHz are not passed through: the speech engines work at
+    16 kHz (STT) and 22-24 kHz (TTS), so a wider socket would only multiply every frame's cost while
+    Asterisk resamples to the caller's rate anyway.
+    """
+    names = [name.strip().lower() for name in native.strip().strip("()").split("|") if name.strip()]
+    return "slin" if names and names[0] in NARROWBAND_FORMATS else "slin16"
 
 
 class SetupError(Exception):
@@ -382,11 +416,7 @@ class AriCall:
             native = await self.app.ari.get_variable(self.caller_id, "CHANNEL(audionativeformat)")
         except NotFound:
             return "slin16"
-        narrow = ("ulaw", "alaw", "gsm", "g729", "slin)", "(slin", "ilbc", "lpc10", "g723")
-        text = native.lower()
-        if any(n in text for n in narrow) and "slin16" not in text and "slin48" not in text:
-            return "slin"
-        return "slin16"
+        return media_format_for(native)
 
     async def _run_flow(self) -> None:
         assert self.session is not None

@@ -111,6 +111,33 @@ class Phone:
     async def hangup(self) -> None:
         await self.side.ari.hangup(self.phone_id)
 
+    async def ivr_media(self, timeout: float = 10.0) -> str:
+        """The channel the IVR bridged with the line half (its AudioSocket media channel), once it did."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            for bridge in await self.side.ari.bridges():
+                members = bridge["channels"]
+                if bridge["id"] != self.bridge_id and self.line_id in members and len(members) == 2:
+                    return str(next(c for c in members if c != self.line_id))
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"the IVR never bridged {self.line_id}")
+            await asyncio.sleep(0.05)
+
+    async def ivr_media_format(self) -> str:
+        """``CHANNEL(audionativeformat)`` of the IVR's media channel, e.g. ``(slin16)``."""
+        return await self.side.ari.get_variable(await self.ivr_media(), "CHANNEL(audionativeformat)")
+
+    def audio_heard(self, since: int = 0) -> int:
+        """Bytes of non-silent audio heard (after byte offset ``since``)."""
+        heard = bytes(self.leg.heard[since:])
+        return sum(1 for i in range(0, len(heard) - 1, 2) if heard[i] or heard[i + 1])
+
+    async def wait_audio(self, timeout: float = 10.0) -> None:
+        """Until the phone hears something that is not silence (a prompt)."""
+        async with asyncio.timeout(timeout):
+            while not any(self.leg.heard):  # noqa: ASYNC110 - the leg appends as frames arrive
+                await asyncio.sleep(0.02)
+
     async def wait_gone(self, timeout: float = 15.0) -> None:
         """Until Asterisk destroyed the phone half (the call is over on the caller's side)."""
         await self.side.events.wait_for(
@@ -120,10 +147,12 @@ class Phone:
     async def wait_back(self, timeout: float = 15.0) -> dict[str, Any]:
         """The line half re-entered the test app (a transfer target that hands it back): its StasisStart."""
         return await self.side.events.wait_for(
-            lambda e: e["type"] == "StasisStart"
-            and e["channel"]["id"] == self.line_id
-            and e.get("args", [])[:1] != ["caller"]
-            and e is not None,
+            lambda e: (
+                e["type"] == "StasisStart"
+                and e["channel"]["id"] == self.line_id
+                and e.get("args", [])[:1] != ["caller"]
+                and e is not None
+            ),
             timeout,
             start=self.side.line_started.get(self.line_id, 0),
         )
@@ -194,7 +223,9 @@ class CallerSide:
         )
         leg = await asyncio.wait_for(leg_future, timeout)
         await self.events.wait_for(
-            lambda e: e["type"] == "StasisStart" and e["channel"]["id"] == media_id, timeout, start=media_start
+            lambda e: e["type"] == "StasisStart" and e["channel"]["id"] == media_id,
+            timeout,
+            start=media_start,
         )
         await self.ari.request(
             "POST", f"/bridges/{bridge_id}/addChannel", params={"channel": f"{phone_id},{media_id}"}
@@ -209,6 +240,20 @@ class CallerSide:
             params={"context": context, "extension": extension, "priority": 1},
         )
         return phone
+
+    async def release(self, phone: Phone) -> None:
+        """Hang up the test's own side of ``phone`` (its ear and mouth, and their bridge)."""
+        for channel in (phone.media_id, phone.phone_id, phone.line_id):
+            await self.ari.hangup(channel)
+        with contextlib.suppress(AssertionError):
+            await self.ari.request("DELETE", f"/bridges/{phone.bridge_id}")
+
+    async def wait_idle(self, timeout: float = 10.0) -> None:
+        """Release every phone, then until Asterisk holds no channel and no bridge at all: whatever the
+        IVR created for its calls is gone too."""
+        for phone in self.phones:
+            await self.release(phone)
+        await self.ari.wait_idle(timeout)
 
     async def cleanup(self) -> None:
         for phone in self.phones:
@@ -253,7 +298,7 @@ class IvrRun:
 
     async def wait_reports(self, count: int, timeout: float = 20.0) -> list[CallReport]:
         async with asyncio.timeout(timeout):
-            while len(self.reports) < count:  # noqa: ASYNC110 - the app's own report list
+            while len(self.reports) < count:
                 if self.task is not None and self.task.done():
                     raise AssertionError(f"ivr run stopped: {self.task.result()}")
                 await asyncio.sleep(0.05)

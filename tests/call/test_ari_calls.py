@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from .conftest import Stack
 
 
@@ -34,6 +36,35 @@ async def test_g711_caller_gets_8k_media(stack: Stack) -> None:
     await stack.sim.hangup(caller.id)
     await stack.wait_ended()
     assert stack.app.reports[0].outcome == "caller_hangup"
+    stack.assert_clean()
+
+
+@pytest.mark.parametrize(
+    ("native", "rate"),
+    [
+        ("ulaw", 8000),
+        ("alaw", 8000),
+        ("gsm", 8000),
+        ("slin", 8000),
+        ("ulaw|g722", 8000),
+        ("g722", 16000),
+        ("slin16", 16000),
+        ("slin32", 16000),
+        ("slin44", 16000),
+        ("slin48", 16000),
+        ("slin96", 16000),
+        ("slin192", 16000),  # a Local channel's native format: wideband, not 8 kHz (defect 1)
+        ("opus", 16000),
+    ],
+)
+async def test_media_format_follows_the_callers_native_rate(stack: Stack, native: str, rate: int) -> None:
+    """Narrowband callers get ``slin``, every wider one ``slin16`` (what the speech engines use)."""
+    caller = await stack.sim.place_call(args=["flow=menu"], native_format=native)
+    leg = await stack.leg(caller.id)
+    assert leg.rate == rate
+    await leg.wait_heard("Welcome")
+    await stack.sim.hangup(caller.id)
+    await stack.wait_ended()
     stack.assert_clean()
 
 
