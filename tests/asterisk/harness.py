@@ -17,7 +17,7 @@ import contextlib
 import socket
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,13 @@ from tests.real_asterisk import AriProbe, EventLog, RealAsterisk
 
 FLOWS = Path(__file__).parents[2] / "flows"
 DATA = Path(__file__).parent / "data"
+
+
+def stasis_start(channel_id: str) -> Callable[[dict[str, Any]], bool]:
+    def match(event: dict[str, Any]) -> bool:
+        return bool(event["type"] == "StasisStart" and event["channel"]["id"] == channel_id)
+
+    return match
 
 
 class Ears:
@@ -71,10 +78,11 @@ class Ears:
             writer.close()
             return
         call_id = uuid.UUID(bytes=bytes(header[HEADER_SIZE:]))
-        fmt, future = self._waiting.pop(call_id, ("", None))  # type: ignore[assignment]
-        if future is None or future.done():
+        waiting = self._waiting.pop(call_id, None)
+        if waiting is None or waiting[1].done():
             writer.close()
             return
+        fmt, future = waiting
         leg = CallerLeg(reader, writer, f"ear-{call_id}", rate_for_format(fmt))
         self.legs.append(leg)
         future.set_result(leg)
@@ -198,11 +206,7 @@ class CallerSide:
             variables={"CALLER_APP": self.app, **(variables or {})},
         )
         for channel in (a, b):
-            await self.events.wait_for(
-                lambda e, c=channel: e["type"] == "StasisStart" and e["channel"]["id"] == c,
-                timeout,
-                start=start,
-            )
+            await self.events.wait_for(stasis_start(channel), timeout, start=start)
         phone_id, line_id = (b, a) if phone_half == "b" else (a, b)
         bridge_id, media_id, ear_id = f"tbr-{tag}", f"tm-{tag}", uuid.uuid4()
         await self.ari.request("POST", "/bridges", params={"type": "mixing", "bridgeId": bridge_id})
