@@ -90,7 +90,9 @@ class CallReport:
     greeting_latency_ms: float | None = None
     """From the call's arrival (StasisStart) to the first frame of the first prompt."""
     response_latency_ms: list[float] = field(default_factory=list)
-    """From the end of each caller utterance to the first frame of the IVR's next prompt."""
+    """Per spoken turn: from the end of the caller's speech (the last voiced frame, not the endpointing
+    decision a trailing silence later) to the first frame of whatever the IVR played next (a filler
+    included), recorded even when a hangup or barge-in cuts that reply short."""
     stt_ms: list[float] = field(default_factory=list)
     """How long each transcription took."""
     tts_first_audio_ms: list[float] = field(default_factory=list)
@@ -158,7 +160,9 @@ class CallRuntime:
         self._speech_armed = False
         self._no_input: asyncio.TimerHandle | None = None
         self._digit_timer: asyncio.TimerHandle | None = None
-        self._speech_ended_at: float | None = None
+        self._reply_since: float | None = None
+        """Loop time the caller's last utterance ended, until the first frame of a reply is written."""
+        self._reply_playbacks: list[Playback] = []
         self._hung_up = False
         self._abort_reason: str | None = None
         self._goodbye: str | None = None
@@ -202,6 +206,7 @@ class CallRuntime:
 
     async def _teardown(self) -> None:
         self._cancel_timers()
+        self._settle_reply_latency()  # a reply cut short by the hangup still counts
         self._stop_playback()
         tasks = list(self._tasks)
         for task in tasks:
@@ -309,7 +314,7 @@ class CallRuntime:
             self._record_error(f"prompt for step {action.step} unavailable: {exc}")
             self._post(ev.ProviderError("tts", str(exc)))
             return
-        playback = self.media.play(source)
+        playback = self._start_prompt(source)
         self._trace("prompt", action.text or f"[audio {action.audio}]", action.step)
         self._playback, self._play_action = playback, action
         self._spawn(self._watch_playback(playback, gen, asked), "prompt")
@@ -334,15 +339,34 @@ class CallRuntime:
             )
         return synth.synthesize(text, rate=rate, voice=action.voice, instructions=action.tts_instructions)
 
+    def _start_prompt(self, source: PcmSource) -> Playback:
+        """Every prompt (filler and goodbye included) starts here: the first frame of whichever plays
+        first after the caller's utterance is the reply the caller waited for."""
+        playback = self.media.play(source)
+        if self._reply_since is not None:
+            self._reply_playbacks.append(playback)
+        return playback
+
+    def _settle_reply_latency(self) -> None:
+        """Record end of speech -> first reply frame once a reply frame has been written (cut or not)."""
+        since = self._reply_since
+        if since is None:
+            return
+        firsts = [p.first_frame_at for p in self._reply_playbacks if p.first_frame_at is not None]
+        if firsts:
+            self.report.response_latency_ms.append(max(0.0, min(firsts) - since) * 1000)
+            self._reply_since = None
+            self._reply_playbacks = []
+
     async def _watch_playback(self, playback: Playback, gen: int, asked: float) -> None:
-        since, self._speech_ended_at = self._speech_ended_at, None
-        result = await playback.wait()
+        try:
+            result = await playback.wait()
+        finally:
+            self._settle_reply_latency()
         if playback.first_frame_at is not None:
             self.report.tts_first_audio_ms.append(max(0.0, playback.first_frame_at - asked) * 1000)
         if self.first_audio_at is None and playback.first_frame_at is not None:
             self.first_audio_at = playback.first_frame_at
-        if since is not None and playback.first_frame_at is not None:
-            self.report.response_latency_ms.append((playback.first_frame_at - since) * 1000)
         if gen != self._play_gen:
             return  # superseded or barged in: the engine was told already
         self._playback = None
@@ -361,7 +385,7 @@ class CallRuntime:
             source = await self._prompt_source(
                 act.Play(step="goodbye", text=text, barge_in=False, cacheable=True)
             )
-            playback = self.media.play(source)
+            playback = self._start_prompt(source)
             self._trace("prompt", text, "goodbye")
             async with asyncio.timeout(timeout):
                 await playback.wait()
@@ -484,7 +508,13 @@ class CallRuntime:
             self._speech_armed = False
             if listen is None or not listen.speech:
                 return
-            self._speech_ended_at = asyncio.get_running_loop().time()
+            # The caller stopped speaking a trailing silence before the endpointer could tell.
+            now = asyncio.get_running_loop().time()
+            trailing_ms = (
+                self._endpointer.elapsed_ms - result.ended_at_ms if type(result) is SpeechEnded else 0
+            )
+            self._settle_reply_latency()
+            self._reply_since, self._reply_playbacks = now - trailing_ms / 1000, []
             self._cancel_timers()
             self._spawn(self._with_filler(self._transcribe(result.pcm, listen, self._listen_gen)), "stt")
 
@@ -599,7 +629,7 @@ class CallRuntime:
         except (ProviderError, OSError, ValueError) as exc:
             self._record_error(f"filler unavailable: {exc}")
             return
-        self.media.play(source)  # not tracked: the engine never waits for a filler
+        self._start_prompt(source)  # the engine never waits for a filler
 
 
 def stasis_args(args: list[str]) -> tuple[dict[str, str], list[str]]:

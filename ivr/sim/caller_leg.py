@@ -96,6 +96,13 @@ class CallerLeg:
                 self._heard_changed.clear()
                 await self._heard_changed.wait()
 
+    async def wait_heard_count(self, fragment: str, count: int, timeout: float = 10.0) -> None:
+        """Wait until prompts containing ``fragment`` have been heard ``count`` times."""
+        async with asyncio.timeout(timeout):
+            while sum(fragment.lower() in t.lower() for t in self.heard_texts()) < count:
+                self._heard_changed.clear()
+                await self._heard_changed.wait()
+
     def lateness(self) -> LatencyHistogram:
         """How late each received frame was against an ideal 20 ms cadence anchored at the first one.
 
