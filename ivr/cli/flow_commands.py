@@ -60,7 +60,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for path in files:
         report = validate_file(path)
         if args.mode == "dialplan" and report.flow is not None:
-            report.issues.extend(_dialplan_mode_issues(path, report.flow))
+            report.issues.extend(dialplan_mode_issues(path, report.flow))
         for issue in report.issues:
             if issue.is_error or not args.quiet:
                 print(issue, file=sys.stderr if issue.is_error else sys.stdout)
@@ -74,7 +74,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _dialplan_mode_issues(path: Path, flow: Flow) -> list[FlowIssue]:
+def dialplan_mode_issues(path: Path, flow: Flow) -> list[FlowIssue]:
     """Transfers need ARI: in dialplan-only mode they always take their failure branch."""
     lines = path.read_text(encoding="utf-8").splitlines()
     issues = []

@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +29,11 @@ from ivr.call.flows import FlowCatalog
 from ivr.call.lifecycle import ReportSink
 from ivr.call.runtime import CallReport
 from ivr.call.speech import registry_factory
+from ivr.cli.flow_commands import dialplan_mode_issues
 from ivr.config import ConfigError, Settings, load_settings
-from ivr.flow.errors import FlowError
+from ivr.flow.errors import FlowError, FlowIssue
 from ivr.flow.llm_matcher import LlmMatcher
+from ivr.flow.source import find_flow_file
 from ivr.flow.webhook import WebhookClient
 from ivr.logs import setup_logging
 from ivr.ops.health import HealthServer
@@ -109,11 +111,26 @@ def load_catalog(settings: Settings) -> FlowCatalog:
     try:
         return FlowCatalog(settings.flows, settings.default_flow)
     except FlowError as exc:
-        first = exc.issues[0] if exc.issues else None
-        more = f" (and {len(exc.issues) - 1} more; run ivr validate)" if len(exc.issues) > 1 else ""
-        raise StartupError(f"flow error: {first}{more}") from None
+        raise StartupError(flow_error(exc.issues)) from None
     except FileNotFoundError as exc:
         raise StartupError(str(exc)) from None
+
+
+def flow_error(issues: Sequence[FlowIssue]) -> str:
+    more = f" (and {len(issues) - 1} more; run ivr validate)" if len(issues) > 1 else ""
+    return f"flow error: {issues[0] if issues else '?'}{more}"
+
+
+def check_dialplan_mode(catalog: FlowCatalog) -> None:
+    """Dialplan-only mode runs the default flow and its subflows: none may transfer (no ARI channel to
+    move), exactly as ``ivr validate --mode dialplan`` says."""
+    library = catalog.library(None)
+    issues: list[FlowIssue] = []
+    for name, flow in library.flows.items():
+        path = find_flow_file(catalog.directory, name) or catalog.directory / f"{name}.yaml"
+        issues += dialplan_mode_issues(path, flow)
+    if issues:
+        raise StartupError(flow_error(issues))
 
 
 async def serve(
@@ -128,6 +145,8 @@ async def serve(
     catalog = load_catalog(settings)
     if no_ari and catalog.default is None:
         raise StartupError("dialplan-only mode runs one flow: set IVR_DEFAULT_FLOW (or --default-flow)")
+    if no_ari:
+        check_dialplan_mode(catalog)
     registry = SpeechRegistry(cache_dir=settings.prompt_cache)
     speech = registry_factory(registry, default_stt=settings.stt, default_tts=settings.tts)
     audio_dir = catalog.directory / "audio"

@@ -241,3 +241,38 @@ async def test_finished_calls_are_recorded_and_counted() -> None:
         assert record.outcome == "hangup"
         assert record.caller == "Alice <5551234>"
         assert "support" in record.path
+
+
+async def test_dialplan_only_mode_refuses_a_flow_with_transfers_like_validate_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Defect 7: ``ivr run --no-ari`` fails at startup where ``ivr validate --mode dialplan`` fails."""
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    flow = flows / "desk.yaml"
+    flow.write_text(
+        "name: desk\nstart: ask\nsteps:\n  ask:\n    say: One moment.\n    next: to_desk\n"
+        "  to_desk:\n    transfer:\n      context: support\n      extension: '100'\n"
+    )
+    assert main(["validate", "--mode", "dialplan", str(flow)]) == 1
+    issue = next(line for line in capsys.readouterr().err.splitlines() if "dialplan-only mode" in line)
+    settings = load_settings(
+        environ={
+            "IVR_FLOWS": str(flows),
+            "IVR_DEFAULT_FLOW": "desk",
+            "IVR_AUDIOSOCKET_LISTEN": "127.0.0.1:0",
+            "IVR_METRICS_LISTEN": "",
+            "IVR_RECORDS_PATH": str(tmp_path / "calls.sqlite3"),
+            "IVR_PROMPT_CACHE": "",
+            "IVR_STT": "sim-text",
+            "IVR_TTS": "sim-text",
+        },
+        toml_path=None,
+    )
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(5, stop.set)  # before the fix it served: end it
+    with pytest.raises(StartupError) as failed:
+        await serve(settings, no_ari=True, stop=stop)
+    assert str(failed.value).startswith("flow error: ")
+    assert issue in str(failed.value), "the same file:line and message as ivr validate --mode dialplan"
+    # ARI mode serves the same flow: transfers work there.
