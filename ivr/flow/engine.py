@@ -479,15 +479,22 @@ class FlowEngine:
 
     # ------------------------------------------------------------------ errors
 
-    def _error_target(self, reason: str, explicit: str | None = None) -> tuple[str, str] | None:
-        """Where an error leads: ``explicit``, else the nearest flow's on_error, else hang up."""
+    def _error_target(
+        self, reason: str, explicit: str | None = None, *, expected: bool = False
+    ) -> tuple[str, str] | None:
+        """Where an error leads: ``explicit``, else the nearest flow's on_error, else hang up.
+
+        Logged once: at ERROR for faults (a template, a provider) the flow did not plan for, at WARNING
+        for planned ones (``explicit``) and for ``expected`` outcomes such as a caller who never answers.
+        """
         self._last["error"] = reason
         self._errors += 1
+        level: Literal["warning", "error"] = "warning" if explicit or expected else "error"
         if self._errors > MAX_CONSECUTIVE_ERRORS:
-            self._log("error", f"{reason}; too many errors in a row, hanging up")
+            self._log(level, f"{reason}; too many errors in a row, hanging up")
             self._hangup("error", End("error", reason))
             return None
-        self._log("warning" if explicit else "error", reason)
+        self._log(level, reason)
         if explicit is not None:
             return explicit, "error"
         while self._frames[-1].flow.on_error is None and len(self._frames) > 1:
@@ -498,8 +505,8 @@ class FlowEngine:
             return None
         return on_error, "error"
 
-    def _fail(self, reason: str, explicit: str | None = None) -> None:
-        target = self._error_target(reason, explicit)
+    def _fail(self, reason: str, explicit: str | None = None, *, expected: bool = False) -> None:
+        target = self._error_target(reason, explicit, expected=expected)
         if target is not None:
             self._run(*target)
 
@@ -652,7 +659,7 @@ class FlowEngine:
                 self._log("info", reason)
                 self._run(handler.next, f"{kind} {count}")
             else:
-                self._fail(reason)
+                self._fail(reason, expected=True)  # the caller's doing, not a fault
             return
         self._log("info", f"{kind} {count}/{retries} in step {self._step}")
         if handler is not None and handler.prompt:
