@@ -18,6 +18,7 @@ session (hangup message, close, one log line); EOF always closes our side at onc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -61,6 +62,8 @@ class AudioSocketConfig:
     write_buffer_limit: int = 64 * 1024
     """Bytes queued towards a peer that stopped reading before frames are dropped instead."""
     accept_format: str = "slin"
+    linger: float = 1.0
+    """After our hangup: seconds the peer has to close its side (Asterisk takes ms) before we close."""
 
 
 @dataclass(slots=True)
@@ -169,6 +172,13 @@ class AudioSocketServer:
             task.cancel()
         owned = [*self._handlers, *([self._sweeper] if self._sweeper else [])]
         await asyncio.gather(*owned, return_exceptions=True)
+        # Let every peer answer our FIN with its own before the process goes (no reset at exit).
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.config.linger):
+                while self._connections:  # noqa: ASYNC110 - connections leave in connection_lost
+                    await asyncio.sleep(0.01)
+        for conn in list(self._connections):
+            conn.transport.abort()
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
@@ -229,6 +239,7 @@ class AudioSocketServer:
             inbound_max_frames=self.config.inbound_max_frames,
             prebuffer_ms=self.config.prebuffer_ms,
             peer=conn.peer,
+            close_transport=conn.close_gracefully,
         )
         self.sessions[call_id] = session
         if expectation is not None:
@@ -293,6 +304,7 @@ class _Connection(asyncio.BufferedProtocol):
         self.peer = "?"
         self.source = "?"
         self._uuid_timer: asyncio.TimerHandle | None = None
+        self._lingering: asyncio.TimerHandle | None = None
         self._done = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -385,7 +397,30 @@ class _Connection(asyncio.BufferedProtocol):
             self.session.hangup(reason)
         elif not self.transport.is_closing():
             self.transport.write(HANGUP_MESSAGE)
-            self.transport.close()
+            self.transport.close()  # no call yet (refused, malformed): no need to wait for the peer
+
+    def close_gracefully(self) -> None:
+        """Close without a reset: stop writing (FIN after what is queued), keep reading and dropping what
+        the peer still sends until its own FIN (``eof_received`` then closes), or ``linger`` seconds.
+
+        A plain close() with the peer's frames unread (or arriving after it) makes the kernel answer with
+        a reset, which Asterisk logs as an error after the hangup message.
+        """
+        self._done = True
+        if self.session is not None:
+            self.server._forget(self.session)  # the call is over; only the socket lingers
+        transport = self.transport
+        if transport.is_closing() or self._lingering is not None:
+            return
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        try:
+            transport.write_eof()
+        except OSError:  # the peer is gone already (reset): nothing to be graceful about
+            transport.close()
+            return
+        self._lingering = asyncio.get_running_loop().call_later(self.server.config.linger, transport.close)
 
     def pause_writing(self) -> None:
         if self.session is not None:
@@ -405,6 +440,8 @@ class _Connection(asyncio.BufferedProtocol):
         if self._uuid_timer is not None:
             self._uuid_timer.cancel()
             self._uuid_timer = None
+        if self._lingering is not None:
+            self._lingering.cancel()
         server = self.server
         if self in server._connections:
             server._connections.discard(self)

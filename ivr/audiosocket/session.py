@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Literal
 
 from ivr.audiosocket.clock import FrameClock
@@ -52,11 +52,13 @@ class AudioSocketSession:
         inbound_max_frames: int,
         prebuffer_ms: int,
         peer: str,
+        close_transport: Callable[[], None] | None = None,
     ) -> None:
         self.uuid = call_id
         self.mode: SessionMode = mode
         self.peer = peer
         self._transport = transport
+        self._close_transport = close_transport or transport.close
         self._frame_clock = frame_clock
         self.inbound = InboundQueue(inbound_max_frames)
         self.player = Player(self._write, rate, frame_clock.clock, prebuffer_ms=prebuffer_ms)
@@ -143,13 +145,17 @@ class AudioSocketSession:
         return self.player.stop_all()
 
     def hangup(self, reason: str = "hangup by application") -> None:
-        """Send a hangup message, then close; Asterisk hangs the media channel up within ms."""
+        """Send a hangup message, then close; Asterisk hangs the media channel up within ms.
+
+        The session ends at once; the connection closes gracefully behind it (FIN after the hangup
+        message, the peer's last frames read and dropped, then close) so Asterisk never sees a reset.
+        """
         if self.closed:
             return
         if not self._transport.is_closing():
             self._transport.write(HANGUP_MESSAGE)
         self._close(reason)
-        self._transport.close()
+        self._close_transport()
 
     async def wait_closed(self) -> str:
         return await asyncio.shield(self._closed)
@@ -189,7 +195,7 @@ class AudioSocketSession:
         elif type(frame) is Hangup:
             self.inbound.put(frame)
             self._close("peer sent hangup")
-            self._transport.close()
+            self._close_transport()
         elif type(frame) is Unknown:
             if frame.kind not in self._warned_kinds:
                 self._warned_kinds.add(frame.kind)

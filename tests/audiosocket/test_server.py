@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 
@@ -21,7 +24,7 @@ from ivr.audiosocket import (
     encode_dtmf,
     encode_hangup,
 )
-from ivr.audiosocket.protocol import Kind
+from ivr.audiosocket.protocol import FrameDecoder, Kind, encode_uuid
 
 from .peer import AsteriskPeer
 
@@ -348,3 +351,75 @@ async def test_connections_per_source_address_are_capped() -> None:
         assert srv.stats.refused_capacity == 1
         for peer in [peers[1], again]:
             await peer.close()
+
+
+class _TalkingAsterisk(threading.Thread):
+    """Like Asterisk's side of a bridged call, in its own thread (so it keeps talking while our event
+    loop is busy): a frame every 20 ms until it reads our hangup message, then it reads on until our FIN
+    and closes. ``reset`` says whether our side reset the connection instead."""
+
+    def __init__(self, port: int, call_id: uuid.UUID) -> None:
+        super().__init__(daemon=True)
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.sendall(encode_uuid(call_id))
+        self.reset = False
+        self.got_hangup = False
+        self.stop_sending = threading.Event()
+
+    def run(self) -> None:
+        sender = threading.Thread(target=self._send, daemon=True)
+        sender.start()
+        decoder = FrameDecoder(max_payload=65535)
+        self.sock.settimeout(5)
+        try:
+            while data := self.sock.recv(65536):
+                if not self.got_hangup and any(isinstance(f, Hangup) for f in decoder.feed(data)):
+                    self.got_hangup = True
+                    self.stop_sending.set()
+        except ConnectionResetError:
+            self.reset = True
+        except OSError:
+            pass
+        finally:
+            self.stop_sending.set()
+            sender.join(2)
+            self.sock.close()
+
+    def _send(self) -> None:
+        frame = encode_audio(bytes(640), 16000)
+        try:
+            while not self.stop_sending.wait(0.02):
+                self.sock.sendall(frame)
+        except (ConnectionResetError, BrokenPipeError):
+            self.reset = True
+        except OSError:
+            pass
+
+
+@pytest.mark.parametrize("how", ["hangup", "server_close"])
+async def test_our_hangup_closes_with_a_fin_even_with_unread_audio(how: str) -> None:
+    """Defect 6: closing with the peer's audio unread (a busy loop at SIGTERM) made the kernel send a
+    reset after the hangup message; we stop writing (FIN), drain what is left, then close."""
+    sessions: list[AudioSocketSession] = []
+
+    async def handler(session: AudioSocketSession) -> None:
+        sessions.append(session)
+        await session.wait_closed()
+
+    srv = AudioSocketServer(AudioSocketConfig(port=0), on_session=handler)
+    await srv.start()
+    asterisk = _TalkingAsterisk(srv.port, uuid.uuid4())
+    asterisk.start()
+    async with asyncio.timeout(5):
+        while not sessions:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)
+    time.sleep(0.1)  # noqa: ASYNC251 - the loop is busy (shutdown work): the peer's frames pile up unread
+    if how == "hangup":
+        sessions[0].hangup("shutting down")
+    else:
+        await srv.close()
+    await asyncio.to_thread(asterisk.join, 5)
+    await srv.close()
+    assert asterisk.got_hangup, "the hangup message arrives first"
+    assert not asterisk.reset, "our side closed with a FIN, never a reset"
