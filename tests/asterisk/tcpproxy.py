@@ -14,8 +14,9 @@ import asyncio
 import contextlib
 import errno
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 Side = str  # "client" (who connected to the proxy) or "server" (where the proxy connects)
 
@@ -129,8 +130,8 @@ class TcpProxy:
         for w in (writer, up_writer):
             w.transport.abort() if link.resets["client"] or link.resets["server"] else w.close()
 
-    def _spawn(self, coro: object) -> asyncio.Task[None]:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
