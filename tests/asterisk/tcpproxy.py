@@ -38,7 +38,7 @@ def _pending_reset(writer: asyncio.StreamWriter) -> bool:
     if sock is None:
         return False
     try:
-        return sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == errno.ECONNRESET
+        return bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == errno.ECONNRESET)
     except OSError:
         return False
 
