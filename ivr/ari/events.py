@@ -1,8 +1,10 @@
 """The ARI events WebSocket: one long-lived connection per application, kept alive and reconnected.
 
-* Reconnects with ``tenacity``: exponential backoff with jitter, capped; the backoff starts over only
-  after a connection that stayed up for ``stable_after`` seconds, so a server that accepts and drops at
-  once never causes a tight loop.
+* Reconnects with ``tenacity``: a short jittered wait after a connection that was up (a flapping link
+  reconnects within a fraction of a second every time: calls entering ``Stasis()`` meanwhile fail at
+  once), and exponential backoff with jitter, capped near 2 s, while connects fail. The backoff starts
+  over at every successful connect; every wait is at least half of ``backoff_initial``, so a server
+  that accepts and drops at once never causes a tight loop.
 * aiohttp's WebSocket heartbeat (ping every ``heartbeat`` seconds, pong due within half of it) notices a
   dead peer within ``1.5 * heartbeat`` seconds instead of the minutes TCP would take.
 * ``on_connected(reconnected)`` runs in its own task after each successful connect so the application can
@@ -39,8 +41,13 @@ EventCallback = Callable[[Event], None]
 ConnectedHook = Callable[[bool], Awaitable[None]]
 
 
+def _jittered(seconds: float) -> float:
+    """``seconds`` minus up to half of it at random, so many instances never reconnect in lockstep."""
+    return seconds * random.uniform(0.5, 1.0)
+
+
 class ConnectionLost(AriConnectionError):
-    """The events WebSocket could not be opened or dropped soon after opening (retried with backoff)."""
+    """The events WebSocket could not be opened (retried with backoff)."""
 
 
 class EventStream:
@@ -59,9 +66,8 @@ class EventStream:
         *,
         on_connected: ConnectedHook | None = None,
         heartbeat: float = 4.0,
-        backoff_initial: float = 0.5,
-        backoff_max: float = 30.0,
-        stable_after: float = 10.0,
+        backoff_initial: float = 0.25,
+        backoff_max: float = 2.0,
         connect_timeout: float = 10.0,
         subscribe_all: bool = False,
     ) -> None:
@@ -74,7 +80,6 @@ class EventStream:
         self.heartbeat = heartbeat
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
-        self.stable_after = stable_after
         self.connect_timeout = connect_timeout
         self.subscribe_all = subscribe_all
         self.connections = 0
@@ -156,16 +161,15 @@ class EventStream:
                         if not self._stopping.is_set():
                             await self._serve_once()
                 if not self._stopping.is_set():
-                    # A stable connection was lost: reconnect soon, backoff starting over.
-                    await self._sleep(random.uniform(0.0, self.backoff_initial))
+                    # A connection that was up was lost: reconnect soon, the backoff starts over.
+                    await self._sleep(_jittered(self.backoff_initial))
         finally:
             self._running = False
             self._connected.clear()
 
     def _backoff(self, state: RetryCallState) -> float:
-        """Exponential backoff with jitter, capped: min(initial * 2**(n-1) + U(0, initial), max)."""
-        exp: float = self.backoff_initial * 2.0 ** min(state.attempt_number - 1, 30)
-        return min(exp + random.uniform(0.0, self.backoff_initial), self.backoff_max)
+        """Failed connect n (1, 2, ...): min(initial * 2**n, max), jittered down to half of it."""
+        return _jittered(min(self.backoff_initial * 2.0 ** min(state.attempt_number, 30), self.backoff_max))
 
     async def _sleep(self, seconds: float) -> None:
         """Backoff sleep that ends early when the stream is closed."""
@@ -237,9 +241,7 @@ class EventStream:
             return
         reason = ws.exception() or f"closed by Asterisk (code {ws.close_code})"
         lasted = loop.time() - started
-        if lasted < self.stable_after:
-            raise ConnectionLost(f"connection lost after {lasted:.1f} s: {reason}")
-        log.warning("ARI events for app %r: connection lost after %.0f s: %s", self.app, lasted, reason)
+        log.warning("ARI events for app %r: connection lost after %.1f s: %s", self.app, lasted, reason)
 
     def _handle_text(self, text: str) -> bool:
         """Parse and deliver one message; True when it says the application was replaced."""
