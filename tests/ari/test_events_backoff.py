@@ -8,10 +8,15 @@ test does not depend on how fast this machine is.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from ivr.ari import AriClient, EventStream
 from ivr.sim import SimAsterisk
 from tests.ari.conftest import APP, PASSWORD, USER, Collector, eventually
+
+
+def more_than(stream: EventStream, connections: int) -> Callable[[], bool]:
+    return lambda: stream.connections > connections
 
 
 def recorded(stream: EventStream) -> list[float]:
@@ -36,7 +41,7 @@ async def test_a_flapping_link_reconnects_quickly_every_time(sim: SimAsterisk, c
         for _ in range(8):  # the link drops a few seconds apart, again and again
             connections = stream.connections
             await sim.kill_event_sockets(abort=True)
-            await eventually(lambda n=connections: stream.connections > n, timeout=10)
+            await eventually(more_than(stream, connections), timeout=10)
     finally:
         await stream.close()
     assert len(delays) >= 8
@@ -72,7 +77,7 @@ async def test_a_server_that_accepts_and_drops_is_never_a_tight_loop(
         for _ in range(5):
             connections = stream.connections
             await sim.kill_event_sockets(abort=False)
-            await eventually(lambda n=connections: stream.connections > n, timeout=10)
+            await eventually(more_than(stream, connections), timeout=10)
             await asyncio.sleep(0)
     finally:
         await stream.close()
