@@ -153,16 +153,10 @@ class Phone:
         )
 
     async def wait_back(self, timeout: float = 15.0) -> dict[str, Any]:
-        """The line half re-entered the test app (a transfer target that hands it back): its StasisStart."""
+        """The line half re-entered the test app (a dialplan target that hands it back, such as the kit's
+        ``caller,ari``): its StasisStart."""
         return await self.side.events.wait_for(
-            lambda e: (
-                e["type"] == "StasisStart"
-                and e["channel"]["id"] == self.line_id
-                and e.get("args", [])[:1] != ["caller"]
-                and e is not None
-            ),
-            timeout,
-            start=self.side.line_started.get(self.line_id, 0),
+            stasis_start(self.line_id), timeout, start=self.side.line_started.get(self.line_id, 0)
         )
 
 

@@ -50,6 +50,7 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._new_link = asyncio.Event()
+        self._blocked: Callable[[bytes], bool] | None = None
 
     async def start(self) -> int:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -63,6 +64,13 @@ class TcpProxy:
     def resets(self, side: Side) -> int:
         """Links the ``side`` peer reset (instead of closing with a FIN)."""
         return sum(link.resets[side] for link in self.links if not link.cut)
+
+    def block(self, match: Callable[[bytes], bool]) -> None:
+        """Reset new links whose first bytes match, until :meth:`unblock` (the far side is unreachable)."""
+        self._blocked = match
+
+    def unblock(self) -> None:
+        self._blocked = None
 
     def cut(self, match: Callable[[bytes], bool]) -> int:
         """Abort both sides of every open link whose first bytes match; returns how many."""
@@ -137,7 +145,13 @@ class TcpProxy:
         return task
 
     async def _pump(
-        self, link: Link, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, side: Side, *, first: bool = False
+        self,
+        link: Link,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        side: Side,
+        *,
+        first: bool = False,
     ) -> None:
         while True:
             try:
@@ -157,6 +171,11 @@ class TcpProxy:
                 return
             if first and len(link.head) < 256:
                 link.head += data[: 256 - len(link.head)]
+                if self._blocked is not None and self._blocked(link.head):
+                    link.cut = True
+                    link.client.transport.abort()
+                    link.server.transport.abort()
+                    return
                 self._new_link.set()
             try:
                 writer.write(data)
