@@ -24,7 +24,7 @@ from typing import Any
 
 import aiohttp
 
-from ivr.audiosocket.protocol import HEADER_SIZE, Kind, rate_for_format
+from ivr.audiosocket.protocol import HEADER_SIZE, Kind, frame_bytes, rate_for_format
 from ivr.call.runtime import CallReport
 from ivr.cli.run_commands import serve
 from ivr.config import Settings, load_settings
@@ -102,8 +102,6 @@ class Phone:
     side: CallerSide
     phone_id: str
     line_id: str
-    local_a: str
-    local_b: str
     leg: CallerLeg
     bridge_id: str
     media_id: str
@@ -135,21 +133,60 @@ class Phone:
         """``CHANNEL(audionativeformat)`` of the IVR's media channel, e.g. ``(slin16)``."""
         return await self.side.ari.get_variable(await self.ivr_media(), "CHANNEL(audionativeformat)")
 
-    def audio_heard(self, since: int = 0) -> int:
-        """Bytes of non-silent audio heard (after byte offset ``since``)."""
-        heard = bytes(self.leg.heard[since:])
-        return sum(1 for i in range(0, len(heard) - 1, 2) if heard[i] or heard[i + 1])
+    @property
+    def frame_bytes(self) -> int:
+        return frame_bytes(self.leg.rate)
 
-    async def wait_audio(self, timeout: float = 10.0) -> None:
-        """Until the phone hears something that is not silence (a prompt)."""
+    def frames(self) -> list[tuple[float, bytes]]:
+        """Every frame heard so far with its arrival time (loop time)."""
+        size = self.frame_bytes
+        heard = bytes(self.leg.heard)
+        return [(t, heard[i * size : (i + 1) * size]) for i, t in enumerate(self.leg.arrivals)]
+
+    def prompts(self, min_gap_frames: int = 5) -> list[tuple[int, int]]:
+        """Runs of non-silent frames heard, as (first, last) frame indexes; quiet gaps shorter than
+        ``min_gap_frames`` do not split a run."""
+        runs: list[tuple[int, int]] = []
+        for i, (_, frame) in enumerate(self.frames()):
+            if not any(frame):
+                continue
+            if runs and i - runs[-1][1] <= min_gap_frames:
+                runs[-1] = (runs[-1][0], i)
+            else:
+                runs.append((i, i))
+        return runs
+
+    async def wait_audio(self, timeout: float = 10.0, *, after: int = 0) -> int:
+        """Until the phone hears something that is not silence (a prompt) in frame ``after`` or later;
+        returns that frame's index."""
+        size = self.frame_bytes
         async with asyncio.timeout(timeout):
-            while not any(self.leg.heard):  # noqa: ASYNC110 - the leg appends as frames arrive
+            while True:
+                heard = self.leg.heard
+                for i in range(after, len(heard) // size):
+                    if any(heard[i * size : (i + 1) * size]):
+                        return i
+                after = max(after, len(heard) // size)
+                await asyncio.sleep(0.02)
+
+    async def wait_quiet(self, quiet_ms: int = 400, timeout: float = 15.0) -> int:
+        """Until the phone has heard audio and then ``quiet_ms`` of silence (a prompt finished); returns
+        the index of the first quiet frame."""
+        need = quiet_ms // 20
+        async with asyncio.timeout(timeout):
+            while True:
+                frames = self.frames()
+                last_loud = max((i for i, (_, f) in enumerate(frames) if any(f)), default=None)
+                if last_loud is not None and len(frames) - 1 - last_loud >= need:
+                    return last_loud + 1
                 await asyncio.sleep(0.02)
 
     async def wait_gone(self, timeout: float = 15.0) -> None:
-        """Until Asterisk destroyed the phone half (the call is over on the caller's side)."""
+        """Until the phone half is hung up (the call is over on the caller's side). A channel that
+        entered the test app through the dialplan gets no ChannelDestroyed after its StasisEnd."""
         await self.side.events.wait_for(
-            lambda e: e["type"] == "ChannelDestroyed" and e["channel"]["id"] == self.phone_id, timeout
+            lambda e: e["type"] in ("StasisEnd", "ChannelDestroyed") and e["channel"]["id"] == self.phone_id,
+            timeout,
         )
 
     async def wait_back(self, timeout: float = 15.0) -> dict[str, Any]:
@@ -202,6 +239,20 @@ class CallerSide:
         for channel in (a, b):
             await self.events.wait_for(stasis_start(channel), timeout, start=start)
         phone_id, line_id = (b, a) if phone_half == "b" else (a, b)
+        phone = await self._attach(
+            tag, phone_id=phone_id, line_id=line_id, ear_format=ear_format, timeout=timeout
+        )
+        await self.ari.request(
+            "POST",
+            f"/channels/{line_id}/continue",
+            params={"context": context, "extension": extension, "priority": 1},
+        )
+        return phone
+
+    async def _attach(
+        self, tag: str, *, phone_id: str, line_id: str, ear_format: str, timeout: float
+    ) -> Phone:
+        """Bridge the phone half with the test's ear and mouth (an externalMedia AudioSocket channel)."""
         bridge_id, media_id, ear_id = f"tbr-{tag}", f"tm-{tag}", uuid.uuid4()
         await self.ari.request("POST", "/bridges", params={"type": "mixing", "bridgeId": bridge_id})
         leg_future = self.ears.expect(ear_id, ear_format)
@@ -228,16 +279,33 @@ class CallerSide:
         await self.ari.request(
             "POST", f"/bridges/{bridge_id}/addChannel", params={"channel": f"{phone_id},{media_id}"}
         )
-        phone = Phone(self, phone_id, line_id, a, b, leg, bridge_id, media_id)
+        phone = Phone(self, phone_id, line_id, leg, bridge_id, media_id)
         self.phones.append(phone)
         self.line_started[line_id] = len(self.events.events)
         phone.started_at = asyncio.get_running_loop().time()
-        await self.ari.request(
-            "POST",
-            f"/channels/{line_id}/continue",
-            params={"context": context, "extension": extension, "priority": 1},
-        )
         return phone
+
+    async def call_inbound(
+        self, exten: str = "100", *, variables: Mapping[str, str] | None = None, timeout: float = 10.0
+    ) -> Phone:
+        """A caller into the kit's ``ivr-in`` as a real inbound call: the line half (``;2``) enters the
+        IVR's app in state Ring and the IVR answers it; then the phone half (``;1``) runs ``caller,ari``
+        into the test app and the ear is attached (so the first moments of the greeting go unheard)."""
+        tag = uuid.uuid4().hex[:12]
+        a, b = f"ta-{tag}", f"tb-{tag}"
+        start = len(self.events.events)
+        await self.ari.originate(
+            f"Local/{exten}@ivr-in",
+            context="caller",
+            extension="ari",
+            priority=1,
+            channel_id=a,
+            other_channel_id=b,
+            formats="slin16",
+            variables={"CALLER_APP": self.app, **(variables or {})},
+        )
+        await self.events.wait_for(stasis_start(a), timeout, start=start)
+        return await self._attach(tag, phone_id=a, line_id=b, ear_format="slin16", timeout=timeout)
 
     async def release(self, phone: Phone) -> None:
         """Hang up the test's own side of ``phone`` (its ear and mouth, and their bridge)."""
