@@ -105,6 +105,7 @@ class Phone:
     leg: CallerLeg
     bridge_id: str
     media_id: str
+    ear_id: uuid.UUID
     started_at: float = 0.0
 
     async def press(self, digits: str, **params: Any) -> None:
@@ -132,6 +133,11 @@ class Phone:
     async def ivr_media_format(self) -> str:
         """``CHANNEL(audionativeformat)`` of the IVR's media channel, e.g. ``(slin16)``."""
         return await self.side.ari.get_variable(await self.ivr_media(), "CHANNEL(audionativeformat)")
+
+    @property
+    def leg_name(self) -> str:
+        """Name of the phone's own AudioSocket channel in Asterisk."""
+        return f"AudioSocket/{self.side.ears.address}-{self.ear_id}"
 
     @property
     def frame_bytes(self) -> int:
@@ -279,7 +285,7 @@ class CallerSide:
         await self.ari.request(
             "POST", f"/bridges/{bridge_id}/addChannel", params={"channel": f"{phone_id},{media_id}"}
         )
-        phone = Phone(self, phone_id, line_id, leg, bridge_id, media_id)
+        phone = Phone(self, phone_id, line_id, leg, bridge_id, media_id, ear_id)
         self.phones.append(phone)
         self.line_started[line_id] = len(self.events.events)
         phone.started_at = asyncio.get_running_loop().time()
