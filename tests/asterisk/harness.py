@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import socket
+import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -434,3 +437,76 @@ async def ivr_run(settings: Settings, *, no_ari: bool = False) -> AsyncIterator[
         stop.set()
         code = await asyncio.wait_for(run.task, 60)
     assert code == 0, f"ivr run exited {code}"
+
+
+@dataclass
+class IvrProcess:
+    """``ivr run`` as its own process (the real CLI, signals and exit), its stderr collected."""
+
+    proc: asyncio.subprocess.Process
+    lines: list[str] = field(default_factory=list)
+    _reader: asyncio.Task[None] | None = None
+
+    async def _read(self) -> None:
+        assert self.proc.stderr is not None
+        while line := await self.proc.stderr.readline():
+            self.lines.append(line.decode(errors="replace").rstrip())
+
+    async def wait_line(self, text: str, timeout: float = 30.0) -> str:
+        async with asyncio.timeout(timeout):
+            while True:
+                for line in self.lines:
+                    if text in line:
+                        return line
+                if self.proc.returncode is not None:
+                    raise AssertionError(f"ivr run exited {self.proc.returncode}: {self.lines[-20:]}")
+                await asyncio.sleep(0.05)
+
+    async def terminate(self, timeout: float = 30.0) -> int:
+        """SIGTERM, as an orchestrator stops a container; the exit code."""
+        self.proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(self.proc.wait(), timeout)
+        if self._reader is not None:
+            await self._reader
+        return code
+
+
+@contextlib.asynccontextmanager
+async def ivr_process(env: Mapping[str, str], *, no_ari: bool = False) -> AsyncIterator[IvrProcess]:
+    """Start ``python -m ivr run`` with ``env`` (IVR_* settings), wait until it is ready; always ends it."""
+    args = [sys.executable, "-m", "ivr", "run", *(["--no-ari"] if no_ari else [])]
+    proc = await asyncio.create_subprocess_exec(
+        *args, env={**os.environ, **env}, stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL
+    )
+    run = IvrProcess(proc)
+    run._reader = asyncio.ensure_future(run._read())
+    try:
+        await run.wait_line("ready:")
+        yield run
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        run._reader.cancel()
+        await asyncio.gather(run._reader, return_exceptions=True)
+
+
+def ivr_env(asterisk: RealAsterisk, **env: str) -> dict[str, str]:
+    """The environment of an ``ivr run`` process for this Asterisk (the same defaults as ivr_settings)."""
+    values = {
+        "IVR_ARI_URL": asterisk.http_url,
+        "IVR_ARI_USER": asterisk.user,
+        "IVR_ARI_PASSWORD": asterisk.password,
+        "IVR_ARI_APP": f"ivr-{uuid.uuid4().hex[:8]}",
+        "IVR_AUDIOSOCKET_LISTEN": "127.0.0.1:0",
+        "IVR_FLOWS": str(DATA),
+        "IVR_DEFAULT_FLOW": "patient",
+        "IVR_STT": "sim-text",
+        "IVR_TTS": "sim-text",
+        "IVR_PROMPT_CACHE": "",
+        "IVR_RECORDS_PATH": str(Path(tempfile.mkdtemp(prefix="ivr-records-")) / "calls.sqlite3"),
+        "IVR_METRICS_LISTEN": "",
+        "IVR_SHUTDOWN_GRACE_SECONDS": "0.5",
+    }
+    values.update(env)
+    return values
