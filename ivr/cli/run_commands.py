@@ -158,10 +158,12 @@ async def serve(
     host, port = settings.listen
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
     async with contextlib.AsyncExitStack() as stack:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, stop.set)
+                # serve() may run inside a bigger program (tests): give the signal back when it returns
+                stack.callback(loop.remove_signal_handler, sig)
         http = await stack.enter_async_context(aiohttp.ClientSession())
         stack.push_async_callback(registry.aclose)
         try:
