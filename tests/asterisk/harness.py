@@ -389,23 +389,11 @@ class IvrRun:
 
 
 def ivr_settings(asterisk: RealAsterisk, **env: str) -> Settings:
-    values = {
-        "IVR_ARI_URL": asterisk.http_url,
-        "IVR_ARI_USER": asterisk.user,
-        "IVR_ARI_PASSWORD": asterisk.password,
-        "IVR_ARI_APP": f"ivr-{uuid.uuid4().hex[:8]}",
-        "IVR_AUDIOSOCKET_LISTEN": "127.0.0.1:0",
-        "IVR_FLOWS": str(DATA),
-        "IVR_DEFAULT_FLOW": "menu",
-        "IVR_STT": "sim-text",
-        "IVR_TTS": "sim-text",
-        "IVR_PROMPT_CACHE": "",
-        "IVR_RECORDS_PATH": str(Path(tempfile.mkdtemp(prefix="ivr-records-")) / "calls.sqlite3"),
-        "IVR_METRICS_LISTEN": "127.0.0.1:0",
-        "IVR_SHUTDOWN_GRACE_SECONDS": "2",
-    }
-    values.update(env)
-    return load_settings(environ=values, toml_path=None)
+    """Settings for ``serve()`` against this Asterisk (see :func:`ivr_env`), metrics on a free port."""
+    values = ivr_env(
+        asterisk, IVR_DEFAULT_FLOW="menu", IVR_METRICS_LISTEN="127.0.0.1:0", IVR_SHUTDOWN_GRACE_SECONDS="2"
+    )
+    return load_settings(environ={**values, **env}, toml_path=None)
 
 
 @contextlib.asynccontextmanager
@@ -491,13 +479,10 @@ async def ivr_process(env: Mapping[str, str], *, no_ari: bool = False) -> AsyncI
         await asyncio.gather(run._reader, return_exceptions=True)
 
 
-def ivr_env(asterisk: RealAsterisk, **env: str) -> dict[str, str]:
-    """The environment of an ``ivr run`` process for this Asterisk (the same defaults as ivr_settings)."""
+def ivr_env(asterisk: RealAsterisk | None, **env: str) -> dict[str, str]:
+    """``IVR_*`` settings of an ``ivr run`` for tests: this Asterisk (none: dialplan-only mode), a free
+    AudioSocket port, the suite's flows, the instant simulation voice, fresh call records, no cache."""
     values = {
-        "IVR_ARI_URL": asterisk.http_url,
-        "IVR_ARI_USER": asterisk.user,
-        "IVR_ARI_PASSWORD": asterisk.password,
-        "IVR_ARI_APP": f"ivr-{uuid.uuid4().hex[:8]}",
         "IVR_AUDIOSOCKET_LISTEN": "127.0.0.1:0",
         "IVR_FLOWS": str(DATA),
         "IVR_DEFAULT_FLOW": "patient",
@@ -508,5 +493,14 @@ def ivr_env(asterisk: RealAsterisk, **env: str) -> dict[str, str]:
         "IVR_METRICS_LISTEN": "",
         "IVR_SHUTDOWN_GRACE_SECONDS": "0.5",
     }
+    if asterisk is not None:
+        values.update(
+            {
+                "IVR_ARI_URL": asterisk.http_url,
+                "IVR_ARI_USER": asterisk.user,
+                "IVR_ARI_PASSWORD": asterisk.password,
+                "IVR_ARI_APP": f"ivr-{uuid.uuid4().hex[:8]}",
+            }
+        )
     values.update(env)
     return values

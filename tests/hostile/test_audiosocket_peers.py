@@ -23,6 +23,7 @@ from ivr.call.runtime import CallReport
 from ivr.cli.run_commands import serve
 from ivr.config import load_settings
 from ivr.sim.caller_leg import CallerLeg, CallerLegs
+from tests.asterisk.harness import ivr_env
 from tests.call.conftest import DATA
 
 GOOD_CALLS = 2
@@ -87,21 +88,9 @@ class Run:
 
 
 @pytest.fixture
-async def dialplan_run(tmp_path: Any) -> AsyncIterator[Run]:
-    settings = load_settings(
-        environ={
-            "IVR_AUDIOSOCKET_LISTEN": "127.0.0.1:0",
-            "IVR_FLOWS": str(DATA),
-            "IVR_DEFAULT_FLOW": "patient",
-            "IVR_STT": "sim-text",
-            "IVR_TTS": "sim-text",
-            "IVR_PROMPT_CACHE": "",
-            "IVR_RECORDS_PATH": str(tmp_path / "calls.sqlite3"),
-            "IVR_METRICS_LISTEN": "127.0.0.1:0",
-            "IVR_SHUTDOWN_GRACE_SECONDS": "0",
-        },
-        toml_path=None,
-    )
+async def dialplan_run() -> AsyncIterator[Run]:
+    env = ivr_env(None, IVR_FLOWS=str(DATA), IVR_METRICS_LISTEN="127.0.0.1:0", IVR_SHUTDOWN_GRACE_SECONDS="0")
+    settings = load_settings(environ=env, toml_path=None)
     info: dict[str, Any] = {}
     reports: list[CallReport] = []
     stop = asyncio.Event()
