@@ -440,6 +440,7 @@ class _Connection(asyncio.BufferedProtocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        reading = not self._done  # the peer went away on its own while we were still reading
         self._done = True
         if self._uuid_timer is not None:
             self._uuid_timer.cancel()
@@ -455,6 +456,14 @@ class _Connection(asyncio.BufferedProtocol):
             else:
                 server._per_source.pop(self.source, None)
         session = self.session
+        pending = self.decoder.buffered
+        if pending and reading and exc is None:
+            log.warning(
+                "AudioSocket %s (%s): closed in the middle of a message (%d bytes of it received)",
+                self.peer,
+                self._name(),
+                pending,
+            )
         if session is not None:
             reason = "peer closed the connection" if exc is None else f"connection lost: {exc}"
             session.connection_lost(reason)

@@ -193,9 +193,10 @@ class AudioSocketSession:
             if len(payload) != self._expected_size and not self._warned_size:
                 self._warned_size = True
                 log.warning(
-                    "session %s: %d-byte audio message at %d Hz, expected %d (20 ms); if the channel is "
-                    "G.711, force linear audio (externalMedia format=slin16, or c(slin16) in Dial)",
+                    "session %s from %s: %d-byte audio message at %d Hz, expected %d (20 ms); if the channel "
+                    "is G.711, force linear audio (externalMedia format=slin16, or c(slin16) in Dial)",
                     self.uuid,
+                    self.peer,
                     len(payload),
                     frame.rate,
                     self._expected_size,
@@ -206,7 +207,9 @@ class AudioSocketSession:
         elif type(frame) is Error:
             if Kind.ERROR not in self._warned_kinds:  # Asterisk 22 never sends one; say it once
                 self._warned_kinds.add(Kind.ERROR)
-                log.warning("session %s: the peer sent an error message (code %s)", self.uuid, frame.code)
+                log.warning(
+                    "session %s from %s: the peer reported an error (%s)", self.uuid, self.peer, frame
+                )
         elif type(frame) is Hangup:
             self.inbound.put(PeerHangup("peer sent hangup"))
             self._close("peer sent hangup")
@@ -214,19 +217,25 @@ class AudioSocketSession:
         elif type(frame) is Unknown:
             if frame.kind not in self._warned_kinds:
                 self._warned_kinds.add(frame.kind)
-                log.warning("session %s: ignoring unknown message kind 0x%02x", self.uuid, frame.kind)
+                log.warning(
+                    "session %s from %s: ignoring unknown message kind 0x%02x",
+                    self.uuid,
+                    self.peer,
+                    frame.kind,
+                )
         elif type(frame) is Uuid and Kind.UUID not in self._warned_kinds:
             # A second UUID on a live connection is meaningless; ignore it like an unknown kind.
             self._warned_kinds.add(Kind.UUID)
-            log.warning("session %s: ignoring a repeated UUID message", self.uuid)
+            log.warning("session %s from %s: ignoring a repeated UUID message", self.uuid, self.peer)
 
     def _on_rate(self, rate: int) -> None:
         if self._rate_locked:
             if not self._warned_rate:
                 self._warned_rate = True
                 log.warning(
-                    "session %s: audio at %d Hz but %d Hz was asked for; check the externalMedia format",
+                    "session %s from %s: audio at %d Hz but %d Hz was asked for; check the externalMedia format",
                     self.uuid,
+                    self.peer,
                     rate,
                     self.player.rate,
                 )

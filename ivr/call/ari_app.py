@@ -317,8 +317,9 @@ class AriCall:
         elif self._task is not None and not self._task.done():
             self.life.fail("aborted", reason)
             self._task.cancel()
-        elif self._task is None:
-            self.done.set()  # never started: nothing to end
+        elif self._task is None:  # its StasisStart is still queued: end it before it begins, with a record
+            self.life.fail("aborted", reason)
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"call-{self.caller_id}")
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -335,6 +336,8 @@ class AriCall:
         app = self.app
         caller = self.start_event.channel.caller
         self.report.caller = f"{caller.name} <{caller.number}>" if caller.name else caller.number
+        if self.report.outcome:  # aborted before it began (shutdown): teardown hangs the caller up
+            return
         if len(app.calls) > app.config.max_calls or app.draining:
             await self._busy()
             return

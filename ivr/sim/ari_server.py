@@ -515,7 +515,7 @@ class SimAsterisk:
             if reason not in HANGUP_REASONS:
                 raise AriRequestError(400, "Invalid reason for hangup provided")
             cause = HANGUP_REASONS[reason]
-        await self._destroy(chan, cause, hangup_request=False)
+        await self._destroy(chan, cause, hangup_request=True, soft=True)
         return self._no_content()
 
     async def _h_answer(self, request: web.Request) -> web.Response:
@@ -700,8 +700,16 @@ class SimAsterisk:
 
     # ------------------------------------------------------------------ hangup and media
 
-    async def _destroy(self, chan: SimChannel, cause: int, *, hangup_request: bool) -> None:
-        """Hang a channel up: [ChannelHangupRequest], ChannelLeftBridge, StasisEnd, ChannelDestroyed."""
+    async def _destroy(
+        self, chan: SimChannel, cause: int, *, hangup_request: bool, soft: bool = False
+    ) -> None:
+        """Hang a channel up: [ChannelHangupRequest], ChannelLeftBridge, StasisEnd, ChannelDestroyed.
+
+        A caller that entered the application through the dialplan (``Stasis()``) is only subscribed
+        while it is in Stasis: a real Asterisk sends no ``ChannelDestroyed`` after its ``StasisEnd``.
+        Channels the application created (originate, externalMedia) get it. ``soft``: the application
+        hung it up (``DELETE``), as measured on Asterisk 22.10.1.
+        """
         if chan.destroyed:
             return
         chan.destroyed = True
@@ -717,7 +725,11 @@ class SimAsterisk:
                 dialstring=chan.dialstring,
                 peer=chan.to_json(),
             )
-        if hangup_request:
+        if hangup_request and soft:
+            # DELETE /channels/{id}: Asterisk soft-hangs the channel up; the event's "cause" is then the
+            # soft-hangup flag (AST_SOFTHANGUP_EXPLICIT, 32), not the Q.850 cause (ChannelDestroyed has that).
+            self._emit(chan.app, "ChannelHangupRequest", cause=32, soft=True, channel=chan.to_json())
+        elif hangup_request:
             self._emit(chan.app, "ChannelHangupRequest", cause=cause, channel=chan.to_json())
         self._leave_bridge(chan)
         if chan.in_stasis:
@@ -726,6 +738,7 @@ class SimAsterisk:
             chan.app_name, chan.app_data = "AppDial2", "(Outgoing Line)"
             if chan.kind == "caller":
                 chan.app_name, chan.app_data = "", ""
+                chan.app = None  # Stasis() is over: the application hears no more of this channel
         self._emit(
             chan.app, "ChannelDestroyed", cause=cause, cause_txt=cause_text(cause), channel=chan.to_json()
         )

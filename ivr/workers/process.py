@@ -95,6 +95,16 @@ class ServeOptions:
     seat: Seat | None = None
 
 
+def stop_on_signals(stop: asyncio.Event, stack: contextlib.AsyncExitStack) -> None:
+    """SIGTERM and SIGINT set ``stop``; given back when ``stack`` closes (serve() may run inside a bigger
+    program, such as a test run, whose Ctrl-C must work again afterwards)."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+            stack.callback(loop.remove_signal_handler, sig)
+
+
 def load_catalog(settings: Settings) -> FlowCatalog:
     try:
         return FlowCatalog(settings.flows, settings.default_flow)
@@ -179,11 +189,8 @@ async def serve(
     if no_ari:
         check_dialplan_mode(catalog)
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
     async with contextlib.AsyncExitStack() as stack:
+        stop_on_signals(stop, stack)
         metrics = Metrics()
         uses = speech_uses(settings, catalog)
         specs = offloaded_specs(uses) if settings.speech_workers > 0 else []

@@ -23,7 +23,6 @@ import contextlib
 import itertools
 import logging
 import os
-import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -48,6 +47,7 @@ from ivr.workers.process import (
     check_dialplan_mode,
     load_catalog,
     open_records,
+    stop_on_signals,
 )
 from ivr.workers.protocol import Mode, WorkerConfig
 from ivr.workers.routing import CallRouter, worker_tag
@@ -120,11 +120,8 @@ class Supervisor:
                     "dialplan-only mode runs one flow: set IVR_DEFAULT_FLOW (or --default-flow)"
                 )
             check_dialplan_mode(catalog)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, self.stop.set)
         async with contextlib.AsyncExitStack() as stack:
+            stop_on_signals(self.stop, stack)
             self._records = await open_records(self.settings, stack)
             if self.mode == "ari":
                 s = self.settings

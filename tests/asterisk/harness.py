@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import socket
+import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -24,7 +27,7 @@ from typing import Any
 
 import aiohttp
 
-from ivr.audiosocket.protocol import HEADER_SIZE, Kind, rate_for_format
+from ivr.audiosocket.protocol import HEADER_SIZE, Kind, frame_bytes, rate_for_format
 from ivr.call.report import CallReport
 from ivr.config import Settings, load_settings
 from ivr.sim.caller_leg import CallerLeg
@@ -102,11 +105,10 @@ class Phone:
     side: CallerSide
     phone_id: str
     line_id: str
-    local_a: str
-    local_b: str
     leg: CallerLeg
     bridge_id: str
     media_id: str
+    ear_id: uuid.UUID
     started_at: float = 0.0
 
     async def press(self, digits: str, **params: Any) -> None:
@@ -135,34 +137,72 @@ class Phone:
         """``CHANNEL(audionativeformat)`` of the IVR's media channel, e.g. ``(slin16)``."""
         return await self.side.ari.get_variable(await self.ivr_media(), "CHANNEL(audionativeformat)")
 
-    def audio_heard(self, since: int = 0) -> int:
-        """Bytes of non-silent audio heard (after byte offset ``since``)."""
-        heard = bytes(self.leg.heard[since:])
-        return sum(1 for i in range(0, len(heard) - 1, 2) if heard[i] or heard[i + 1])
+    @property
+    def leg_name(self) -> str:
+        """Name of the phone's own AudioSocket channel in Asterisk."""
+        return f"AudioSocket/{self.side.ears.address}-{self.ear_id}"
 
-    async def wait_audio(self, timeout: float = 10.0) -> None:
-        """Until the phone hears something that is not silence (a prompt)."""
+    @property
+    def frame_bytes(self) -> int:
+        return frame_bytes(self.leg.rate)
+
+    def frames(self) -> list[tuple[float, bytes]]:
+        """Every frame heard so far with its arrival time (loop time)."""
+        size = self.frame_bytes
+        heard = bytes(self.leg.heard)
+        return [(t, heard[i * size : (i + 1) * size]) for i, t in enumerate(self.leg.arrivals)]
+
+    def prompts(self, min_gap_frames: int = 5) -> list[tuple[int, int]]:
+        """Runs of non-silent frames heard, as (first, last) frame indexes; quiet gaps shorter than
+        ``min_gap_frames`` do not split a run."""
+        runs: list[tuple[int, int]] = []
+        for i, (_, frame) in enumerate(self.frames()):
+            if not any(frame):
+                continue
+            if runs and i - runs[-1][1] <= min_gap_frames:
+                runs[-1] = (runs[-1][0], i)
+            else:
+                runs.append((i, i))
+        return runs
+
+    async def wait_audio(self, timeout: float = 10.0, *, after: int = 0) -> int:
+        """Until the phone hears something that is not silence (a prompt) in frame ``after`` or later;
+        returns that frame's index."""
+        size = self.frame_bytes
         async with asyncio.timeout(timeout):
-            while not any(self.leg.heard):  # noqa: ASYNC110 - the leg appends as frames arrive
+            while True:
+                heard = self.leg.heard
+                for i in range(after, len(heard) // size):
+                    if any(heard[i * size : (i + 1) * size]):
+                        return i
+                after = max(after, len(heard) // size)
+                await asyncio.sleep(0.02)
+
+    async def wait_quiet(self, quiet_ms: int = 400, timeout: float = 15.0) -> int:
+        """Until the phone has heard audio and then ``quiet_ms`` of silence (a prompt finished); returns
+        the index of the first quiet frame."""
+        need = quiet_ms // 20
+        async with asyncio.timeout(timeout):
+            while True:
+                frames = self.frames()
+                last_loud = max((i for i, (_, f) in enumerate(frames) if any(f)), default=None)
+                if last_loud is not None and len(frames) - 1 - last_loud >= need:
+                    return last_loud + 1
                 await asyncio.sleep(0.02)
 
     async def wait_gone(self, timeout: float = 15.0) -> None:
-        """Until Asterisk destroyed the phone half (the call is over on the caller's side)."""
+        """Until the phone half is hung up (the call is over on the caller's side). A channel that
+        entered the test app through the dialplan gets no ChannelDestroyed after its StasisEnd."""
         await self.side.events.wait_for(
-            lambda e: e["type"] == "ChannelDestroyed" and e["channel"]["id"] == self.phone_id, timeout
+            lambda e: e["type"] in ("StasisEnd", "ChannelDestroyed") and e["channel"]["id"] == self.phone_id,
+            timeout,
         )
 
     async def wait_back(self, timeout: float = 15.0) -> dict[str, Any]:
-        """The line half re-entered the test app (a transfer target that hands it back): its StasisStart."""
+        """The line half re-entered the test app (a dialplan target that hands it back, such as the kit's
+        ``caller,ari``): its StasisStart."""
         return await self.side.events.wait_for(
-            lambda e: (
-                e["type"] == "StasisStart"
-                and e["channel"]["id"] == self.line_id
-                and e.get("args", [])[:1] != ["caller"]
-                and e is not None
-            ),
-            timeout,
-            start=self.side.line_started.get(self.line_id, 0),
+            stasis_start(self.line_id), timeout, start=self.side.line_started.get(self.line_id, 0)
         )
 
 
@@ -208,6 +248,20 @@ class CallerSide:
         for channel in (a, b):
             await self.events.wait_for(stasis_start(channel), timeout, start=start)
         phone_id, line_id = (b, a) if phone_half == "b" else (a, b)
+        phone = await self._attach(
+            tag, phone_id=phone_id, line_id=line_id, ear_format=ear_format, timeout=timeout
+        )
+        await self.ari.request(
+            "POST",
+            f"/channels/{line_id}/continue",
+            params={"context": context, "extension": extension, "priority": 1},
+        )
+        return phone
+
+    async def _attach(
+        self, tag: str, *, phone_id: str, line_id: str, ear_format: str, timeout: float
+    ) -> Phone:
+        """Bridge the phone half with the test's ear and mouth (an externalMedia AudioSocket channel)."""
         bridge_id, media_id, ear_id = f"tbr-{tag}", f"tm-{tag}", uuid.uuid4()
         await self.ari.request("POST", "/bridges", params={"type": "mixing", "bridgeId": bridge_id})
         leg_future = self.ears.expect(ear_id, ear_format)
@@ -234,16 +288,33 @@ class CallerSide:
         await self.ari.request(
             "POST", f"/bridges/{bridge_id}/addChannel", params={"channel": f"{phone_id},{media_id}"}
         )
-        phone = Phone(self, phone_id, line_id, a, b, leg, bridge_id, media_id)
+        phone = Phone(self, phone_id, line_id, leg, bridge_id, media_id, ear_id)
         self.phones.append(phone)
         self.line_started[line_id] = len(self.events.events)
         phone.started_at = asyncio.get_running_loop().time()
-        await self.ari.request(
-            "POST",
-            f"/channels/{line_id}/continue",
-            params={"context": context, "extension": extension, "priority": 1},
-        )
         return phone
+
+    async def call_inbound(
+        self, exten: str = "100", *, variables: Mapping[str, str] | None = None, timeout: float = 10.0
+    ) -> Phone:
+        """A caller into the kit's ``ivr-in`` as a real inbound call: the line half (``;2``) enters the
+        IVR's app in state Ring and the IVR answers it; then the phone half (``;1``) runs ``caller,ari``
+        into the test app and the ear is attached (so the first moments of the greeting go unheard)."""
+        tag = uuid.uuid4().hex[:12]
+        a, b = f"ta-{tag}", f"tb-{tag}"
+        start = len(self.events.events)
+        await self.ari.originate(
+            f"Local/{exten}@ivr-in",
+            context="caller",
+            extension="ari",
+            priority=1,
+            channel_id=a,
+            other_channel_id=b,
+            formats="slin16",
+            variables={"CALLER_APP": self.app, **(variables or {})},
+        )
+        await self.events.wait_for(stasis_start(a), timeout, start=start)
+        return await self._attach(tag, phone_id=a, line_id=b, ear_format="slin16", timeout=timeout)
 
     async def release(self, phone: Phone) -> None:
         """Hang up the test's own side of ``phone`` (its ear and mouth, and their bridge)."""
@@ -318,23 +389,11 @@ class IvrRun:
 
 
 def ivr_settings(asterisk: RealAsterisk, **env: str) -> Settings:
-    values = {
-        "IVR_ARI_URL": asterisk.http_url,
-        "IVR_ARI_USER": asterisk.user,
-        "IVR_ARI_PASSWORD": asterisk.password,
-        "IVR_ARI_APP": f"ivr-{uuid.uuid4().hex[:8]}",
-        "IVR_AUDIOSOCKET_LISTEN": "127.0.0.1:0",
-        "IVR_FLOWS": str(DATA),
-        "IVR_DEFAULT_FLOW": "menu",
-        "IVR_STT": "sim-text",
-        "IVR_TTS": "sim-text",
-        "IVR_PROMPT_CACHE": "",
-        "IVR_RECORDS_PATH": str(Path(tempfile.mkdtemp(prefix="ivr-records-")) / "calls.sqlite3"),
-        "IVR_METRICS_LISTEN": "127.0.0.1:0",
-        "IVR_SHUTDOWN_GRACE_SECONDS": "2",
-    }
-    values.update(env)
-    return load_settings(environ=values, toml_path=None)
+    """Settings for ``serve()`` against this Asterisk (see :func:`ivr_env`), metrics on a free port."""
+    values = ivr_env(
+        asterisk, IVR_DEFAULT_FLOW="menu", IVR_METRICS_LISTEN="127.0.0.1:0", IVR_SHUTDOWN_GRACE_SECONDS="2"
+    )
+    return load_settings(environ={**values, **env}, toml_path=None)
 
 
 @contextlib.asynccontextmanager
@@ -366,3 +425,82 @@ async def ivr_run(settings: Settings, *, no_ari: bool = False) -> AsyncIterator[
         stop.set()
         code = await asyncio.wait_for(run.task, 60)
     assert code == 0, f"ivr run exited {code}"
+
+
+@dataclass
+class IvrProcess:
+    """``ivr run`` as its own process (the real CLI, signals and exit), its stderr collected."""
+
+    proc: asyncio.subprocess.Process
+    lines: list[str] = field(default_factory=list)
+    _reader: asyncio.Task[None] | None = None
+
+    async def _read(self) -> None:
+        assert self.proc.stderr is not None
+        while line := await self.proc.stderr.readline():
+            self.lines.append(line.decode(errors="replace").rstrip())
+
+    async def wait_line(self, text: str, timeout: float = 30.0) -> str:
+        async with asyncio.timeout(timeout):
+            while True:
+                for line in self.lines:
+                    if text in line:
+                        return line
+                if self.proc.returncode is not None:
+                    raise AssertionError(f"ivr run exited {self.proc.returncode}: {self.lines[-20:]}")
+                await asyncio.sleep(0.05)
+
+    async def terminate(self, timeout: float = 30.0) -> int:
+        """SIGTERM, as an orchestrator stops a container; the exit code."""
+        self.proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(self.proc.wait(), timeout)
+        if self._reader is not None:
+            await self._reader
+        return code
+
+
+@contextlib.asynccontextmanager
+async def ivr_process(env: Mapping[str, str], *, no_ari: bool = False) -> AsyncIterator[IvrProcess]:
+    """Start ``python -m ivr run`` with ``env`` (IVR_* settings), wait until it is ready; always ends it."""
+    args = [sys.executable, "-m", "ivr", "run", *(["--no-ari"] if no_ari else [])]
+    proc = await asyncio.create_subprocess_exec(
+        *args, env={**os.environ, **env}, stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL
+    )
+    run = IvrProcess(proc)
+    run._reader = asyncio.ensure_future(run._read())
+    try:
+        await run.wait_line("ready:")
+        yield run
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        run._reader.cancel()
+        await asyncio.gather(run._reader, return_exceptions=True)
+
+
+def ivr_env(asterisk: RealAsterisk | None, **env: str) -> dict[str, str]:
+    """``IVR_*`` settings of an ``ivr run`` for tests: this Asterisk (none: dialplan-only mode), a free
+    AudioSocket port, the suite's flows, the instant simulation voice, fresh call records, no cache."""
+    values = {
+        "IVR_AUDIOSOCKET_LISTEN": "127.0.0.1:0",
+        "IVR_FLOWS": str(DATA),
+        "IVR_DEFAULT_FLOW": "patient",
+        "IVR_STT": "sim-text",
+        "IVR_TTS": "sim-text",
+        "IVR_PROMPT_CACHE": "",
+        "IVR_RECORDS_PATH": str(Path(tempfile.mkdtemp(prefix="ivr-records-")) / "calls.sqlite3"),
+        "IVR_METRICS_LISTEN": "",
+        "IVR_SHUTDOWN_GRACE_SECONDS": "0.5",
+    }
+    if asterisk is not None:
+        values.update(
+            {
+                "IVR_ARI_URL": asterisk.http_url,
+                "IVR_ARI_USER": asterisk.user,
+                "IVR_ARI_PASSWORD": asterisk.password,
+                "IVR_ARI_APP": f"ivr-{uuid.uuid4().hex[:8]}",
+            }
+        )
+    values.update(env)
+    return values

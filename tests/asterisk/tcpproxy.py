@@ -26,7 +26,8 @@ class Link:
     client: asyncio.StreamWriter
     server: asyncio.StreamWriter
     head: bytes = b""
-    """The first bytes the client sent (what :meth:`TcpProxy.cut` matches)."""
+    """The start of every chunk the client sent, up to 4 KB (what :meth:`TcpProxy.cut` matches): a
+    pooled HTTP keep-alive connection may carry a WebSocket upgrade after some REST requests."""
     resets: dict[Side, int] = field(default_factory=lambda: {"client": 0, "server": 0})
     fins: dict[Side, int] = field(default_factory=lambda: {"client": 0, "server": 0})
     done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -50,6 +51,7 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._new_link = asyncio.Event()
+        self._blocked: Callable[[bytes], bool] | None = None
 
     async def start(self) -> int:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -64,6 +66,13 @@ class TcpProxy:
         """Links the ``side`` peer reset (instead of closing with a FIN)."""
         return sum(link.resets[side] for link in self.links if not link.cut)
 
+    def block(self, match: Callable[[bytes], bool]) -> None:
+        """Reset new links whose first bytes match, until :meth:`unblock` (the far side is unreachable)."""
+        self._blocked = match
+
+    def unblock(self) -> None:
+        self._blocked = None
+
     def cut(self, match: Callable[[bytes], bool]) -> int:
         """Abort both sides of every open link whose first bytes match; returns how many."""
         count = 0
@@ -76,11 +85,11 @@ class TcpProxy:
         return count
 
     async def wait_link(self, match: Callable[[bytes], bool], after: int = 0, timeout: float = 10.0) -> Link:
-        """The first link (from index ``after``) whose first bytes match, once it exists."""
+        """The first open link (from index ``after``) whose bytes so far match, once there is one."""
         async with asyncio.timeout(timeout):
             while True:
                 for link in self.links[after:]:
-                    if match(link.head):
+                    if not link.done.is_set() and not link.cut and match(link.head):
                         return link
                 self._new_link.clear()
                 await self._new_link.wait()
@@ -161,8 +170,13 @@ class TcpProxy:
                     if writer.can_write_eof():
                         writer.write_eof()  # relay the FIN as a FIN
                 return
-            if first and len(link.head) < 256:
-                link.head += data[: 256 - len(link.head)]
+            if first and len(link.head) < 4096:
+                link.head += data[:256]
+                if self._blocked is not None and self._blocked(link.head):
+                    link.cut = True
+                    link.client.transport.abort()
+                    link.server.transport.abort()
+                    return
                 self._new_link.set()
             try:
                 writer.write(data)

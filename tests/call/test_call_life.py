@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from ivr.ari.client import AriClient
+from ivr.ari.models import parse_event
 from ivr.audiosocket.protocol import encode_audio, encode_uuid
 from ivr.audiosocket.server import AudioSocketConfig, AudioSocketServer
 from ivr.call.ari_app import AriApp, AriAppConfig
@@ -383,5 +384,30 @@ async def test_ari_call_failure_points(case: str, caplog: pytest.LogCaptureFixtu
         await sim.wait_for(
             lambda: not sim.bridges and not [c for c in sim.channels.values() if c.kind == "media"], 5
         )
+    finally:
+        await stop_ari(ari)
+
+
+async def test_ari_call_aborted_before_it_began_still_has_its_record(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Shutdown between a caller's StasisStart arriving and its handler running: one record all the same."""
+    caplog.set_level(logging.INFO)
+    ledger = Ledger()
+    ari = await start_ari(ledger, hooked_speech())
+    try:
+        start = parse_event(
+            {
+                "type": "StasisStart",
+                "application": "ivr",
+                "args": ["flow=menu"],
+                "channel": {"id": "early-1", "name": "PJSIP/5551234-00000001", "state": "Ring"},
+            }
+        )
+        ari.app.dispatcher.dispatch(start)  # the call exists; its handler has not run yet
+        await ari.app.close()
+        [report] = await ledger.wait(1)
+        assert (report.call_id, report.outcome) == ("early-1", "aborted")
+        ledger.check(caplog, ["early-1"])
     finally:
         await stop_ari(ari)

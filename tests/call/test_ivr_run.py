@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 import tempfile
 from pathlib import Path
@@ -55,6 +56,7 @@ async def test_serve_answers_a_call_and_stops_cleanly() -> None:
         assert await asyncio.wait_for(task, 10) == 0
         assert not sim.bridges
         assert not sim.connected_apps
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "Ctrl-C works again after serve()"
 
 
 async def test_second_instance_with_the_same_app_name_stops_instead_of_flapping() -> None:

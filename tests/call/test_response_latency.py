@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from ivr.sim.caller_leg import CallerLeg
+
 from .conftest import DATA, Stack, close_stack, make_stack
 
 pytestmark = pytest.mark.virtual_time
@@ -22,12 +24,18 @@ async def lstack() -> AsyncIterator[Stack]:
     await close_stack(s)
 
 
-async def test_measured_from_the_end_of_speech_every_turn(lstack: Stack) -> None:
-    caller = await lstack.sim.place_call(args=["flow=latency"])
-    leg = await lstack.leg(caller.id)
+async def answer_sales(stack: Stack) -> tuple[str, CallerLeg]:
+    """A caller says "sales" and hears the (long) reply start: the caller's id and leg."""
+    caller = await stack.sim.place_call(args=["flow=latency"])
+    leg = await stack.leg(caller.id)
     await leg.wait_heard("Say sales or support")
     await leg.say("sales")
     await leg.wait_heard("Sales it is", timeout=10)
+    return caller.id, leg
+
+
+async def test_measured_from_the_end_of_speech_every_turn(lstack: Stack) -> None:
+    _, leg = await answer_sales(lstack)
     await leg.wait_heard_count("Say sales or support", 2, timeout=20)
     await leg.say("support")
     await leg.wait_heard("Support it is", timeout=10)
@@ -39,12 +47,8 @@ async def test_measured_from_the_end_of_speech_every_turn(lstack: Stack) -> None
 
 
 async def test_a_reply_cut_by_hangup_still_counts(lstack: Stack) -> None:
-    caller = await lstack.sim.place_call(args=["flow=latency"])
-    leg = await lstack.leg(caller.id)
-    await leg.wait_heard("Say sales or support")
-    await leg.say("sales")
-    await leg.wait_heard("Sales it is", timeout=10)
-    await lstack.sim.hangup(caller.id)  # in the middle of the long reply
+    caller_id, _ = await answer_sales(lstack)
+    await lstack.sim.hangup(caller_id)  # in the middle of the long reply
     await lstack.wait_ended()
     [report] = lstack.app.reports
     assert report.outcome == "caller_hangup"
@@ -53,11 +57,7 @@ async def test_a_reply_cut_by_hangup_still_counts(lstack: Stack) -> None:
 
 
 async def test_a_reply_cut_by_barge_in_still_counts(lstack: Stack) -> None:
-    caller = await lstack.sim.place_call(args=["flow=latency"])
-    leg = await lstack.leg(caller.id)
-    await leg.wait_heard("Say sales or support")
-    await leg.say("sales")
-    await leg.wait_heard("Sales it is", timeout=10)
+    _, leg = await answer_sales(lstack)
     await leg.say("support")  # over the long reply, then over the next question: barge-in
     await leg.wait_heard("Support it is", timeout=10)
     await lstack.wait_ended(timeout=20)

@@ -112,6 +112,7 @@ APP_MODULES: dict[str, str | None] = {
     "gotoif": None,
     "set": None,
     "wait": None,
+    "ringing": None,
     "stasis": "app_stasis",
     "dial": "app_dial",
     "playback": "app_playback",
