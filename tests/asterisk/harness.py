@@ -492,6 +492,9 @@ def ivr_env(asterisk: RealAsterisk | None, **env: str) -> dict[str, str]:
         "IVR_RECORDS_PATH": str(Path(tempfile.mkdtemp(prefix="ivr-records-")) / "calls.sqlite3"),
         "IVR_METRICS_LISTEN": "",
         "IVR_SHUTDOWN_GRACE_SECONDS": "0.5",
+        # one supervised worker: the port the test picks is the port Asterisk reaches (more workers
+        # listen on port + N, which the suite's relays do not forward)
+        "IVR_WORKERS": "1",
     }
     if asterisk is not None:
         values.update(
