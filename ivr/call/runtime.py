@@ -33,6 +33,7 @@ from ivr.audiosocket.inbound import Closed
 from ivr.audiosocket.player import PcmSource, Playback, PlaybackState
 from ivr.audiosocket.protocol import Audio, Dtmf, Hangup
 from ivr.call.ports import CallControl, CallMedia, CallSpeech
+from ivr.call.prompt_audio import prompt_audio
 from ivr.flow import actions as act
 from ivr.flow import events as ev
 from ivr.flow.builtins import MASK
@@ -42,7 +43,6 @@ from ivr.media.endpoint import Endpointer, ListenSettings, MaxLengthReached, Spe
 from ivr.media.framing import Framer
 from ivr.media.resample import resample
 from ivr.media.wav import read_wav
-from ivr.speech.cache import CachingSynthesizer
 from ivr.speech.errors import ProviderError
 
 log = logging.getLogger(__name__)
@@ -180,9 +180,10 @@ class CallRuntime:
         self._spawn(self._read_media(), "media")
         try:
             async with asyncio.timeout(self.max_call_seconds):
-                await self._apply(self.engine.handle(started))
+                await self._apply(self.engine.handle(started, now=time.time()))
                 while not self.engine.finished:
-                    await self._apply(self.engine.handle(await self._inbox.get()))
+                    event = await self._inbox.get()
+                    await self._apply(self.engine.handle(event, now=time.time()))
                 if self._abort_reason is not None:
                     self.report.outcome, self.report.reason = "aborted", self._abort_reason
                     if self._goodbye and not self._hung_up and not self.media.closed:
@@ -260,7 +261,7 @@ class CallRuntime:
                 self._spawn(self._classify(action), "classify")
             elif isinstance(action, act.HttpRequest):
                 self._stop_listening()
-                self._spawn(self._with_filler(self._webhook(action)), "webhook")
+                self._spawn(self._with_filler(self._webhook(action), action.filler or ""), "webhook")
             elif isinstance(action, act.Transfer):
                 self._stop_listening()
                 self._stop_playback()
@@ -319,17 +320,7 @@ class CallRuntime:
             path = self.audio_dir / f"{action.audio}.wav"
             wav = await asyncio.to_thread(read_wav, path, channels=1)
             return wav.pcm if wav.rate == rate else await asyncio.to_thread(resample, wav.pcm, wav.rate, rate)
-        synth = self.speech.synthesizer
-        text = action.text or ""
-        if isinstance(synth, CachingSynthesizer):
-            return synth.synthesize(
-                text,
-                rate=rate,
-                voice=action.voice,
-                instructions=action.tts_instructions,
-                cacheable=action.cacheable,
-            )
-        return synth.synthesize(text, rate=rate, voice=action.voice, instructions=action.tts_instructions)
+        return prompt_audio(self.speech.synthesizer, action, rate)
 
     async def _watch_playback(self, playback: Playback, gen: int, asked: float) -> None:
         since, self._speech_ended_at = self._speech_ended_at, None
@@ -356,7 +347,7 @@ class CallRuntime:
         self._stop_playback()
         try:
             source = await self._prompt_source(
-                act.Play(step="goodbye", text=text, barge_in=False, cacheable=True)
+                self.engine.fixed_prompt("goodbye", text)
             )
             playback = self.media.play(source)
             self._trace("prompt", text, "goodbye")
@@ -571,15 +562,16 @@ class CallRuntime:
             result = ev.TransferFailed("failed")
         self._post(result)
 
-    async def _with_filler(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run ``work``; if it takes longer than the flow's ``filler_after_ms``, say the filler meanwhile."""
-        settings = self.engine.settings
+    async def _with_filler(self, work: Coroutine[Any, Any, None], filler: str | None = None) -> None:
+        """Run ``work``; if it takes longer than the flow's ``filler_after_ms``, say the filler meanwhile
+        (``filler``: a webhook step's own, "" for none; default the flow's, in the call's language)."""
+        text = self.engine.filler_text() if filler is None else filler
         task = asyncio.ensure_future(work)
         try:
-            if settings.filler:
-                done, _ = await asyncio.wait({task}, timeout=settings.filler_after_ms / 1000)
+            if text:
+                done, _ = await asyncio.wait({task}, timeout=self.engine.settings.filler_after_ms / 1000)
                 if not done:
-                    await self._play_filler(settings.filler)
+                    await self._play_filler(text)
             await task
         finally:
             if not task.done():
@@ -590,7 +582,7 @@ class CallRuntime:
     async def _play_filler(self, text: str) -> None:
         if self._playback is not None and not self._playback.done:
             return
-        filler = act.Play(step="filler", text=text, barge_in=False, cacheable=True)
+        filler = self.engine.fixed_prompt("filler", text)
         try:
             source = await self._prompt_source(filler)
         except (ProviderError, OSError, ValueError) as exc:

@@ -55,6 +55,9 @@ class FlowSandbox(ImmutableSandboxedEnvironment):
     def __init__(self) -> None:
         super().__init__(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)
         self.filters.update({"spell": _spell, "money": _money, "last": _last})
+        from ivr.flow.spoken import template_filters  # read-back in the call's language: say_date ...
+
+        self.filters.update(template_filters())
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         if operator == "**":
