@@ -347,9 +347,8 @@ class FlowEngine(QuestionsMixin):
             self.path.append(PathRecord(frame.name, target, step.kind, via))
             try:
                 following = self._enter(step)
-            except TemplateError as exc:
-                self._log("error", f"step {target}: {exc}")
-                following = self._error_target(f"template error in step {target}")
+            except TemplateError as exc:  # one log line: _error_target logs the reason
+                following = self._error_target(f"template error in step {target}: {exc}")
             if following is None:
                 return
             target, via = following
