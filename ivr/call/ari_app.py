@@ -81,6 +81,8 @@ class AriAppConfig:
     step_timeout: float = 5.0
     """Each setup step (answer, bridge, externalMedia, UUID, media StasisStart, addChannel)."""
     audio_dir: Path | None = None
+    recordings_dir: Path | None = None
+    """Where ``record`` steps store their WAV files (None: record steps take their error path)."""
 
 
 ReportSink = Callable[[CallReport], Awaitable[None] | None]
@@ -428,6 +430,7 @@ class AriCall:
             max_call_seconds=app.config.max_call_seconds,
             tracer=app.tracer,
             webhook=app.webhook,
+            recordings_dir=app.config.recordings_dir,
         )
         for digit in self._pending_dtmf:
             self.runtime.on_dtmf(digit)

@@ -44,8 +44,10 @@ class DialplanApp:
         on_report: Callable[[CallReport], Awaitable[None]] | None = None,
         metrics: Metrics | None = None,
         webhook: WebhookHandler | None = None,
+        recordings_dir: Path | None = None,
     ) -> None:
         self.webhook = webhook
+        self.recordings_dir = recordings_dir
         self.on_report = on_report
         self.metrics = metrics
         self.flows = flows
@@ -100,6 +102,7 @@ class DialplanApp:
                 audio_dir=self.audio_dir,
                 max_call_seconds=self.max_call_seconds,
                 webhook=self.webhook,
+                recordings_dir=self.recordings_dir,
             )
             self.runtimes.add(runtime)
             report = await runtime.run(ev.CallStarted(call_id=call_id, direction="inbound"))

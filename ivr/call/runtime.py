@@ -34,6 +34,8 @@ from ivr.audiosocket.player import PcmSource, Playback, PlaybackState
 from ivr.audiosocket.protocol import Audio, Dtmf, Hangup
 from ivr.call.ports import CallControl, CallMedia, CallSpeech
 from ivr.call.prompt_audio import prompt_audio
+from ivr.call.recording import Recorder
+from ivr.call.recording import finish as finish_recording
 from ivr.flow import actions as act
 from ivr.flow import events as ev
 from ivr.flow.builtins import MASK
@@ -108,6 +110,10 @@ class CallReport:
     """(speaker, text) in order; sensitive captures are masked."""
     variables: dict[str, Any] = field(default_factory=dict)
     """Final flow variables, sensitive ones masked."""
+    flow_version: str = ""
+    """Content hash of the flow (and subflows) the call ran on: calls finish on the version they began."""
+    recordings: list[dict[str, Any]] = field(default_factory=list)
+    """Messages left at ``record`` steps: step, path (None when sensitive: never stored), duration_s, ended_by."""
 
 
 class CallRuntime:
@@ -128,8 +134,12 @@ class CallRuntime:
         max_call_seconds: float = 3600.0,
         tracer: Tracer | None = None,
         webhook: WebhookHandler | None = None,
+        recordings_dir: Path | None = None,
     ) -> None:
         self.engine = engine
+        self.recordings_dir = recordings_dir
+        self._recorder: Recorder | None = None
+        self._record_task: asyncio.Task[Any] | None = None
         self.webhook = webhook
         self.tracer = tracer
         self._path_seen = 0
@@ -142,7 +152,7 @@ class CallRuntime:
         self.classifier = classifier
         self.audio_dir = audio_dir
         self.max_call_seconds = max_call_seconds
-        self.report = CallReport(call_id=call_id, flow=engine.library.root)
+        self.report = CallReport(call_id=call_id, flow=engine.library.root, flow_version=engine.version)
         self._inbox: asyncio.Queue[ev.Event] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._endpointer = Endpointer(media.rate)
@@ -199,6 +209,7 @@ class CallRuntime:
         return self.report
 
     async def _teardown(self) -> None:
+        await finish_recording(self._recorder, self._record_task)  # a message left so far is kept
         self._cancel_timers()
         self._stop_playback()
         tasks = list(self._tasks)
@@ -262,6 +273,10 @@ class CallRuntime:
             elif isinstance(action, act.HttpRequest):
                 self._stop_listening()
                 self._spawn(self._with_filler(self._webhook(action), action.filler or ""), "webhook")
+            elif isinstance(action, act.Record):
+                self._stop_listening()
+                self._stop_playback()
+                self._record_task = self._spawn(self._record(action), "record")
             elif isinstance(action, act.Transfer):
                 self._stop_listening()
                 self._stop_playback()
@@ -346,9 +361,7 @@ class CallRuntime:
         self._stop_listening()
         self._stop_playback()
         try:
-            source = await self._prompt_source(
-                self.engine.fixed_prompt("goodbye", text)
-            )
+            source = await self._prompt_source(self.engine.fixed_prompt("goodbye", text))
             playback = self.media.play(source)
             self._trace("prompt", text, "goodbye")
             async with asyncio.timeout(timeout):
@@ -458,6 +471,9 @@ class CallRuntime:
             self._post(ev.Hangup())
 
     def _on_frame(self, frame: bytes) -> None:
+        if self._recorder is not None and self._recorder.active:
+            self._recorder.feed(frame)
+            return
         result = self._endpointer.feed(frame)
         if result is None or not self._speech_armed:
             return
@@ -482,6 +498,9 @@ class CallRuntime:
         shown = digit if listen is not None and not listen.sensitive else MASKED_DIGIT
         self.report.dtmf.append(shown)
         self._trace("dtmf", shown)
+        if self._recorder is not None and self._recorder.active:
+            self._recorder.key(digit)
+            return
         if self._playback is not None and ((listen is not None and listen.dtmf) or self._play_action_barge()):
             self._barge_in()
         self._post(ev.DtmfReceived(digit))
@@ -527,6 +546,31 @@ class CallRuntime:
         confidence = 1.0 if result.confidence is None else result.confidence
         self._trace("heard", "•••" if listen.sensitive else result.text, listen.step)
         self._post(ev.SpeechRecognized(result.text, confidence))
+
+    async def _record(self, action: act.Record) -> None:
+        recorder = Recorder(
+            action,
+            media=self.media,
+            directory=self.recordings_dir,
+            call_id=self.call_id,
+            index=len(self.report.recordings) + 1,
+            on_start=lambda: self._trace("record", action.step, action.step),
+        )
+        self._recorder = recorder
+        result = await recorder.run()
+        if recorder.info is not None:
+            info = recorder.info
+            self.report.recordings.append(
+                {
+                    "step": info.step,
+                    "path": info.path,
+                    "duration_s": info.duration_s,
+                    "ended_by": info.ended_by,
+                }
+            )
+        if isinstance(result, ev.RecordingFailed):
+            self._record_error(f"recording at step {action.step}: {result.reason}")
+        self._post(result)
 
     async def _classify(self, action: act.Classify) -> None:
         if self.classifier is None:

@@ -206,6 +206,7 @@ async def serve(
                 metrics=metrics,
                 classifier=classifier,
                 webhook=webhook,
+                recordings_dir=settings.recordings_dir,
             )
         server = AudioSocketServer(
             AudioSocketConfig(
@@ -248,6 +249,7 @@ async def serve(
                     max_calls=settings.max_calls,
                     max_call_seconds=settings.max_call_seconds,
                     audio_dir=audio_dir,
+                    recordings_dir=settings.recordings_dir,
                 ),
                 on_report=finished,
                 metrics=metrics,

@@ -109,10 +109,14 @@ class TransferFailed:
     cause: int | None = None
 
 
+RecordingEndReason = Literal["silence", "key", "max_length", "no_input", "hangup"]
+RECORDING_END_REASONS: tuple[str, ...] = ("silence", "key", "max_length", "no_input", "hangup")
+
+
 @dataclass(frozen=True)
 class RecordingFinished:
     duration_ms: int
-    ended_by: Literal["silence", "key", "max_length", "no_input", "hangup"] = "silence"
+    ended_by: RecordingEndReason = "silence"
     path: str | None = None
     """Where the WAV was stored (None for a sensitive recording, which is never stored)."""
 

@@ -19,6 +19,7 @@ import contextlib
 import importlib.util
 import os
 import sys
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -104,6 +105,9 @@ class _Tracker:
             self.line("ivr", f'{event.step}: "{event.text}"')
         elif event.kind == "listen":
             self.listening = True
+        elif event.kind == "record":
+            self.listening = True
+            self.line("ivr", f"{event.step}: (beep) recording the caller")
         elif event.kind == "heard":
             self.listening = False
             self.line("stt", f'{event.step}: heard "{event.text}"')
@@ -204,6 +208,8 @@ async def simulate(
     legs = CallerLegs()
     fmt = fmt or script.format or "slin16"
     async with contextlib.AsyncExitStack() as stack:
+        # Messages left at record steps live as long as the simulation (the summary says what was kept).
+        recordings = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ivr-sim-recordings-")))
         sim = await stack.enter_async_context(SimAsterisk(media_connector=legs.connect))
         server = await stack.enter_async_context(AudioSocketServer(AudioSocketConfig(port=0)))
         ari = await stack.enter_async_context(AriClient(sim.base_url, sim.username, sim.password))
@@ -218,6 +224,7 @@ async def simulate(
                 advertise=f"127.0.0.1:{server.port}",
                 step_timeout=10.0,
                 audio_dir=flow_file.parent / "audio",
+                recordings_dir=recordings,
             ),
             tracer=tracker,
             webhook=_mock_webhooks(script, tracker),
@@ -437,6 +444,13 @@ def _summary(result: SimulationResult, tracker: _Tracker, leg: CallerLeg) -> Non
     tracker.line("summary", f"path: {' -> '.join(report.path)}")
     tracker.line("summary", f"variables: {report.variables}")
     tracker.line("summary", f"outcome: {report.outcome}{f' ({report.reason})' if report.reason else ''}")
+    for message in report.recordings:
+        kept = "stored" if message["path"] else "not stored (sensitive)"
+        tracker.line(
+            "summary",
+            f"recording at {message['step']}: {message['duration_s']:.1f} s, ended by {message['ended_by']}, "
+            f"{kept} (deleted with the simulation)",
+        )
     greeting = f"{report.greeting_latency_ms:.0f} ms" if report.greeting_latency_ms is not None else "n/a"
     tracker.line("summary", f"greeting latency (call arrives -> first prompt frame): {greeting}")
     tracker.line("summary", f"response latency (end of caller speech -> first IVR audio): {lat}")
