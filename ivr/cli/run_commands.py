@@ -25,7 +25,7 @@ from ivr.ari.errors import ApplicationReplacedError, AriConnectionError, AriErro
 from ivr.audiosocket.server import AudioSocketConfig, AudioSocketServer
 from ivr.call.ari_app import AriApp, AriAppConfig, ReportSink
 from ivr.call.dialplan_app import DialplanApp
-from ivr.call.flows import FlowCatalog
+from ivr.call.flows import FlowCatalog, install_reload
 from ivr.call.runtime import CallReport
 from ivr.call.speech import registry_factory
 from ivr.config import ConfigError, Settings, load_settings
@@ -158,6 +158,10 @@ async def serve(
         except RecordsError as exc:
             raise StartupError(f"call records at {records.where}: {exc}") from None
         stack.push_async_callback(records.close)
+        # Flow hot reload (SIGHUP or a changed file): one hook, see ivr.call.flows.install_reload.
+        watcher = install_reload(catalog, watch=settings.flows_watch)
+        if watcher is not None:
+            stack.callback(watcher.cancel)
         metrics = Metrics()
         webhook = await stack.enter_async_context(WebhookClient.from_settings(settings))
         app_ref: list[AriApp] = []

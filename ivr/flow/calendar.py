@@ -140,7 +140,7 @@ def with_includes(hours: Mapping[str, Hours], directory: Path) -> dict[str, Hour
                 if entry.date not in own:
                     merged.append(entry)
                     own.add(entry.date)
-        out[name] = calendar.model_copy(update={"closed": merged, "include": []})
+        out[name] = calendar.model_copy(update={"closed": merged})  # include stays: the version hashes it
     return out
 
 

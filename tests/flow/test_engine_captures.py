@@ -133,7 +133,13 @@ def test_a_bare_hour_is_read_inside_the_window() -> None:
 
 @pytest.mark.parametrize(
     ("said", "amount"),
-    [("twelve fifty", 12.5), ("12.50", 12.5), ("$7", 7.0), ("fifty cents", 0.5), ("twelve dollars and five cents", 12.05)],
+    [
+        ("twelve fifty", 12.5),
+        ("12.50", 12.5),
+        ("$7", 7.0),
+        ("fifty cents", 0.5),
+        ("twelve dollars and five cents", 12.05),
+    ],
 )
 def test_money_by_speech(said: str, amount: float) -> None:
     d = make("slot: amount\ntype: money")

@@ -228,9 +228,7 @@ def test_business_hours_route_by_the_event_time() -> None:
     d = Driver(flow_from_yaml(HOURS))
     assert played(d.start(now=MONDAY_9AM_LONDON)) == ["We're open until 18:00. It is 09:00 on mon."]
     d = Driver(flow_from_yaml(HOURS))
-    assert played(d.start(now=SATURDAY_NOON)) == [
-        "We're closed. We open Monday, December 7, 2026 at 08:00."
-    ]
+    assert played(d.start(now=SATURDAY_NOON)) == ["We're closed. We open Monday, December 7, 2026 at 08:00."]
     d = Driver(flow_from_yaml(HOURS))
     assert played(d.start(now=CHRISTMAS_10AM)) == [
         "We're closed (closed). We open Saturday, December 26, 2026 at 09:00."
@@ -252,7 +250,7 @@ def test_holidays_from_an_included_file(tmp_path) -> None:
     from ivr.flow.validate import validate_file
 
     (tmp_path / "holidays.yaml").write_text("- 2026-12-07\n- {date: 2026-12-08, name: Staff day}\n")
-    eve = "      - {date: 2026-12-24, hours: \"08:00-12:00\", name: Christmas Eve}\n"
+    eve = '      - {date: 2026-12-24, hours: "08:00-12:00", name: Christmas Eve}\n'
     text = HOURS.replace(eve, eve + "    include: [holidays.yaml]\n")
     (tmp_path / "line.yaml").write_text(text)
     library = load_library(tmp_path / "line.yaml")
@@ -260,7 +258,9 @@ def test_holidays_from_an_included_file(tmp_path) -> None:
     assert played(d.start(now=MONDAY_9AM_LONDON))[0].startswith("We're closed (closed). We open Wednesday")
     (tmp_path / "holidays.yaml").write_text("- not a date\n")
     report = validate_file(tmp_path / "line.yaml")
-    assert [i.message for i in report.errors] == ["holidays.yaml: entry 0.date: Value error, 'not a date' is not a date; expected YYYY-MM-DD"]
+    assert [i.message for i in report.errors] == [
+        "holidays.yaml: entry 0.date: Value error, 'not a date' is not a date; expected YYYY-MM-DD"
+    ]
     assert report.errors[0].line == text.splitlines().index("    include: [holidays.yaml]") + 1
 
 
@@ -320,7 +320,9 @@ def test_record_failure_takes_on_error_and_hangup_ends() -> None:
 def test_a_sensitive_recording_keeps_no_path() -> None:
     from ivr.flow.events import PromptFinished
 
-    d = Driver(flow_from_yaml(VOICEMAIL.replace("end_silence_ms: 2000}", "end_silence_ms: 2000, sensitive: true}")))
+    d = Driver(
+        flow_from_yaml(VOICEMAIL.replace("end_silence_ms: 2000}", "end_silence_ms: 2000, sensitive: true}"))
+    )
     d.start()
     d.send(PromptFinished())
     d.send(RecordingFinished(5000, "silence", None))
