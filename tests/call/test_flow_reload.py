@@ -68,7 +68,8 @@ def test_an_invalid_edit_is_refused_in_one_line_and_the_old_version_serves(
     assert result.refused == ("hello",)
     [line] = [r.getMessage() for r in caplog.records]
     assert "flow hello: reload refused, kept the running version" in line
-    assert "hello.yaml:6:11" in line and "target step 'byee' does not exist" in line
+    assert "hello.yaml:6:11" in line
+    assert "target step 'byee' does not exist" in line
     assert catalog.version("hello") == version
     assert greeting(catalog) == "Hello."
 

@@ -110,7 +110,8 @@ def test_date_rules_reprompt_with_the_invalid_prompt() -> None:
     play = only(out, Play)
     assert [p.cacheable for p in play.segments] == [False, True]  # the question part stays cacheable
     d.send(SpeechRecognized("today"))  # too early: the second failure exhausts max_retries 1
-    assert d.engine.outcome is not None and d.engine.outcome.outcome == "error"
+    assert d.engine.outcome is not None
+    assert d.engine.outcome.outcome == "error"
 
 
 def test_time_by_speech_and_keys() -> None:
