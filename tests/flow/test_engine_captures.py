@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from ivr.flow.actions import Listen, Play
+from ivr.flow.actions import Action, Listen, Play
 from ivr.flow.events import DigitTimeout, DtmfReceived, NoInput, SpeechRecognized
 
 from .helpers import Driver, flow_from_yaml, only, played
@@ -47,8 +47,8 @@ def make(capture: str, *, settings: str = "", ask: str = "When?", extra: str = "
     return Driver(flow_from_yaml(text))
 
 
-def keys(d: Driver, entry: str) -> list[object]:
-    out: list[object] = []
+def keys(d: Driver, entry: str) -> list[Action]:
+    out: list[Action] = []
     for key in entry:
         out += d.send(DtmfReceived(key))
     return out
