@@ -83,6 +83,8 @@ class AriAppConfig:
     audio_dir: Path | None = None
     recordings_dir: Path | None = None
     """Where ``record`` steps store their WAV files (None: record steps take their error path)."""
+    clock: Callable[[], float] | None = None
+    """The wall clock flows see as ``now`` (None: ``time.time``; simulations pin it)."""
 
 
 ReportSink = Callable[[CallReport], Awaitable[None] | None]
@@ -431,6 +433,7 @@ class AriCall:
             tracer=app.tracer,
             webhook=app.webhook,
             recordings_dir=app.config.recordings_dir,
+            clock=app.config.clock,
         )
         for digit in self._pending_dtmf:
             self.runtime.on_dtmf(digit)

@@ -135,8 +135,11 @@ class CallRuntime:
         tracer: Tracer | None = None,
         webhook: WebhookHandler | None = None,
         recordings_dir: Path | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.engine = engine
+        self.clock = clock or time.time
+        """The wall clock the flow sees as ``now`` (a simulation pins it)."""
         self.recordings_dir = recordings_dir
         self._recorder: Recorder | None = None
         self._record_task: asyncio.Task[Any] | None = None
@@ -190,10 +193,10 @@ class CallRuntime:
         self._spawn(self._read_media(), "media")
         try:
             async with asyncio.timeout(self.max_call_seconds):
-                await self._apply(self.engine.handle(started, now=time.time()))
+                await self._apply(self.engine.handle(started, now=self.clock()))
                 while not self.engine.finished:
                     event = await self._inbox.get()
-                    await self._apply(self.engine.handle(event, now=time.time()))
+                    await self._apply(self.engine.handle(event, now=self.clock()))
                 if self._abort_reason is not None:
                     self.report.outcome, self.report.reason = "aborted", self._abort_reason
                     if self._goodbye and not self._hung_up and not self.media.closed:

@@ -20,6 +20,7 @@ from ivr.flow.schema import flow_json_schema_text
 from ivr.flow.source import parse_yaml
 from ivr.flow.validate import FLOW_SUFFIXES, validate_file
 from ivr.simulation.script_check import caller_json_schema_text, is_caller_script, validate_script_file
+from ivr.speech.errors import ProviderError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -108,9 +109,15 @@ def _report_script(path: Path, *, quiet: bool) -> int:
     return 0
 
 
+WHISPER_MULTILINGUAL_VOCABULARY = 51865
+
+
 def offline_languages() -> dict[str, frozenset[str] | None]:
-    """Languages (primary subtags) the installed offline models speak, per ``stt``/``tts``: the piper
-    voice's name and the whisper model's ``.en`` suffix say; nothing when the extra is not installed."""
+    """Languages (primary subtags) the installed offline models speak, per ``stt``/``tts`` (None: any).
+
+    The piper voice's name starts with its language (``en_US-joe-medium``); a Whisper model is English-only
+    when its vocabulary has fewer than 51865 tokens (Whisper's own multilingual test). Nothing is spoken
+    offline when the ``offline`` extra is not installed."""
     import importlib.util
 
     out: dict[str, frozenset[str] | None] = {"stt": frozenset(), "tts": frozenset()}
@@ -118,9 +125,11 @@ def offline_languages() -> dict[str, frozenset[str] | None]:
         try:
             from ivr.speech.offline import whisper_model_dir
 
-            name = whisper_model_dir().name
-            out["stt"] = frozenset({name.rsplit(".", 1)[1]}) if "." in name else None
-        except Exception:  # the model package is missing: no offline STT at all
+            vocabulary = whisper_model_dir() / "vocabulary.txt"
+            with vocabulary.open(encoding="utf-8") as f:
+                tokens = sum(1 for _ in f)
+            out["stt"] = frozenset({"en"}) if tokens < WHISPER_MULTILINGUAL_VOCABULARY else None
+        except (OSError, ImportError, ProviderError):  # no model package: no offline STT at all
             out["stt"] = frozenset()
     if importlib.util.find_spec("piper") is not None:
         from ivr.speech.offline import PIPER_VOICE_NAME

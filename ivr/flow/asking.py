@@ -365,7 +365,7 @@ class QuestionsMixin:
             self._pending = None
             self._fail(f"template error in step {self._step}: {exc}")
             return
-        self._counts = {"no_input": 0, "no_match": 0}
+        # the question's counters go on: a caller who keeps saying "no" still runs out of retries
         self._ask_again(step, list(self._prompt))
 
     def _confirmed(self, step: AskStep, answer: Answer) -> None:

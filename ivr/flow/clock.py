@@ -42,8 +42,9 @@ def check_timezone(name: str, where: str) -> None:
     try:
         zone(name)
     except (ZoneInfoNotFoundError, ValueError):
+        key = where.rsplit(".", 1)[-1]
         raise ValueError(
-            f"{where}: {name!r} is not a time zone; expected an IANA name such as Europe/London or America/New_York"
+            f"'{key}' {name!r} is not a time zone; expected an IANA name such as Europe/London or America/New_York"
         ) from None
 
 

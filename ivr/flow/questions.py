@@ -17,7 +17,8 @@ from typing import Any
 from ivr.flow import captures
 from ivr.flow.actions import Listen
 from ivr.flow.captures import CaptureContext, Rejected, Understood
-from ivr.flow.intents import Candidate, match, match_dtmf, normalise, parse_yes_no
+from ivr.flow.captures.words import yes_no
+from ivr.flow.intents import Candidate, match, match_dtmf, normalise
 from ivr.flow.model import KEYED_TYPES, AskStep, Flow, FlowSettings
 from ivr.flow.model_types import phrases_for
 
@@ -175,7 +176,7 @@ def interpret_speech(
     ):
         return IntentHit(name)
     if confirming or is_yes_no(step):
-        answer = parse_yes_no(text)
+        answer = yes_no(text, language)
         if answer is None:
             return NoMatch()
         return Confirmed(answer) if confirming else _yes_no_answer(step, answer)

@@ -225,6 +225,7 @@ async def simulate(
                 step_timeout=10.0,
                 audio_dir=flow_file.parent / "audio",
                 recordings_dir=recordings,
+                clock=_pinned_clock(script),
             ),
             tracer=tracker,
             webhook=_mock_webhooks(script, tracker),
@@ -292,6 +293,16 @@ async def simulate(
         _evaluate(script, result)
         _summary(result, tracker, leg)
     return result
+
+
+def _pinned_clock(script: sc.CallerScript) -> Callable[[], float] | None:
+    """The script's ``now`` as a wall clock that runs with the loop's (virtual) time."""
+    if script.now is None:
+        return None
+    when = script.now if script.now.tzinfo is not None else script.now.astimezone()
+    start, loop = when.timestamp(), asyncio.get_running_loop()
+    began = loop.time()
+    return lambda: start + (loop.time() - began)
 
 
 async def _until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:

@@ -10,6 +10,7 @@ A script is YAML::
         status: 201
         json: {order_id: A17, eta_minutes: 30}
     env: {API_TOKEN: test}      # env.NAME values the flow's webhooks see, over the process environment
+    now: 2026-12-07T09:00:00-05:00  # when the call happens (now, call.started, business hours)
     format: slin16              # optional: slin16 (wideband caller) or slin (G.711 caller)
     steps:
       - wait_for: order         # a prompt containing this text has started
@@ -30,6 +31,7 @@ checks ``*.caller.yaml`` files with line numbers (:mod:`ivr.simulation.script_ch
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -168,6 +170,11 @@ class CallerScript(BaseModel):
     )
     format: Literal["slin16", "slin"] | None = Field(
         None, description="slin16 (wideband caller, default) or slin (G.711 caller)."
+    )
+    now: datetime | None = Field(
+        None,
+        description="When the call happens (ISO 8601 with a zone, e.g. 2026-12-07T09:00:00-05:00): the "
+        "flow's now and call.started start here and run with the call; default: the real clock.",
     )
     webhooks: list[WebhookMock] = Field(default_factory=list)
     """Answers for the flow's webhook steps; a request no mock matches fails (the flow's on_error path)."""

@@ -89,6 +89,26 @@ DIGIT_WORDS: dict[str, str] = {
     "nine": "9",
 }
 _TOKEN = re.compile(r"[a-z]+|\d+|[+*#]")
+YES_NO: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "fr": (
+        frozenset(
+            {"oui", "ouais", "exact", "exactement", "daccord", "dac", "correct", "parfait", "volontiers"}
+        ),
+        frozenset({"non", "pas", "jamais", "incorrect", "faux"}),
+    ),
+    "es": (
+        frozenset({"si", "sí", "claro", "correcto", "exacto", "vale", "dale"}),
+        frozenset({"no", "nunca", "incorrecto"}),
+    ),
+    "de": (
+        frozenset({"ja", "jawohl", "genau", "richtig", "korrekt", "gerne"}),
+        frozenset({"nein", "nicht", "falsch", "kein"}),
+    ),
+    "it": (frozenset({"si", "sì", "certo", "esatto", "giusto"}), frozenset({"no", "non", "sbagliato"})),
+    "pt": (frozenset({"sim", "claro", "certo", "exato", "correto"}), frozenset({"nao", "não", "errado"})),
+    "nl": (frozenset({"ja", "jawel", "klopt", "correct", "precies"}), frozenset({"nee", "niet", "fout"})),
+}
+"""Yes and no words beyond English (English is :func:`ivr.flow.intents.parse_yes_no`); any no wins."""
 
 
 def primary(language: str) -> str:
@@ -112,6 +132,21 @@ def tokens(text: str) -> list[str]:
     """Lower-case words, digit runs and the keys + * #; apostrophes and x-ray's hyphen dropped."""
     text = text.lower().replace("'", "").replace("\u2019", "").replace("x-ray", "xray")
     return _TOKEN.findall(text)
+
+
+def yes_no(text: str, language: str) -> bool | None:
+    """True for yes, False for no, None for neither, in ``language`` (English words count everywhere)."""
+    from ivr.flow.intents import parse_yes_no
+
+    words = {w.replace("\u00ed", "i") for w in re.findall(r"[^\W\d_]+", text.lower().replace("'", ""))}
+    table = YES_NO.get(primary(language))
+    if table is not None:
+        yes, no = table
+        if words & no:
+            return False
+        if words & yes:
+            return True
+    return parse_yes_no(text)
 
 
 def warm(languages: list[str]) -> None:
