@@ -200,6 +200,7 @@ async def simulate(
         registry = SpeechRegistry(cache_dir=None)
         speech = registry_factory(registry, default_stt="offline", default_tts="offline")
         caller_voice = registry.synthesizer("offline")
+        await _load_models(registry, out)
     else:
         speech = sim_text_speech()
     flow_name = flow_file.stem
@@ -237,6 +238,13 @@ async def simulate(
             if mode == "offline"
             else "TEXT MODE (sim-text engines, no real speech)"
         )
+        if mode == "offline" and out is not None and not interactive:
+            print(
+                "placing the call: it runs in real time, as long as a phone call (about a minute for the "
+                "pizza demo); each line prints as it happens",
+                file=out,
+                flush=True,
+            )
         tracker.line(
             "call", f"{script.caller.name} <{script.caller.number}> -> flow {flow_name}, {fmt}, {speech_note}"
         )
@@ -293,6 +301,24 @@ async def simulate(
         _evaluate(script, result)
         _summary(result, tracker, leg)
     return result
+
+
+async def _load_models(registry: SpeechRegistry, out: TextIO | None) -> None:
+    """Load the offline models before the call (seconds the first time), saying so first."""
+    from ivr.speech.registry import SpeechSettings
+
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    if out is not None:
+        print(
+            "loading the offline speech models (faster-whisper tiny.en, piper en_US-joe-medium): "
+            "a few seconds ...",
+            file=out,
+            flush=True,
+        )
+    await registry.warm_up([SpeechSettings(stt_engine="offline", tts_engine="offline", language="en")])
+    if out is not None:
+        print(f"models loaded in {loop.time() - began:.1f} s", file=out, flush=True)
 
 
 def _pinned_clock(script: sc.CallerScript) -> Callable[[], float] | None:
