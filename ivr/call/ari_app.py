@@ -47,6 +47,7 @@ from ivr.ari.models import (
 from ivr.audiosocket.server import AudioSocketServer
 from ivr.audiosocket.session import AudioSocketSession
 from ivr.call.flows import FlowCatalog
+from ivr.call.languages import call_speech
 from ivr.call.observe import observe_call
 from ivr.call.ports import SpeechFactory
 from ivr.call.runtime import (
@@ -423,7 +424,7 @@ class AriCall:
             engine=engine,
             media=self.session,
             control=_AriControl(self),
-            speech=app.speech(engine.settings, self.session.rate),
+            speech=call_speech(app.speech, engine.settings, self.session.rate),
             call_id=self.caller_id,
             dtmf_from_media=False,
             http=app.http,

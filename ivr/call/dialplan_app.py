@@ -19,6 +19,7 @@ import aiohttp
 
 from ivr.audiosocket.session import AudioSocketSession
 from ivr.call.flows import FlowCatalog
+from ivr.call.languages import call_speech
 from ivr.call.observe import observe_call
 from ivr.call.ports import SpeechFactory
 from ivr.call.runtime import RECENT_REPORTS, CallReport, CallRuntime, Classifier, WebhookHandler
@@ -94,7 +95,7 @@ class DialplanApp:
                 engine=engine,
                 media=session,
                 control=_SocketControl(session),
-                speech=self.speech(engine.settings, session.rate),
+                speech=call_speech(self.speech, engine.settings, session.rate),
                 call_id=call_id,
                 dtmf_from_media=True,
                 http=self.http,

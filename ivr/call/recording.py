@@ -21,11 +21,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
-from ivr.audiosocket.player import PlaybackState
-from ivr.call.ports import CallMedia
+from ivr.audiosocket.player import PcmSource, PlaybackResult, PlaybackState
 from ivr.flow import actions as act
 from ivr.flow import events as ev
 from ivr.media.endpoint import Endpointer, ListenSettings, MaxLengthReached, SpeechEnded, SpeechStarted
@@ -52,6 +52,19 @@ def beep(rate: int, ms: int = BEEP_MS, hz: int = BEEP_HZ) -> bytes:
     return bytes((tone * 32767).astype("<i2").tobytes())
 
 
+class _Beep(Protocol):
+    async def wait(self) -> PlaybackResult: ...
+
+
+class RecordingMedia(Protocol):
+    """What a recorder needs of the call's media (a :class:`~ivr.call.ports.CallMedia` has it)."""
+
+    @property
+    def rate(self) -> int: ...
+
+    def play(self, source: PcmSource, *, prebuffer_ms: int | None = None) -> _Beep: ...
+
+
 @dataclass(frozen=True, slots=True)
 class RecordingInfo:
     """What the call record keeps about one message."""
@@ -74,7 +87,7 @@ class Recorder:
         self,
         action: act.Record,
         *,
-        media: CallMedia,
+        media: RecordingMedia,
         directory: Path | None,
         call_id: str,
         index: int = 1,

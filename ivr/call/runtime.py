@@ -316,6 +316,7 @@ class CallRuntime:
     async def _play(self, action: act.Play) -> None:
         self._stop_playback()  # whatever played belongs to a step the engine has left
         self._stop_listening()
+        self._use_language(action.language)
         self._play_gen += 1
         gen = self._play_gen
         asked = asyncio.get_running_loop().time()
@@ -404,7 +405,14 @@ class CallRuntime:
 
     # -- listening -------------------------------------------------------------------------------
 
+    def _use_language(self, language: str) -> None:
+        """Per-language engines (:class:`ivr.call.languages.SpeechByLanguage`) follow the flow's language."""
+        use = getattr(self.speech, "use", None)
+        if use is not None:
+            use(language)
+
     def _start_listen(self, listen: act.Listen) -> None:
+        self._use_language(listen.language)
         self._listen = listen
         self._listen_gen += 1
         playing = self._playback is not None and not self._playback.done

@@ -20,7 +20,6 @@ from ivr.config import ConfigError, load_settings
 from ivr.flow.errors import FlowError
 from ivr.flow.loader import load_library
 from ivr.flow.model import Flow, FlowSettings
-from ivr.flow.model_types import language_key
 from ivr.flow.prompts import FixedText, fixed_texts
 from ivr.speech.cache import CachingSynthesizer
 from ivr.speech.errors import ProviderError
@@ -43,11 +42,7 @@ def fixed_prompts(flow: Flow, goodbye: str | None = None) -> list[str]:
 
 def voice_of(settings: FlowSettings, language: str) -> FlowSettings:
     """The flow's settings as a call in ``language`` uses them (that language's engines and voice)."""
-    own = settings.languages.get(language_key(settings.languages, language) or "")
-    if own is None:
-        return settings
-    update = {k: v for k, v in own.model_dump().items() if v is not None}
-    return settings.model_copy(update=update)
+    return settings.for_language(language)
 
 
 def _goodbye(text: str | None) -> list[str] | None:

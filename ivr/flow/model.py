@@ -169,6 +169,16 @@ class FlowSettings(_Model):
         """Every language the flow speaks: the starting one first."""
         return (self.language, *(tag for tag in self.languages if tag.lower() != self.language.lower()))
 
+    def for_language(self, language: str) -> FlowSettings:
+        """These settings as a call in ``language`` uses them: that language's engines and voice."""
+        from ivr.flow.model_types import language_key
+
+        own = self.languages.get(language_key(self.languages, language) or "")
+        update: dict[str, Any] = {"language": language}
+        if own is not None:
+            update.update({k: v for k, v in own.model_dump().items() if v is not None})
+        return self.model_copy(update=update)
+
     @model_validator(mode="after")
     def _known_timezone(self) -> FlowSettings:
         from ivr.flow.clock import check_timezone

@@ -35,8 +35,8 @@ class _Media:
     def __init__(self) -> None:
         self.played: list[bytes] = []
 
-    def play(self, source: bytes, *, prebuffer_ms: int | None = None) -> _Playback:
-        self.played.append(source)
+    def play(self, source: Any, *, prebuffer_ms: int | None = None) -> _Playback:
+        self.played.append(bytes(source))
         return _Playback()
 
 
@@ -62,7 +62,9 @@ def action(**kwargs: Any) -> act.Record:
     return act.Record(**{**defaults, **kwargs})
 
 
-SPEECH = frames_of(encode_text_speech("this is a message for the office please call me back", RATE, ms_per_char=40))
+SPEECH = frames_of(
+    encode_text_speech("this is a message for the office please call me back", RATE, ms_per_char=40)
+)
 SILENCE = [bytes(FRAME)] * 150  # 3 s
 
 
@@ -151,7 +153,9 @@ def test_a_hangup_keeps_what_was_said(tmp_path: Path) -> None:
 
 def test_a_sensitive_message_is_never_written(tmp_path: Path) -> None:
     async def go() -> ev.RecordingFinished | ev.RecordingFailed:
-        recorder = Recorder(action(beep=False, sensitive=True), media=_Media(), directory=tmp_path, call_id="c6")
+        recorder = Recorder(
+            action(beep=False, sensitive=True), media=_Media(), directory=tmp_path, call_id="c6"
+        )
         task = asyncio.ensure_future(recorder.run())
         await asyncio.sleep(0)
         await feed_live(recorder, SPEECH + SILENCE)
