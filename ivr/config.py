@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -62,6 +63,23 @@ class Settings(BaseModel):
     ari_user: str = Field("ivr", description="ARI user (ari.conf)")
     ari_password: SecretStr = Field(SecretStr(""), description="ARI password (ari.conf)")
     ari_app: str = Field("ivr", description="Stasis application name")
+    ari_mode: Literal["persistent", "per_call"] = Field(
+        "persistent",
+        description="persistent: ivr opens /ari/events; per_call: Asterisk (22.5+) opens a WebSocket per call",
+    )
+    ari_percall_listen: str = Field(
+        "127.0.0.1:8765",
+        description="where the per-call ARI WebSocket server listens (IVR_ARI_PERCALL_LISTEN)",
+    )
+    ari_percall_path: str = Field(
+        "/ari", description="URL path of the per-call ARI server (its uri in Asterisk)"
+    )
+    ari_percall_user: str = Field("asterisk", description="user Asterisk's websocket_client.conf sends")
+    ari_percall_password: SecretStr = Field(
+        SecretStr(""),
+        validate_default=True,
+        description="password Asterisk's websocket_client.conf sends (required in per_call mode)",
+    )
     audiosocket_listen: str = Field("127.0.0.1:9092", description="where the AudioSocket server listens")
     audiosocket_advertise: str | None = Field(
         None, description="host:port Asterisk dials for media (default: the listen address)"
@@ -173,6 +191,26 @@ class Settings(BaseModel):
         parse_hostport(value, allow_zero=True)  # port 0: any free port (tests, simulations)
         return value
 
+    @field_validator("ari_percall_listen")
+    @classmethod
+    def _check_percall_listen(cls, value: str) -> str:
+        parse_hostport(value, allow_zero=True)
+        return value
+
+    @field_validator("ari_percall_path")
+    @classmethod
+    def _check_percall_path(cls, value: str) -> str:
+        if not value.startswith("/") or "?" in value or "#" in value:
+            raise ValueError("expected a URL path such as /ari")
+        return value
+
+    @field_validator("ari_percall_password")
+    @classmethod
+    def _check_percall_password(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        if info.data.get("ari_mode") == "per_call" and not value.get_secret_value():
+            raise ValueError("per_call mode needs the password Asterisk sends (websocket_client.conf)")
+        return value
+
     @field_validator("metrics_listen")
     @classmethod
     def _check_metrics(cls, value: str | None) -> str | None:
@@ -203,6 +241,10 @@ class Settings(BaseModel):
     @property
     def advertise(self) -> str:
         return self.audiosocket_advertise or self.audiosocket_listen
+
+    @property
+    def percall_listen(self) -> tuple[str, int]:
+        return parse_hostport(self.ari_percall_listen, allow_zero=True)
 
 
 def env_name(field: str) -> str:

@@ -12,13 +12,29 @@ sink) and pipecat's one-serializer-per-wire; the names here are ours.
 
 from __future__ import annotations
 
+import asyncio
 import enum
-from collections.abc import AsyncIterable, AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 PcmSource = bytes | bytearray | memoryview | AsyncIterable[bytes]
 """Signed 16-bit little-endian mono PCM at the transport's rate: all at once, or chunks of any size."""
+
+SLIN_FORMAT_RATES: Final[Mapping[str, int]] = {
+    "slin": 8000,
+    "slin12": 12000,
+    "slin16": 16000,
+    "slin24": 24000,
+    "slin32": 32000,
+    "slin44": 44100,
+    "slin48": 48000,
+    "slin96": 96000,
+    "slin192": 192000,
+}
+"""Asterisk's linear-PCM format names (``externalMedia format=``, ``c(...)``) and their sample rates:
+the only formats a transport hands upwards, whatever its wire."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +54,11 @@ class DigitIn:
 
 @dataclass(frozen=True, slots=True)
 class PeerHangup:
-    """The far end said it hangs up (it may still close the connection afterwards)."""
+    """The far end said it hangs up (it may still close the connection afterwards).
+
+    AudioSocket: a hangup message. WebSocket media: Asterisk's close frame (chan_websocket closes the
+    socket when its channel hangs up and sends no text for it); a connection that just drops gives
+    only :class:`MediaClosed`."""
 
     reason: str = "peer hangup"
 
@@ -59,8 +79,9 @@ class PlayoutState(enum.Enum):
     COMPLETED = "completed"
     """The caller heard the last sample (AudioSocket: written on the clock; WebSocket: mark played)."""
     CLEARED = "cleared"
-    """Stopped before its end (barge-in, a new step)."""
+    """Stopped before its end: barge-in, a new step, or the media connection closed under it."""
     FAILED = "failed"
+    """The source broke, or the prompt was handed to a transport that was already closed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +106,11 @@ class Playout(Protocol):
 
     @property
     def first_frame_at(self) -> float | None:
-        """Loop time the first frame of this prompt was sent (response latency is measured to it)."""
+        """Loop time the caller started hearing this prompt (response latency is measured to it).
+
+        AudioSocket: the clock deadline its first frame was written on. WebSocket media: when Asterisk
+        reported the mark placed before its first frame, i.e. its queue reached the prompt; None if
+        the prompt never started."""
 
     async def wait(self) -> PlayoutResult: ...
 
@@ -109,3 +134,72 @@ class MediaTransport(Protocol):
         """Drop everything queued or playing now (barge-in); returns how many prompts were cleared."""
 
     def hangup(self, reason: str = ...) -> None: ...
+
+
+class InboundQueue:
+    """The bounded queue between a transport's socket and whoever consumes its :data:`InboundEvent`.
+
+    Audio is perishable: when the consumer falls behind, the oldest audio is dropped (and counted) so
+    memory stays bounded and the consumer catches up with the present. Digits, hangups and the final
+    :class:`MediaClosed` are never dropped, and nothing is accepted after :class:`MediaClosed`.
+    """
+
+    __slots__ = ("_audio", "_closed", "_items", "_waiter", "dropped_audio", "max_audio")
+
+    def __init__(self, max_audio: int) -> None:
+        if max_audio < 1:
+            raise ValueError("max_audio must be at least 1")
+        self.max_audio = max_audio
+        self._items: deque[InboundEvent] = deque()
+        self._audio = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self._closed = False
+        self.dropped_audio = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def put(self, event: InboundEvent) -> None:
+        if self._closed:
+            return
+        if type(event) is AudioIn:
+            if self._audio >= self.max_audio:
+                self._drop_oldest_audio()
+            self._audio += 1
+        elif type(event) is MediaClosed:
+            self._closed = True
+        self._items.append(event)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _drop_oldest_audio(self) -> None:
+        items = self._items
+        for i, item in enumerate(items):
+            if type(item) is AudioIn:
+                del items[i]
+                self._audio -= 1
+                self.dropped_audio += 1
+                return
+
+    async def get(self) -> InboundEvent | None:
+        """The next event, or None once the final :class:`MediaClosed` has been taken."""
+        while not self._items:
+            if self._closed:
+                return None
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            await waiter
+        event = self._items.popleft()
+        if type(event) is AudioIn:
+            self._audio -= 1
+        return event
+
+    async def events(self) -> AsyncIterator[InboundEvent]:
+        while (event := await self.get()) is not None:
+            yield event

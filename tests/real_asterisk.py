@@ -33,7 +33,9 @@ HOW_TO_ENABLE = (
 def kit_dir() -> Path | None:
     """The kit, or None when this machine has none."""
     named = os.environ.get(KIT_ENV)
-    candidates = [Path(named)] if named else [Path(__file__).resolve().parents[2] / "shared" / "asterisk"]
+    # ../shared/asterisk beside the project (a git worktree further down finds it too)
+    here = Path(__file__).resolve().parents[1]
+    candidates = [Path(named)] if named else [p / "shared" / "asterisk" for p in here.parents]
     for path in candidates:
         if (path / "install.sh").is_file() and (path / "start.sh").is_file():
             return path

@@ -1,6 +1,8 @@
 """A thin asyncio ARI REST client on aiohttp with HTTP basic auth.
 
-Only the calls an IVR needs, each one a method with typed arguments and results. HTTP errors become the
+Only the calls an IVR needs, each one a method with typed arguments and results. The resource methods
+live in :class:`AriResources` on top of one abstract ``request``, so REST over HTTP (:class:`AriClient`)
+and REST over an ARI WebSocket (:class:`ivr.ari.ws_client.WsAriClient`) share them. HTTP errors become the
 exceptions of :mod:`ivr.ari.errors` carrying Asterisk's message; network failures become
 :class:`~ivr.ari.errors.AriConnectionError`. The password lives only in the ``Authorization`` header:
 it is never part of a URL or a log line.
@@ -10,9 +12,10 @@ from __future__ import annotations
 
 import base64
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote
 
 import aiohttp
@@ -73,12 +76,8 @@ def _listing(data: Any, where: str) -> list[Any]:
     return data
 
 
-class AriClient:
-    """REST half of ARI. Use as ``async with AriClient(url, user, password) as ari: ...``.
-
-    ``base_url`` is the HTTP root of Asterisk without ``/ari`` (e.g. ``http://127.0.0.1:8088``).
-    Pass ``session`` to share an aiohttp session (then it is not closed by :meth:`close`).
-    """
+class _HttpTransport:
+    """ARI requests over HTTP with basic auth (the transport half of :class:`AriClient`)."""
 
     def __init__(
         self,
@@ -115,7 +114,7 @@ class AriClient:
             await self._session.close()
         self._session = None
 
-    async def __aenter__(self) -> AriClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(
@@ -193,6 +192,20 @@ class AriClient:
             if len(raw) > limit:
                 raise BadReply(f"{where}: the reply is over the {limit}-byte limit")
         return bytes(raw)
+
+
+class AriResources(ABC):
+    """The ARI resource methods, on top of one ``request``: every transport implements only that."""
+
+    @abstractmethod
+    async def request(
+        self,
+        method: str,
+        path: str,
+        params: Params | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Send one ARI request (``path`` relative to ``/ari``); return the decoded JSON or ``None``."""
 
     async def _channel(
         self, method: str, path: str, params: Params | None = None, body: Mapping[str, Any] | None = None
@@ -402,6 +415,14 @@ class AriClient:
 
     async def destroy_bridge(self, bridge_id: str) -> None:
         await self.request("DELETE", f"/bridges/{_seg(bridge_id)}")
+
+
+class AriClient(_HttpTransport, AriResources):
+    """REST half of ARI. Use as ``async with AriClient(url, user, password) as ari: ...``.
+
+    ``base_url`` is the HTTP root of Asterisk without ``/ari`` (e.g. ``http://127.0.0.1:8088``).
+    Pass ``session`` to share an aiohttp session (then it is not closed by :meth:`close`).
+    """
 
     # ------------------------------------------------------------------ events
 

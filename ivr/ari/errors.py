@@ -100,3 +100,11 @@ class ApplicationReplacedError(AriError):
             f"ARI application {app!r} was taken over by another connection "
             "(is a second `ivr run` using the same app name?); not reconnecting"
         )
+
+
+class AriTimeout(AriConnectionError):
+    """No answer within the request timeout. Asterisk may still carry the request out (and answer late)."""
+
+
+class RequestTooLarge(AriError):
+    """A request does not fit in one frame the peer accepts (Asterisk: 65,535 bytes); it was not sent."""

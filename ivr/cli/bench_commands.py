@@ -55,6 +55,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--keep-going", action="store_true", help="keep ramping after a step fails")
     p.add_argument("--log-dir", type=Path, help="keep the app's logs here (default: discarded)")
+    p.add_argument(
+        "--turns",
+        action="store_true",
+        help="instead: the turn benchmark (VAD, end of turn, offline STT, intents) on the generated corpus",
+    )
+    from ivr.bench.turns import add_arguments as add_turn_arguments
+
+    add_turn_arguments(p)
     p.set_defaults(func=cmd_bench)
 
 
@@ -74,6 +82,10 @@ def _runner() -> tuple[Callable[[Coroutine[Any, Any, dict[str, Any]]], dict[str,
 
 def cmd_bench(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.turns:
+        from ivr.bench.turns import cmd_turns
+
+        return cmd_turns(args)
     if args.repeat < 1 or args.seconds <= 0:
         print("ivr bench: --repeat must be >= 1 and --seconds > 0", file=sys.stderr)
         return 2

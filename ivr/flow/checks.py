@@ -33,7 +33,8 @@ from ivr.flow.model import (
     WebhookStep,
     _StepBase,
 )
-from ivr.flow.source import SourceMap, find_flow_file, parse_yaml
+from ivr.flow.source import SourceMap, find_flow_file, parse_yaml, read_flow_text
+from ivr.flow.template_checks import static_findings
 from ivr.flow.templates import (
     SANDBOX,
     TemplateError,
@@ -178,6 +179,8 @@ def _check_templates(flow: Flow, smap: SourceMap) -> list[FlowIssue]:
                 )
             )
             continue
+        for finding in static_findings(tree):
+            out.append(smap.issue(site.path, finding))
         names = referenced_names(tree)
         for name in sorted(names):
             if name == "env":
@@ -368,15 +371,20 @@ def _check_graph(flow: Flow, smap: SourceMap) -> list[FlowIssue]:
                     )
                 )
     # ways out: a path to hangup, transfer, return or an implicit hang-up
-    exits = {n for n, s in flow.steps.items() if isinstance(s, HangupStep | TransferStep | ReturnStep)}
-    good = set(exits)
-    changed = True
-    while changed:
-        changed = False
-        for name in steps - good:
-            if any(t in good or t == HANGUP or t not in steps for t in succ[name]):
-                good.add(name)
-                changed = True
+    # (walked backwards from the exits, so it takes one pass however long the chains of steps are)
+    preds: dict[str, set[str]] = {s: set() for s in steps}
+    good = {n for n, s in flow.steps.items() if isinstance(s, HangupStep | TransferStep | ReturnStep)}
+    for name, targets in succ.items():
+        if any(t == HANGUP or t not in steps for t in targets):
+            good.add(name)
+        for t in targets:
+            if t in preds:
+                preds[t].add(name)
+    todo = list(good)
+    while todo:
+        for before in preds[todo.pop()] - good:
+            good.add(before)
+            todo.append(before)
     for name in sorted(steps - good):
         out.append(
             smap.issue(
@@ -410,7 +418,8 @@ def _reaches(flows_dir: Path, start: str, target: str) -> list[str] | None:
         file = find_flow_file(flows_dir, chain[-1])
         if file is None:
             continue
-        data, _, _ = parse_yaml(file.read_text(encoding="utf-8"), str(file))
+        text, _ = read_flow_text(file)
+        data = parse_yaml(text, str(file))[0] if text is not None else None
         todo.extend([*chain, nxt] for nxt in sorted(_subflow_names(data)))
     return None
 
@@ -446,7 +455,10 @@ def _check_subflows(flow: Flow, smap: SourceMap, flows_dir: Path | None) -> list
                 )
             )
             continue
-        data, _, issues = parse_yaml(file.read_text(encoding="utf-8"), str(file))
+        text, _ = read_flow_text(file)
+        if text is None:
+            continue  # loading the subflow reports why
+        data, _, issues = parse_yaml(text, str(file))
         if issues or not isinstance(data, dict):
             continue
         try:

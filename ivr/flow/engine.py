@@ -86,6 +86,7 @@ from ivr.flow.templates import (
     parse_source,
     render,
     resolve_value,
+    template_budget,
     whole_expression,
 )
 
@@ -175,10 +176,15 @@ class FlowEngine(QuestionsMixin):
             return []
         if now is not None:
             self._now = now
+        with template_budget():  # every template this event renders shares one bounded budget
+            self._dispatch(event)
+        return self._out
+
+    def _dispatch(self, event: Event) -> None:
         if isinstance(event, Hangup):
             self._log("info", "caller hung up")
             self._end(End("caller_hangup", "caller hung up"))
-            return self._out
+            return
         state = self.waiting_for
         if state == "start":
             if isinstance(event, CallStarted):
@@ -195,7 +201,6 @@ class FlowEngine(QuestionsMixin):
             self._in_transfer(event)
         elif state == "record":
             self._in_record(event)
-        return self._out
 
     def _begin(self, event: CallStarted) -> None:
         main = self.library.main

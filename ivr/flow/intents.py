@@ -2,10 +2,13 @@
 
 Transcripts and phrases are normalised the same way (lower case, punctuation dropped, number words
 turned into digits: "one" == "1", "twenty five" == "25"), then a choice matches when one of its phrases
-appears as a whole-word sequence in the transcript. The longest matching phrase wins, ties go to the
+appears as a whole-word sequence in the transcript (a phrase of several words also with one extra word
+slipped in: "lost my card" says "lost card", scored below the exact phrase). The longest matching phrase wins, ties go to the
 earlier choice. A choice whose DTMF key is said on its own ("two", "option 2", "press two") matches too.
 When nothing matches exactly, a phrase that the words said closely resemble (a typical STT mishearing,
-"then crust" for "thin crust") matches if it is clearly closer than any other.
+"then crust" for "thin crust") matches if it is clearly closer than any other; failing that, a short answer
+that *sounds* like exactly one of the step's phrases ("then" for "thin", "barge" for "large": same or
+nearly the same Metaphone key) matches it. Both are conservative: a wrong match is worse than a reprompt.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import difflib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+import jellyfish
 
 _UNITS = {
     "zero": 0,
@@ -272,6 +277,25 @@ def _contains(haystack: list[str], needle: list[str]) -> bool:
     return n > 0 and any(haystack[i : i + n] == needle for i in range(len(haystack) - n + 1))
 
 
+def _contains_spread(haystack: list[str], needle: list[str]) -> bool:
+    """A phrase of several words said with one word slipped in between ("lost my card" for "lost card")."""
+    if len(needle) < 2:
+        return False
+    for i in range(len(haystack)):
+        j, k, extra = i, 0, 0
+        while j < len(haystack) and k < len(needle):
+            if haystack[j] == needle[k]:
+                k += 1
+            elif k == 0 or extra:
+                break
+            else:
+                extra += 1
+            j += 1
+        if k == len(needle):
+            return True
+    return False
+
+
 def match(text: str, candidates: Iterable[Candidate]) -> str | None:
     """Name of the best matching candidate for a transcript, or None."""
     said = normalise(text)
@@ -285,6 +309,8 @@ def match(text: str, candidates: Iterable[Candidate]) -> str | None:
             needle = normalise(phrase)
             if _contains(said, needle):
                 score = max(score, len(needle) * 10)
+            elif _contains_spread(said, needle):
+                score = max(score, len(needle) * 10 - 6)  # below the same phrase said as written
         if cand.dtmf is not None:
             key = _KEY_WORDS.get(content[0], content[0]) if len(content) == 1 else None
             if key == cand.dtmf:
@@ -293,7 +319,8 @@ def match(text: str, candidates: Iterable[Candidate]) -> str | None:
             best = (score, cand.name)
     if best is not None:
         return best[1]
-    return _near_match(said, candidates)
+    cands = list(candidates)
+    return _near_match(said, cands) or _sounds_like(content, cands)
 
 
 FUZZY_MIN_RATIO = 0.8
@@ -326,6 +353,68 @@ def _near_match(said: list[str], candidates: Iterable[Candidate]) -> str | None:
     if len(ranked) > 1 and ranked[1][1] > ranked[0][1] - _FUZZY_MARGIN:
         return None
     return ranked[0][0]
+
+
+PHONETIC_MAX_WORDS = 4
+"""Only answers of at most this many content words are matched by sound (a short answer misheard)."""
+_PHONETIC_NEAR_SIMILARITY = 0.8
+
+
+def _key(word: str) -> str:
+    return jellyfish.metaphone(word) if word.isalpha() else word
+
+
+def _sound_tier(said: Sequence[str], phrase: Sequence[str]) -> int:
+    """2: every word has the same Metaphone key; 1: one key differs by one sound (keys of two sounds or
+    more, one of them three or more) and the spellings stay alike (Jaro-Winkler >= 0.8); 0: not alike."""
+    if list(said) == list(phrase) or len("".join(phrase)) < 4:
+        return 0
+    off = 0
+    for a, b in zip(said, phrase, strict=True):
+        if a == b:
+            continue
+        if a.isdigit() or b.isdigit():
+            return 0
+        ka, kb = _key(a), _key(b)
+        if ka == kb:
+            continue
+        near = (
+            max(len(ka), len(kb)) >= 3
+            and min(len(ka), len(kb)) >= 2
+            and jellyfish.levenshtein_distance(ka, kb) == 1
+            and jellyfish.jaro_winkler_similarity(a, b) >= _PHONETIC_NEAR_SIMILARITY
+        )
+        if not near:
+            return 0
+        off += 1
+    return 2 if off == 0 else 1 if off == 1 else 0
+
+
+def _sounds_like(content: list[str], candidates: Iterable[Candidate]) -> str | None:
+    """The one candidate a short answer sounds like; None when none does or several do equally."""
+    if not content or len(content) > PHONETIC_MAX_WORDS:
+        return None
+    tiers: dict[str, int] = {}
+    spelled: dict[str, float] = {}
+    for cand in candidates:
+        for phrase in (*cand.phrases, cand.name.replace("_", " ")):
+            needle = [w for w in normalise(phrase) if w not in _FILLER] or normalise(phrase)
+            n = len(needle)
+            for i in range(len(content) - n + 1):
+                window = content[i : i + n]
+                tier = _sound_tier(window, needle)
+                if tier > tiers.get(cand.name, 0):
+                    tiers[cand.name] = tier
+                ratio = difflib.SequenceMatcher(None, " ".join(window), " ".join(needle)).ratio()
+                spelled[cand.name] = max(spelled.get(cand.name, 0.0), ratio)
+    if not tiers:
+        return None
+    top = max(tiers.values())
+    winners = [name for name, tier in tiers.items() if tier == top]
+    if len(winners) != 1:
+        return None
+    rivals = [name for name, ratio in spelled.items() if name != winners[0] and ratio >= FUZZY_MIN_RATIO]
+    return None if rivals else winners[0]  # another choice spelled as closely: too close to call
 
 
 def match_dtmf(digit: str, candidates: Iterable[Candidate]) -> str | None:

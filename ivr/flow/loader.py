@@ -43,7 +43,7 @@ def load_flow(path: Path) -> tuple[Flow, ValidationReport]:
     """Validate and parse one file; raise :class:`FlowError` if it has errors."""
     report = validate_file(path)
     if report.flow is None:
-        raise FlowError(report.issues)
+        raise FlowError([*report.errors, *report.warnings])  # the first issue is the one to show
     return with_includes(report.flow, path.parent), report
 
 

@@ -1,10 +1,13 @@
 """Sandboxed templates (prompts, urls, bodies) and expressions (``branch`` conditions, ``set`` values).
 
-Everything goes through Jinja2's ``ImmutableSandboxedEnvironment``: no Python ``eval``, no access to
-``_``-attributes, no mutation of lists or dicts, capped ``range`` and guarded ``**``/``*`` so a flow file
-cannot hang or escape the process. Conditions are compiled with ``compile_expression`` so ``balance > 100``
-yields a real boolean; a rendered string "False" would be truthy. Undefined names raise (``StrictUndefined``)
-instead of speaking an empty gap, and the engine follows the flow's error path.
+Everything goes through one Jinja2 ``ImmutableSandboxedEnvironment``: no Python ``eval``, no access to
+``_``-attributes, no mutation of lists or dicts. On top of the sandbox, evaluation is bounded: a work
+budget and size limits (:mod:`ivr.flow.template_budget`) charged by the compiled code
+(:mod:`ivr.flow.template_compiler`), by the operators (:mod:`ivr.flow.template_ops`) and by filters and
+method calls (:mod:`ivr.flow.template_calls`), so a template costs at most a few milliseconds and a few
+megabytes whatever it does. Conditions are compiled as expressions so ``balance > 100`` yields a real
+boolean; a rendered string "False" would be truthy. Undefined names raise (``StrictUndefined``) instead of
+speaking an empty gap, and the engine follows the flow's error path.
 """
 
 from __future__ import annotations
@@ -17,82 +20,152 @@ from typing import Any
 import jinja2
 from jinja2 import nodes
 from jinja2.exceptions import SecurityError
+from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import pass_context
 
-MAX_OUTPUT_CHARS = 10_000
-MAX_POWER_EXPONENT = 100
-MAX_REPEAT_ITEMS = 10_000
+from ivr.flow import template_calls, template_filters, template_ops
+from ivr.flow.template_budget import (
+    CHARS_PER_UNIT,
+    MAX_TEXT_CHARS,
+    TemplateError,
+    TemplateLimitError,
+    charge,
+    checked,
+    evaluation,
+    template_budget,
+    text,
+)
+from ivr.flow.template_compiler import FlowCodeGenerator
+
+__all__ = [
+    "MAX_OUTPUT_CHARS",
+    "MAX_SOURCE_CHARS",
+    "SANDBOX",
+    "TemplateError",
+    "TemplateLimitError",
+    "evaluate",
+    "render",
+    "resolve_value",
+    "template_budget",
+]
+
+MAX_OUTPUT_CHARS = MAX_TEXT_CHARS
+MAX_SOURCE_CHARS = 20_000
+"""Longest template or expression a flow may contain."""
 _WHOLE_EXPRESSION = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\}\}).)*)\}\}\s*$", re.DOTALL)
 
 
-class TemplateError(Exception):
-    """A template or expression failed to compile or to evaluate (undefined name, sandbox violation...)."""
-
-
-def _spell(value: Any) -> str:
-    """``1234`` -> ``1 2 3 4`` so TTS reads account numbers digit by digit."""
-    return " ".join(str(value).replace(" ", ""))
-
-
-def _money(value: Any) -> str:
-    """``12.5`` -> ``12.50``."""
-    try:
-        return f"{float(value):.2f}"
-    except (TypeError, ValueError) as exc:
-        raise TemplateError(f"money filter needs a number, got {value!r}") from exc
-
-
-def _last(value: Any, count: int = 4) -> str:
-    """Last ``count`` characters, e.g. to confirm the end of a card number."""
-    return str(value)[-count:]
+@pass_context
+def _finalize(context: Any, value: Any) -> str:
+    """Every ``{{ value }}`` printed through the bounded ``str()``; taking the context keeps Jinja from
+    evaluating constant output at compile time."""
+    printed = text(value)
+    charge(len(printed) // CHARS_PER_UNIT)
+    return printed
 
 
 class FlowSandbox(ImmutableSandboxedEnvironment):
     """The single Jinja2 environment used for every flow string."""
 
-    intercepted_binops = frozenset({"**", "*"})
+    code_generator_class = FlowCodeGenerator
+    intercepted_binops = frozenset(template_ops.BINOPS)
 
     def __init__(self) -> None:
-        super().__init__(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=False)
-        self.filters.update({"spell": _spell, "money": _money, "last": _last})
-        from ivr.flow.spoken import template_filters  # read-back in the call's language: say_date ...
+        super().__init__(
+            undefined=jinja2.StrictUndefined,
+            autoescape=False,
+            keep_trailing_newline=False,
+            optimized=False,  # the optimizer folds constants at compile time: 'x' * 10**9 while validating
+            finalize=_finalize,
+        )
+        self.globals.clear()
+        self.globals.update(template_calls.FLOW_GLOBALS)
+        self.filters.clear()
+        self.filters.update(template_filters.flow_filters())
+        self.tests.clear()
+        self.tests.update(template_filters.flow_tests())
+        from ivr.flow.spoken import template_filters as read_back  # say_date ... in the call's language
 
-        self.filters.update(template_filters())
+        self.filters.update(read_back())
+
+    # hooks called by the generated code ---------------------------------------------------------
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**":
-            if isinstance(right, int | float) and abs(right) > MAX_POWER_EXPONENT:
-                raise SecurityError(f"exponent {right} is too large")
-            return left**right
-        if operator == "*":
-            for seq, times in ((left, right), (right, left)):
-                if (
-                    isinstance(seq, str | list | tuple)
-                    and isinstance(times, int)
-                    and len(seq) * times > MAX_REPEAT_ITEMS
-                ):
-                    raise SecurityError("repetition result is too large")
-            return left * right
-        return super().call_binop(context, operator, left, right)
+        return template_ops.binop(operator, left, right)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        if not __self.is_safe_callable(__obj):
+            raise SecurityError(f"{__obj!r} is not safely callable")
+        return template_calls.call(__self, __context, __obj, args, kwargs)
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        return template_calls.bounded_format(value, self)
+
+    @staticmethod
+    def ivr_charge(units: int) -> bool:
+        charge(units)
+        return True
+
+    @staticmethod
+    def ivr_concat(context: Any, values: tuple[Any, ...]) -> str:
+        return template_ops.concat(values, bool(context.eval_ctx.autoescape))
+
+    @staticmethod
+    def ivr_compare(*chain: Any) -> Any:
+        return template_ops.compare(*chain)
+
+    @staticmethod
+    def ivr_slice(value: Any, start: Any, stop: Any, step: Any) -> Any:
+        return template_ops.slice_of(value, start, stop, step)
 
 
 SANDBOX = FlowSandbox()
 
 
+def _syntax(kind: str, exc: jinja2.TemplateSyntaxError) -> TemplateError:
+    return TemplateError(f"{kind} syntax error: {exc.message}")
+
+
+def _check_source(source: str) -> None:
+    if len(source) > MAX_SOURCE_CHARS:
+        raise TemplateLimitError(
+            f"the template is {len(source):,} characters long; the limit is {MAX_SOURCE_CHARS:,}"
+        )
+
+
 @lru_cache(maxsize=4096)
 def compile_template(source: str) -> jinja2.Template:
+    _check_source(source)
     try:
         return SANDBOX.from_string(source)
     except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(f"template syntax error: {exc.message}") from exc
+        raise _syntax("template", exc) from exc
+    except RecursionError:
+        raise TemplateLimitError("the template is nested too deeply") from None
+
+
+def _expression_tree(source: str) -> nodes.Expr:
+    parser = Parser(SANDBOX, source, state="variable")
+    expr = parser.parse_expression()
+    if not parser.stream.eos:
+        raise jinja2.TemplateSyntaxError("chunk after expression", parser.stream.current.lineno, None, None)
+    return expr
 
 
 @lru_cache(maxsize=4096)
-def compile_expression(source: str) -> Callable[..., Any]:
+def compile_expression(source: str) -> jinja2.Template:
+    """A template that stores the value of ``source`` in its context as ``result``."""
+    _check_source(source)
     try:
-        return SANDBOX.compile_expression(source, undefined_to_none=False)
+        expr = _expression_tree(source)
+        expr.set_environment(SANDBOX)
+        body = [nodes.Assign(nodes.Name("result", "store"), expr, lineno=1)]
+        return SANDBOX.from_string(nodes.Template(body, lineno=1))
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"expression syntax error in {source!r}: {exc.message}") from exc
+    except RecursionError:
+        raise TemplateLimitError("the expression is nested too deeply") from None
 
 
 def _explain(exc: Exception) -> str:
@@ -100,32 +173,44 @@ def _explain(exc: Exception) -> str:
         return f"undefined value: {exc.message}"
     if isinstance(exc, SecurityError):
         return f"not allowed in flows: {exc}"
+    if isinstance(exc, RecursionError):
+        return "the template is nested too deeply"
     return f"{type(exc).__name__}: {exc}"
 
 
 def render(source: str, context: Mapping[str, Any]) -> str:
-    """Render a template string; raise :class:`TemplateError` on any failure."""
+    """Render a template string; raise :class:`TemplateError` on any failure or limit."""
     template = compile_template(source)
-    try:
-        text = template.render(dict(context))
-    except TemplateError:
-        raise
-    except Exception as exc:  # Jinja raises many types; all mean "this template cannot be used"
-        raise TemplateError(_explain(exc)) from exc
-    if len(text) > MAX_OUTPUT_CHARS:
-        raise TemplateError(f"rendered text is longer than {MAX_OUTPUT_CHARS} characters")
-    return text
+    with evaluation():
+        try:
+            ctx = template.new_context(dict(context))
+            parts: list[str] = []
+            total = 0
+            for piece in template.root_render_func(ctx):
+                total += len(piece)
+                if total > MAX_OUTPUT_CHARS:
+                    raise TemplateLimitError(f"rendered text is longer than {MAX_OUTPUT_CHARS:,} characters")
+                parts.append(piece)
+        except TemplateError:
+            raise
+        except Exception as exc:  # Jinja raises many types; all mean "this template cannot be used"
+            raise TemplateError(_explain(exc)) from exc
+    return "".join(parts)
 
 
 def evaluate(source: str, context: Mapping[str, Any]) -> Any:
     """Evaluate an expression (``balance > 100``) to a Python value."""
-    expr = compile_expression(source)
-    try:
-        result = expr(**dict(context))
-    except TemplateError:
-        raise
-    except Exception as exc:
-        raise TemplateError(_explain(exc)) from exc
+    template = compile_expression(source)
+    with evaluation():
+        try:
+            ctx = template.new_context(dict(context))
+            for _ in template.root_render_func(ctx):
+                pass
+            result = checked(ctx.vars["result"])
+        except TemplateError:
+            raise
+        except Exception as exc:
+            raise TemplateError(_explain(exc)) from exc
     if isinstance(result, jinja2.Undefined):
         raise TemplateError(f"undefined value in {source!r}")
     return result
@@ -155,14 +240,19 @@ def resolve_value(value: Any, context: Mapping[str, Any]) -> Any:
     return value
 
 
+@lru_cache(maxsize=4096)
 def parse_source(source: str, *, expression: bool = False) -> nodes.Template:
-    """Parse to a Jinja AST (for the validator); raise :class:`TemplateError` on syntax errors."""
-    text = "{{ " + source + " }}" if expression else source
+    """Parse to a Jinja AST (for the validator): compiled (without running or folding anything) so
+    compile-time errors show, then parsed again; raise :class:`TemplateError` on syntax errors.
+    The tree is shared: do not change it."""
+    compile_expression(source) if expression else compile_template(source)
+    text_ = "{{ " + source + " }}" if expression else source
     try:
-        compile_expression(source) if expression else compile_template(source)
-        return SANDBOX.parse(text)
-    except jinja2.TemplateSyntaxError as exc:
+        return SANDBOX.parse(text_)
+    except jinja2.TemplateSyntaxError as exc:  # pragma: no cover - compiling found it first
         raise TemplateError(f"syntax error: {exc.message}") from exc
+    except RecursionError:  # pragma: no cover - compiling found it first
+        raise TemplateLimitError("the template is nested too deeply") from None
 
 
 def referenced_names(tree: nodes.Template) -> set[str]:

@@ -21,7 +21,7 @@ from ivr.flow.checks import assigned_variables, check_flow, sensitive_variables
 from ivr.flow.errors import FlowIssue, KeyPath, did_you_mean
 from ivr.flow.model import Flow
 from ivr.flow.schema_errors import check_keys, describe, scalar_traps, schema_issues
-from ivr.flow.source import FLOW_SUFFIXES, find_flow_file, parse_yaml
+from ivr.flow.source import FLOW_SUFFIXES, MAX_STEPS, find_flow_file, parse_yaml, read_flow_text
 
 __all__ = [
     "FLOW_SUFFIXES",
@@ -84,6 +84,17 @@ def _validate(text: str, file: str, flows_dir: Path | None) -> ValidationReport:
             )
         )
         return report
+    steps = data.get("steps")
+    if isinstance(steps, dict) and len(steps) > MAX_STEPS:
+        report.issues.append(
+            smap.issue(
+                ("steps",),
+                f"{len(steps):,} steps; the limit is {MAX_STEPS:,} steps per flow file",
+                hint="split the flow into subflows",
+                at_key=True,
+            )
+        )
+        return report
     report.issues += scalar_traps(data, smap)
     key_issues: list[FlowIssue] = []
     check_keys(data, Flow, (), smap, key_issues)
@@ -110,10 +121,9 @@ def _validate(text: str, file: str, flows_dir: Path | None) -> ValidationReport:
 
 
 def validate_file(path: Path) -> ValidationReport:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        return ValidationReport(
-            str(path), None, [FlowIssue("error", str(path), 1, 1, (), f"cannot read: {exc}")]
-        )
+    """Validate one flow file: read within the limits of :mod:`ivr.flow.source`, then every pass."""
+    text, problem = read_flow_text(path)
+    if text is None:
+        assert problem is not None
+        return ValidationReport(str(path), None, [problem])
     return validate_source(text, str(path), flows_dir=path.parent)

@@ -1,7 +1,8 @@
-"""Media layer: framing, resampling, G.711, WAV, VAD and endpointing.
+"""Media layer: framing, resampling, G.711, WAV, VAD, endpointing, turn-taking and barge-in pieces.
 
-Pure and synchronous, one 20 ms frame at a time; no asyncio and no imports from
-the call, flow, speech or transport layers, so it can be tested in isolation.
+Pure and synchronous, one 20 ms frame at a time; no asyncio and no imports from the call, flow, speech
+or transport layers, so it can be tested in isolation. The two model runners (``silero.VadBatcher`` and
+``smart_turn.TurnModelExecutor``) each own one worker thread, started and closed by their owner.
 """
 
 from ivr.media.endpoint import (
@@ -11,12 +12,14 @@ from ivr.media.endpoint import (
     MaxLengthReached,
     NoInput,
     SpeechEnded,
+    SpeechPaused,
+    SpeechResumed,
     SpeechStarted,
 )
 from ivr.media.framing import CALL_RATES, FRAME_MS, BytesLike, Framer, frame_bytes, frame_samples, silence
 from ivr.media.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from ivr.media.resample import ResampleStream, resample
-from ivr.media.vad import EnergyVad, VadSettings
+from ivr.media.vad import EnergyVad, FrameVad, VadSettings
 from ivr.media.wav import WavAudio, WavFormatError, interleave, read_wav, stereo_wav, wav_bytes, write_wav
 
 __all__ = [
@@ -26,12 +29,15 @@ __all__ = [
     "Endpointer",
     "EnergyVad",
     "Event",
+    "FrameVad",
     "Framer",
     "ListenSettings",
     "MaxLengthReached",
     "NoInput",
     "ResampleStream",
     "SpeechEnded",
+    "SpeechPaused",
+    "SpeechResumed",
     "SpeechStarted",
     "VadSettings",
     "WavAudio",

@@ -7,6 +7,11 @@ utterance (or a barge-in) is captured from its true onset, not from the moment
 the detector became sure. While a prompt plays, ``echo_guard`` raises the onset
 threshold and the minimum voiced time so our own prompt's echo on the line does
 not barge in; the caller has to speak up over it.
+
+The voiced/unvoiced decision comes from any ``FrameVad`` (the adaptive-energy ``EnergyVad`` by default,
+or ``ivr.media.silero.SileroVad``). With ``ListenSettings.pause_ms`` the endpointer also reports short
+pauses inside speech (``SpeechPaused``/``SpeechResumed``) so an end-of-turn model can end the turn early
+(``end_turn()``, see ``ivr.media.turn``); ``trailing_silence_ms`` stays the latest end.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from ivr.media.framing import FRAME_MS, frame_bytes
-from ivr.media.vad import EnergyVad, VadSettings
+from ivr.media.vad import EnergyVad, FrameVad, VadSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +40,11 @@ class ListenSettings:
     """Voiced run needed to declare speech while the echo guard is on."""
     postroll_ms: int = 200
     """Trailing silence kept in the utterance after the last voiced frame (soft word endings)."""
+    echo_gap_ms: int = 100
+    """While the static echo guard is on (no ``note_playback``), unvoiced gaps this short inside the
+    onset run (the dips between syllables of a quiet caller) pause the run instead of restarting it."""
+    pause_ms: int | None = None
+    """Unvoiced time inside speech that reports ``SpeechPaused`` (for an end-of-turn model); None: never."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +65,23 @@ class SpeechEnded:
 
 
 @dataclass(frozen=True, slots=True)
+class SpeechPaused:
+    """``pause_ms`` of silence inside speech: ``pcm`` is the utterance so far (pre-roll, speech and the
+    silence since), ``paused_at_ms`` the end of the last voiced frame. The turn may still go on."""
+
+    pcm: bytes
+    started_at_ms: int
+    paused_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechResumed:
+    """The caller spoke again after a ``SpeechPaused``; ``at_ms`` is the first voiced frame's start."""
+
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class NoInput:
     """No speech started before the no-input timeout."""
 
@@ -70,7 +97,7 @@ class MaxLengthReached:
     started_at_ms: int
 
 
-Event = SpeechStarted | SpeechEnded | NoInput | MaxLengthReached
+Event = SpeechStarted | SpeechEnded | NoInput | MaxLengthReached | SpeechPaused | SpeechResumed
 
 _IDLE, _WAITING, _SPEECH, _DONE = 0, 1, 2, 3
 
@@ -94,13 +121,19 @@ class Endpointer:
         "_echo_min_voiced",
         "_end_frames",
         "_frame_ms",
+        "_gap",
+        "_gap_frames",
         "_max_frames",
         "_min_voiced",
         "_no_input",
+        "_noted",
         "_onset",
+        "_pause_frames",
+        "_paused",
         "_postroll",
         "_ring",
         "_run",
+        "_run_start",
         "_settings",
         "_silence",
         "_state",
@@ -115,12 +148,20 @@ class Endpointer:
     )
 
     def __init__(
-        self, rate: int, *, vad: VadSettings | None = None, preroll_ms: int = 300, frame_ms: int = FRAME_MS
+        self,
+        rate: int,
+        *,
+        vad: VadSettings | None = None,
+        detector: FrameVad | None = None,
+        preroll_ms: int = 300,
+        frame_ms: int = FRAME_MS,
     ) -> None:
+        if detector is not None and detector.rate != rate:
+            raise ValueError(f"the VAD runs at {detector.rate} Hz, the endpointer at {rate} Hz")
         self.rate = rate
         self._frame_ms = frame_ms
         self.frame_bytes = frame_bytes(rate, frame_ms)
-        self.vad = EnergyVad(rate, vad, frame_ms=frame_ms)
+        self.vad: FrameVad = detector if detector is not None else EnergyVad(rate, vad, frame_ms=frame_ms)
         self.preroll_frames = math.ceil(preroll_ms / frame_ms) if preroll_ms > 0 else 0
         self._settings = ListenSettings()
         self._ring: deque[bytes] = deque(maxlen=self.preroll_frames + 1)  # resized by listen()
@@ -128,6 +169,9 @@ class Endpointer:
         self._echo_guard = False
         self._t = 0
         self._run = 0
+        self._run_start = 0
+        self._gap = 0
+        self._gap_frames = 0
         self._onset = 0
         self._silence = 0
         self._timer_start: int | None = None
@@ -135,6 +179,9 @@ class Endpointer:
         self._voiced_len = 0
         self._min_voiced = self._echo_min_voiced = self._end_frames = self._max_frames = self._postroll = 1
         self._no_input: int | None = None
+        self._pause_frames: int | None = None
+        self._paused = False
+        self._noted = False
 
     # -- control ---------------------------------------------------------------------------------
 
@@ -148,13 +195,18 @@ class Endpointer:
         self._max_frames = _frames(s.max_utterance_ms, fm)
         self._postroll = max(0, math.ceil(s.postroll_ms / fm))
         self._no_input = None if s.no_input_ms is None else _frames(s.no_input_ms, fm)
+        self._pause_frames = None if s.pause_ms is None else _frames(s.pause_ms, fm)
+        self._gap_frames = max(0, s.echo_gap_ms // fm)
+        self._paused = False
         self._echo_min_voiced = max(self._min_voiced, _frames(s.echo_min_voiced_ms, fm))
-        if self._ring.maxlen != self.preroll_frames + self._echo_min_voiced:
-            self._ring = deque(self._ring, maxlen=self.preroll_frames + self._echo_min_voiced)
+        ring_len = self.preroll_frames + 2 * self._echo_min_voiced  # room for gaps in a guarded onset run
+        if self._ring.maxlen != ring_len:
+            self._ring = deque(self._ring, maxlen=ring_len)
         self._echo_guard = echo_guard
         self._state = _WAITING
         self._t = 0
         self._run = 0
+        self._gap = 0
         self._silence = 0
         self._utt = []
         self._voiced_len = 0
@@ -163,15 +215,24 @@ class Endpointer:
     def note_playback(self, frame: bytes) -> None:
         """Optional: show the echo guard each frame we play (same rate), so its threshold
         follows the prompt's level. ~2 us a frame; without it the static guard applies."""
+        self._noted = True
         self.vad.note_playback(frame)
 
     def end_echo_guard(self) -> None:
         """The prompt stopped (finished or barged in): normal thresholds, and the
         no-input timer starts now if it was waiting for the prompt."""
         self._echo_guard = False
-        self.vad.echo_ref_db = -100.0
+        self._noted = False
+        self.vad.reset_echo()
         if self._timer_start is None:
             self._timer_start = self._t
+
+    def end_turn(self) -> SpeechEnded | None:
+        """The turn is over now (an end-of-turn model said so during a pause): the utterance as
+        ``SpeechEnded``, or None when not in speech (it already ended, or was never started)."""
+        if self._state != _SPEECH:
+            return None
+        return self._finish_end()
 
     def stop(self) -> None:
         """Disarm and drop any partial utterance (the flow moved on)."""
@@ -209,16 +270,30 @@ class Endpointer:
         if state == _SPEECH:
             self._utt.append(frame)
             self._t += 1
+            event: Event | None = None
             if self.vad.update(frame, True):
                 self._silence = 0
                 self._voiced_len = len(self._utt)
+                if self._paused:
+                    self._paused = False
+                    event = SpeechResumed((self._t - 1) * self._frame_ms)
             else:
                 self._silence += 1
                 if self._silence >= self._end_frames:
                     return self._finish_end()
+                if (
+                    self._pause_frames is not None
+                    and not self._paused
+                    and self._silence >= self._pause_frames
+                ):
+                    self._paused = True
+                    fm = self._frame_ms
+                    event = SpeechPaused(
+                        b"".join(self._utt), self._onset * fm, (self._t - self._silence) * fm
+                    )
             if self._t - self._onset >= self._max_frames:
                 return self._finish_max()
-            return None
+            return event
 
         if state != _WAITING:
             self.vad.update(frame)
@@ -226,11 +301,17 @@ class Endpointer:
         self._t += 1
         guard = self._echo_guard
         if self.vad.update(frame, False, guard):
+            if self._run == 0:
+                self._run_start = self._t - 1
             self._run += 1
+            self._gap = 0
             if self._run >= (self._echo_min_voiced if guard else self._min_voiced):
                 return self._start()
+        elif guard and self._run and self._gap < self._gap_frames and not self._noted:
+            self._gap += 1
         else:
             self._run = 0
+            self._gap = 0
         if (
             self._no_input is not None
             and self._timer_start is not None
@@ -241,13 +322,13 @@ class Endpointer:
         return None
 
     def _start(self) -> SpeechStarted:
-        run = self._run
-        self._onset = self._t - run  # index of the first voiced frame (frames since listen)
-        keep = run + self.preroll_frames
+        self._onset = self._run_start  # index of the first voiced frame (frames since listen)
+        keep = self._t - self._run_start + self.preroll_frames
         ring = self._ring
         self._utt = list(ring)[-keep:] if keep < len(ring) else list(ring)
         self._voiced_len = len(self._utt)
         self._silence = 0
+        self._paused = False
         self._state = _SPEECH
         return SpeechStarted(self._onset * self._frame_ms)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -58,6 +59,48 @@ class VadSettings:
     """Echo guard with a playback reference: onset must exceed the prompt's own level minus this."""
     echo_release_db_per_s: float = 30.0
     """Decay of the playback reference, slow enough to cover the echo's round-trip delay."""
+    echo_speech_margin_db: float = 10.0
+    """Static guard once the caller has been heard: the onset bar drops to this far below the caller's
+    own speech level, so a quiet caller (or a leg that arrives 6 dB down) can still barge in..."""
+    echo_min_level_floor_dbfs: float = -45.0
+    """...but never below this."""
+
+
+class FrameVad(Protocol):
+    """What the endpointer needs from a voice activity detector (energy or neural).
+
+    ``update`` is called once per inbound 20 ms frame, in order, and must be cheap (the endpointer runs on
+    the inbound path); a detector whose model is heavy computes it elsewhere (see ``ivr.media.silero``).
+    """
+
+    rate: int
+
+    @property
+    def floor_db(self) -> float | None:
+        """The noise floor estimate in dBFS (None before the first frame)."""
+        ...
+
+    @property
+    def level_db(self) -> float:
+        """The last frame's level in dBFS."""
+        ...
+
+    @property
+    def name(self) -> str:
+        """Short name for logs and benchmarks ("energy", "silero")."""
+        ...
+
+    def update(self, frame: bytes, in_speech: bool = False, echo_guard: bool = False) -> bool:
+        """Classify one frame (True: voiced) in the given mode, adapting any internal state."""
+        ...
+
+    def note_playback(self, frame: bytes) -> None:
+        """A frame we are sending to the caller (the echo guard's reference)."""
+        ...
+
+    def reset_echo(self) -> None:
+        """Our prompt stopped: forget the playback reference."""
+        ...
 
 
 class EnergyVad:
@@ -81,6 +124,7 @@ class EnergyVad:
         "level_db",
         "rate",
         "settings",
+        "speech_level_db",
     )
 
     def __init__(self, rate: int, settings: VadSettings | None = None, *, frame_ms: int = FRAME_MS) -> None:
@@ -101,6 +145,15 @@ class EnergyVad:
         """Current noise-floor estimate (None until the first frame)."""
         self.level_db = _SILENT_DB
         """Level of the last frame, DC removed."""
+        self.speech_level_db: float | None = None
+        """The caller's speech level: a running mean over voiced frames inside speech (None: not heard yet)."""
+
+    @property
+    def name(self) -> str:
+        return "energy"
+
+    def reset_echo(self) -> None:
+        self.echo_ref_db = _SILENT_DB
 
     def level(self, frame: bytes) -> float:
         """Mean power of one frame in dBFS, DC offset removed."""
@@ -120,6 +173,14 @@ class EnergyVad:
         ref = self.echo_ref_db - self._release
         self.echo_ref_db = level if level > ref else ref
 
+    def echo_min_level(self) -> float:
+        """The static guard's absolute onset bar, lowered for a caller already heard to be quiet."""
+        s = self.settings
+        heard = self.speech_level_db
+        if heard is None:
+            return s.echo_min_level_dbfs
+        return max(min(s.echo_min_level_dbfs, heard - s.echo_speech_margin_db), s.echo_min_level_floor_dbfs)
+
     def threshold(self, in_speech: bool = False, echo_guard: bool = False) -> float:
         """Level a frame must exceed to count as voiced in the given mode."""
         s = self.settings
@@ -129,7 +190,7 @@ class EnergyVad:
         if echo_guard:
             return max(
                 floor + s.echo_margin_db,
-                s.echo_min_level_dbfs,
+                self.echo_min_level(),
                 s.min_level_dbfs,
                 self.echo_ref_db - s.echo_return_loss_db,
             )
@@ -147,12 +208,15 @@ class EnergyVad:
         elif echo_guard:
             voiced = (
                 level > floor + s.echo_margin_db
-                and level > s.echo_min_level_dbfs
+                and level > self.echo_min_level()
                 and level > s.min_level_dbfs
                 and level > self.echo_ref_db - s.echo_return_loss_db
             )
         else:
             voiced = level > floor + s.start_margin_db and level > s.min_level_dbfs
+        if in_speech and voiced:
+            known = self.speech_level_db
+            self.speech_level_db = level if known is None else known + 0.05 * (level - known)
         if level < floor:
             floor += (level - floor) * self._fall
             if floor < s.floor_min_dbfs:

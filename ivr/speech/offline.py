@@ -32,7 +32,7 @@ import threading
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -46,6 +46,10 @@ DEFAULT_STT_THREADS = 2
 DEFAULT_TTS_THREADS = 1
 MIN_AUDIO_SECONDS = 0.1
 PIPER_VOICE_NAME = "en_US-joe-medium"
+
+HintStyle = Literal["prompt", "hotwords", "both", "none"]
+MAX_HINT_CHARS = 400
+"""Whisper keeps at most half its 448-token context for the prompt: stay well inside it."""
 
 _lock = threading.Lock()
 _loaded: dict[tuple[Any, ...], _Loaded] = {}
@@ -137,8 +141,31 @@ def _piper_version() -> str:
         return "?"
 
 
+def whisper_bias(hints: Sequence[str], style: HintStyle = "both") -> tuple[str | None, str | None]:
+    """(initial_prompt, hotwords) for faster-whisper from the step's expected phrases.
+
+    Whisper conditions on the text before the audio; a prompt written like the answers themselves
+    ("Small. Medium. Large.") makes them the likely transcript, and faster-whisper's ``hotwords`` (>= 1.0)
+    puts them before that context too. Short answers are where tiny.en errs ("thin" -> "then"), and where
+    a nudge towards the expected words pays: README, Turn-taking, has the measured effect of each style.
+    """
+    clean = list(dict.fromkeys(" ".join(h.split()) for h in hints if h.strip()))
+    if not clean or style == "none":
+        return None, None
+    text = ""
+    for phrase in clean:
+        piece = phrase[:1].upper() + phrase[1:] + "."
+        if len(text) + len(piece) + 1 > MAX_HINT_CHARS:
+            break
+        text = f"{text} {piece}" if text else piece
+    words = ", ".join(clean)[:MAX_HINT_CHARS]
+    prompt = text if style in ("prompt", "both") else None
+    hotwords = words if style in ("hotwords", "both") else None
+    return prompt, hotwords
+
+
 class WhisperTranscriber(Transcriber):
-    """faster-whisper on CPU; the step's expected phrases go into the initial prompt."""
+    """faster-whisper on CPU; the step's expected phrases bias it (``whisper_bias``)."""
 
     engine = "offline"
 
@@ -150,8 +177,10 @@ class WhisperTranscriber(Transcriber):
         threads: int = DEFAULT_STT_THREADS,
         beam_size: int = 1,
         language: str | None = "en",
+        hint_style: HintStyle = "both",
     ) -> None:
         self.model_dir = Path(model_dir) if model_dir is not None else None
+        self.hint_style: HintStyle = hint_style
         self.compute_type = compute_type
         self.threads = threads
         self.beam_size = beam_size
@@ -185,12 +214,13 @@ class WhisperTranscriber(Transcriber):
             return Transcript("", None, True)
         loaded = await self._model()
         audio = np.frombuffer(resample(pcm, rate, WHISPER_RATE), "<i2").astype(np.float32) / 32768.0
-        clean = [h.strip() for h in hints if h.strip()]
-        prompt = ("Expected answers: " + "; ".join(clean) + ".") if clean else None
+        prompt, hotwords = whisper_bias(hints, self.hint_style)
         lang = language or self.language
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(loaded.executor, self._run, loaded.model, audio, prompt, lang)
+            return await loop.run_in_executor(
+                loaded.executor, self._run, loaded.model, audio, prompt, hotwords, lang
+            )
         except ProviderError:
             raise
         except (RuntimeError, ValueError, OSError) as e:
@@ -198,7 +228,9 @@ class WhisperTranscriber(Transcriber):
                 f"offline transcription failed: {type(e).__name__}: {e}", engine=self.engine
             ) from None
 
-    def _run(self, model: Any, audio: Any, prompt: str | None, language: str | None) -> Transcript:
+    def _run(
+        self, model: Any, audio: Any, prompt: str | None, hotwords: str | None, language: str | None
+    ) -> Transcript:
         segments, _info = model.transcribe(
             audio,
             language=language,
@@ -206,6 +238,7 @@ class WhisperTranscriber(Transcriber):
             vad_filter=False,
             condition_on_previous_text=False,
             initial_prompt=prompt,
+            hotwords=hotwords,
         )
         texts: list[str] = []
         weights: list[tuple[float, float]] = []

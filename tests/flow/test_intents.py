@@ -127,3 +127,60 @@ def test_mishearings_match_the_clearly_closest_phrase() -> None:
     assert match("stuffed thin crust", crusts) in ("thin", "stuffed")  # exact phrases still win first
     tie = [Candidate("a", ("pine tree",)), Candidate("b", ("pine trees",))]
     assert match("pane tree", tie) is None
+
+
+SIZES = [Candidate("small", ()), Candidate("medium", ()), Candidate("large", ())]
+CRUSTS = [
+    Candidate("thin", ("thin crust", "crispy")),
+    Candidate("classic", ("regular", "hand tossed")),
+    Candidate("stuffed", ("stuffed crust", "cheese crust")),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "cands", "name"),
+    [
+        ("then", CRUSTS, "thin"),  # whisper tiny.en on "thin" (issue 14)
+        ("Then.", CRUSTS, "thin"),
+        ("barge", SIZES, "large"),  # whisper tiny.en on "large" (issue 14)
+        ("a barge please", SIZES, "large"),
+        ("median", SIZES, "medium"),
+        ("smell", SIZES, "small"),
+        ("media.", SIZES, "medium"),  # measured on the turn corpus
+    ],
+)
+def test_short_answers_that_sound_like_one_choice_match_it(text, cands, name) -> None:
+    assert match(text, cands) == name
+
+
+@pytest.mark.parametrize(
+    ("text", "cands"),
+    [
+        ("lodge", SIZES),  # one sound off and spelled unlike "large": too far
+        ("tin", CRUSTS),  # two-sound keys never match by one sound off
+        ("the", CRUSTS),
+        ("meeting", SIZES),
+        ("then I would like to talk to somebody about my order please", CRUSTS),  # not a short answer
+        ("know", [Candidate("no", ("no",)), Candidate("yes", ("yes",))]),  # short words never match by sound
+        ("then", [Candidate("thin", ()), Candidate("than", ())]),  # sounds like two choices: no match
+        ("pane tree", [Candidate("a", ("pine tree",)), Candidate("b", ("pine trees",))]),  # spelled like both
+        ("2", [Candidate("to", ()), Candidate("from", ())]),  # digits never match by sound
+    ],
+)
+def test_sound_matching_stays_conservative(text, cands) -> None:
+    assert match(text, cands) is None
+
+
+def test_exact_words_still_win_over_sound() -> None:
+    cands = [Candidate("thin", ()), Candidate("then_what", ("then",))]
+    assert match("then", cands) == "then_what"
+
+
+def test_a_phrase_with_one_word_slipped_in_still_matches() -> None:
+    menu = [Candidate("lost_card", ("lost card", "stolen card")), Candidate("balance", ("balance",))]
+    assert match("I lost my card.", menu) == "lost_card"
+    assert match("my card was stolen", menu) is None  # order matters
+    assert match("lost my old card", menu) is None  # one word at most
+    # the exact phrase of another choice outranks a spread one of the same length
+    cands = [Candidate("a", ("lost card",)), Candidate("b", ("my card",))]
+    assert match("lost my card", cands) == "b"

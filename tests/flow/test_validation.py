@@ -39,7 +39,14 @@ ERRORS: dict[str, tuple[int, int, str, str, str | None]] = {
         "'terminator' is empty",
         "unquoted # starts a YAML comment",
     ),
-    "hash_in_flow_mapping": (8, 6, "<top level>", "YAML syntax error", "unquoted # starts a YAML comment"),
+    # at the '#' itself (line 7), not where PyYAML notices the unclosed mapping (line 8): issue 15
+    "hash_in_flow_mapping": (
+        7,
+        21,
+        "<top level>",
+        "cut short by a comment",
+        "unquoted # starts a YAML comment",
+    ),
     "star_alias": (8, 16, "<top level>", "YAML syntax error", "unquoted * starts a YAML alias"),
     "yes_boolean": (
         8,
@@ -49,6 +56,16 @@ ERRORS: dict[str, tuple[int, int, str, str, str | None]] = {
         "unquoted yes as a boolean",
     ),
     "yes_key": (7, 7, "steps.menu.choices.True", "key yes is not text", "unquoted yes as a boolean"),
+    # the runtime sandbox refuses these; the validator reports them first (issue 15)
+    "unsafe_attribute": (5, 10, "steps.a.say", "'__mro__' is not allowed in flow templates", None),
+    # yes (line 7) and on (line 10) are both the key True; YAML keeps the second: issue 15
+    "yes_on_collision": (
+        10,
+        7,
+        "steps.menu.choices.True",
+        "'on' is the same key as 'yes' on line 7",
+        "quotes: 'yes' and 'on'",
+    ),
     "octal": (6, 18, "steps.t.transfer.extension", "reads 0100 as the octal number 64", "'0100'"),
     "base60": (4, 12, "vars.opening", "reads 9:30 as the base-60 number 570", "'9:30'"),
     "duplicate_key": (9, 3, "steps.a", "duplicate key 'a' (first defined on line 4)", None),
@@ -187,3 +204,17 @@ def test_every_key_error_has_a_position_inside_the_file() -> None:
         lines = max(1, len(path.read_text().splitlines()))
         for issue in validate_file(path).issues:
             assert 1 <= issue.line <= lines + 1, issue
+
+
+def test_colliding_boolean_keys_are_explained_at_the_key_yaml_keeps() -> None:
+    report = validate_file(DATA_DIR / "yes_on_collision.yaml")
+    about_yes = [i for i in report.errors if "unquoted yes" in (i.hint or "")]
+    about_on = [i for i in report.errors if "unquoted on" in (i.hint or "")]
+    assert not about_yes, [str(i) for i in about_yes]  # 'yes' was dropped by YAML: no hint about its value
+    assert [(i.line, i.column) for i in about_on] == [(10, 7)], [str(i) for i in report.errors]
+
+
+def test_every_unsafe_attribute_of_a_template_is_reported() -> None:
+    report = validate_file(DATA_DIR / "unsafe_attribute.yaml")
+    named = sorted(i.message.split("'")[1] for i in report.errors)
+    assert named == ["__class__", "__globals__", "__mro__"], [str(i) for i in report.errors]

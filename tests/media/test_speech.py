@@ -5,6 +5,7 @@ import pytest
 
 from ivr.media import (
     Endpointer,
+    EnergyVad,
     Event,
     ListenSettings,
     ResampleStream,
@@ -143,6 +144,7 @@ def test_playback_reference_rejects_loud_echo(rate):
     ep2.listen(echo_guard=True)
     assert run_with_playback(ep2, played, line, rate) == []
     ep2.note_playback(pcm(tone(500, 0.02, rate, -20)))
+    assert isinstance(ep2.vad, EnergyVad)
     assert ep2.vad.echo_ref_db == pytest.approx(-20, abs=0.2)
     ep2.end_echo_guard()
     assert ep2.vad.echo_ref_db == -100.0

@@ -131,3 +131,38 @@ async def test_piper_is_heard_by_whisper(tmp_path: Path):
     assert pcm == again
     t = await WhisperTranscriber().transcribe(pcm, rate=16000, hints=["account number"])
     assert {"account", "number"} <= set(words(t.text))
+
+
+def test_hints_become_a_prompt_like_the_answers_and_hotwords():
+    from ivr.speech.offline import MAX_HINT_CHARS, whisper_bias
+
+    prompt, hot = whisper_bias(["small", " medium ", "large", "small", ""])
+    assert prompt == "Small. Medium. Large."
+    assert hot == "small, medium, large"
+    assert whisper_bias(["thin crust"], "prompt") == ("Thin crust.", None)
+    assert whisper_bias(["thin crust"], "hotwords") == (None, "thin crust")
+    assert whisper_bias(["thin crust"], "none") == (None, None)
+    assert whisper_bias([]) == (None, None)
+    many = [f"choice number {i}" for i in range(100)]
+    prompt, hot = whisper_bias(many)
+    assert prompt is not None
+    assert hot is not None
+    assert len(prompt) <= MAX_HINT_CHARS
+    assert len(hot) <= MAX_HINT_CHARS
+
+
+async def test_hints_reach_faster_whisper_as_prompt_and_hotwords():
+    from types import SimpleNamespace
+
+    seen: dict[str, object] = {}
+
+    class Model:
+        def transcribe(self, audio, **kwargs):
+            seen.update(kwargs)
+            return iter([SimpleNamespace(text=" Large.", start=0.0, end=0.5, avg_logprob=-0.1)]), None
+
+    stt = WhisperTranscriber(hint_style="both")
+    t = stt._run(Model(), np.zeros(1600, dtype=np.float32), "Small. Large.", "small, large", "en")
+    assert t.text == "Large."
+    assert seen["initial_prompt"] == "Small. Large."
+    assert seen["hotwords"] == "small, large"

@@ -1,0 +1,166 @@
+"""The turn harness on hand-made items (espeak-ng fixtures, no piper) and the corpus definition.
+
+Checks what each configuration decides and counts, never speed: the figures come from
+``ivr bench --turns`` (README, Turn-taking).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ivr.bench import turns
+from ivr.bench.turn_corpus import LEAD_MS, RATE, SIZES, Item, Spec, specs, telephone_band
+from ivr.media.turn import TurnSettings
+from ivr.media.wav import read_wav, write_wav
+
+DATA = Path(__file__).parents[1] / "media" / "data"
+
+
+def fixture(name: str) -> np.ndarray:
+    return np.frombuffer(read_wav(DATA / f"{name}_8k.wav", rate=8000, channels=1).pcm, "<i2").astype(float)
+
+
+def make_item(tmp: Path, kind: str, *, echo_db: float, answer: bool, expect: str | None) -> Item:
+    """The prompt fixture played from LEAD_MS; the caller fixture 0.5 s after it, or nothing."""
+    prompt = fixture("prompt")
+    caller = fixture("caller")
+    lead = RATE * LEAD_MS // 1000
+    end = lead + prompt.size
+    start = end + RATE // 2
+    line = np.zeros(start + caller.size + 3 * RATE)
+    if answer:
+        line[start : start + caller.size] = caller
+    line += np.random.default_rng(1).normal(0, 30, line.size)
+    spec = Spec(f"t-{kind}", kind, "p", "a", expect, dict(SIZES), echo_db=echo_db, echo_delay_ms=100)
+    write_wav(tmp / "caller.wav", line.astype("<i2").tobytes(), RATE)
+    write_wav(tmp / "prompt.wav", prompt.astype("<i2").tobytes(), RATE)
+    ms = 1000 / RATE
+    return Item(
+        spec,
+        "caller.wav",
+        "prompt.wav",
+        prompt_end_ms=round(end * ms),
+        speech_start_ms=round(start * ms) if answer else None,
+        speech_end_ms=round((start + caller.size) * ms) if answer else None,
+        pause_at_ms=None,
+    )
+
+
+class FakeStt:
+    def __init__(self, text: str) -> None:
+        self.said = text
+        self.calls: list[list[str]] = []
+
+    def text(self, pcm: bytes, hints: list[str]) -> str:
+        self.calls.append(hints)
+        return self.said
+
+
+class SureModel:
+    def probability(self, pcm: bytes, rate: int) -> float:
+        return 0.97
+
+
+def run_one(
+    item: Item, tmp: Path, config: turns.Config, stt: FakeStt
+) -> tuple[turns.Outcome, turns.ConfigResult]:
+    res = turns.ConfigResult(config)
+    out = turns.run_item(
+        item,
+        tmp,
+        config,
+        stt=stt,  # type: ignore[arg-type]
+        turn_model=SureModel() if config.turn else None,
+        turn=TurnSettings(min_silence_ms=200, max_silence_ms=1500),
+        result=res,
+    )
+    return out, res
+
+
+def test_today_takes_an_answer_after_800_ms_of_silence(tmp_path: Path) -> None:
+    item = make_item(tmp_path, "complete", echo_db=-20.0, answer=True, expect="large")
+    stt = FakeStt("A large one please")
+    out, _ = run_one(item, tmp_path, turns.Config("energy", False, False), stt)
+    assert out.answer == "large"
+    assert out.correct
+    assert out.delay_ms is not None
+    assert 700 <= out.delay_ms <= 900
+    assert not out.barge_in
+    assert stt.calls == [["small", "small", "medium", "medium", "regular size", "large", "large", "big one"]]
+
+
+def test_turn_model_ends_the_turn_at_the_first_pause(tmp_path: Path) -> None:
+    item = make_item(tmp_path, "complete", echo_db=-20.0, answer=True, expect="large")
+    out, res = run_one(item, tmp_path, turns.Config("energy", True, True), FakeStt("large"))
+    assert out.correct
+    assert out.delay_ms is not None
+    assert out.delay_ms < 450  # 200 ms pause + the measured model time (in frames) + VAD lag
+    assert len(res.model_ms) >= 1
+
+
+def test_loud_echo_stops_the_prompt_only_without_the_echo_gate(tmp_path: Path) -> None:
+    item = make_item(tmp_path, "echo_only", echo_db=-6.0, answer=False, expect=None)
+    static, _ = run_one(item, tmp_path, turns.Config("energy", False, False), FakeStt("balance"))
+    assert static.barge_in
+    assert static.prompt_stopped
+    gated, _ = run_one(item, tmp_path, turns.Config("energy", False, True), FakeStt("balance"))
+    assert not gated.barge_in
+    assert not gated.prompt_stopped
+    assert gated.answer is None
+
+
+def test_summary_and_table_leave_the_end_to_end_figure_to_the_runtime(tmp_path: Path) -> None:
+    item = make_item(tmp_path, "complete", echo_db=-20.0, answer=True, expect="large")
+    out, res = run_one(item, tmp_path, turns.Config("energy", False, False), FakeStt("large"))
+    res.outcomes.append(out)
+    summary = res.summary()
+    assert summary["intent_accuracy"] == 1.0
+    assert summary["reply_p50_ms"] is None
+    text = turns.table([res])
+    assert "energy VAD, 800 ms silence, static echo guard" in text
+    assert "speech end -> first reply frame: not measured here" in text
+
+
+def test_reply_latency_hook_is_reported(tmp_path: Path) -> None:
+    item = make_item(tmp_path, "complete", echo_db=-20.0, answer=True, expect="large")
+    res = turns.ConfigResult(turns.Config("energy", False, False))
+    out = turns.run_item(
+        item,
+        tmp_path,
+        res.config,
+        stt=FakeStt("large"),  # type: ignore[arg-type]
+        turn=TurnSettings(),
+        result=res,
+        reply_latency=lambda it, ended: 321.0,
+    )
+    res.outcomes.append(out)
+    assert res.summary()["reply_p50_ms"] == 321.0
+    assert "not measured" not in turns.table([res])
+
+
+def test_corpus_covers_every_kind_with_ground_truth() -> None:
+    items = specs()
+    kinds = {s.kind for s in items}
+    assert kinds == {"complete", "number_pause", "uhm", "backchannel", "echo_only", "noise_only"}
+    assert len({s.name for s in items}) == len(items)
+    for s in items:
+        if s.kind in ("complete", "number_pause", "uhm"):
+            assert s.expect is not None
+            assert s.answer
+        else:
+            assert s.expect is None
+        if s.kind in ("number_pause", "uhm"):
+            assert s.pause_ms >= 700
+    assert specs() == items  # deterministic
+
+
+@pytest.mark.parametrize(("freq", "kept"), [(100, False), (1000, True), (3000, True), (3900, False)])
+def test_telephone_band(freq: int, kept: bool) -> None:
+    t = np.arange(RATE) / RATE
+    x = np.sin(2 * np.pi * freq * t) * 10000
+    y = telephone_band(x, RATE)
+    ratio = np.sqrt(np.mean(y**2) / np.mean(x**2))
+    assert (ratio > 0.9) if kept else (ratio < 0.1)
