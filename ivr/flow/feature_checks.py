@@ -17,6 +17,7 @@ from ivr.flow.feature_sites import speech_sites
 from ivr.flow.model import AskStep, Flow, LanguageStep, Reprompt, SayStep, WebhookStep
 from ivr.flow.model_types import language_key
 from ivr.flow.source import SourceMap
+from ivr.flow.template_checks import static_findings
 from ivr.flow.templates import (
     SANDBOX,
     TemplateError,
@@ -47,7 +48,7 @@ def _template(
         tree = parse_source(source, expression=expression)
     except TemplateError as exc:
         return [smap.issue(path, str(exc))]
-    out = []
+    out = [smap.issue(path, finding) for finding in static_findings(tree)]  # unsafe attributes, bombs
     for name in sorted(referenced_names(tree) - known):
         out.append(
             smap.issue(

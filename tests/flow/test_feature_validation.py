@@ -201,3 +201,21 @@ def test_offline_engines_without_the_language(
     monkeypatch.setenv("IVR_STT", "offline")  # the process default decides for a language naming none
     assert main(["validate", str(flow)]) == 1
     assert "the offline speech-to-text engine has no fr-FR model" in capsys.readouterr().err
+
+
+def test_option_templates_get_the_sandbox_checks_too() -> None:
+    text = """\
+name: t
+start: q
+vars: {items: []}
+steps:
+  q:
+    ask: Which?
+    options: {from: items, label: "{{ item.__class__ }}", empty: b}
+    save: s
+    next: b
+  b: {hangup: }
+"""
+    report = validate_source(text, "<t>")
+    assert [(i.line, format_path(i.path)) for i in report.errors] == [(7, "steps.q.options.label")]
+    assert "__class__" in report.errors[0].message
