@@ -64,7 +64,8 @@ class TraceEvent:
 
     ``kind``: ``step`` (the engine entered ``step``), ``prompt`` (the IVR started saying ``text``),
     ``listen`` (the prompt is over and the IVR waits for an answer), ``heard`` (a caller utterance was
-    transcribed as ``text``), ``dtmf`` (a key, masked when sensitive), ``end`` (``text`` is the outcome).
+    transcribed as ``text``), ``dtmf`` (a key, masked when sensitive), ``record`` (a message is being
+    recorded, after the beep), ``end`` (``text`` is the outcome).
     """
 
     kind: str

@@ -23,13 +23,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from ivr.flow.clock import local, moment, zone
 from ivr.flow.model import Flow
 from ivr.flow.model_captures import WEEKDAYS
 from ivr.flow.model_hours import ClosedDay, Hours, _closed_entry, expand_days
+from ivr.flow.source import parse_yaml, read_flow_text
 
 HOURS_FIELDS: dict[str, str] = {
     "open": "true while the calendar is open",
@@ -107,13 +107,16 @@ class IncludeError(ValueError):
 
 
 def read_include(path: Path) -> list[ClosedDay]:
-    """The ``closed`` entries of one holiday file."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise IncludeError(f"cannot read {path.name}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise IncludeError(f"{path.name}: YAML error: {exc}") from None
+    """The ``closed`` entries of one holiday file, read within the flow files' limits (size, UTF-8,
+    depth, aliases: :func:`ivr.flow.source.read_flow_text` and :func:`~ivr.flow.source.parse_yaml`)."""
+    text, problem = read_flow_text(path)
+    if problem is not None or text is None:
+        reason = problem.message if problem is not None else "unreadable"
+        raise IncludeError(f"{path.name}: {reason}")
+    data, _, issues = parse_yaml(text, str(path))
+    if issues:
+        first = issues[0]
+        raise IncludeError(f"{path.name}:{first.line}:{first.column}: {first.message}")
     if isinstance(data, dict):
         data = data.get("closed")
     if not isinstance(data, list):

@@ -411,3 +411,21 @@ def test_webhook_filler_in_the_calls_language() -> None:
     d.start()
     request = only(d.send(DtmfReceived("2")), HttpRequest)
     assert request.filler == "Un instant."
+
+
+def test_the_graph_draws_record_language_and_options() -> None:
+    from ivr.flow.graph import to_dot, to_mermaid
+    from ivr.flow.loader import load_library
+
+    from .helpers import FLOWS_DIR
+
+    outage = load_library(FLOWS_DIR / "outage.yaml").main
+    mermaid = to_mermaid(outage)
+    assert 's_voicemail[("voicemail<br/>record")]' in mermaid
+    assert 's_voicemail -->|"recorded"| s_after_message' in mermaid
+    assert "ask alphanumeric" in mermaid
+    clinic = load_library(FLOWS_DIR / "clinic.yaml").main
+    dot = to_dot(clinic)
+    assert 's_pick_slot -> s_confirm_booking [label="option [1-9]"]' in dot
+    assert 's_pick_slot -> s_no_slots [label="no options"]' in dot
+    assert 's_in_french [label="in_french\\nlanguage fr-FR", shape=box]' in dot
