@@ -13,7 +13,7 @@ FROM ${PYTHON_IMAGE} AS build
 ARG IVR_EXTRAS=offline
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml README.md LICENSE ./
+COPY pyproject.toml setup.py README.md LICENSE ./
 COPY ivr ./ivr
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install ".${IVR_EXTRAS:+[$IVR_EXTRAS]}"

@@ -144,6 +144,13 @@ class Settings(BaseModel):
         "127.0.0.1:9464",
         description="host:port of /metrics, /healthz, /readyz (IVR_METRICS_LISTEN); empty: off",
     )
+    flows_watch: bool = Field(
+        True, description="reload changed flow files while running (IVR_FLOWS_WATCH); SIGHUP reloads too"
+    )
+    recordings_dir: Path | None = Field(
+        Path.home() / ".local" / "share" / "ivr" / "recordings",
+        description="where record steps store their WAV files (IVR_RECORDINGS_DIR); empty: record steps fail",
+    )
     prompt_cache: Path | None = Field(
         Path.home() / ".cache" / "ivr" / "prompts",
         description="directory of synthesised prompts (IVR_PROMPT_CACHE); empty disables the cache",

@@ -44,6 +44,7 @@ from ivr.ari.models import (
 )
 from ivr.audiosocket.server import AudioSocketServer
 from ivr.audiosocket.session import AudioSocketSession
+from ivr.call.languages import call_speech
 from ivr.call.lifecycle import CallLife
 from ivr.call.report import RECENT_REPORTS, CallReport
 from ivr.call.runtime import CallRuntime, stasis_args
@@ -419,7 +420,7 @@ class AriCall:
             engine=engine,
             media=self.session,
             control=_AriControl(self),
-            speech=app.speech(engine.settings, self.session.rate),
+            speech=call_speech(app.speech, engine.settings, self.session.rate),
             call_id=self.caller_id,
             dtmf_from_media=False,
             services=app.services,
@@ -438,6 +439,7 @@ class AriCall:
             direction="outbound" if self.caller_id.startswith(ORIGINATE_PREFIX) else "inbound",
             args={k: v for k, v in pairs.items() if k != "flow"},
             vars={k: v for k, v in pairs.items() if k != "flow"},
+            language=await self._call_language(pairs, engine.library.main.settings.languages),
         )
         # Asterisk's linkedid joins our record with CDR/CEL; fetched alongside, never delaying the greeting.
         linked = asyncio.ensure_future(app.ari.get_variable(self.caller_id, "CHANNEL(linkedid)"))
@@ -460,6 +462,17 @@ class AriCall:
                     await app.ari.hangup(self.media_id)
                 self._media_created = False
             await self.transfer.wait_end()
+
+    async def _call_language(self, pairs: Mapping[str, str], languages: Mapping[str, Any]) -> str | None:
+        """The dialplan's language: a ``language=`` Stasis argument, else (for a multilingual flow only,
+        so other calls pay no extra request) the ``IVR_LANGUAGE`` channel variable."""
+        if pairs.get("language") or not languages:
+            return pairs.get("language") or None
+        try:
+            value = await self.app.ari.get_variable(self.caller_id, "IVR_LANGUAGE")
+        except (NotFound, AriError):
+            return None
+        return value or None
 
     async def _channel_flow(self) -> str | None:
         try:

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Mapping
 
 from ivr.audiosocket.session import AudioSocketSession
+from ivr.call.languages import call_speech
 from ivr.call.lifecycle import CallLife
 from ivr.call.report import RECENT_REPORTS, CallReport
 from ivr.call.runtime import CallRuntime
@@ -115,7 +116,7 @@ class DialplanApp:
             engine=engine,
             media=session,
             control=_SocketControl(session),
-            speech=self.speech(engine.settings, rate),
+            speech=call_speech(self.speech, engine.settings, rate),
             call_id=call_id,
             dtmf_from_media=True,
             services=self.services,

@@ -24,7 +24,8 @@ class TraceEvent:
 
     ``kind``: ``step`` (the engine entered ``step``), ``prompt`` (the IVR started saying ``text``),
     ``listen`` (the prompt is over and the IVR waits for an answer), ``heard`` (a caller utterance was
-    transcribed as ``text``), ``dtmf`` (a key, masked when sensitive), ``end`` (``text`` is the outcome).
+    transcribed as ``text``), ``dtmf`` (a key, masked when sensitive), ``record`` (a message is being
+    recorded, after the beep), ``end`` (``text`` is the outcome).
     """
 
     kind: str
@@ -70,3 +71,7 @@ class CallReport:
     """(speaker, text) in order; sensitive captures are masked."""
     variables: dict[str, Any] = field(default_factory=dict)
     """Final flow variables, sensitive ones masked."""
+    flow_version: str = ""
+    """Content hash of the flow (and subflows) the call ran on: calls finish on the version they began."""
+    recordings: list[dict[str, Any]] = field(default_factory=list)
+    """Messages left at ``record`` steps: step, path (None when sensitive: never stored), duration_s, ended_by."""

@@ -22,13 +22,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from ivr.call.ports import CallControl, CallSpeech, Classifier, WebhookHandler
+from ivr.call.prompt_audio import prompt_audio
+from ivr.call.recording import Recorder
+from ivr.call.recording import finish as finish_recording
 from ivr.call.report import MASKED_DIGIT, CallReport, TraceEvent, Tracer
 from ivr.call.services import CallServices
 from ivr.flow import actions as act
@@ -40,7 +43,6 @@ from ivr.media.endpoint import Endpointer, ListenSettings, MaxLengthReached, Spe
 from ivr.media.framing import Framer
 from ivr.media.resample import resample
 from ivr.media.wav import read_wav
-from ivr.speech.cache import CachingSynthesizer
 from ivr.speech.errors import ProviderError
 from ivr.transport import (
     AudioIn,
@@ -72,6 +74,11 @@ class CallRuntime:
         report: CallReport | None = None,
     ) -> None:
         self.engine = engine
+        self.clock: Callable[[], float] = services.clock or time.time
+        """The wall clock the flow sees as ``now`` (a simulation pins it)."""
+        self.recordings_dir: Path | None = services.recordings_dir
+        self._recorder: Recorder | None = None
+        self._record_task: asyncio.Task[Any] | None = None
         self.webhook: WebhookHandler | None = services.webhook
         self.tracer: Tracer | None = services.tracer
         self._path_seen = 0
@@ -87,6 +94,7 @@ class CallRuntime:
         self.report = report if report is not None else CallReport(call_id=call_id, flow="")
         """Filled in as the call goes (the call's owner may pass its own, so nothing is lost on failure)."""
         self.report.flow = engine.library.root
+        self.report.flow_version = engine.version
         self._inbox: asyncio.Queue[ev.Event] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._endpointer = Endpointer(media.rate)
@@ -127,9 +135,10 @@ class CallRuntime:
         self._spawn(self._read_media(), "media")
         try:
             async with asyncio.timeout(self.max_call_seconds):
-                await self._apply(self.engine.handle(started))
+                await self._apply(self.engine.handle(started, now=self.clock()))
                 while not self.engine.finished:
-                    await self._apply(self.engine.handle(await self._inbox.get()))
+                    event = await self._inbox.get()
+                    await self._apply(self.engine.handle(event, now=self.clock()))
                 if self._abort_reason is not None:
                     self.report.outcome, self.report.reason = "aborted", self._abort_reason
                     if self._goodbye and not self._hung_up and not self.media.closed:
@@ -145,6 +154,7 @@ class CallRuntime:
         return self.report
 
     async def _teardown(self) -> None:
+        await finish_recording(self._recorder, self._record_task)  # a message left so far is kept
         self._cancel_timers()
         self._settle_reply_latency()  # a reply cut short by the hangup still counts
         self._stop_playback()
@@ -208,7 +218,11 @@ class CallRuntime:
                 self._spawn(self._classify(action), "classify")
             elif isinstance(action, act.HttpRequest):
                 self._stop_listening()
-                self._spawn(self._with_filler(self._webhook(action)), "webhook")
+                self._spawn(self._with_filler(self._webhook(action), action.filler or ""), "webhook")
+            elif isinstance(action, act.Record):
+                self._stop_listening()
+                self._stop_playback()
+                self._record_task = self._spawn(self._record(action), "record")
             elif isinstance(action, act.Transfer):
                 self._stop_listening()
                 self._stop_playback()
@@ -245,6 +259,7 @@ class CallRuntime:
     async def _play(self, action: act.Play) -> None:
         self._stop_playback()  # whatever played belongs to a step the engine has left
         self._stop_listening()
+        self._use_language(action.language)
         self._play_gen += 1
         gen = self._play_gen
         asked = asyncio.get_running_loop().time()
@@ -267,17 +282,7 @@ class CallRuntime:
             path = self.audio_dir / f"{action.audio}.wav"
             wav = await asyncio.to_thread(read_wav, path, channels=1)
             return wav.pcm if wav.rate == rate else await asyncio.to_thread(resample, wav.pcm, wav.rate, rate)
-        synth = self.speech.synthesizer
-        text = action.text or ""
-        if isinstance(synth, CachingSynthesizer):
-            return synth.synthesize(
-                text,
-                rate=rate,
-                voice=action.voice,
-                instructions=action.tts_instructions,
-                cacheable=action.cacheable,
-            )
-        return synth.synthesize(text, rate=rate, voice=action.voice, instructions=action.tts_instructions)
+        return prompt_audio(self.speech.synthesizer, action, rate)
 
     def _start_prompt(self, source: PcmSource) -> Playout:
         """Every prompt (filler and goodbye included) starts here: the first frame of whichever plays
@@ -322,9 +327,7 @@ class CallRuntime:
         self._stop_listening()
         self._stop_playback()
         try:
-            source = await self._prompt_source(
-                act.Play(step="goodbye", text=text, barge_in=False, cacheable=True)
-            )
+            source = await self._prompt_source(self.engine.fixed_prompt("goodbye", text))
             playback = self._start_prompt(source)
             self._trace("prompt", text, "goodbye")
             async with asyncio.timeout(timeout):
@@ -364,7 +367,14 @@ class CallRuntime:
 
     # -- listening -------------------------------------------------------------------------------
 
+    def _use_language(self, language: str) -> None:
+        """Per-language engines (:class:`ivr.call.languages.SpeechByLanguage`) follow the flow's language."""
+        use = getattr(self.speech, "use", None)
+        if use is not None:
+            use(language)
+
     def _start_listen(self, listen: act.Listen) -> None:
+        self._use_language(listen.language)
         self._listen = listen
         self._listen_gen += 1
         playing = self._playback is not None and not self._playback.done
@@ -442,6 +452,9 @@ class CallRuntime:
                 self._on_frame(bytes(frame))
 
     def _on_frame(self, frame: bytes) -> None:
+        if self._recorder is not None and self._recorder.active:
+            self._recorder.feed(frame)
+            return
         result = self._endpointer.feed(frame)
         if result is None or not self._speech_armed:
             return
@@ -472,6 +485,9 @@ class CallRuntime:
         shown = digit if listen is not None and not listen.sensitive else MASKED_DIGIT
         self.report.dtmf.append(shown)
         self._trace("dtmf", shown)
+        if self._recorder is not None and self._recorder.active:
+            self._recorder.key(digit)
+            return
         if self._playback is not None and ((listen is not None and listen.dtmf) or self._play_action_barge()):
             self._barge_in()
         self._post(ev.DtmfReceived(digit))
@@ -518,6 +534,31 @@ class CallRuntime:
         self._trace("heard", "•••" if listen.sensitive else result.text, listen.step)
         self._post(ev.SpeechRecognized(result.text, confidence))
 
+    async def _record(self, action: act.Record) -> None:
+        recorder = Recorder(
+            action,
+            media=self.media,
+            directory=self.recordings_dir,
+            call_id=self.call_id,
+            index=len(self.report.recordings) + 1,
+            on_start=lambda: self._trace("record", action.step, action.step),
+        )
+        self._recorder = recorder
+        result = await recorder.run()
+        if recorder.info is not None:
+            info = recorder.info
+            self.report.recordings.append(
+                {
+                    "step": info.step,
+                    "path": info.path,
+                    "duration_s": info.duration_s,
+                    "ended_by": info.ended_by,
+                }
+            )
+        if isinstance(result, ev.RecordingFailed):
+            self._record_error(f"recording at step {action.step}: {result.reason}")
+        self._post(result)
+
     async def _classify(self, action: act.Classify) -> None:
         if self.classifier is None:
             self._post(ev.ProviderError("llm", "no llm matcher configured"))
@@ -552,15 +593,16 @@ class CallRuntime:
             result = ev.TransferFailed("failed")
         self._post(result)
 
-    async def _with_filler(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run ``work``; if it takes longer than the flow's ``filler_after_ms``, say the filler meanwhile."""
-        settings = self.engine.settings
+    async def _with_filler(self, work: Coroutine[Any, Any, None], filler: str | None = None) -> None:
+        """Run ``work``; if it takes longer than the flow's ``filler_after_ms``, say the filler meanwhile
+        (``filler``: a webhook step's own, "" for none; default the flow's, in the call's language)."""
+        text = self.engine.filler_text() if filler is None else filler
         task = asyncio.ensure_future(work)
         try:
-            if settings.filler:
-                done, _ = await asyncio.wait({task}, timeout=settings.filler_after_ms / 1000)
+            if text:
+                done, _ = await asyncio.wait({task}, timeout=self.engine.settings.filler_after_ms / 1000)
                 if not done:
-                    await self._play_filler(settings.filler)
+                    await self._play_filler(text)
             await task
         finally:
             if not task.done():
@@ -571,7 +613,7 @@ class CallRuntime:
     async def _play_filler(self, text: str) -> None:
         if self._playback is not None and not self._playback.done:
             return
-        filler = act.Play(step="filler", text=text, barge_in=False, cacheable=True)
+        filler = self.engine.fixed_prompt("filler", text)
         try:
             source = await self._prompt_source(filler)
         except (ProviderError, OSError, ValueError) as exc:

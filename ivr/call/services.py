@@ -38,3 +38,7 @@ class CallServices:
     tracer: Tracer | None = None
     on_start: Callable[[str], None] | None = None
     """Told each call's id as the call becomes live (a worker tells its supervisor)."""
+    recordings_dir: Path | None = None
+    """Where ``record`` steps store their WAV files (None: record steps take their error path)."""
+    clock: Callable[[], float] | None = None
+    """The wall clock flows see as ``now`` (None: ``time.time``; simulations pin it)."""

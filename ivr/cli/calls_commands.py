@@ -143,12 +143,24 @@ def _open(args: argparse.Namespace) -> RecordsReader:
     return open_database(path=Path(settings.records_path).expanduser(), url=url)
 
 
+NO_RECORDS_YET = (
+    "; call records are written by `ivr run` when it serves calls (this file appears with its first "
+    "call). `ivr simulate` and `ivr test` keep their calls to themselves and print them instead; "
+    "use --db FILE for another file"
+)
+
+
+def _why(exc: RecordsError) -> str:
+    """Why there is no database yet, right after the quick start: nothing has written one."""
+    return NO_RECORDS_YET if "no such file" in str(exc) else ""
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     try:
         with _open(args) as db:
             records = db.list(limit=args.limit, since=args.since, outcome=args.outcome)
     except RecordsError as exc:
-        print(f"ivr calls: {exc}", file=sys.stderr)
+        print(f"ivr calls: {exc}{_why(exc)}", file=sys.stderr)
         return 2
     out = sys.stdout
     if args.json:
@@ -185,7 +197,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             if record is None and len(matches) == 1:
                 record = db.get(matches[0])
     except RecordsError as exc:
-        print(f"ivr calls: {exc}", file=sys.stderr)
+        print(f"ivr calls: {exc}{_why(exc)}", file=sys.stderr)
         return 2
     if record is None:
         why = "matches several calls, give more of it" if len(matches) > 1 else "no such call"
@@ -208,7 +220,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             else:
                 count = db.export_jsonl(args.out, since=args.since, outcome=args.outcome)
     except RecordsError as exc:
-        print(f"ivr calls: {exc}", file=sys.stderr)
+        print(f"ivr calls: {exc}{_why(exc)}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"ivr calls export: {args.out}: {exc.strerror or exc}", file=sys.stderr)

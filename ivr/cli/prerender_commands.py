@@ -1,8 +1,11 @@
-"""``ivr prerender FLOW``: synthesise every fixed prompt of a flow into the prompt cache.
+"""``ivr prerender FLOW``: synthesise every fixed text of a flow into the prompt cache.
 
-Prompts without template variables (``say``/``ask`` text, the flow's filler) sound the same on every
-call: rendered once, a cached prompt starts playing within one frame instead of waiting for the TTS
-provider. Keys are (engine, model, voice, instructions, text, rate), exactly as calls look them up.
+Texts without template variables sound the same on every call: ``say`` and ``ask`` texts, reprompt
+prompts and prefixes, ``invalid`` reprompts, the default prefixes (``settings.no_input_prompt`` ...),
+read-back questions, fillers and the shutdown goodbye, in every language of the flow with that
+language's voice. A prompt is played as parts (prefix, question, options), each looked up on its own,
+so a reprompt's fixed prefix and question come from the cache even when another part is rendered per
+call. Keys are (engine, model, voice, instructions, text, rate), exactly as calls look them up.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ from ivr.call.speech import speech_settings
 from ivr.config import ConfigError, load_settings
 from ivr.flow.errors import FlowError
 from ivr.flow.loader import load_library
-from ivr.flow.model import AskStep, Flow, SayStep
-from ivr.flow.templates import is_template
+from ivr.flow.model import Flow, FlowSettings
+from ivr.flow.prompts import FixedText, fixed_texts
 from ivr.speech.cache import CachingSynthesizer
 from ivr.speech.errors import ProviderError
 from ivr.speech.registry import SpeechRegistry
@@ -32,17 +35,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=cmd_prerender)
 
 
-def fixed_prompts(flow: Flow) -> list[str]:
+def fixed_prompts(flow: Flow, goodbye: str | None = None) -> list[str]:
     """The texts a call can speak that contain no template: cacheable, in flow order, once each."""
-    texts: list[str] = []
-    for step in flow.steps.values():
-        if isinstance(step, SayStep):
-            texts.append(step.say)
-        elif isinstance(step, AskStep):
-            texts.append(step.ask)
-    if flow.settings.filler:
-        texts.append(flow.settings.filler)
-    return [t for t in dict.fromkeys(texts) if not is_template(t)]
+    return list(dict.fromkeys(t.text for t in fixed_texts(flow, [goodbye] if goodbye else None)))
+
+
+def voice_of(settings: FlowSettings, language: str) -> FlowSettings:
+    """The flow's settings as a call in ``language`` uses them (that language's engines and voice)."""
+    return settings.for_language(language)
+
+
+def _goodbye(text: str | None) -> list[str] | None:
+    return [text] if text else None
 
 
 def cmd_prerender(args: argparse.Namespace) -> int:
@@ -59,12 +63,10 @@ def cmd_prerender(args: argparse.Namespace) -> int:
         return 2
     registry = SpeechRegistry(cache_dir=cache)
     default_tts = args.tts or settings.tts
-    jobs = [
-        (flow.settings, text, rate)
-        for flow in library.flows.values()
-        for text in fixed_prompts(flow)
-        for rate in rates
+    texts: list[FixedText] = [
+        t for flow in library.flows.values() for t in fixed_texts(flow, _goodbye(settings.shutdown_goodbye))
     ]
+    jobs = [(voice_of(t.settings, t.language), t.text, rate) for t in texts for rate in rates]
 
     async def run() -> int:
         made = 0

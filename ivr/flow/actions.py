@@ -3,7 +3,9 @@
 :meth:`ivr.flow.engine.FlowEngine.handle` returns a list of actions to perform in order:
 
 - :class:`Play` speaks ``text`` (or plays ``audio``); answer with ``PromptFinished`` or ``BargeIn``.
-  ``cacheable`` is true when the text came from a template without variables (pre-render it).
+  A spoken prompt is a sequence of :class:`PromptPart` (a reprompt's prefix, the question, each option
+  of a dynamic menu), each ``cacheable`` on its own when it came from a text without template variables:
+  play them back to back as one playback (barge-in stops all of it). ``text`` is the parts joined.
 - :class:`Listen` always follows the ``Play`` of a question in the same list: listen for speech and/or
   DTMF per its settings, start the no-input timer when the prompt ends (with ``barge_in`` speech or keys
   may arrive earlier; stop the playback then). It stays in force until the engine returns another
@@ -14,6 +16,9 @@
 - :class:`HttpRequest` performs a webhook (see :mod:`ivr.flow.webhook`); answer with ``WebhookResult``
   or ``WebhookFailed``. Play ``filler`` if the request takes longer than ``filler_after_ms``. Its
   ``repr`` hides secret values; never log ``headers`` yourself.
+- :class:`Record` records the caller (a message): beep, then until ``end_silence_ms`` of silence after
+  speech, ``end_key`` or ``max_ms``; answer with ``RecordingFinished`` or ``RecordingFailed``. A
+  ``sensitive`` recording is measured and never stored.
 - :class:`Transfer` to a dialplan target or an endpoint; answer with ``TransferCompleted``/``TransferFailed``.
 - :class:`HangupCall` hangs up; always followed by :class:`End` in the same list.
 - :class:`Log` is a structured log line (never contains sensitive values).
@@ -28,6 +33,14 @@ from typing import Any, Literal
 
 
 @dataclass(frozen=True)
+class PromptPart:
+    """One piece of a spoken prompt; ``cacheable`` when its text has no template variables."""
+
+    text: str
+    cacheable: bool = False
+
+
+@dataclass(frozen=True)
 class Play:
     step: str
     text: str | None = None
@@ -39,6 +52,21 @@ class Play:
     tts: str | None = None
     tts_model: str | None = None
     tts_instructions: str | None = None
+    parts: tuple[PromptPart, ...] = ()
+
+    @property
+    def segments(self) -> tuple[PromptPart, ...]:
+        """The parts to speak in order (one part when the action was built from ``text`` alone)."""
+        if self.parts:
+            return self.parts
+        return (PromptPart(self.text, self.cacheable),) if self.text is not None else ()
+
+    @classmethod
+    def spoken(cls, step: str, parts: list[PromptPart] | tuple[PromptPart, ...], **kwargs: object) -> Play:
+        """A prompt of several parts: ``text`` joins them, ``cacheable`` holds when every part is."""
+        parts = tuple(p for p in parts if p.text)
+        text = " ".join(p.text for p in parts)
+        return cls(step, text, cacheable=all(p.cacheable for p in parts), parts=parts, **kwargs)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -122,6 +150,19 @@ class Transfer:
 
 
 @dataclass(frozen=True)
+class Record:
+    step: str
+    max_ms: int = 60_000
+    end_silence_ms: int = 3000
+    no_input_timeout_ms: int = 5000
+    beep: bool = True
+    end_key: str | None = "#"
+    sensitive: bool = False
+    name: str = ""
+    """A file-name-safe label for the recording (flow and step)."""
+
+
+@dataclass(frozen=True)
 class HangupCall:
     reason: str = "normal"
 
@@ -139,4 +180,4 @@ class End:
     reason: str = ""
 
 
-Action = Play | Listen | Classify | HttpRequest | Transfer | HangupCall | Log | End
+Action = Play | Listen | Classify | HttpRequest | Record | Transfer | HangupCall | Log | End

@@ -17,11 +17,14 @@ from pydantic import ValidationError
 from ivr.flow.builtins import BUILTIN_ROOTS, CALL_FIELDS, LAST_FIELDS, RESERVED_NAMES
 from ivr.flow.edges import HANGUP, all_edges
 from ivr.flow.errors import FlowIssue, KeyPath, did_you_mean
+from ivr.flow.feature_checks import feature_checks
+from ivr.flow.feature_sites import reprompt_sites, speech_sites
 from ivr.flow.model import (
     AskStep,
     BranchStep,
     Flow,
     HangupStep,
+    RecordStep,
     ReturnStep,
     SayStep,
     SetStep,
@@ -76,12 +79,11 @@ def _template_sites(flow: Flow) -> list[_Site]:
     for name, step in flow.steps.items():
         b: KeyPath = ("steps", name)
         if isinstance(step, SayStep):
-            sites.append(_Site((*b, "say"), step.say, False, prompt=True))
+            sites += [_Site(p, t, False, prompt=True) for p, t in speech_sites((*b, "say"), step.say)]
         elif isinstance(step, AskStep):
-            sites.append(_Site((*b, "ask"), step.ask, False, prompt=True))
-            for hname, handler in (("no_input", step.no_input), ("no_match", step.no_match)):
-                for i, text in enumerate(handler.prompt or [] if handler else []):
-                    sites.append(_Site((*b, hname, "prompt", i), text, False, prompt=True))
+            sites += [_Site(p, t, False, prompt=True) for p, t in speech_sites((*b, "ask"), step.ask)]
+            for path, text in reprompt_sites(b, step):
+                sites.append(_Site(path, text, False, prompt=True))
         elif isinstance(step, BranchStep):
             for i, cond in enumerate(step.branch):
                 sites.append(_Site((*b, "branch", i, "if"), cond.if_, True))
@@ -93,7 +95,9 @@ def _template_sites(flow: Flow) -> list[_Site]:
                 sites.append(_Site((*b, "webhook", "headers", key), text, False, env_ok=True))
             sites.extend(_value_sites((*b, "webhook", "json"), step.webhook.json_body))
             if step.filler:
-                sites.append(_Site((*b, "filler"), step.filler, False, prompt=True))
+                sites += [
+                    _Site(p, t, False, prompt=True) for p, t in speech_sites((*b, "filler"), step.filler)
+                ]
         elif isinstance(step, TransferStep):
             t = step.transfer
             for key in ("endpoint", "context", "extension", "caller_id"):
@@ -122,7 +126,7 @@ def assigned_variables(flow: Flow) -> dict[str, KeyPath]:
                 out.setdefault(step.capture.slot, (*b, "capture", "slot"))
             if step.save is not None:
                 out.setdefault(step.save, (*b, "save"))
-        elif isinstance(step, WebhookStep | SubflowStep) and step.save is not None:
+        elif isinstance(step, WebhookStep | SubflowStep | RecordStep) and step.save is not None:
             out.setdefault(step.save, (*b, "save"))
     return out
 
@@ -490,4 +494,5 @@ def check_flow(flow: Flow, smap: SourceMap, flows_dir: Path | None = None) -> li
         *_check_templates(flow, smap),
         *_check_dtmf(flow, smap),
         *_check_subflows(flow, smap, flows_dir),
+        *feature_checks(flow, smap, flows_dir),
     ]

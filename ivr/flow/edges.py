@@ -12,7 +12,9 @@ from ivr.flow.model import (
     BranchStep,
     Flow,
     GotoStep,
+    LanguageStep,
     PlayStep,
+    RecordStep,
     SayStep,
     SetStep,
     SubflowStep,
@@ -48,6 +50,12 @@ def step_edges(flow: Flow, name: str) -> list[Edge]:
     out: list[Edge] = []
     if isinstance(step, SayStep | PlayStep | SetStep | SubflowStep):
         out.append(Edge(name, step.next, "next", "", (*base, "next")))
+    elif isinstance(step, LanguageStep):
+        out.append(Edge(name, step.next, "next", step.language, (*base, "next")))
+    elif isinstance(step, RecordStep):
+        out.append(Edge(name, step.next, "next", "recorded", (*base, "next")))
+        target, implicit = _error_target(flow, step.on_error)
+        out.append(Edge(name, target, "error", "error", (*base, "on_error"), implicit))
     elif isinstance(step, GotoStep):
         out.append(Edge(name, step.goto, "next", "goto", (*base, "goto")))
     elif isinstance(step, BranchStep):
@@ -69,6 +77,9 @@ def step_edges(flow: Flow, name: str) -> list[Edge]:
         elif step.confirm is not None:
             out.append(Edge(name, step.confirm.yes, "choice", "yes", (*base, "confirm", "yes")))
             out.append(Edge(name, step.confirm.no, "choice", "no", (*base, "confirm", "no")))
+        elif step.options is not None and step.next is not None:
+            out.append(Edge(name, step.next, "choice", f"option [1-{step.options.max}]", (*base, "next")))
+            out.append(Edge(name, step.options.empty, "branch", "no options", (*base, "options", "empty")))
         elif step.next is not None:
             out.append(
                 Edge(name, step.next, "next", step.capture.slot if step.capture else "", (*base, "next"))

@@ -13,42 +13,46 @@ Usage::
 
 After every ``handle`` the engine is either :attr:`finished` (the last action was :class:`End`) or
 waiting for the answer to an action it emitted (:attr:`waiting_for`). It keeps :attr:`path` (steps
-visited and why, without values) and :attr:`transcript` (what was said; sensitive captures masked).
+visited and why, without values), :attr:`transcript` (what was said; sensitive captures masked) and
+:attr:`recordings` (messages left at ``record`` steps). Time comes in with each event
+(``handle(event, now=...)``), never from a clock; questions live in :mod:`ivr.flow.asking`.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from ivr.flow.actions import (
     Action,
-    Classify,
-    ClassifyOption,
     End,
     HangupCall,
     HttpRequest,
     Log,
     Play,
+    PromptPart,
+    Record,
     Transfer,
 )
+from ivr.flow.asking import QuestionsMixin
 from ivr.flow.builtins import MASK, empty_last
+from ivr.flow.calendar import all_status
+from ivr.flow.captures import CaptureContext, allowed_values
 from ivr.flow.checks import sensitive_variables
+from ivr.flow.clock import moment
+from ivr.flow.engine_state import Frame, PathRecord, RecordingEntry, TranscriptEntry, Waiting
 from ivr.flow.events import (
     BargeIn,
     CallStarted,
-    ClassificationResult,
-    DigitTimeout,
     DtmfReceived,
     Event,
     Hangup,
-    NoInput,
     PromptFinished,
     ProviderError,
-    SpeechRecognized,
+    RecordingFailed,
+    RecordingFinished,
     TransferCompleted,
     TransferFailed,
     WebhookFailed,
@@ -63,7 +67,9 @@ from ivr.flow.model import (
     FlowSettings,
     GotoStep,
     HangupStep,
+    LanguageStep,
     PlayStep,
+    RecordStep,
     ReturnStep,
     SayStep,
     SetStep,
@@ -71,83 +77,53 @@ from ivr.flow.model import (
     TransferStep,
     WebhookStep,
 )
-from ivr.flow.questions import (
-    Answer,
-    Captured,
-    Confirmed,
-    IntentHit,
-    NeedsModel,
-    NoMatch,
-    Picked,
-    interpret_digits,
-    interpret_key,
-    interpret_speech,
-    is_digit_capture,
-    listen_for,
-)
+from ivr.flow.model_types import language_key
+from ivr.flow.prompts import speech_part, spoken_text
 from ivr.flow.templates import (
     TemplateError,
     attribute_uses,
     evaluate,
-    is_template,
     parse_source,
     render,
     resolve_value,
     template_budget,
+    whole_expression,
 )
 
-Waiting = Literal["start", "prompt", "input", "classify", "webhook", "transfer", "done"]
+__all__ = ["FlowEngine", "PathRecord", "RecordingEntry", "TranscriptEntry"]
+
 MAX_STEPS_PER_EVENT = 200
 MAX_CONSECUTIVE_ERRORS = 3
 
 
-@dataclass(frozen=True)
-class PathRecord:
-    """One visited step and how the engine got there (never a value)."""
-
-    flow: str
-    step: str
-    kind: str
-    via: str
-
-
-@dataclass(frozen=True)
-class TranscriptEntry:
-    speaker: Literal["ivr", "caller"]
-    text: str
-    step: str
-    flow: str
-
-
-@dataclass
-class _Frame:
-    name: str
-    flow: Flow
-    vars: dict[str, Any]
-    return_to: str | None = None  # the parent's subflow step
-
-
-class FlowEngine:
+class FlowEngine(QuestionsMixin):
     """Runs one call through a flow. Construct one per call; it is cheap."""
 
-    def __init__(self, flows: FlowLibrary | Flow, *, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, flows: FlowLibrary | Flow, *, env: Mapping[str, str] | None = None, version: str = ""
+    ) -> None:
         if isinstance(flows, Flow):
             flows = FlowLibrary(flows.name, {flows.name: flows})
         self.library = flows
+        self.version = version
+        """The flow's version (content hash) this call runs on, whatever is reloaded meanwhile."""
         self._env = dict(env or {})
-        self._frames: list[_Frame] = []
+        self._frames: list[Frame] = []
         self._call: dict[str, Any] = {}
         self._last: dict[str, Any] = empty_last()
         self._out: list[Action] = []
         self._typeahead: list[str] = []
         self._step = ""
-        self._prompt = ""
-        self._digits = ""
         self._counts = {"no_input": 0, "no_match": 0}
         self._errors = 0
+        self._now = 0.0
+        self._started = 0.0
+        self._language = flows.main.settings.language
+        self._moments: dict[tuple[float, int], dict[str, Any]] = {}
         self.waiting_for: Waiting = "start"
         self.path: list[PathRecord] = []
         self.transcript: list[TranscriptEntry] = []
+        self.recordings: list[RecordingEntry] = []
         self.outcome: End | None = None
 
     @classmethod
@@ -174,6 +150,11 @@ class FlowEngine:
         return self.flow.settings
 
     @property
+    def language(self) -> str:
+        """The call's current language."""
+        return self._language
+
+    @property
     def variables(self) -> dict[str, Any]:
         """The current flow's variables, real values included: never log this; see :meth:`safe_variables`."""
         return dict(self._frames[-1].vars) if self._frames else {}
@@ -185,11 +166,16 @@ class FlowEngine:
 
     # ------------------------------------------------------------------ event dispatch
 
-    def handle(self, event: Event) -> list[Action]:
-        """Consume one event; return the actions to perform, in order (empty: keep waiting)."""
+    def handle(self, event: Event, *, now: float | None = None) -> list[Action]:
+        """Consume one event; return the actions to perform, in order (empty: keep waiting).
+
+        ``now`` is the moment of the event (epoch seconds), seen by templates as ``now``; without it the
+        previous event's moment stands (the call's start for the first)."""
         self._out = []
         if self.finished:
             return []
+        if now is not None:
+            self._now = now
         with template_budget():  # every template this event renders shares one bounded budget
             self._dispatch(event)
         return self._out
@@ -213,9 +199,21 @@ class FlowEngine:
             self._in_webhook(event)
         elif state == "transfer":
             self._in_transfer(event)
+        elif state == "record":
+            self._in_record(event)
 
     def _begin(self, event: CallStarted) -> None:
         main = self.library.main
+        self._started = event.started_at if event.started_at is not None else self._now
+        if not self._now:
+            self._now = self._started
+        wanted = event.language or event.args.get("language")
+        if wanted:
+            known = language_key(main.settings.spoken_languages, wanted)
+            if known is not None:
+                self._language = known
+            else:
+                self._log("warning", f"language {wanted!r} from the dialplan is not one the flow speaks")
         self._call = {
             "id": event.call_id,
             "caller_id": event.caller_id,
@@ -224,10 +222,12 @@ class FlowEngine:
             "direction": event.direction,
             "args": dict(event.args),
             "flow": self.library.root,
+            "language": self._language,
+            "started": moment(self._started, main.settings.timezone),
         }
         variables = copy.deepcopy(dict(main.vars))
         variables.update(event.vars)
-        self._frames = [_Frame(self.library.root, main, variables)]
+        self._frames = [Frame(self.library.root, main, variables)]
         self._run(main.start, "start")
 
     def _in_prompt(self, event: Event) -> None:
@@ -240,35 +240,6 @@ class FlowEngine:
         elif isinstance(event, ProviderError):
             self._fail(f"{event.provider} provider error while playing")
 
-    def _in_input(self, event: Event) -> None:
-        if isinstance(event, SpeechRecognized):
-            self._on_speech(event)
-        elif isinstance(event, DtmfReceived):
-            self._on_dtmf(event.digit)
-        elif isinstance(event, NoInput | DigitTimeout):
-            if self._digits:
-                self._finish_digits()
-            else:
-                self._retry("no_input")
-        elif isinstance(event, ProviderError):
-            self._fail(f"{event.provider} provider error while listening")
-
-    def _in_classify(self, event: Event) -> None:
-        step = self._ask()
-        if isinstance(event, ClassificationResult):
-            self.waiting_for = "input"
-            if event.choice and step.choices and event.choice in step.choices:
-                self._apply(step, Picked(event.choice), f"{event.source} classified")
-            elif event.choice and step.global_intents and event.choice in self.flow.intents:
-                self._intent(step, event.choice)
-            else:
-                self._retry("no_match")
-        elif isinstance(event, ProviderError):
-            # the keyword matcher already had its chance before Classify was emitted
-            self._log("warning", "llm matcher failed; keyword matcher found nothing")
-            self.waiting_for = "input"
-            self._retry("no_match")
-
     def _in_webhook(self, event: Event) -> None:
         step = self._current()
         assert isinstance(step, WebhookStep)
@@ -277,7 +248,7 @@ class FlowEngine:
             if 200 <= event.status < 300:
                 if step.save is not None:
                     self._frames[-1].vars[step.save] = event.body
-                self._errors = 0
+                self._reset_errors()
                 self._run(step.next, f"status {event.status}")
             else:
                 self._fail(f"webhook returned status {event.status}", step.on_error)
@@ -286,6 +257,31 @@ class FlowEngine:
             self._fail(f"webhook failed: {event.reason}", step.on_error)
         elif isinstance(event, DtmfReceived):
             self._typeahead.append(event.digit)
+
+    def _in_record(self, event: Event) -> None:
+        step = self._current()
+        assert isinstance(step, RecordStep)
+        if isinstance(event, RecordingFinished):
+            kept = event.path is not None and not step.record.sensitive
+            entry = RecordingEntry(
+                self._step,
+                self._frames[-1].name,
+                round(event.duration_ms / 1000, 3),
+                event.ended_by,
+                event.path if kept else None,
+            )
+            self.recordings.append(entry)
+            if step.save is not None:
+                self._frames[-1].vars[step.save] = {
+                    "duration_s": entry.duration_s,
+                    "ended_by": entry.ended_by,
+                    "kept": kept,
+                }
+            self._reset_errors()
+            self._log("info", f"recorded {entry.duration_s:.1f} s (ended by {entry.ended_by})")
+            self._run(step.next, f"recorded ({event.ended_by})")
+        elif isinstance(event, RecordingFailed):
+            self._fail(f"recording failed: {event.reason}", step.on_error)
 
     def _in_transfer(self, event: Event) -> None:
         step = self._current()
@@ -301,18 +297,51 @@ class FlowEngine:
     def _current(self) -> AnyStep:
         return self._frames[-1].flow.step(self._step)
 
-    def _ask(self) -> AskStep:
+    def _current_ask(self) -> AskStep:
         step = self._current()
         assert isinstance(step, AskStep)
         return step
+
+    def _times(self) -> dict[str, Any]:
+        """``now`` and ``hours`` of the current flow at the current event's moment (computed once)."""
+        flow = self.flow
+        key = (self._now, id(flow))
+        found = self._moments.get(key)
+        if found is None:
+            tz = flow.settings.timezone
+            found = {"now": moment(self._now, tz), "hours": all_status(flow.hours, self._now, tz)}
+            self._moments = {key: found}
+        return found
 
     def _context(self, *, with_env: bool = False) -> dict[str, Any]:
         ctx = dict(self._frames[-1].vars)
         ctx["call"] = self._call
         ctx["last"] = self._last
+        ctx.update(self._times())
         if with_env:
             ctx["env"] = self._env
         return ctx
+
+    def _capture_context(self, step: AskStep) -> CaptureContext:
+        cap = step.capture
+        allowed = None
+        if cap is not None and cap.allowed is not None:
+            raw: Any = cap.allowed
+            if isinstance(raw, str):
+                raw = evaluate(whole_expression(raw) or raw, self._context())
+            allowed = allowed_values(raw)
+            if allowed is None:
+                raise TemplateError(f"capture.allowed must give a list, got {type(raw).__name__}")
+        return CaptureContext(
+            language=self._language,
+            timezone=self.settings.timezone,
+            started=self._started,
+            currency=self.settings.currency,
+            allowed=allowed,
+        )
+
+    def _reset_errors(self) -> None:
+        self._errors = 0
 
     def _run(self, target: str, via: str) -> None:
         """Enter ``target`` and keep going through instant steps until something waits or ends."""
@@ -337,14 +366,19 @@ class FlowEngine:
         """Run one step; return the next (target, via) for instant steps, None if waiting or ended."""
         ctx = self._context()
         if isinstance(step, SayStep):
-            text = render(step.say, ctx)
-            self._play(text, None, step.barge_in, cacheable=not is_template(step.say))
+            self._say([speech_part(step.say, self._language, self.settings.language, ctx)], step.barge_in)
             self.waiting_for = "prompt"
             return None
         if isinstance(step, PlayStep):
-            self._play(None, step.play, step.barge_in, cacheable=True)
+            self._out.append(Play(self._step, None, step.play, self._barge(step.barge_in), True))
+            self._say_transcript("ivr", f"[audio {step.play}]")
             self.waiting_for = "prompt"
             return None
+        if isinstance(step, RecordStep):
+            self._record(step)
+            return None
+        if isinstance(step, LanguageStep):
+            return self._switch_language(step, ctx)
         if isinstance(step, AskStep):
             self._start_ask(step, ctx)
             return None
@@ -361,8 +395,7 @@ class FlowEngine:
         if isinstance(step, GotoStep):
             return step.goto, "goto"
         if isinstance(step, WebhookStep):
-            self._webhook(step, ctx)
-            return None
+            return self._webhook(step, ctx)
         if isinstance(step, TransferStep):
             self._transfer(step, ctx)
             return None
@@ -376,51 +409,121 @@ class FlowEngine:
             return self._return(step, ctx)
         raise AssertionError(f"unknown step {step!r}")  # pragma: no cover
 
-    def _play(self, text: str | None, audio: str | None, barge_in: bool | None, *, cacheable: bool) -> None:
+    def _barge(self, barge_in: bool | None) -> bool:
+        return self.settings.barge_in if barge_in is None else barge_in
+
+    def _voice(self) -> dict[str, str | None]:
+        """Voice and TTS engine of the current language (its ``settings.languages`` entry over the flow's)."""
         s = self.settings
-        text = " ".join(text.split()) if text is not None else None
+        own = s.languages.get(language_key(s.languages, self._language) or "")
+        keys = ("voice", "tts", "tts_model", "tts_instructions")
+        return {k: (getattr(own, k, None) if own is not None else None) or getattr(s, k) for k in keys}
+
+    def fixed_prompt(self, step: str, text: str) -> Play:
+        """A fixed text the runtime says on its own (filler, shutdown goodbye), in the call's language
+        and voice: cacheable, keyed like ``ivr prerender`` keys it."""
+        part = PromptPart(spoken_text(text), True)
+        return Play.spoken(step, [part], barge_in=False, language=self._language, **self._voice())
+
+    def filler_text(self) -> str | None:
+        """The flow's filler in the call's language (said while a provider is slow), or None."""
+        filler = self.settings.filler
+        if filler is None or not self._frames:
+            return None
+        try:
+            return speech_part(filler, self._language, self.settings.language, self._context()).text or None
+        except TemplateError:
+            return None
+
+    def _speech_engines(self) -> tuple[str | None, str | None]:
+        """STT engine and model of the current language."""
+        s = self.settings
+        own = s.languages.get(language_key(s.languages, self._language) or "")
+        if own is None:
+            return s.stt, s.stt_model
+        return own.stt or s.stt, own.stt_model or s.stt_model
+
+    def _say(self, parts: list[PromptPart], barge_in: bool | None) -> None:
+        """Speak ``parts`` back to back as one prompt."""
+        play = Play.spoken(
+            self._step, parts, barge_in=self._barge(barge_in), language=self._language, **self._voice()
+        )
+        self._out.append(play)
+        self._say_transcript("ivr", play.text or "")
+
+    def _record(self, step: RecordStep) -> None:
+        spec = step.record
+        name = f"{self._frames[-1].name}-{self._step}"
         self._out.append(
-            Play(
-                self._step,
-                text,
-                audio,
-                s.barge_in if barge_in is None else barge_in,
-                cacheable,
-                s.language,
-                s.voice,
-                s.tts,
-                s.tts_model,
-                s.tts_instructions,
+            Record(
+                step=self._step,
+                max_ms=spec.max_ms,
+                end_silence_ms=spec.end_silence_ms,
+                no_input_timeout_ms=(
+                    spec.no_input_timeout_ms
+                    if spec.no_input_timeout_ms is not None
+                    else self.settings.no_input_timeout_ms
+                ),
+                beep=spec.beep,
+                end_key=spec.end_key,
+                sensitive=spec.sensitive,
+                name=name,
             )
         )
-        self._say_transcript("ivr", text if text is not None else f"[audio {audio}]")
+        self._say_transcript("caller", "[recording]")
+        self.waiting_for = "record"
+
+    def _switch_language(self, step: LanguageStep, ctx: dict[str, Any]) -> tuple[str, str] | None:
+        wanted = spoken_text(render(step.language, ctx))
+        known = language_key(self.library.main.settings.spoken_languages, wanted)
+        if known is None:
+            known = language_key(self.settings.spoken_languages, wanted)
+        if known is None:
+            return self._error_target(f"language {wanted!r} is not one the flow speaks")
+        self._language = known
+        self._call["language"] = known
+        self._log("info", f"language {known}")
+        return step.next, f"language {known}"
 
     def _say_transcript(self, speaker: Literal["ivr", "caller"], text: str) -> None:
         self.transcript.append(TranscriptEntry(speaker, text, self._step, self._frames[-1].name))
 
-    def _webhook(self, step: WebhookStep, ctx: dict[str, Any]) -> None:
+    def _webhook(self, step: WebhookStep, ctx: dict[str, Any]) -> tuple[str, str] | None:
         spec = step.webhook
         env_ctx = self._context(with_env=True)
         names = attribute_uses(parse_source(spec.url), "env")
         for header in spec.headers.values():
             names |= attribute_uses(parse_source(header), "env")
+        missing = sorted(n for n in names if n not in self._env and n != "*")
+        if missing:
+            # The request cannot be made: this step's own error path, with the reason in one line.
+            return self._error_target(
+                f"webhook needs the environment variable {missing[0]} (env.{missing[0]}), which is not set",
+                step.on_error,
+            )
         secrets = tuple(self._env[n] for n in sorted(names) if n in self._env)
         s = self.settings
-        self._out.append(
-            HttpRequest(
+        filler = step.filler if step.filler is not None else s.filler
+        try:
+            request = HttpRequest(
                 step=self._step,
                 method=spec.method,
                 url=render(spec.url, env_ctx),
                 headers={k: render(v, env_ctx) for k, v in spec.headers.items()},
                 json_body=resolve_value(spec.json_body, ctx),
                 timeout_ms=spec.timeout_ms,
-                filler=step.filler if step.filler is not None else s.filler,
+                filler=(
+                    speech_part(filler, self._language, s.language, ctx).text if filler is not None else None
+                ),
                 filler_after_ms=s.filler_after_ms,
                 secrets=secrets,
             )
-        )
+        except TemplateError as exc:
+            return self._error_target(f"template error in step {self._step}: {exc}", step.on_error)
+        self._out.append(request)
         self._log("info", f"webhook {spec.method} requested")
         self.waiting_for = "webhook"
+        return None
 
     def _transfer(self, step: TransferStep, ctx: dict[str, Any]) -> None:
         t = step.transfer
@@ -448,7 +551,7 @@ class FlowEngine:
             return self._error_target(f"subflow {step.subflow} is not loaded (use FlowEngine.from_file)")
         variables = copy.deepcopy(dict(sub.vars))
         variables.update({k: resolve_value(v, ctx) for k, v in step.with_.items()})
-        self._frames.append(_Frame(step.subflow, sub, variables, return_to=self._step))
+        self._frames.append(Frame(step.subflow, sub, variables, return_to=self._step))
         return sub.start, f"subflow from {self._frames[-2].name}.{self._step}"
 
     def _return(self, step: ReturnStep, ctx: dict[str, Any]) -> tuple[str, str] | None:
@@ -509,166 +612,3 @@ class FlowEngine:
         target = self._error_target(reason, explicit, expected=expected)
         if target is not None:
             self._run(*target)
-
-    # ------------------------------------------------------------------ questions
-
-    def _start_ask(self, step: AskStep, ctx: dict[str, Any]) -> None:
-        self._counts = {"no_input": 0, "no_match": 0}
-        self._digits = ""
-        self._prompt = render(step.ask, ctx)
-        self.waiting_for = "input"
-        if self._typeahead and step.input != "speech" and self._use_typeahead(step):
-            return
-        self._ask_again(step, self._prompt, cacheable=not is_template(step.ask))
-
-    def _ask_again(self, step: AskStep, text: str, *, cacheable: bool = False) -> None:
-        self._play(text, None, step.barge_in, cacheable=cacheable)
-        self._out.append(listen_for(self.flow, step, self._step, self.settings))
-
-    def _use_typeahead(self, step: AskStep) -> bool:
-        """Apply keys pressed during earlier prompts; True if they settled the question (or reprompted)."""
-        keys, self._typeahead = self._typeahead, []
-        before = len(self._out)
-        if is_digit_capture(step):
-            for key in keys:
-                self._on_dtmf(key)
-                if len(self._out) > before:
-                    return True
-            return False  # partial entry: kept in self._digits, the prompt plays and entry continues
-        if isinstance(interpret_key(self.flow, step, keys[0]), NoMatch):
-            return False  # a stray key: ask properly instead of counting a failure
-        self._on_dtmf(keys[0])
-        return True
-
-    def _masked(self, step: AskStep, value: str) -> str:
-        return MASK if step.capture is not None and step.capture.sensitive else value
-
-    def _on_speech(self, event: SpeechRecognized) -> None:
-        step = self._ask()
-        if step.input == "dtmf":
-            return
-        text = event.text.strip()
-        if not text:
-            self._retry("no_input")
-            return
-        shown = self._masked(step, text)
-        self._say_transcript("caller", shown)
-        self._last.update(text=shown, confidence=event.confidence, dtmf="")
-        if event.confidence < self.settings.min_confidence:
-            self._log("info", f"low confidence {event.confidence:.2f}")
-            self._retry("no_match")
-            return
-        answer = interpret_speech(self.flow, step, text)
-        if isinstance(answer, NeedsModel):
-            self._classify(step, text)
-        else:
-            self._apply(step, answer, "speech")
-
-    def _on_dtmf(self, key: str) -> None:
-        step = self._ask()
-        if step.input == "speech":
-            return
-        cap = step.capture
-        if cap is not None and is_digit_capture(step):
-            if key == (cap.terminator or "#"):
-                if not self._digits:
-                    # A bare terminator answers nothing: typically the '#' after an entry that already
-                    # ended itself at max_length, landing on the next question. Keep listening.
-                    return
-                self._finish_digits()
-                return
-            self._digits += key
-            if cap.max_length is not None and len(self._digits) >= cap.max_length:
-                self._finish_digits()
-            return
-        shown = self._masked(step, key)
-        self._say_transcript("caller", f"DTMF {shown}")
-        self._last.update(dtmf=shown, text="", confidence=1.0)
-        self._apply(step, interpret_key(self.flow, step, key), "dtmf")
-
-    def _finish_digits(self) -> None:
-        step = self._ask()
-        digits, self._digits = self._digits, ""
-        shown = self._masked(step, digits)
-        self._say_transcript("caller", f"DTMF {shown}")
-        self._last.update(dtmf=shown, text="", confidence=1.0)
-        self._apply(step, interpret_digits(step, digits), "dtmf")
-
-    def _apply(self, step: AskStep, answer: Answer, how: str) -> None:
-        """Act on what an answer means: go on, take an intent, or count a no_match."""
-        if isinstance(answer, Picked):
-            assert step.choices is not None
-            if step.save is not None:
-                self._frames[-1].vars[step.save] = answer.name
-            self._last["choice"] = answer.name
-            self._errors = 0
-            self._run(step.choices[answer.name].next, f"choice {answer.name} ({how})")
-        elif isinstance(answer, Captured):
-            assert step.capture is not None
-            assert step.next is not None
-            self._frames[-1].vars[step.capture.slot] = answer.value
-            if step.capture.type == "enum":
-                self._last["choice"] = answer.value
-            self._errors = 0
-            self._log("info", f"captured {step.capture.slot}")
-            self._run(step.next, f"captured {step.capture.slot}")
-        elif isinstance(answer, Confirmed):
-            assert step.confirm is not None
-            self._last["choice"] = "yes" if answer.yes else "no"
-            self._errors = 0
-            self._run(step.confirm.yes if answer.yes else step.confirm.no, self._last["choice"])
-        elif isinstance(answer, IntentHit):
-            self._intent(step, answer.name)
-        else:
-            self._retry("no_match")
-
-    def _intent(self, step: AskStep, name: str) -> None:
-        intent = self.flow.intents[name]
-        self._last["choice"] = name
-        if intent.repeat:
-            self._digits = ""
-            self._ask_again(step, self._prompt, cacheable=not is_template(step.ask))
-            return
-        assert intent.next is not None
-        self._run(intent.next, f"intent {name}")
-
-    def _classify(self, step: AskStep, text: str) -> None:
-        assert step.choices is not None
-        options = [ClassifyOption(n, c.description, tuple(c.phrases)) for n, c in step.choices.items()]
-        if step.global_intents:
-            options += [
-                ClassifyOption(n, i.description, tuple(i.phrases)) for n, i in self.flow.intents.items()
-            ]
-        self._out.append(
-            Classify(self._step, text, tuple(options), self.settings.llm_model, self.settings.language)
-        )
-        self.waiting_for = "classify"
-
-    def _retry(self, kind: Literal["no_input", "no_match"]) -> None:
-        """Count a failure; reprompt, or leave through the handler's ``next`` (or on_error) when exhausted."""
-        step = self._ask()
-        handler = step.no_input if kind == "no_input" else step.no_match
-        self._counts[kind] += 1
-        count = self._counts[kind]
-        retries = handler.retries if handler and handler.retries is not None else self.settings.max_retries
-        self._digits = ""
-        if count > retries:
-            reason = f"{kind}: {retries} retries used up in step {self._step}"
-            if handler is not None and handler.next is not None:
-                self._last["error"] = kind
-                self._log("info", reason)
-                self._run(handler.next, f"{kind} {count}")
-            else:
-                self._fail(reason, expected=True)  # the caller's doing, not a fault
-            return
-        self._log("info", f"{kind} {count}/{retries} in step {self._step}")
-        if handler is not None and handler.prompt:
-            try:
-                text = render(handler.prompt[min(count, len(handler.prompt)) - 1], self._context())
-            except TemplateError as exc:
-                self._fail(f"template error in step {self._step}: {exc}")
-                return
-        else:
-            default = self.settings.no_input_prompt if kind == "no_input" else self.settings.no_match_prompt
-            text = f"{default} {self._prompt}"
-        self._ask_again(step, text)

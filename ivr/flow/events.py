@@ -14,8 +14,12 @@ The runtime feeds exactly one event at a time to :meth:`ivr.flow.engine.FlowEngi
 - :class:`ClassificationResult` answers a :class:`~ivr.flow.actions.Classify`.
 - :class:`WebhookResult` / :class:`WebhookFailed` answer an :class:`~ivr.flow.actions.HttpRequest`.
 - :class:`TransferCompleted` / :class:`TransferFailed` answer a :class:`~ivr.flow.actions.Transfer`.
+- :class:`RecordingFinished` / :class:`RecordingFailed` answer a :class:`~ivr.flow.actions.Record`.
 - :class:`ProviderError` when STT, TTS or the LLM failed after retries: the engine follows the error path.
 - :class:`Hangup` when the caller hung up: the engine ends at once (no ``HangupCall``).
+
+The engine reads no clock: ``handle(event, now=...)`` takes the moment of each event (epoch seconds),
+which templates and conditions see as ``now`` (and ``CallStarted.started_at`` as ``call.started``).
 
 Events that do not fit the engine's current state (a late ``PromptFinished``, speech while a webhook
 runs) are ignored: the engine returns no actions and keeps waiting for what it asked for.
@@ -37,6 +41,10 @@ class CallStarted:
     direction: Literal["inbound", "outbound"] = "inbound"
     args: Mapping[str, str] = field(default_factory=dict)
     vars: Mapping[str, Any] = field(default_factory=dict)
+    started_at: float | None = None
+    """Epoch seconds the call started (default: the ``now`` of this event)."""
+    language: str | None = None
+    """The language the dialplan chose (a Stasis ``language=`` argument); one of the flow's languages."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +109,23 @@ class TransferFailed:
     cause: int | None = None
 
 
+RecordingEndReason = Literal["silence", "key", "max_length", "no_input", "hangup"]
+RECORDING_END_REASONS: tuple[str, ...] = ("silence", "key", "max_length", "no_input", "hangup")
+
+
+@dataclass(frozen=True)
+class RecordingFinished:
+    duration_ms: int
+    ended_by: RecordingEndReason = "silence"
+    path: str | None = None
+    """Where the WAV was stored (None for a sensitive recording, which is never stored)."""
+
+
+@dataclass(frozen=True)
+class RecordingFailed:
+    reason: str
+
+
 @dataclass(frozen=True)
 class ProviderError:
     provider: Literal["stt", "tts", "llm", "media"]
@@ -125,6 +150,8 @@ Event = (
     | WebhookFailed
     | TransferCompleted
     | TransferFailed
+    | RecordingFinished
+    | RecordingFailed
     | ProviderError
     | Hangup
 )

@@ -21,6 +21,8 @@ _MERMAID_SHAPES = {
     "hangup": ('(["', '"])'),
     "return": ('(["', '"])'),
     "subflow": ('[["', '"]]'),
+    "record": ('[("', '")]'),
+    "language": ('["', '"]'),
 }
 _DOT_SHAPES = {
     "say": "box",
@@ -34,6 +36,8 @@ _DOT_SHAPES = {
     "hangup": "oval",
     "return": "oval",
     "subflow": "box3d",
+    "record": "cylinder",
+    "language": "box",
 }
 _COLORS = {"no_input": "#1f77b4", "no_match": "#ff7f0e", "error": "#d62728", "intent": "#7f7f7f"}
 _INTENTS_NODE = "__intents"
@@ -53,6 +57,12 @@ def _label(flow: Flow, name: str) -> str:
         detail = f" {getattr(step, 'subflow', '')}"
     elif step.kind == "play":
         detail = f" {getattr(step, 'play', '')}"
+    elif step.kind == "language":
+        detail = f" {getattr(step, 'language', '')}"
+    elif step.kind == "ask" and getattr(step, "options", None) is not None:
+        detail = " options"
+    elif step.kind == "ask" and getattr(step, "capture", None) is not None:
+        detail = f" {step.capture.type}"  # type: ignore[union-attr]
     return f"{name}\n{step.kind}{detail}"
 
 

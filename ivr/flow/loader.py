@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ivr.flow.calendar import flow_with_includes as with_includes
 from ivr.flow.errors import FlowError, FlowIssue
 from ivr.flow.model import Flow, SubflowStep
 from ivr.flow.validate import ValidationReport, find_flow_file, validate_file
@@ -43,7 +44,7 @@ def load_flow(path: Path) -> tuple[Flow, ValidationReport]:
     report = validate_file(path)
     if report.flow is None:
         raise FlowError([*report.errors, *report.warnings])  # the first issue is the one to show
-    return report.flow, report
+    return with_includes(report.flow, path.parent), report
 
 
 def load_library(path: Path) -> FlowLibrary:

@@ -11,16 +11,50 @@ from __future__ import annotations
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Discriminator,
     Field,
     StringConstraints,
     Tag,
-    WithJsonSchema,
     model_validator,
 )
+
+from ivr.flow.model_captures import (
+    CAPTURE_TYPES,
+    KEYED_TYPES,
+    Capture,
+    EnumValue,
+    Options,
+    Reprompt,
+)
+from ivr.flow.model_hours import ClosedDay, Hours
+from ivr.flow.model_types import (
+    DTMF_KEYS,
+    DtmfKey,
+    Expression,
+    LanguageTag,
+    Millis,
+    Name,
+    Phrases,
+    Speech,
+    StepRef,
+    Template,
+    Text,
+    _Model,
+)
+
+__all__ = [
+    "CAPTURE_TYPES",
+    "DTMF_KEYS",
+    "KEYED_TYPES",
+    "STEP_KINDS",
+    "Capture",
+    "ClosedDay",
+    "EnumValue",
+    "Hours",
+    "Options",
+    "Reprompt",
+]
 
 STEP_KINDS: tuple[str, ...] = (
     "say",
@@ -34,59 +68,45 @@ STEP_KINDS: tuple[str, ...] = (
     "goto",
     "subflow",
     "return",
+    "record",
+    "language",
 )
-CAPTURE_TYPES: tuple[str, ...] = ("digits", "number", "yes_no", "enum", "text")
-DTMF_KEYS = "0123456789*#ABCD"
-
-
-def _scalar_to_str(value: Any) -> Any:
-    """Accept unquoted numbers where text is meant (``dtmf: 1``, ``- 7``); booleans stay errors (YAML traps)."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    return value
-
-
-def _one_or_many(value: Any) -> Any:
-    return [value] if isinstance(value, str) else value
-
-
-Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-"""Step, variable, choice and intent names: identifiers, so templates and diagrams can use them."""
-StepRef = Name
-Text = Annotated[str, BeforeValidator(_scalar_to_str)]
-Template = Annotated[str, BeforeValidator(_scalar_to_str), Field(min_length=1)]
-Expression = Annotated[str, BeforeValidator(_scalar_to_str), Field(min_length=1)]
-DtmfKey = Annotated[
-    str,
-    BeforeValidator(_scalar_to_str),
-    StringConstraints(pattern=r"^[0-9*#A-D]$"),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "string", "pattern": r"^[0-9*#A-D]$"},
-                {"type": "integer", "minimum": 0, "maximum": 9},
-            ],
-            "description": "One DTMF key: 0-9, *, #, A-D. Quote * and # in YAML.",
-        }
-    ),
-]
-_TEXTS_SCHEMA = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": ["string", "number"]}}]}
-Prompts = Annotated[
-    list[Template], BeforeValidator(_one_or_many), Field(min_length=1), WithJsonSchema(_TEXTS_SCHEMA)
-]
-Phrases = Annotated[list[Text], BeforeValidator(_one_or_many), WithJsonSchema(_TEXTS_SCHEMA)]
-Millis = Annotated[int, Field(ge=0, le=600_000)]
 MatcherName = Literal["keyword", "llm"]
+DEFAULT_REPEAT_PHRASES = (
+    "repeat",
+    "repeat that",
+    "say that again",
+    "say it again",
+    "what did you say",
+    "come again",
+    "pardon",
+    "sorry what",
+)
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)
+class LanguageSettings(_Model):
+    """Engines and voice for one language of a multilingual flow (unset keys: the flow's settings)."""
+
+    voice: str | None = None
+    stt: str | None = None
+    stt_model: str | None = None
+    tts: str | None = None
+    tts_model: str | None = None
+    tts_instructions: str | None = None
 
 
 class FlowSettings(_Model):
     """Per-call defaults, including the speech keys the media/speech layer reads."""
 
-    language: str = Field(default="en-US", description="BCP-47 language for STT, TTS and number words.")
+    language: LanguageTag = Field(
+        default="en-US", description="BCP-47 language a call starts in (STT, TTS and number words)."
+    )
+    languages: dict[LanguageTag, LanguageSettings] = Field(
+        default_factory=dict,
+        description="More languages the flow speaks, each with optional engines and voice.",
+    )
+    timezone: str = Field(default="UTC", description="IANA time zone of now, call.started and dates.")
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$", description="Default money capture currency.")
     voice: str | None = Field(default=None, description="TTS voice; None uses the runtime's default.")
     barge_in: bool = Field(default=True, description="Whether callers may interrupt prompts by default.")
     no_input_timeout_ms: Millis = Field(default=5000, description="Silence after a question before no_input.")
@@ -114,26 +134,64 @@ class FlowSettings(_Model):
     inter_digit_timeout_ms: Millis = Field(
         default=3000, description="Pause between DTMF digits that ends entry."
     )
-    filler: str | None = Field(
+    filler: Speech | None = Field(
         default="One moment, please.", description="Said while a webhook or provider is slow; null for none."
     )
     filler_after_ms: Millis = Field(
         default=1500, description="How long a wait lasts before the filler plays."
     )
-    no_input_prompt: str = Field(
-        default="Sorry, I didn't hear anything.", description="Default no_input reprompt."
+    no_input_prompt: Speech = Field(
+        default="Sorry, I didn't hear anything.",
+        description="Default no_input reprompt prefix (then the question again).",
     )
-    no_match_prompt: str = Field(
-        default="Sorry, I didn't understand.", description="Default no_match reprompt."
+    no_match_prompt: Speech = Field(
+        default="Sorry, I didn't understand.",
+        description="Default no_match reprompt prefix (then the question again).",
+    )
+    invalid_prompt: Speech = Field(
+        default="Sorry, that is not a valid answer.",
+        description="Default prefix when an answer breaks a capture rule (then the question again).",
+    )
+    confirm_prompt: Speech = Field(
+        default="I heard {{ heard }}. Is that right?",
+        description="Read-back of a capture with confirm: true (heard is the value as spoken).",
+    )
+    option_prompt: Speech = Field(
+        default="For {{ label }}, press {{ key }}.", description="How each dynamic option is read out."
+    )
+    repeat_phrases: Phrases = Field(
+        default_factory=lambda: list(DEFAULT_REPEAT_PHRASES),
+        description="What makes any question repeat itself (a built-in intent); [] turns it off.",
     )
 
+    @property
+    def spoken_languages(self) -> tuple[str, ...]:
+        """Every language the flow speaks: the starting one first."""
+        return (self.language, *(tag for tag in self.languages if tag.lower() != self.language.lower()))
 
-class RetryHandler(_Model):
-    """VoiceXML-style counted handler for ``no_input`` or ``no_match``."""
+    def for_language(self, language: str) -> FlowSettings:
+        """These settings as a call in ``language`` uses them: that language's engines and voice."""
+        from ivr.flow.model_types import language_key
 
-    prompt: Prompts | None = Field(
-        default=None, description="Reprompt(s); the n-th failure uses the n-th (last one repeats)."
-    )
+        own = self.languages.get(language_key(self.languages, language) or "")
+        update: dict[str, Any] = {"language": language}
+        if own is not None:
+            update.update({k: v for k, v in own.model_dump().items() if v is not None})
+        return self.model_copy(update=update)
+
+    @model_validator(mode="after")
+    def _known_timezone(self) -> FlowSettings:
+        from ivr.flow.clock import check_timezone
+
+        check_timezone(self.timezone, "settings.timezone")
+        return self
+
+
+class RetryHandler(Reprompt):
+    """VoiceXML-style counted handler for ``no_input`` or ``no_match``: ``prompt`` replaces the question,
+    ``prefix`` is said before it; without either, ``settings.no_input_prompt``/``no_match_prompt`` is the
+    prefix."""
+
     retries: int | None = Field(default=None, ge=0, le=20, description="Reprompts before giving up.")
     next: StepRef | None = Field(
         default=None, description="Where to go when retries run out (default: on_error)."
@@ -143,74 +201,14 @@ class RetryHandler(_Model):
 class Choice(_Model):
     """One answer of a menu question."""
 
-    phrases: Phrases = Field(default_factory=list, description="Words or phrases that pick this choice.")
+    phrases: Phrases = Field(
+        default_factory=list, description="Words or phrases that pick this choice (or one list per language)."
+    )
     dtmf: DtmfKey | None = None
     description: str | None = Field(
         default=None, description="What the choice means (helps the llm matcher)."
     )
     next: StepRef
-
-
-def _enum_value(value: Any) -> Any:
-    if value is None:
-        return {}
-    if isinstance(value, list | str):
-        return {"synonyms": _one_or_many(value)}
-    return value
-
-
-class EnumValue(_Model):
-    synonyms: Phrases = Field(default_factory=list)
-    dtmf: DtmfKey | None = None
-
-
-class Capture(_Model):
-    """A slot filled from the caller's answer."""
-
-    slot: Name = Field(description="Variable that receives the value.")
-    type: Literal["digits", "number", "yes_no", "enum", "text"]
-    min_length: int | None = Field(default=None, ge=1, le=64, description="digits: fewest digits accepted.")
-    max_length: int | None = Field(default=None, ge=1, le=64, description="digits: entry ends at this many.")
-    terminator: DtmfKey | None = Field(
-        default=None, description="digits/number: key that ends entry (default '#')."
-    )
-    inter_digit_timeout_ms: Millis | None = None
-    min: float | None = Field(default=None, description="number: smallest accepted value.")
-    max: float | None = Field(default=None, description="number: largest accepted value.")
-    values: (
-        dict[
-            Name,
-            Annotated[
-                EnumValue,
-                BeforeValidator(_enum_value, json_schema_input_type=EnumValue | list[str | int] | None),
-            ],
-        ]
-        | None
-    ) = Field(default=None, description="enum: value -> synonyms (list) or {synonyms, dtmf}.")
-    sensitive: bool = Field(default=False, description="Never logged, recorded or spoken back (PINs, cards).")
-
-    _ONLY_FOR: ClassVar[dict[str, tuple[str, ...]]] = {
-        "min_length": ("digits",),
-        "max_length": ("digits",),
-        "terminator": ("digits", "number"),
-        "inter_digit_timeout_ms": ("digits", "number"),
-        "min": ("number",),
-        "max": ("number",),
-        "values": ("enum",),
-    }
-
-    @model_validator(mode="after")
-    def _keys_fit_type(self) -> Capture:
-        for key, types in self._ONLY_FOR.items():
-            if getattr(self, key) is not None and self.type not in types:
-                raise ValueError(
-                    f"'{key}' only applies to capture type {' or '.join(types)}, not {self.type}"
-                )
-        if self.type == "enum" and not self.values:
-            raise ValueError("an enum capture needs 'values' (value -> synonyms)")
-        if self.min_length and self.max_length and self.min_length > self.max_length:
-            raise ValueError("min_length is larger than max_length")
-        return self
 
 
 def _yes_no_keys(value: Any) -> Any:
@@ -236,7 +234,7 @@ class SayStep(_StepBase):
     """Speak a template."""
 
     kind: ClassVar[str] = "say"
-    say: Template
+    say: Speech
     barge_in: bool | None = None
     next: StepRef
 
@@ -254,12 +252,16 @@ class AskStep(_StepBase):
     """Prompt, then listen for speech and/or DTMF: a menu (``choices``), a slot (``capture``) or ``confirm``."""
 
     kind: ClassVar[str] = "ask"
-    ask: Template
+    ask: Speech
     choices: dict[Name, Choice] | None = None
     capture: Capture | None = None
     confirm: Annotated[Confirm, BeforeValidator(_yes_no_keys)] | None = None
+    options: Options | None = Field(
+        default=None, description="A menu built from a list at run time (needs save and next)."
+    )
     save: Name | None = Field(
-        default=None, description="choices: variable that receives the chosen choice's name."
+        default=None,
+        description="choices: receives the chosen choice's name; options: the chosen option's value.",
     )
     input: Literal["speech", "dtmf", "both"] = "both"
     barge_in: bool | None = None
@@ -269,23 +271,30 @@ class AskStep(_StepBase):
     endpointing_silence_ms: Millis | None = None
     matcher: MatcherName | None = None
     global_intents: bool = Field(default=True, description="Whether the flow's global intents work here.")
-    next: StepRef | None = Field(default=None, description="capture: where to go once the slot is filled.")
+    next: StepRef | None = Field(
+        default=None, description="capture, options: where to go once the answer is in."
+    )
 
     @model_validator(mode="after")
     def _one_answer_kind(self) -> AskStep:
-        given = [k for k in ("choices", "capture", "confirm") if getattr(self, k) is not None]
+        given = [k for k in ("choices", "capture", "confirm", "options") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(
-                "an ask step needs exactly one of 'choices', 'capture' or 'confirm'"
+                "an ask step needs exactly one of 'choices', 'capture', 'confirm' or 'options'"
                 + (f" (found {', '.join(given)})" if given else "")
             )
-        if self.capture is not None and self.next is None:
-            raise ValueError("an ask step with 'capture' needs 'next' (where to go once the slot is filled)")
-        if self.capture is None and self.next is not None:
+        leads_on = self.capture is not None or self.options is not None
+        if leads_on and self.next is None:
             raise ValueError(
-                "'next' belongs to capture questions; choices and confirm name their own targets"
+                f"an ask step with '{given[0]}' needs 'next' (where to go once the answer is in)"
             )
-        if self.save is not None and self.choices is None:
+        if not leads_on and self.next is not None:
+            raise ValueError(
+                "'next' belongs to capture and options questions; choices and confirm name their own targets"
+            )
+        if self.options is not None and self.save is None:
+            raise ValueError("an ask step with 'options' needs 'save' (the variable for the chosen value)")
+        if self.save is not None and self.choices is None and self.options is None:
             raise ValueError("'save' on an ask step stores the chosen choice; use capture.slot for captures")
         if not self.choices and self.choices is not None:
             raise ValueError("'choices' is empty")
@@ -327,7 +336,7 @@ class WebhookStep(_StepBase):
     kind: ClassVar[str] = "webhook"
     webhook: WebhookSpec
     save: Name | None = None
-    filler: str | None = Field(default=None, description="Overrides settings.filler while waiting.")
+    filler: Speech | None = Field(default=None, description="Overrides settings.filler while waiting.")
     next: StepRef
     on_error: StepRef | None = Field(
         default=None, description="On failure or non-2xx status (default: on_error)."
@@ -401,6 +410,51 @@ class ReturnStep(_StepBase):
     return_: dict[Name, Any] | None = Field(alias="return")
 
 
+class RecordSpec(_Model):
+    """How a message is recorded: after a beep, until silence, the end key or the length limit."""
+
+    max_ms: Annotated[int, Field(ge=1000, le=600_000)] = Field(
+        default=60_000, description="Longest message; recording stops there."
+    )
+    end_silence_ms: Annotated[int, Field(ge=500, le=60_000)] = Field(
+        default=3000, description="Silence after speech that ends the message."
+    )
+    no_input_timeout_ms: Millis | None = Field(
+        default=None, description="Silence before anything is said that ends it (default settings)."
+    )
+    beep: bool = Field(default=True, description="Play a beep before recording.")
+    end_key: DtmfKey | None = Field(default="#", description="Key that ends the message; null for none.")
+    sensitive: bool = Field(
+        default=False, description="The audio is measured, never stored: the record has no file."
+    )
+
+
+def _record_spec(value: Any) -> Any:
+    return {} if value is None else value
+
+
+class RecordStep(_StepBase):
+    """Record the caller (a voicemail): stored as a WAV with the call record."""
+
+    kind: ClassVar[str] = "record"
+    record: Annotated[RecordSpec, BeforeValidator(_record_spec)]
+    save: Name | None = Field(
+        default=None, description="Receives {duration_s, ended_by, kept} once the recording ends."
+    )
+    next: StepRef
+    on_error: StepRef | None = Field(
+        default=None, description="When recording is not possible (default: on_error)."
+    )
+
+
+class LanguageStep(_StepBase):
+    """Switch the call's language (a language menu's choice, or a template such as call.args.lang)."""
+
+    kind: ClassVar[str] = "language"
+    language: Template = Field(description="A language of the flow (settings.language or languages).")
+    next: StepRef
+
+
 def step_kind_of(value: Any) -> str | None:
     """The kind key of a raw step mapping (or a parsed step); None when there is not exactly one."""
     if isinstance(value, _StepBase):
@@ -422,7 +476,9 @@ Step = Annotated[
     | Annotated[HangupStep, Tag("hangup")]
     | Annotated[GotoStep, Tag("goto")]
     | Annotated[SubflowStep, Tag("subflow")]
-    | Annotated[ReturnStep, Tag("return")],
+    | Annotated[ReturnStep, Tag("return")]
+    | Annotated[RecordStep, Tag("record")]
+    | Annotated[LanguageStep, Tag("language")],
     Discriminator(
         step_kind_of,
         custom_error_type="step_kind",
@@ -441,13 +497,15 @@ AnyStep = (
     | GotoStep
     | SubflowStep
     | ReturnStep
+    | RecordStep
+    | LanguageStep
 )
 
 
 class GlobalIntent(_Model):
     """Works from any question (unless the step turns global intents off)."""
 
-    phrases: Phrases = Field(default_factory=list)
+    phrases: Phrases = Field(default_factory=list, description="Words that trigger it (or per language).")
     dtmf: DtmfKey | None = None
     description: str | None = None
     next: StepRef | None = Field(default=None, description="Step to go to.")
@@ -473,6 +531,9 @@ class Flow(_Model):
         default_factory=dict, description="Initial variables (callers may override)."
     )
     intents: dict[Name, GlobalIntent] = Field(default_factory=dict)
+    hours: dict[Name, Hours] = Field(
+        default_factory=dict, description="Business-hours calendars, read as hours.NAME.open."
+    )
     on_error: StepRef | None = Field(
         default=None, description="Step for provider errors and exhausted retries."
     )

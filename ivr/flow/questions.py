@@ -1,19 +1,29 @@
 """What an answer means for an ``ask`` step: pure functions from (step, what was said or pressed) to an
 :data:`Answer`, plus the ``Listen`` settings of a question. The engine only applies the answer.
 
-Precedence: a menu's own choices beat global intents (the author wrote them for this question); for
-captures and ``confirm`` global intents come first, and a free-text capture takes an intent only when
-the whole utterance is the intent's phrase, so "please ask the agent to ring" is a note, not "agent".
+Precedence: a menu's own choices (and a dynamic menu's options) beat global intents (the author wrote
+them for this question); for captures and ``confirm`` global intents come first, and a free-text capture
+takes an intent only when the whole utterance is the intent's phrase, so "please ask the agent to ring"
+is a note, not "agent". The built-in ``repeat`` intent (``settings.repeat_phrases``) works in every
+question that takes global intents, unless the flow defines its own ``repeat``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ivr.flow import captures
 from ivr.flow.actions import Listen
-from ivr.flow.intents import Candidate, match, match_dtmf, normalise, parse_digits, parse_number, parse_yes_no
-from ivr.flow.model import AskStep, Flow, FlowSettings
+from ivr.flow.captures import CaptureContext, Rejected, Understood
+from ivr.flow.captures.words import yes_no
+from ivr.flow.intents import Candidate, match, match_dtmf, normalise
+from ivr.flow.model import KEYED_TYPES, AskStep, Flow, FlowSettings
+from ivr.flow.model_types import phrases_for
+
+REPEAT = "repeat"
+"""Name of the built-in intent that repeats the current question."""
 
 
 @dataclass(frozen=True)
@@ -24,10 +34,25 @@ class Picked:
 
 
 @dataclass(frozen=True)
+class Chosen:
+    """A dynamic option, by its position (0-based) in the list read out."""
+
+    index: int
+
+
+@dataclass(frozen=True)
 class Captured:
-    """A slot value (string for digits/text/enum, number, or bool for yes_no)."""
+    """A slot value (string for digits/text/enum/date/time/phone/alphanumeric, number, or bool)."""
 
     value: Any
+
+
+@dataclass(frozen=True)
+class Invalid:
+    """Understood as ``value``, but it broke the capture's rule ``reason``: a no_match of its own."""
+
+    value: Any
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -50,120 +75,186 @@ class NeedsModel:
     """Keywords found nothing and the question uses the LLM matcher."""
 
 
-Answer = Picked | Captured | Confirmed | IntentHit | NoMatch | NeedsModel
+Answer = Picked | Chosen | Captured | Invalid | Confirmed | IntentHit | NoMatch | NeedsModel
+
+
+@dataclass(frozen=True)
+class Option:
+    """One entry of a dynamic menu, as read out: key ``"1"``.. ``"9"``, label, stored value, phrases."""
+
+    key: str
+    label: str
+    value: Any
+    phrases: tuple[str, ...] = ()
 
 
 def is_digit_capture(step: AskStep) -> bool:
-    """Digit entry (keys are data, global DTMF intents are suspended)."""
-    return step.capture is not None and step.capture.type in ("digits", "number")
+    """Keyed entry (keys are data, global DTMF intents are suspended)."""
+    return step.capture is not None and step.capture.type in KEYED_TYPES
 
 
 def is_yes_no(step: AskStep) -> bool:
     return step.confirm is not None or (step.capture is not None and step.capture.type == "yes_no")
 
 
-def intent_candidates(flow: Flow, step: AskStep) -> list[Candidate]:
+def intent_candidates(flow: Flow, step: AskStep, language: str) -> list[Candidate]:
     if not step.global_intents:
         return []
-    return [Candidate(n, tuple(i.phrases), i.dtmf) for n, i in flow.intents.items()]
+    out = [Candidate(n, phrases_for(i.phrases, language), i.dtmf) for n, i in flow.intents.items()]
+    if REPEAT not in flow.intents:
+        repeat = phrases_for(flow.settings.repeat_phrases, language)
+        if repeat:
+            out.append(Candidate(REPEAT, repeat, None))
+    return out
 
 
-def choice_candidates(step: AskStep) -> list[Candidate]:
-    """Menu choices, or an enum capture's values."""
+def choice_candidates(step: AskStep, language: str, options: Sequence[Option] = ()) -> list[Candidate]:
+    """Menu choices, an enum capture's values, or a dynamic menu's options (named by position)."""
     if step.choices:
-        return [Candidate(n, tuple(c.phrases), c.dtmf) for n, c in step.choices.items()]
+        return [Candidate(n, phrases_for(c.phrases, language), c.dtmf) for n, c in step.choices.items()]
     if step.capture is not None and step.capture.values:
-        return [Candidate(n, tuple(v.synonyms), v.dtmf) for n, v in step.capture.values.items()]
-    return []
+        return [
+            Candidate(n, phrases_for(v.synonyms, language), v.dtmf) for n, v in step.capture.values.items()
+        ]
+    return [Candidate(f"option_{i}", (o.label, *o.phrases), o.key) for i, o in enumerate(options)]
+
+
+def _chosen(name: str) -> Chosen:
+    return Chosen(int(name.removeprefix("option_")))
 
 
 def _yes_no_answer(step: AskStep, yes: bool) -> Answer:
     return Confirmed(yes) if step.confirm is not None else Captured(yes)
 
 
-def _exact(text: str, phrases: list[str]) -> bool:
+def _exact(text: str, phrases: Sequence[str]) -> bool:
     said = normalise(text)
     return any(normalise(p) == said for p in phrases)
 
 
-def interpret_speech(flow: Flow, step: AskStep, text: str) -> Answer:
-    """Meaning of a (non-empty, confident enough) utterance."""
-    intents = intent_candidates(flow, step)
-    if step.choices:
-        name = match(text, choice_candidates(step))
+def _intent_phrases(flow: Flow, name: str, language: str) -> tuple[str, ...]:
+    intent = flow.intents.get(name)
+    if intent is not None:
+        return phrases_for(intent.phrases, language)
+    return phrases_for(flow.settings.repeat_phrases, language)
+
+
+def _captured(result: Understood | Rejected | None) -> Answer:
+    if isinstance(result, Understood):
+        return Captured(result.value)
+    if isinstance(result, Rejected):
+        return Invalid(result.value, result.reason)
+    return NoMatch()
+
+
+def interpret_speech(
+    flow: Flow,
+    step: AskStep,
+    text: str,
+    ctx: CaptureContext | None = None,
+    options: Sequence[Option] = (),
+    *,
+    confirming: bool = False,
+) -> Answer:
+    """Meaning of a (non-empty, confident enough) utterance; ``confirming``: the yes/no of a read-back."""
+    ctx = ctx or CaptureContext(language=flow.settings.language)
+    language = ctx.language
+    intents = intent_candidates(flow, step, language)
+    if step.choices or step.options is not None:
+        name = match(text, choice_candidates(step, language, options))
         if name is not None:
-            return Picked(name)
+            return Picked(name) if step.choices else _chosen(name)
         name = match(text, intents)
         if name is not None:
             return IntentHit(name)
         matcher = step.matcher or flow.settings.matcher
-        return NeedsModel() if matcher == "llm" else NoMatch()
+        return NeedsModel() if matcher == "llm" and step.choices else NoMatch()
     cap = step.capture
     name = match(text, intents)
-    if name is not None and (cap is None or cap.type != "text" or _exact(text, flow.intents[name].phrases)):
+    if name is not None and (
+        confirming or cap is None or cap.type != "text" or _exact(text, _intent_phrases(flow, name, language))
+    ):
         return IntentHit(name)
-    if is_yes_no(step):
-        answer = parse_yes_no(text)
-        return NoMatch() if answer is None else _yes_no_answer(step, answer)
+    if confirming or is_yes_no(step):
+        answer = yes_no(text, language)
+        if answer is None:
+            return NoMatch()
+        return Confirmed(answer) if confirming else _yes_no_answer(step, answer)
     assert cap is not None
-    if cap.type == "digits":
-        digits = parse_digits(text)
-        return NoMatch() if digits is None else interpret_digits(step, digits)
-    if cap.type == "number":
-        return _number(step, parse_number(text))
     if cap.type == "enum":
-        value = match(text, choice_candidates(step))
+        value = match(text, choice_candidates(step, language))
         return NoMatch() if value is None else Captured(value)
-    # Free text as said, without the sentence punctuation STT engines add ("12 Main Street.").
-    said = text.strip().rstrip(".!?,;: ").strip()
-    return Captured(said) if said else NoMatch()
+    return _captured(captures.from_speech(cap, text, ctx))
 
 
-def interpret_key(flow: Flow, step: AskStep, key: str) -> Answer:
-    """Meaning of one key in a question that is not a digit capture."""
-    name = match_dtmf(key, intent_candidates(flow, step))
+def interpret_key(
+    flow: Flow,
+    step: AskStep,
+    key: str,
+    options: Sequence[Option] = (),
+    *,
+    language: str | None = None,
+    confirming: bool = False,
+) -> Answer:
+    """Meaning of one key in a question that is not a keyed capture (or in a read-back's yes/no)."""
+    language = language or flow.settings.language
+    name = match_dtmf(key, intent_candidates(flow, step, language))
     if name is not None:
         return IntentHit(name)
-    if is_yes_no(step):
-        return _yes_no_answer(step, key == "1") if key in ("1", "2") else NoMatch()
-    name = match_dtmf(key, choice_candidates(step))
+    if confirming or is_yes_no(step):
+        if key not in ("1", "2"):
+            return NoMatch()
+        return Confirmed(key == "1") if confirming else _yes_no_answer(step, key == "1")
+    name = match_dtmf(key, choice_candidates(step, language, options))
     if name is None:
         return NoMatch()
+    if step.options is not None:
+        return _chosen(name)
     return Picked(name) if step.choices else Captured(name)
 
 
-def interpret_digits(step: AskStep, digits: str) -> Answer:
-    """A finished digit entry (keys or spoken) for a digits or number capture."""
+def interpret_digits(step: AskStep, digits: str, ctx: CaptureContext | None = None) -> Answer:
+    """A finished key entry (or spoken digits) for a keyed capture."""
     cap = step.capture
     assert cap is not None
-    if cap.type == "number":
-        return _number(step, float(digits) if digits else None)
-    ok = len(digits) >= (cap.min_length or 1) and (cap.max_length is None or len(digits) <= cap.max_length)
-    return Captured(digits) if ok else NoMatch()
-
-
-def _number(step: AskStep, value: float | None) -> Answer:
-    cap = step.capture
-    assert cap is not None
-    if (
-        value is None
-        or (cap.min is not None and value < cap.min)
-        or (cap.max is not None and value > cap.max)
-    ):
-        return NoMatch()
-    return Captured(int(value) if value == int(value) else value)
+    return _captured(captures.from_keys(cap, digits, ctx or CaptureContext()))
 
 
 def _first(value: int | None, default: int) -> int:
     return default if value is None else value
 
 
-def listen_for(flow: Flow, step: AskStep, step_name: str, settings: FlowSettings) -> Listen:
-    """The Listen action of a question: input kinds, timeouts, digit entry and recognition hints."""
+def listen_for(
+    flow: Flow,
+    step: AskStep,
+    step_name: str,
+    settings: FlowSettings,
+    *,
+    language: str | None = None,
+    stt: str | None = None,
+    stt_model: str | None = None,
+    options: Sequence[Option] = (),
+    confirming: bool = False,
+) -> Listen:
+    """The Listen action of a question: input kinds, timeouts, key entry and recognition hints."""
+    language = language or settings.language
     cap = step.capture
-    digit_mode = is_digit_capture(step)
-    hints = [p for c in choice_candidates(step) for p in (c.name.replace("_", " "), *c.phrases)]
-    hints += [p for c in intent_candidates(flow, step) for p in c.phrases]
+    keyed = is_digit_capture(step) and not confirming
+    if confirming:
+        hints = ["yes", "no"]
+    else:
+        hints = [
+            p
+            for c in choice_candidates(step, language, options)
+            for p in (c.name.replace("_", " "), *c.phrases)
+        ]
+        if step.options is not None:
+            hints = [p for o in options for p in (o.label, *o.phrases)]
+    hints += [p for c in intent_candidates(flow, step, language) for p in c.phrases]
+    max_digits: int | None = 1
+    terminator: str | None = None
+    if keyed and cap is not None:
+        max_digits, terminator = captures.key_entry(cap)
     return Listen(
         step=step_name,
         speech=step.input != "dtmf",
@@ -174,12 +265,12 @@ def listen_for(flow: Flow, step: AskStep, step_name: str, settings: FlowSettings
         inter_digit_timeout_ms=_first(
             cap.inter_digit_timeout_ms if cap else None, settings.inter_digit_timeout_ms
         ),
-        max_digits=(cap.max_length if cap is not None else None) if digit_mode else 1,
-        terminator=((cap.terminator if cap is not None else None) or "#") if digit_mode else None,
-        global_dtmf=step.global_intents and not digit_mode,
+        max_digits=max_digits,
+        terminator=terminator,
+        global_dtmf=step.global_intents and not keyed,
         hints=tuple(dict.fromkeys(hints))[:100],
         sensitive=bool(cap and cap.sensitive),
-        language=settings.language,
-        stt=settings.stt,
-        stt_model=settings.stt_model,
+        language=language,
+        stt=stt if stt is not None else settings.stt,
+        stt_model=stt_model if stt_model is not None else settings.stt_model,
     )

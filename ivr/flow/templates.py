@@ -85,6 +85,9 @@ class FlowSandbox(ImmutableSandboxedEnvironment):
         self.filters.update(template_filters.flow_filters())
         self.tests.clear()
         self.tests.update(template_filters.flow_tests())
+        from ivr.flow.spoken import template_filters as read_back  # say_date ... in the call's language
+
+        self.filters.update(read_back())
 
     # hooks called by the generated code ---------------------------------------------------------
 

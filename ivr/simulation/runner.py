@@ -19,6 +19,7 @@ import contextlib
 import importlib.util
 import os
 import sys
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -105,6 +106,9 @@ class _Tracker:
             self.line("ivr", f'{event.step}: "{event.text}"')
         elif event.kind == "listen":
             self.listening = True
+        elif event.kind == "record":
+            self.listening = True
+            self.line("ivr", f"{event.step}: (beep) recording the caller")
         elif event.kind == "heard":
             self.listening = False
             self.line("stt", f'{event.step}: heard "{event.text}"')
@@ -197,6 +201,7 @@ async def simulate(
         registry = SpeechRegistry(cache_dir=None)
         speech = registry_factory(registry, default_stt="offline", default_tts="offline")
         caller_voice = registry.synthesizer("offline")
+        await _load_models(registry, out)
     else:
         speech = sim_text_speech()
     flow_name = flow_file.stem
@@ -205,6 +210,8 @@ async def simulate(
     legs = CallerLegs()
     fmt = fmt or script.format or "slin16"
     async with contextlib.AsyncExitStack() as stack:
+        # Messages left at record steps live as long as the simulation (the summary says what was kept).
+        recordings = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ivr-sim-recordings-")))
         sim = await stack.enter_async_context(SimAsterisk(media_connector=legs.connect))
         server = await stack.enter_async_context(AudioSocketServer(AudioSocketConfig(port=0)))
         ari = await stack.enter_async_context(AriClient(sim.base_url, sim.username, sim.password))
@@ -219,6 +226,8 @@ async def simulate(
                 audio_dir=flow_file.parent / "audio",
                 tracer=tracker,
                 webhook=_mock_webhooks(script, tracker),
+                recordings_dir=recordings,
+                clock=_pinned_clock(script),
             ),
             config=AriAppConfig(advertise=f"127.0.0.1:{server.port}", step_timeout=10.0),
         )
@@ -229,6 +238,13 @@ async def simulate(
             if mode == "offline"
             else "TEXT MODE (sim-text engines, no real speech)"
         )
+        if mode == "offline" and out is not None and not interactive:
+            print(
+                "placing the call: it runs in real time, as long as a phone call (about a minute for the "
+                "pizza demo); each line prints as it happens",
+                file=out,
+                flush=True,
+            )
         tracker.line(
             "call", f"{script.caller.name} <{script.caller.number}> -> flow {flow_name}, {fmt}, {speech_note}"
         )
@@ -285,6 +301,34 @@ async def simulate(
         _evaluate(script, result)
         _summary(result, tracker, leg)
     return result
+
+
+async def _load_models(registry: SpeechRegistry, out: TextIO | None) -> None:
+    """Load the offline models before the call (seconds the first time), saying so first."""
+    from ivr.speech.registry import SpeechSettings
+
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    if out is not None:
+        print(
+            "loading the offline speech models (faster-whisper tiny.en, piper en_US-joe-medium): "
+            "a few seconds ...",
+            file=out,
+            flush=True,
+        )
+    await registry.warm_up([SpeechSettings(stt_engine="offline", tts_engine="offline", language="en")])
+    if out is not None:
+        print(f"models loaded in {loop.time() - began:.1f} s", file=out, flush=True)
+
+
+def _pinned_clock(script: sc.CallerScript) -> Callable[[], float] | None:
+    """The script's ``now`` as a wall clock that runs with the loop's (virtual) time."""
+    if script.now is None:
+        return None
+    when = script.now if script.now.tzinfo is not None else script.now.astimezone()
+    start, loop = when.timestamp(), asyncio.get_running_loop()
+    began = loop.time()
+    return lambda: start + (loop.time() - began)
 
 
 async def _until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
@@ -437,6 +481,13 @@ def _summary(result: SimulationResult, tracker: _Tracker, leg: CallerLeg) -> Non
     tracker.line("summary", f"path: {' -> '.join(report.path)}")
     tracker.line("summary", f"variables: {report.variables}")
     tracker.line("summary", f"outcome: {report.outcome}{f' ({report.reason})' if report.reason else ''}")
+    for message in report.recordings:
+        kept = "stored" if message["path"] else "not stored (sensitive)"
+        tracker.line(
+            "summary",
+            f"recording at {message['step']}: {message['duration_s']:.1f} s, ended by {message['ended_by']}, "
+            f"{kept} (deleted with the simulation)",
+        )
     greeting = f"{report.greeting_latency_ms:.0f} ms" if report.greeting_latency_ms is not None else "n/a"
     tracker.line("summary", f"greeting latency (call arrives -> first prompt frame): {greeting}")
     tracker.line("summary", f"response latency (end of caller speech -> first IVR audio): {lat}")

@@ -9,7 +9,8 @@ A script is YAML::
       - match: POST https://pizza.example.com/api/orders
         status: 201
         json: {order_id: A17, eta_minutes: 30}
-    env: {API_TOKEN: test}      # env.NAME values the flow sees, over the process environment
+    env: {API_TOKEN: test}      # env.NAME values the flow's webhooks see, over the process environment
+    now: 2026-12-07T09:00:00-05:00  # when the call happens (now, call.started, business hours)
     format: slin16              # optional: slin16 (wideband caller) or slin (G.711 caller)
     steps:
       - wait_for: order         # a prompt containing this text has started
@@ -23,10 +24,14 @@ A script is YAML::
       - expect_barge_in: ask_size # the caller interrupted this step's prompt
       - expect_var: {size: large}
       - expect_end: hangup      # hangup | transfer | caller_hangup | error
+
+The JSON Schema of scripts is ``flows/callers/schema.json`` (``ivr schema --caller``); ``ivr validate``
+checks ``*.caller.yaml`` files with line numbers (:mod:`ivr.simulation.script_check`).
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -154,11 +159,23 @@ class CallerInfo(BaseModel):
 class CallerScript(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    flow: str | None = None
+    flow: str | None = Field(None, description="Flow name (stem); the flow file given to ivr test wins.")
     caller: CallerInfo = CallerInfo()
-    args: dict[str, str] = Field(default_factory=dict)
-    env: dict[str, str] = Field(default_factory=dict)
-    format: Literal["slin16", "slin"] | None = None
+    args: dict[str, str] = Field(
+        default_factory=dict, description="Extra Stasis key=value arguments (flow variables, call.args)."
+    )
+    env: dict[str, str] = Field(
+        default_factory=dict,
+        description="env.NAME values the flow's webhooks see (url, headers), over the process environment.",
+    )
+    format: Literal["slin16", "slin"] | None = Field(
+        None, description="slin16 (wideband caller, default) or slin (G.711 caller)."
+    )
+    now: datetime | None = Field(
+        None,
+        description="When the call happens (ISO 8601 with a zone, e.g. 2026-12-07T09:00:00-05:00): the "
+        "flow's now and call.started start here and run with the call; default: the real clock.",
+    )
     webhooks: list[WebhookMock] = Field(default_factory=list)
     """Answers for the flow's webhook steps; a request no mock matches fails (the flow's on_error path)."""
     steps: list[ScriptStep] = Field(default_factory=list)
@@ -168,7 +185,7 @@ class ScriptError(ValueError):
     """A caller script that cannot run; the message names the file and the step."""
 
 
-_STEP_MODELS: dict[str, type[_Step]] = {
+STEP_MODELS: dict[str, type[_Step]] = {
     "wait_for": WaitFor,
     "say": Say,
     "barge_in": BargeIn,
@@ -181,7 +198,8 @@ _STEP_MODELS: dict[str, type[_Step]] = {
     "expect_var": ExpectVar,
     "expect_end": ExpectEnd,
 }
-_STEP_KEYS = set(_STEP_MODELS)
+_STEP_MODELS = STEP_MODELS
+_STEP_KEYS = set(STEP_MODELS)
 
 
 class _ScriptLoader(yaml.SafeLoader):

@@ -31,7 +31,7 @@ from ivr.ari.errors import ApplicationReplacedError, AriConnectionError, AriErro
 from ivr.audiosocket.server import AudioSocketConfig, AudioSocketServer
 from ivr.call.ari_app import AriApp, AriAppConfig
 from ivr.call.dialplan_app import DialplanApp
-from ivr.call.flows import FlowCatalog
+from ivr.call.flows import FlowCatalog, install_reload
 from ivr.call.lifecycle import ReportSink
 from ivr.call.report import CallReport
 from ivr.call.services import CallServices
@@ -103,6 +103,11 @@ def stop_on_signals(stop: asyncio.Event, stack: contextlib.AsyncExitStack) -> No
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
             stack.callback(loop.remove_signal_handler, sig)
+
+
+def _forget_sighup() -> None:
+    with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
+        asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
 
 
 def load_catalog(settings: Settings) -> FlowCatalog:
@@ -216,6 +221,11 @@ async def serve(
             log.info("no OPENAI_API_KEY: flows with 'matcher: llm' use the keyword matcher only")
         http = await stack.enter_async_context(aiohttp.ClientSession())
         records = await open_records(settings, stack)
+        # Flow hot reload (SIGHUP, or a changed file): calls in progress finish on their version.
+        watcher = install_reload(catalog, watch=settings.flows_watch)
+        stack.callback(_forget_sighup)
+        if watcher is not None:
+            stack.callback(watcher.cancel)
         webhook = await stack.enter_async_context(WebhookClient.from_settings(settings))
 
         async def finished(report: CallReport) -> None:
@@ -243,6 +253,7 @@ async def serve(
             on_report=finished,
             metrics=metrics,
             on_start=seat.call_started if seat is not None else None,
+            recordings_dir=settings.recordings_dir,
         )
         app_ref: list[AriApp] = []
 

@@ -23,6 +23,7 @@ import contextlib
 import itertools
 import logging
 import os
+import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -122,6 +123,7 @@ class Supervisor:
             check_dialplan_mode(catalog)
         async with contextlib.AsyncExitStack() as stack:
             stop_on_signals(self.stop, stack)
+            self._relay_sighup(stack)
             self._records = await open_records(self.settings, stack)
             if self.mode == "ari":
                 s = self.settings
@@ -234,6 +236,24 @@ class Supervisor:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(grace + DRAIN_MARGIN):
                 await asyncio.gather(*(p.wait() for p in processes if p.returncode is None))
+
+    def _relay_sighup(self, stack: contextlib.AsyncExitStack) -> None:
+        """SIGHUP reloads the flows: every worker reloads its own (calls finish on their version)."""
+
+        def relay() -> None:
+            for worker in self.pool.workers:
+                if (
+                    worker.pid is not None
+                    and worker.process is not None
+                    and worker.process.returncode is None
+                ):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(worker.pid, signal.SIGHUP)
+
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
+            loop.add_signal_handler(signal.SIGHUP, relay)
+            stack.callback(loop.remove_signal_handler, signal.SIGHUP)
 
     def _readiness(self) -> tuple[bool, str]:
         if self.draining:

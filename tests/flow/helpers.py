@@ -6,7 +6,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from ivr.flow.actions import Action, Classify, End, HttpRequest, Listen, Play, Transfer
+from ivr.flow.actions import Action, Classify, End, HttpRequest, Listen, Play, Record, Transfer
 from ivr.flow.engine import FlowEngine
 from ivr.flow.events import CallStarted, Event
 from ivr.flow.loader import FlowLibrary
@@ -22,6 +22,7 @@ WAIT_ACTIONS: dict[str, tuple[type, ...]] = {
     "classify": (Classify,),
     "webhook": (HttpRequest,),
     "transfer": (Transfer,),
+    "record": (Record,),
 }
 
 
@@ -63,16 +64,16 @@ class Driver:
         self.actions: list[Action] = []
         self._last_wait: list[Action] = []
 
-    def send(self, event: Event) -> list[Action]:
+    def send(self, event: Event, now: float | None = None) -> list[Action]:
         was_finished = self.engine.finished
-        actions = self.engine.handle(event)
+        actions = self.engine.handle(event, now=now)
         check_invariants(self.engine, actions, self._last_wait, was_finished=was_finished)
         self.actions.extend(actions)
         return actions
 
-    def start(self, **kwargs: Any) -> list[Action]:
+    def start(self, now: float | None = None, **kwargs: Any) -> list[Action]:
         kwargs.setdefault("call_id", "call-1")
-        return self.send(CallStarted(**kwargs))
+        return self.send(CallStarted(**kwargs), now=now)
 
     @property
     def step(self) -> str:

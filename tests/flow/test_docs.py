@@ -7,18 +7,21 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from ivr.flow import model
-from ivr.flow.builtins import CALL_FIELDS, LAST_FIELDS
+from ivr.flow import model, model_captures, model_hours
+from ivr.flow.builtins import BUILTIN_ROOTS, CALL_FIELDS, LAST_FIELDS
+from ivr.flow.calendar import HOURS_FIELDS
+from ivr.flow.clock import TIME_FIELDS
 
 _README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
 DOC = _README[_README.index("## Flow language reference") :]
 DOC = DOC[: DOC.index("\n## ", 10)]
 MODELS = [
     m
-    for m in vars(model).values()
+    for module in (model, model_captures, model_hours)
+    for m in vars(module).values()
     if isinstance(m, type)
     and issubclass(m, BaseModel)
-    and m.__module__ == model.__name__
+    and m.__module__ == module.__name__
     and not m.__name__.startswith("_")
 ]
 
@@ -39,4 +42,12 @@ def test_every_step_kind_and_builtin_is_documented() -> None:
         assert f"`call.{field}`" in DOC
     for field in LAST_FIELDS:
         assert f"`last.{field}`" in DOC
+    for root in BUILTIN_ROOTS:
+        assert f"`{root}" in DOC
+    for field in TIME_FIELDS:
+        assert f"`now.{field}`" in DOC
+    for field in HOURS_FIELDS:
+        assert f"`hours.NAME.{field}`" in DOC
+    for capture_type in model.CAPTURE_TYPES:
+        assert f"`{capture_type}`" in DOC
     assert "global DTMF intents are suspended" in DOC

@@ -319,7 +319,8 @@ def test_number_capture_range() -> None:
       next: bye
     """)
     d.start()
-    assert played(d.send(SpeechRecognized("fifty")))[0].startswith("Sorry, I didn't understand.")
+    # understood, but out of range: a no_match with the invalid prefix, then the question again
+    assert played(d.send(SpeechRecognized("fifty")))[0] == "Sorry, that is not a valid answer. How many?"
     d.send(SpeechRecognized("twelve"))
     assert d.engine.variables["count"] == 12
     d2 = make("""
@@ -520,11 +521,15 @@ def test_webhook_failure_goes_to_on_error(event: WebhookResult | WebhookFailed) 
     assert d.step == "failed"
 
 
-def test_missing_secret_is_an_error_path() -> None:
+def test_missing_secret_takes_the_steps_own_error_path() -> None:
+    """A webhook whose header or url needs an unset env.X cannot be made: that is this step's failure
+    (its on_error), said in one line naming the variable, not a template error on the flow's path."""
     d = make(WEBHOOK)  # no env given
     actions = d.start()
-    assert d.step == "oops"
-    assert any(isinstance(a, Log) and a.level == "error" for a in actions)
+    assert d.step == "failed"
+    logs = [a.message for a in actions if isinstance(a, Log) and a.level == "warning"]
+    assert logs == ["webhook needs the environment variable API_KEY (env.API_KEY), which is not set"]
+    assert d.engine._last["error"] == logs[0]
 
 
 def test_template_error_at_runtime_follows_on_error() -> None:

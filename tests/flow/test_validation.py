@@ -90,9 +90,15 @@ ERRORS: dict[str, tuple[int, int, str, str, str | None]] = {
     "bad_template": (5, 10, "steps.a.say", "template syntax error", None),
     "wrong_type": (10, 16, "steps.a.no_input.retries", "wrong type: got 'many'", None),
     "bad_dtmf": (8, 15, "steps.menu.choices.twelve.dtmf", "'12' is not a DTMF key", None),
-    "ask_without_answers": (5, 5, "steps.a", "exactly one of 'choices', 'capture' or 'confirm'", None),
-    "bad_capture_type": (8, 13, "steps.a.capture.type", "'date' is not allowed here", None),
-    "key_for_other_type": (9, 7, "steps.a.capture.max_length", "only applies to capture type digits", None),
+    "ask_without_answers": (
+        5,
+        5,
+        "steps.a",
+        "exactly one of 'choices', 'capture', 'confirm' or 'options'",
+        None,
+    ),
+    "bad_capture_type": (8, 13, "steps.a.capture.type", "'datetime' is not allowed here", None),
+    "key_for_other_type": (9, 7, "steps.a.capture.min", "only applies to capture type number", None),
     "subflow_missing": (5, 14, "steps.a.subflow", "subflow 'adress' not found", None),
     "subflow_cycle": (5, 14, "steps.a.subflow", "subflow cycle: subflow_cycle -> subflow_cycle", None),
     "with_unknown_var": (

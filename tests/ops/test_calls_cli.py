@@ -149,7 +149,11 @@ def test_missing_database_is_an_error_not_an_empty_list(
 ) -> None:
     missing = tmp_path / "nothing.sqlite3"
     assert run("calls", "list", "--db", str(missing)) == 2
-    assert "no such file" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no such file" in err
+    # right after the quick start: say why there is nothing (only ivr run writes records)
+    assert "call records are written by `ivr run`" in err
+    assert "`ivr simulate` and `ivr test` keep their calls to themselves" in err
     assert not missing.exists()
 
 

@@ -60,13 +60,14 @@ def assert_v1_records_intact(records: list[CallRecord]) -> None:
     assert by_id["1732000003.33"].greeting_latency_ms is None
     for record in records:  # columns added by v2 read as "unknown instance, not resumed"
         assert (record.instance, record.instances, record.resumed) == (None, [], False)
+        assert (record.flow_version, record.recordings) == (None, [])  # v3: no version, no messages
 
 
 def test_a_file_written_by_todays_schema_migrates_without_losing_records(tmp_path: Path) -> None:
     path = v1_file(tmp_path / "calls.sqlite3")
     with RecordsDatabase(path) as db:
         assert db.found_version == 1
-        assert db.schema_version == SCHEMA_VERSION == 2
+        assert db.schema_version == SCHEMA_VERSION == 3
         assert_v1_records_intact(db.list(limit=None))
         assert db.count() == 3
         db.insert([CallRecord.from_report(make_report("after"), instance="host-1")])
@@ -74,7 +75,11 @@ def test_a_file_written_by_todays_schema_migrates_without_losing_records(tmp_pat
         assert db.get("after").instances == ["host-1"]  # type: ignore[union-attr]
     user_version, rows = sqlite_versions(path)
     assert user_version == SCHEMA_VERSION  # the first ivr reads this one and refuses the newer file
-    assert rows == [(1, "calls table"), (2, "instances and checkpoints")]
+    assert rows == [
+        (1, "calls table"),
+        (2, "instances and checkpoints"),
+        (3, "flow versions and recordings"),
+    ]
     with RecordsDatabase(path) as again:
         assert again.found_version == SCHEMA_VERSION
 
@@ -98,8 +103,12 @@ def test_processes_opening_an_old_file_at_once_migrate_it_once(tmp_path: Path) -
 
     with ThreadPoolExecutor(4) as pool:
         found = list(pool.map(open_it, range(4)))
-    assert sorted(found) == [1, 2, 2, 2]  # one migrated from v1; the others waited and found v2
-    assert sqlite_versions(path)[1] == [(1, "calls table"), (2, "instances and checkpoints")]
+    assert sorted(found) == [1, 3, 3, 3]  # one migrated from v1; the others waited and found v3
+    assert sqlite_versions(path)[1] == [
+        (1, "calls table"),
+        (2, "instances and checkpoints"),
+        (3, "flow versions and recordings"),
+    ]
 
 
 async def test_a_newer_database_is_refused_with_one_line(engine: Engine) -> None:
@@ -138,7 +147,11 @@ def test_postgres_v1_database_migrates_and_keeps_its_rows(pg_engine: Engine) -> 
     )
     assert (old.instance, old.instances, old.resumed) == (None, [], False)
     versions = pg_engine.sql("SELECT version, name FROM schema_version ORDER BY 1")
-    assert versions.splitlines() == ["1|calls table", "2|instances and checkpoints"]
+    assert versions.splitlines() == [
+        "1|calls table",
+        "2|instances and checkpoints",
+        "3|flow versions and recordings",
+    ]
 
 
 def test_postgres_instances_starting_at_once_migrate_once(pg_engine: Engine) -> None:

@@ -74,8 +74,8 @@ def test_time_waits_for_an_executor_job() -> None:
             if not timer_fired.done():
                 timer_fired.set_result(loop.time())
 
+        start = loop.time()  # before the timer is set: it fires 5 s after its own reading of the clock
         loop.call_later(5.0, fire)
-        start = loop.time()
         await asyncio.to_thread(time.sleep, 0.05)  # real work, 50 ms
         beaten = not timer_fired.done()
         await timer_fired

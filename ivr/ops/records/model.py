@@ -104,6 +104,11 @@ class CallRecord:
     """Every instance that served the call, in order: more than one when the call was resumed."""
     resumed: bool = False
     """The call was resumed by another instance after the one serving it died."""
+    flow_version: str | None = None
+    """Content hash of the flow (with its subflows) the call ran on; a reload never changes a live call's."""
+    recordings: list[dict[str, Any]] = field(default_factory=list)
+    """Messages from ``record`` steps: ``step``, ``path`` (a WAV; None when sensitive: never stored),
+    ``duration_s``, ``ended_by``."""
 
     @property
     def duration_s(self) -> float:
@@ -146,6 +151,8 @@ class CallRecord:
             recorded_at=now,
             instance=instance,
             instances=merge_instances([instance] if instance else []),
+            flow_version=str(getattr(report, "flow_version", "") or "") or None,
+            recordings=[dict(r) for r in getattr(report, "recordings", None) or []],
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -172,6 +179,8 @@ class CallRecord:
             "instance": self.instance,
             "instances": list(self.instances),
             "resumed": self.resumed,
+            "flow_version": self.flow_version,
+            "recordings": [dict(r) for r in self.recordings],
         }
 
     @classmethod
@@ -199,6 +208,8 @@ class CallRecord:
             instance=data.get("instance"),
             instances=[str(i) for i in data.get("instances") or []],
             resumed=bool(data.get("resumed", False)),
+            flow_version=data.get("flow_version"),
+            recordings=[dict(r) for r in data.get("recordings") or []],
         )
 
     def to_json(self) -> str:

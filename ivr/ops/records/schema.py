@@ -40,12 +40,15 @@ CALL_COLUMNS = (
     "greeting_latency_ms",
     "response_latency_ms",
     "recorded_at",
+    "flow_version",
+    "recordings",
     "instance",
     "instances",
     "resumed",
 )
+"""Column order of reads and writes; PostgreSQL's upsert needs ``instances`` and ``resumed`` last."""
 CALL_JSON_COLUMNS = frozenset(
-    {"path", "transcript", "dtmf", "variables", "errors", "response_latency_ms", "instances"}
+    {"path", "transcript", "dtmf", "variables", "errors", "response_latency_ms", "instances", "recordings"}
 )
 CHECKPOINT_COLUMNS = (
     "call_id",
@@ -191,7 +194,19 @@ _V2 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
+_V3 = Migration(
+    name="flow versions and recordings",
+    sqlite=(
+        "ALTER TABLE calls ADD COLUMN flow_version TEXT",  # content hash of the flow the call ran on
+        "ALTER TABLE calls ADD COLUMN recordings TEXT NOT NULL DEFAULT '[]'",  # JSON array of messages
+    ),
+    postgres=(
+        "ALTER TABLE calls ADD COLUMN flow_version TEXT",
+        "ALTER TABLE calls ADD COLUMN recordings JSONB NOT NULL DEFAULT '[]'",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
 """``MIGRATIONS[n]`` takes a database from schema version ``n`` to ``n + 1`` (0 is an empty database)."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

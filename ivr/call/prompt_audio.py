@@ -1,0 +1,42 @@
+"""A prompt's audio: its parts synthesised one after another as one stream.
+
+The engine sends a prompt as parts (a reprompt's prefix, the question, each option of a dynamic menu),
+each cacheable on its own. They play back to back as one playback: one barge-in stops all of them, and a
+cached part starts within a frame while a rendered one streams from the provider after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from ivr.flow.actions import Play, PromptPart
+from ivr.speech.base import Synthesizer, closing
+from ivr.speech.cache import CachingSynthesizer
+from ivr.transport import PcmSource
+
+
+def _part(synth: Synthesizer, part: PromptPart, action: Play, rate: int) -> AsyncIterator[bytes]:
+    if isinstance(synth, CachingSynthesizer):
+        return synth.synthesize(
+            part.text,
+            rate=rate,
+            voice=action.voice,
+            instructions=action.tts_instructions,
+            cacheable=part.cacheable,
+        )
+    return synth.synthesize(part.text, rate=rate, voice=action.voice, instructions=action.tts_instructions)
+
+
+def prompt_audio(synth: Synthesizer, action: Play, rate: int) -> PcmSource:
+    """The PCM stream of a spoken ``action`` at ``rate``: every part in order, as one source."""
+    parts = action.segments or (PromptPart(action.text or "", action.cacheable),)
+    if len(parts) == 1:
+        return _part(synth, parts[0], action, rate)
+
+    async def chained() -> AsyncIterator[bytes]:
+        for part in parts:
+            async with closing(_part(synth, part, action, rate)) as frames:
+                async for chunk in frames:
+                    yield chunk
+
+    return chained()

@@ -1,0 +1,20 @@
+"""Stops ``pip install`` at once on a Python older than 3.11, with one clear line.
+
+pip reads ``requires-python`` only after it has started resolving the dependencies, and on an older
+Python it then backtracks through their releases for minutes. Building the project's metadata (the
+first thing pip does with a local project) runs this file, so the check comes first. Everything else
+about the build is in pyproject.toml.
+"""
+
+import sys
+
+# ruff assumes Python 3.11 (target-version) and would call this block dead: it is the point of the file.
+if sys.version_info < (3, 11):  # noqa: UP036
+    sys.exit(
+        f"asterisk-ivr needs Python 3.11 or newer; this is Python {sys.version.split()[0]}. "
+        "Create the venv with a newer Python, e.g.: python3.11 -m venv .venv"
+    )
+
+from setuptools import setup
+
+setup()
