@@ -36,7 +36,15 @@ from ivr.bench.procfs import (
     tree_cpu_seconds,
     tree_rss_kib,
 )
-from ivr.bench.servers import ARI_APP, BenchContext, BenchError, ServerProcess, Shape, scrape_drops, start_server
+from ivr.bench.servers import (
+    ARI_APP,
+    BenchContext,
+    BenchError,
+    ServerProcess,
+    Shape,
+    scrape_drops,
+    start_server,
+)
 from ivr.bench.stats import frame_stats, pcts
 
 __all__ = [
@@ -289,9 +297,7 @@ async def _place_calls(cfg: BenchConfig, server: ServerProcess, gen: LoadGenerat
                 )
                 callers.append(chan.id)
         else:
-            await asyncio.gather(
-                *(gen.dial("127.0.0.1", server.audiosocket_port) for _ in range(count))
-            )
+            await asyncio.gather(*(gen.dial("127.0.0.1", server.audiosocket_port) for _ in range(count)))
         await asyncio.sleep(count / cfg.setup_rate)
     return callers
 

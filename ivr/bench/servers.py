@@ -70,7 +70,9 @@ class Shape:
     @property
     def label(self) -> str:
         base = SHAPE_LABELS[self.kind]
-        return base if self.kind == "ref" else f"{base}, {self.workers} worker{'s' if self.workers > 1 else ''}"
+        return (
+            base if self.kind == "ref" else f"{base}, {self.workers} worker{'s' if self.workers > 1 else ''}"
+        )
 
 
 @dataclass
@@ -94,7 +96,7 @@ def workers_supported(python: str = sys.executable) -> bool:
         )
     except (OSError, subprocess.TimeoutExpired):
         return False
-    return re.search(r"(^|\s)--workers\b", done.stdout) is not None
+    return re.search(r"--workers\b", done.stdout) is not None
 
 
 def clean_env(work_dir: Path) -> dict[str, str]:
@@ -106,9 +108,9 @@ def clean_env(work_dir: Path) -> dict[str, str]:
 
 def prerender(python: str, cache: Path, work_dir: Path) -> None:
     """The bench flow's fixed prompts into ``cache`` at both rates, as a deployment does before serving."""
+    argv = [python, "-m", "ivr", "prerender", str(FLOWS_DIR / f"{FLOW_NAME}.yaml")]
     done = subprocess.run(
-        [python, "-m", "ivr", "prerender", str(FLOWS_DIR / f"{FLOW_NAME}.yaml")]
-        + ["--rates", "8000,16000", "--tts", "sim-text", "--cache", str(cache)],
+        [*argv, "--rates", "8000,16000", "--tts", "sim-text", "--cache", str(cache)],
         env={**clean_env(work_dir), "IVR_STT": "sim-text", "IVR_TTS": "sim-text"},
         capture_output=True,
         text=True,
@@ -209,7 +211,9 @@ class ServerProcess:
             await self.sim.stop()
 
 
-def ivr_env(ctx: BenchContext, shape: Shape, rate: int, calls: int, port: int, metrics: int) -> dict[str, str]:
+def ivr_env(
+    ctx: BenchContext, shape: Shape, rate: int, calls: int, port: int, metrics: int
+) -> dict[str, str]:
     assert ctx.prompt_cache is not None
     env = clean_env(ctx.work_dir)
     env.update(
@@ -302,9 +306,9 @@ async def _wait_ready(server: ServerProcess, startup_timeout: float) -> None:
             with contextlib.suppress(aiohttp.ClientError, TimeoutError, OSError):
                 async with http.get(url) as resp:
                     ready = resp.status == 200
-            if ready and " ready: " in server.log_path.read_text(errors="replace"):
-                if server.sim is None or ARI_APP in server.sim.connected_apps:
-                    return
+            logged = ready and " ready: " in server.log_path.read_text(errors="replace")
+            if logged and (server.sim is None or ARI_APP in server.sim.connected_apps):
+                return
             await asyncio.sleep(0.1)
 
 

@@ -42,7 +42,7 @@ def frame_stats(streams: Iterable[FloatArray], k: int = 50) -> dict[str, Any]:
         k_eff = min(k, t.size)
         leg_drift = float(offsets[-k_eff:].min() - offsets[:k_eff].min())
         drifts.append(leg_drift * 1000.0)
-        skipped += max(0, int(leg_drift / PERIOD))
+        skipped += max(0, int(leg_drift / PERIOD + 0.05))  # a period within 1 ms counts
     all_late = np.concatenate(lateness) if lateness else np.empty(0)
     drift = np.abs(np.array(drifts)) if drifts else np.empty(0)
     return {
