@@ -159,6 +159,9 @@ def table(doc: dict[str, Any]) -> str:
         notes = []
         if e["generator_limited"]:
             notes.append("generator busy")
+        if e.get("noisy_points"):
+            noisy = ", ".join(str(n) for n in e["noisy_points"])
+            notes.append(f"noisy at N={noisy} (other processes on the server's CPU)")
         if r.get("calls_x_one_worker") is not None:
             notes.append(f"{r['calls_x_one_worker']:.2f}x one worker")
         pin = e["points"][0]["runs"][0]["pinning"] if e["points"] and e["points"][0]["runs"] else None

@@ -24,6 +24,8 @@ P99_LIMIT_MS = 5.0
 DRIFT_LIMIT_MS = 20.0
 GENERATOR_BUSY_PERCENT = 85.0
 """Above this the generator itself may be what is measured: the point is flagged."""
+NOISY_PERCENT = 10.0
+"""Other processes took more than this share of the server's CPUs: the point is flagged as noisy."""
 
 
 @dataclass
@@ -95,6 +97,7 @@ def summarise(calls: int, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "why_not": why,
         "median": median,
         "generator_limited": (median.get("generator_cpu_percent") or 0.0) >= GENERATOR_BUSY_PERCENT,
+        "noisy": (median.get("other_on_server_cpus_percent") or 0.0) > NOISY_PERCENT,
         "runs": runs,
     }
 
@@ -192,6 +195,7 @@ async def run_search(
                     "reached_limit": capped,
                     "at_max": at_best["median"] if at_best is not None else None,
                     "generator_limited": bool(at_best and at_best["generator_limited"]),
+                    "noisy_points": [p["calls"] for p in points if p["noisy"]],
                     "points": points,
                 }
             )
