@@ -272,6 +272,11 @@ async def _run(cfg: BenchConfig, ctx: BenchContext, index: int, tmp: Path) -> di
             "loadavg_1m": round(loadavg, 2),
             "cpu_busy_percent": {str(cpu): pct for cpu, pct in cores.items()},
             "other_on_server_cpus_percent": _other_load(cores, where, server_cpu),
+            "other_on_generator_cpu_percent": (
+                round(max(0.0, cores.get(where.generator, 0.0) - gen_cpu), 1)
+                if where.generator is not None and where.exclusive
+                else None
+            ),
         },
         "generator": {
             "cpu_percent": round(gen_cpu, 1),

@@ -184,7 +184,7 @@ def points_table(doc: dict[str, Any]) -> str:
     """Every measured point (medians), for the log of a search."""
     head = (
         "| rate | server | N | ok | p50 / p99 / max ms | drift ms | drops | CPU % | gen CPU % | "
-        "RSS/call KiB | response p50 ms | other load % |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "RSS/call KiB | response p50 ms | other load % server / gen |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     rows = []
     for e in doc["results"]:
@@ -195,7 +195,8 @@ def points_table(doc: dict[str, Any]) -> str:
                 f"{_f(m['lateness_p50_ms'], 2)} / {_f(m['lateness_p99_ms'], 2)} / {_f(m['lateness_max_ms'], 1)} | "
                 f"{_f(m['drift_max_ms'], 2)} | {_f(m['drops'], 0)}+{_f(m['frames_skipped'], 0)} | "
                 f"{_f(m['server_cpu_percent'])} | {_f(m['generator_cpu_percent'])} | {_f(m['rss_per_call_kib'], 0)} | "
-                f"{_f(m['response_p50_ms'], 0)} | {_f(m['other_on_server_cpus_percent'])} |"
+                f"{_f(m['response_p50_ms'], 0)} | {_f(m['other_on_server_cpus_percent'])} / "
+                f"{_f(m.get('other_on_generator_cpu_percent'))} |"
             )
     return head + "\n".join(rows) + "\n"
 

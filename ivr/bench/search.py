@@ -69,6 +69,7 @@ def _flat(run: dict[str, Any]) -> dict[str, float | None]:
         "generator_cpu_percent": gen["cpu_percent"],
         "generator_tick_p99_ms": gen["tick_lateness_ms"]["p99"],
         "other_on_server_cpus_percent": run["machine_load"]["other_on_server_cpus_percent"],
+        "other_on_generator_cpu_percent": run["machine_load"].get("other_on_generator_cpu_percent"),
     }
 
 

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -133,6 +134,18 @@ def _runner() -> tuple[Callable[[Coroutine[Any, Any, Any]], Any], str]:
     return run, "uvloop"
 
 
+async def _stopped_by_sigterm(coro: Coroutine[Any, Any, Any]) -> Any:
+    """SIGTERM cancels the bench like Ctrl-C does, so every server under test is stopped, never orphaned."""
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    if task is not None:
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        return await coro
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     return run_search_command(args)
 
@@ -169,12 +182,15 @@ def run_search_command(args: argparse.Namespace) -> int:
             f"are the framework's own overhead; shapes {', '.join(s.key for s in plan.shapes)}"
         )
         try:
-            results = run(run_search(plan, ctx, say))
+            results = run(_stopped_by_sigterm(run_search(plan, ctx, say)))
         except BenchError as exc:
             print(f"ivr bench: {exc}", file=sys.stderr)
             return 1
         except KeyboardInterrupt:
             return 130
+        except asyncio.CancelledError:
+            print("ivr bench: stopped (SIGTERM); the servers under test were stopped", file=sys.stderr)
+            return 143
         doc = document(plan, ctx, results, generator_loop=loop_name, skipped=skipped, started=started)
     out = args.out or RESULTS_DIR / f"bench-{doc['date']}.json"
     write_json(doc, out)

@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -270,6 +271,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     int initial_kind = rate == 16000 ? 0x12 : 0x10;
+    prctl(PR_SET_PDEATHSIG, SIGTERM); /* the bench that started us died without stopping us: stop too */
 
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
