@@ -32,9 +32,9 @@ def _alive(pid: int) -> bool:
 
 
 def test_sigterm_stops_the_server_under_test(tmp_path: Path) -> None:
+    argv = ["--shapes", "dialplan", "--calls", "3", "--rates", "8000", "--repeat", "1", "--seconds", "60"]
     bench = subprocess.Popen(
-        [sys.executable, "-m", "ivr", "bench", "--shapes", "dialplan", "--calls", "3", "--rates", "8000"]
-        + ["--repeat", "1", "--seconds", "60", "--out", str(tmp_path / "b.json")],
+        [sys.executable, "-m", "ivr", "bench", *argv, "--out", str(tmp_path / "b.json")],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
