@@ -79,6 +79,10 @@ class BenchConfig:
     """Pin the server and the generator to different CPUs (when at least two are available)."""
     log_dir: Path | None = None
     """Where the servers' logs go; a temporary directory (removed afterwards) if None."""
+    quiet_below: float = 25.0
+    """Before starting, wait until the machine's CPUs are less busy than this (% of all of them)..."""
+    quiet_wait: float = 0.0
+    """...for at most this many seconds (0: start at once). Other people's work makes figures noise."""
 
 
 @dataclass(frozen=True)
@@ -126,8 +130,26 @@ async def run_once(cfg: BenchConfig, ctx: BenchContext, index: int = 0) -> dict[
         return await _run(cfg, ctx, index, tmp)
 
 
+async def wait_for_quiet(below: float, max_wait: float, sample: float = 1.0) -> tuple[float, float]:
+    """Wait until every CPU together is less than ``below`` % busy (nothing of ours runs yet), for at most
+    ``max_wait`` seconds; (seconds waited, busy % of the last sample)."""
+    t0 = time.monotonic()
+    while True:
+        before = cpu_times()
+        await asyncio.sleep(sample)
+        cores = busy_percent(before, cpu_times())
+        busy = sum(cores.values()) / max(len(cores), 1)
+        waited = time.monotonic() - t0
+        if busy < below or waited >= max_wait:
+            return round(waited, 1), round(busy, 1)
+        await asyncio.sleep(min(4.0, max(0.0, max_wait - waited)))
+
+
 async def _run(cfg: BenchConfig, ctx: BenchContext, index: int, tmp: Path) -> dict[str, Any]:
     raise_open_files()
+    waited, busy_before = (
+        (0.0, None) if cfg.quiet_wait <= 0 else await wait_for_quiet(cfg.quiet_below, cfg.quiet_wait)
+    )
     shape = cfg.shape
     sim_ref: list[ServerProcess] = []
     key_tasks: set[asyncio.Task[None]] = set()
@@ -270,6 +292,8 @@ async def _run(cfg: BenchConfig, ctx: BenchContext, index: int, tmp: Path) -> di
         },
         "machine_load": {
             "loadavg_1m": round(loadavg, 2),
+            "busy_before_percent": busy_before,
+            "waited_for_quiet_seconds": waited,
             "cpu_busy_percent": {str(cpu): pct for cpu, pct in cores.items()},
             "other_on_server_cpus_percent": _other_load(cores, where, server_cpu),
             "other_on_generator_cpu_percent": (

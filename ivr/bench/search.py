@@ -44,6 +44,8 @@ class SearchPlan:
     after: float = 2.0
     pin: bool = True
     log_dir: Path | None = None
+    quiet_below: float = 25.0
+    quiet_wait: float = 0.0
 
 
 def _flat(run: dict[str, Any]) -> dict[str, float | None]:
@@ -70,6 +72,7 @@ def _flat(run: dict[str, Any]) -> dict[str, float | None]:
         "generator_tick_p99_ms": gen["tick_lateness_ms"]["p99"],
         "other_on_server_cpus_percent": run["machine_load"]["other_on_server_cpus_percent"],
         "other_on_generator_cpu_percent": run["machine_load"].get("other_on_generator_cpu_percent"),
+        "busy_before_percent": run["machine_load"].get("busy_before_percent"),
     }
 
 
@@ -160,6 +163,8 @@ async def run_search(
                         after=plan.after,
                         pin=plan.pin,
                         log_dir=plan.log_dir,
+                        quiet_below=plan.quiet_below,
+                        quiet_wait=plan.quiet_wait,
                     )
                     run = await run_once(cfg, ctx, index)
                     runs.append(run)

@@ -86,6 +86,17 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--setup-rate", type=float, default=200.0, help="calls placed per second (default 200)")
     p.add_argument("--settle", type=float, help="seconds between set-up and the window (default 1)")
     p.add_argument("--no-pin", action="store_true", help="do not pin the servers and the generator to CPUs")
+    p.add_argument(
+        "--quiet-wait",
+        type=float,
+        help="before each run, wait up to this many seconds for the machine to be quiet (default 120; --quick 0)",
+    )
+    p.add_argument(
+        "--quiet-below",
+        type=float,
+        default=25.0,
+        help="quiet: all CPUs together below this %% busy (default 25)",
+    )
     p.add_argument("--out", type=Path, help="JSON result (default benchmarks/results/bench-DATE.json)")
     p.add_argument("--plot", type=Path, help="PNG plot, needs matplotlib (default: beside --out)")
     p.add_argument("--log-dir", type=Path, help="keep the servers' logs here (default: discarded)")
@@ -116,6 +127,8 @@ def search_plan(args: argparse.Namespace) -> tuple[SearchPlan, list[str]]:
         after=0.5 if quick else 2.0,
         pin=not args.no_pin,
         log_dir=args.log_dir,
+        quiet_below=args.quiet_below,
+        quiet_wait=args.quiet_wait if args.quiet_wait is not None else (0.0 if quick else 120.0),
     )
     return plan, []
 

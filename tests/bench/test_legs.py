@@ -146,3 +146,18 @@ async def test_cpu_and_rss_cover_the_whole_process_tree() -> None:
         for pid in reversed(process_tree(proc.pid)):
             os.kill(pid, 9)
         await proc.wait()
+
+
+async def test_a_run_waits_for_the_machine_to_be_quiet(monkeypatch: pytest.MonkeyPatch) -> None:
+    readings = iter([(0, 0), (80, 100), (80, 100), (90, 200)])  # 80 % busy, then 10 %
+    monkeypatch.setattr(generator, "cpu_times", lambda: {0: next(readings)})
+    slept: list[float] = []
+
+    async def no_sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr(asyncio, "sleep", no_sleep)
+    waited, busy = await generator.wait_for_quiet(25.0, 100.0, sample=1.0)
+    assert busy == 10.0
+    assert slept == [1.0, 4.0, 1.0], "one sample, a pause, a second sample"
+    assert waited >= 0.0
