@@ -225,7 +225,7 @@ def run_search_command(args: argparse.Namespace) -> int:
 def _pinning(doc: dict[str, Any]) -> str:
     notes = sorted(
         {
-            f"{e['shape']}: {run['pinning']['note']}"
+            f"{e['shape']}: {run['pinning']['note']} (generator nice {run['pinning']['generator_nice']})"
             for e in doc["results"]
             for p in e["points"]
             for run in p["runs"][:1]
