@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +85,6 @@ class BenchContext:
     prompt_cache: Path | None = None
     workers_flag: bool = False
     app_loop: str = "asyncio"
-    notes: list[str] = field(default_factory=list)
 
 
 def workers_supported(python: str = sys.executable) -> bool:
