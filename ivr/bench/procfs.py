@@ -101,9 +101,17 @@ def pin(pid: int, cpus: set[int]) -> bool:
     return True
 
 
+def _threads(pid: int) -> list[int]:
+    try:
+        return [int(t.name) for t in Path(f"/proc/{pid}/task").iterdir()]
+    except (OSError, ValueError):
+        return [pid]
+
+
 def pin_tree(pid: int, cpus: set[int]) -> bool:
-    """Pin a process and every descendant it has now (workers forked later inherit the parent's mask)."""
-    return all([pin(p, cpus) for p in process_tree(pid)])
+    """Pin every thread of a process and of every descendant it has now (Linux affinity is per thread;
+    threads and workers started later inherit the mask of the thread that starts them)."""
+    return all([pin(tid, cpus) for p in process_tree(pid) for tid in _threads(p)])
 
 
 def raise_open_files() -> int:

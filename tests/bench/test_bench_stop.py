@@ -33,6 +33,7 @@ def _alive(pid: int) -> bool:
 
 def test_sigterm_stops_the_server_under_test(tmp_path: Path) -> None:
     argv = ["--shapes", "dialplan", "--calls", "3", "--rates", "8000", "--repeat", "1", "--seconds", "60"]
+    argv += ["--quiet-wait", "0"]  # a test never waits for the machine to be quiet
     bench = subprocess.Popen(
         [sys.executable, "-m", "ivr", "bench", *argv, "--out", str(tmp_path / "b.json")],
         stdout=subprocess.DEVNULL,

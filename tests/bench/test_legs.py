@@ -18,7 +18,7 @@ import pytest
 from ivr.audiosocket.protocol import encode_audio, frame_bytes
 from ivr.bench import generator
 from ivr.bench.legs import PROMPT_END_FRAMES, CallerLeg, LoadGenerator
-from ivr.bench.procfs import process_tree, tree_cpu_seconds, tree_rss_kib
+from ivr.bench.procfs import pin_tree, process_tree, tree_cpu_seconds, tree_rss_kib
 from ivr.bench.servers import workers_supported
 from ivr.speech.simulated import encode_text_speech
 
@@ -161,3 +161,20 @@ async def test_a_run_waits_for_the_machine_to_be_quiet(monkeypatch: pytest.Monke
     assert busy == 10.0
     assert slept == [1.0, 4.0, 1.0], "one sample, a pause, a second sample"
     assert waited >= 0.0
+
+
+async def test_pinning_covers_every_thread_of_the_tree() -> None:
+    code = "import threading, time; threading.Thread(target=time.sleep, args=(30,)).start(); time.sleep(30)"
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", code)
+    try:
+        for _ in range(1500):  # until the second thread runs (up to 30 s on a loaded machine)
+            if len(os.listdir(f"/proc/{proc.pid}/task")) >= 2:
+                break
+            await asyncio.sleep(0.02)
+        cpu = min(os.sched_getaffinity(0))
+        assert pin_tree(proc.pid, {cpu})
+        for tid in os.listdir(f"/proc/{proc.pid}/task"):
+            assert os.sched_getaffinity(int(tid)) == {cpu}, tid
+    finally:
+        proc.kill()
+        await proc.wait()
