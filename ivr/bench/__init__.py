@@ -1,11 +1,7 @@
-"""``ivr bench``: how many concurrent calls one core holds with clean audio.
+"""``ivr bench``: how many concurrent calls a server holds with clean audio, next to a C reference.
 
-:mod:`ivr.bench.generator` plays the Asterisk side (simulated ARI + lean AudioSocket caller legs on one
-shared deadline clock) against a separate ``ivr run`` process; :mod:`ivr.bench.report` ramps the number
-of calls, takes medians of repeated runs, finds the largest clean N and writes the JSON result and plot.
+:mod:`ivr.bench.servers` starts the server under test (the C reference of :mod:`ivr.bench.reference`,
+``ivr run --no-ari`` or ``ivr run`` in ARI mode) as its own process; :mod:`ivr.bench.generator` plays
+Asterisk's side of N calls (:mod:`ivr.bench.legs`) and measures one run; :mod:`ivr.bench.search` finds,
+per rate and shape, the most calls that stay clean; :mod:`ivr.bench.report` prints and writes the result.
 """
-
-from ivr.bench.generator import BenchConfig, BenchError, run_once
-from ivr.bench.report import BenchPlan, run_bench
-
-__all__ = ["BenchConfig", "BenchError", "BenchPlan", "run_bench", "run_once"]

@@ -1,218 +1,213 @@
-"""Ramp the number of calls, repeat each step, report medians; JSON result, Markdown table and PNG plot."""
+"""The bench's result document: machine, plan, per-shape figures with ratios to the C reference; table, plot."""
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import platform
-import statistics
 import sys
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+import time
+from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from ivr.bench.generator import BenchConfig, BenchError, run_once
+from ivr.bench.procfs import cpu_model
+from ivr.bench.search import DRIFT_LIMIT_MS, P99_LIMIT_MS, SearchPlan
+from ivr.bench.servers import BenchContext
 
-log = logging.getLogger("ivr.bench")
-
-P99_LIMIT_MS = 5.0
 ENGINES_NOTE = (
     "sim-text STT and TTS: the instant, deterministic simulation engines for benchmarks (never a "
     "default); the numbers are the framework's own overhead, not a speech provider's"
 )
+FLOW_NOTE = (
+    "ivr/bench/flows/bench.yaml: ask (speech: VAD, endpointing, STT) -> menu (DTMF, barge-in on) -> "
+    "templated reply or long fixed prompt -> ask again; fixed prompts prerendered; records and metrics on"
+)
 
 
-@dataclass
-class BenchPlan:
-    calls: list[int] = field(default_factory=lambda: [10, 50, 100, 200, 300, 500])
-    seconds: float = 10.0
-    repeat: int = 3
-    rate: int = 16000
-    setup_rate: float = 100.0
-    settle: float = 1.0
-    pin: bool = True
-    app_uvloop: bool = False
-    app_gc_freeze: bool = False
-    keep_going: bool = False
-    """Go on ramping after a step failed the criteria (by default the ramp stops there)."""
-    log_dir: Path | None = None
-
-
-# The flat figures of one run that are summarised (median over the repeats) per step.
-def _flat(run: dict[str, Any]) -> dict[str, float | None]:
-    app, gen = run["app"], run["generator"]
-    drops: float | None = None
-    if app["inbound_dropped"] is not None:
-        drops = float(app["inbound_dropped"])
-    return {
-        "calls_setup": run["calls_setup"],
-        "app_cpu_percent": app["cpu_percent"],
-        "generator_cpu_percent": gen["cpu_percent"],
-        "rss_per_call_kib": app["rss_per_call_kib"],
-        "lateness_p50_ms": run["lateness_ms"]["p50"],
-        "lateness_p99_ms": run["lateness_ms"]["p99"],
-        "lateness_max_ms": run["lateness_ms"]["max"],
-        "drift_median_ms": run["drift_ms"]["median"],
-        "drift_max_ms": run["drift_ms"]["max"],
-        "frames_received": run["frames_received"],
-        "frames_skipped": run["frames_skipped"],
-        "inbound_dropped": drops,
-        "response_p50_ms": run["response_latency_ms"]["p50"],
-        "response_p99_ms": run["response_latency_ms"]["p99"],
-        "response_max_ms": run["response_latency_ms"]["max"],
-        "responses": run["responses"],
-        "generator_tick_p99_ms": gen["tick_lateness_ms"]["p99"],
-        "other_on_app_cpu_percent": run["machine_load"]["other_on_app_cpu_percent"],
-    }
-
-
-def summarise(calls: int, runs: list[dict[str, Any]]) -> dict[str, Any]:
-    flats = [_flat(r) for r in runs]
-    median: dict[str, float | None] = {}
-    for key in flats[0] if flats else []:
-        values = [v for f in flats if (v := f[key]) is not None]
-        median[key] = round(statistics.median(values), 3) if values else None
-    p99 = median.get("lateness_p99_ms")
-    drops = (median.get("inbound_dropped") or 0) + (median.get("frames_skipped") or 0)
-    all_set_up = bool(runs) and all(r["calls_setup"] == calls for r in runs)
-    ok = all_set_up and p99 is not None and p99 <= P99_LIMIT_MS and drops == 0
-    gen_cpu = median.get("generator_cpu_percent") or 0.0
-    return {
-        "calls": calls,
-        "runs": runs,
-        "median": median,
-        "drops": drops,
-        "ok": ok,
-        "generator_saturated": gen_cpu >= 90.0,
-    }
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def machine() -> dict[str, Any]:
-    model = ""
-    with_path = Path("/proc/cpuinfo")
-    if with_path.is_file():
-        for line in with_path.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    try:
-        uvloop_version: str | None = metadata.version("uvloop")
-    except metadata.PackageNotFoundError:
-        uvloop_version = None
+    """What the figures depend on: cores, CPU model, kernel, Python, loop."""
     return {
         "nproc": os.cpu_count(),
-        "cpu_model": model,
+        "usable_cpus": sorted(os.sched_getaffinity(0)),
+        "cpu_model": cpu_model(),
         "kernel": platform.release(),
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
-        "uvloop": uvloop_version,
+        "uvloop": _version("uvloop"),
+        "loadavg_1m_at_start": round(os.getloadavg()[0], 2),
     }
 
 
-async def run_bench(
-    plan: BenchPlan, progress: Callable[[str], None] | None = None, *, generator_loop: str = "asyncio"
+def add_ratios(results: list[dict[str, Any]]) -> None:
+    """Each shape's figures as ratios to the C reference's at the same rate (and to one worker)."""
+    for entry in results:
+        ref = next((r for r in results if r["rate"] == entry["rate"] and r["kind"] == "ref"), None)
+        one = next(
+            (
+                r
+                for r in results
+                if r["rate"] == entry["rate"] and r["kind"] == entry["kind"] and r["workers"] == 1
+            ),
+            None,
+        )
+        ratios: dict[str, Any] = {}
+        if ref is not None and ref is not entry:
+            ratios["calls_x_ref"] = _ratio(entry["max_calls_ok"], ref["max_calls_ok"])
+            ratios["ref_reached_limit"] = ref["reached_limit"]
+            ratios["cpu_per_call_x_ref"] = _ratio(
+                _at(entry, "cpu_percent_per_call"), _at(ref, "cpu_percent_per_call")
+            )
+            ratios["rss_per_call_x_ref"] = _ratio(
+                _at(entry, "rss_per_call_kib"), _at(ref, "rss_per_call_kib")
+            )
+        if one is not None and one is not entry:
+            ratios["calls_x_one_worker"] = _ratio(entry["max_calls_ok"], one["max_calls_ok"])
+        entry["ratios"] = ratios
+
+
+def _at(entry: dict[str, Any], key: str) -> float | None:
+    at = entry.get("at_max")
+    value = at.get(key) if at else None
+    return None if value is None else float(value)
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b == 0:
+        return None
+    return round(a / b, 2)
+
+
+def document(
+    plan: SearchPlan,
+    ctx: BenchContext,
+    results: list[dict[str, Any]],
+    *,
+    generator_loop: str,
+    skipped: list[str],
+    started: float,
 ) -> dict[str, Any]:
-    """Every step of the ramp, ``plan.repeat`` times each; the result document (see README, Benchmark)."""
-    say = progress or (lambda text: None)
-    steps: list[dict[str, Any]] = []
-    for calls in plan.calls:
-        runs: list[dict[str, Any]] = []
-        for index in range(plan.repeat):
-            cfg = BenchConfig(
-                calls=calls,
-                seconds=plan.seconds,
-                rate=plan.rate,
-                setup_rate=plan.setup_rate,
-                settle=plan.settle,
-                pin=plan.pin,
-                app_uvloop=plan.app_uvloop,
-                app_gc_freeze=plan.app_gc_freeze,
-                log_dir=plan.log_dir,
-            )
-            try:
-                run = await run_once(cfg, index)
-            except BenchError as exc:
-                say(f"N={calls} run {index + 1}: {exc}")
-                raise
-            runs.append(run)
-            say(
-                f"N={calls} run {index + 1}/{plan.repeat}: set up {run['calls_setup']}, "
-                f"lateness p99 {run['lateness_ms']['p99']} ms, app CPU {run['app']['cpu_percent']}%, "
-                f"generator CPU {run['generator']['cpu_percent']}%"
-            )
-        step = summarise(calls, runs)
-        steps.append(step)
-        if not step["ok"] and not plan.keep_going:
-            say(f"N={calls} fails the criteria; stopping the ramp (--keep-going to go on)")
-            break
-    # The answer is the last passing N below the first failing one: a step above a failure can pass by
-    # luck (a window that happened to hold no garbage-collection stall), which is listed, not believed.
-    best: int | None = None
-    for step in sorted(steps, key=lambda s: s["calls"]):
-        if not step["ok"]:
-            break
-        best = step["calls"]
-    passed_above = [s["calls"] for s in steps if s["ok"] and best is not None and s["calls"] > best]
-    if best is None:
-        passed_above = [s["calls"] for s in steps if s["ok"]]
+    add_ratios(results)
     plan_doc = asdict(plan)
+    plan_doc["shapes"] = [s.key for s in plan.shapes]
     plan_doc["log_dir"] = str(plan.log_dir) if plan.log_dir else None
     return {
         "bench": "ivr bench",
-        "format": 1,
+        "format": 2,
+        "date": time.strftime("%Y-%m-%d", time.localtime(started)),
+        "duration_seconds": round(time.time() - started, 1),
         "engines": ENGINES_NOTE,
-        "flow": "ivr/bench/flows/bench.yaml (ask -> caller answers -> say it back -> ask again)",
+        "flow": FLOW_NOTE,
         "criteria": {
             "lateness_p99_ms_max": P99_LIMIT_MS,
-            "drops": "app inbound drops (from its /metrics when it has one) + frames skipped (seen at the receiver) == 0",
-            "calls_setup": "== N in every run",
+            "drift_ms_max": DRIFT_LIMIT_MS,
+            "drops": "server counters (inbound + outbound) + whole periods lost at the receiver == 0",
+            "calls": "all N set up, no failed connection, in every run; medians over the repeats",
         },
         "machine": machine(),
         "generator_loop": generator_loop,
-        "app_loop": "uvloop" if plan.app_uvloop else "asyncio (ivr run default)",
-        "app_gc": "gc.freeze() after imports (experiment)" if plan.app_gc_freeze else "default",
+        "server_loop": ctx.app_loop,
+        "workers_flag": ctx.workers_flag,
+        "reference_binary": str(ctx.reference) if ctx.reference else None,
+        "skipped": skipped,
         "plan": plan_doc,
-        "steps": steps,
-        "max_calls_ok": best,
-        "passed_above_first_failure": passed_above,
+        "results": results,
         "argv": sys.argv,
     }
 
 
-def table(result: dict[str, Any]) -> str:
-    """The per-N medians as a Markdown table."""
+def describe_machine(doc: dict[str, Any]) -> str:
+    m = doc["machine"]
+    return (
+        f"machine: {m['nproc']} CPUs ({m['cpu_model'] or 'unknown model'}), kernel {m['kernel']}, "
+        f"{m['implementation']} {m['python']}; ivr run on {doc['server_loop']}, generator on "
+        f"{doc['generator_loop']}; load average {m['loadavg_1m_at_start']} at start"
+    )
+
+
+def _f(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _calls(entry: dict[str, Any]) -> str:
+    best = entry["max_calls_ok"]
+    if best is None:
+        failed = [p["calls"] for p in entry["points"] if not p["ok"]]
+        return f"< {min(failed)}" if failed else "none"
+    return f">= {best}" if entry["reached_limit"] else str(best)
+
+
+def table(doc: dict[str, Any]) -> str:
+    """The figures per rate and shape as a Markdown table (ratios to the C reference of the same rate)."""
     head = (
-        "| N | set up | app CPU % | generator CPU % | RSS/call KiB | lateness p50 / p99 / max ms | "
-        "drift max ms | frames skipped | inbound drops | response p50 / p99 ms | other load on app CPU % | ok |\n"
+        "| rate | server | most calls | x C ref | p99 ms at N | drift ms | CPU % at N | CPU %/call | "
+        "x C ref | RSS KiB/call | RSS after - idle KiB | note |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     rows = []
-
-    def f(value: float | None, digits: int = 1) -> str:
-        return "n/a" if value is None else f"{value:.{digits}f}"
-
-    for step in result["steps"]:
-        m = step["median"]
+    for e in doc["results"]:
+        m = e["at_max"] or {}
+        r = e.get("ratios", {})
+        notes = []
+        if e["generator_limited"]:
+            notes.append("generator busy")
+        if e.get("noisy_points"):
+            noisy = ", ".join(str(n) for n in e["noisy_points"])
+            notes.append(f"noisy at N={noisy} (other processes on the server's CPU)")
+        if r.get("calls_x_one_worker") is not None:
+            notes.append(f"{r['calls_x_one_worker']:.2f}x one worker")
+        pin = e["points"][0]["runs"][0]["pinning"] if e["points"] and e["points"][0]["runs"] else None
+        if pin is not None and not pin["exclusive"]:
+            notes.append("generator shares a CPU")
+        x_ref = _f(r.get("calls_x_ref"), 2)
+        if r.get("ref_reached_limit") and r.get("calls_x_ref") is not None:
+            x_ref = f"<= {x_ref}"  # the reference held every N tried: its real figure is higher
         rows.append(
-            f"| {step['calls']} | {f(m['calls_setup'], 0)} | {f(m['app_cpu_percent'])} | "
-            f"{f(m['generator_cpu_percent'])} | {f(m['rss_per_call_kib'], 0)} | "
-            f"{f(m['lateness_p50_ms'], 2)} / {f(m['lateness_p99_ms'], 2)} / {f(m['lateness_max_ms'], 1)} | "
-            f"{f(m['drift_max_ms'], 2)} | {f(m['frames_skipped'], 0)} | {f(m['inbound_dropped'], 0)} | "
-            f"{f(m['response_p50_ms'], 0)} / {f(m['response_p99_ms'], 0)} | {f(m['other_on_app_cpu_percent'])} | "
-            f"{'yes' if step['ok'] else 'no'} |"
+            f"| {e['rate'] // 1000} kHz | {e['label']} | {_calls(e)} | {x_ref} | "
+            f"{_f(m.get('lateness_p99_ms'), 2)} | {_f(m.get('drift_max_ms'), 2)} | "
+            f"{_f(m.get('server_cpu_percent'))} | {_f(m.get('cpu_percent_per_call'), 3)} | "
+            f"{_f(r.get('cpu_per_call_x_ref'), 1)} | {_f(m.get('rss_per_call_kib'), 0)} | "
+            f"{_f(m.get('rss_after_minus_idle_kib'), 0)} | {', '.join(notes)} |"
         )
     return head + "\n".join(rows) + "\n"
 
 
-def write_json(result: dict[str, Any], path: Path) -> None:
-    path.write_text(json.dumps(result, indent=2) + "\n")
+def points_table(doc: dict[str, Any]) -> str:
+    """Every measured point (medians), for the log of a search."""
+    head = (
+        "| rate | server | N | ok | p50 / p99 / max ms | drift ms | drops | CPU % | gen CPU % | "
+        "RSS/call KiB | response p50 ms | other load % server / gen |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    rows = []
+    for e in doc["results"]:
+        for p in e["points"]:
+            m = p["median"]
+            rows.append(
+                f"| {e['rate'] // 1000} kHz | {e['shape']} | {p['calls']} | {'yes' if p['ok'] else 'no'} | "
+                f"{_f(m['lateness_p50_ms'], 2)} / {_f(m['lateness_p99_ms'], 2)} / {_f(m['lateness_max_ms'], 1)} | "
+                f"{_f(m['drift_max_ms'], 2)} | {_f(m['drops'], 0)}+{_f(m['frames_skipped'], 0)} | "
+                f"{_f(m['server_cpu_percent'])} | {_f(m['generator_cpu_percent'])} | {_f(m['rss_per_call_kib'], 0)} | "
+                f"{_f(m['response_p50_ms'], 0)} | {_f(m['other_on_server_cpus_percent'])} / "
+                f"{_f(m.get('other_on_generator_cpu_percent'))} |"
+            )
+    return head + "\n".join(rows) + "\n"
 
 
-def plot(result: dict[str, Any], path: Path) -> bool:
-    """Lateness and CPU against N as a PNG; False (nothing written) if matplotlib is not installed."""
+def write_json(doc: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+
+
+def plot(doc: dict[str, Any], path: Path) -> bool:
+    """p99 lateness and server CPU against N, one line per shape, one column per rate; False without matplotlib."""
     try:
         import matplotlib
 
@@ -220,33 +215,32 @@ def plot(result: dict[str, Any], path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    steps = result["steps"]
-    ns = [s["calls"] for s in steps]
-
-    def series(key: str) -> list[float]:
-        return [float("nan") if s["median"][key] is None else s["median"][key] for s in steps]
-
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(7, 7), sharex=True)
-    ax1.plot(ns, series("lateness_p50_ms"), "o-", label="p50")
-    ax1.plot(ns, series("lateness_p99_ms"), "o-", label="p99")
-    ax1.plot(ns, series("lateness_max_ms"), "o--", label="max", alpha=0.6)
-    ax1.axhline(P99_LIMIT_MS, color="red", linestyle=":", label=f"p99 limit {P99_LIMIT_MS:g} ms")
-    ax1.set_ylabel("frame lateness at the caller (ms)")
-    ax1.set_yscale("log")
-    ax1.set_ylim(bottom=0.1)
-    ax1.legend()
-    ax1.grid(True, alpha=0.3)
-    ax2.plot(ns, series("app_cpu_percent"), "o-", label="ivr run")
-    ax2.plot(ns, series("generator_cpu_percent"), "o-", label="load generator")
-    ax2.axhline(100.0, color="red", linestyle=":", label="one core")
-    ax2.set_ylabel("CPU (% of one core)")
-    ax2.set_xlabel("concurrent calls (N)")
-    ax2.legend()
-    ax2.grid(True, alpha=0.3)
-    m = result["machine"]
-    rate = result["plan"]["rate"]
-    fig.suptitle(f"ivr bench, {rate // 1000} kHz, {m['nproc']} CPUs, Python {m['python']} (medians)")
+    rates = sorted({e["rate"] for e in doc["results"]})
+    if not rates:
+        return False
+    fig, axes = plt.subplots(2, len(rates), figsize=(6.5 * len(rates), 7), sharex="col", squeeze=False)
+    for col, rate in enumerate(rates):
+        top, bottom = axes[0][col], axes[1][col]
+        for e in (e for e in doc["results"] if e["rate"] == rate):
+            ns = [p["calls"] for p in e["points"]]
+            p99 = [p["median"]["lateness_p99_ms"] or float("nan") for p in e["points"]]
+            cpu = [p["median"]["server_cpu_percent"] or float("nan") for p in e["points"]]
+            top.plot(ns, p99, "o-", label=e["shape"])
+            bottom.plot(ns, cpu, "o-", label=e["shape"])
+        top.axhline(P99_LIMIT_MS, color="red", linestyle=":", label=f"p99 limit {P99_LIMIT_MS:g} ms")
+        top.set_yscale("log")
+        top.set_ylabel("frame lateness p99 at the caller (ms)")
+        top.set_title(f"{rate // 1000} kHz")
+        top.legend()
+        top.grid(True, alpha=0.3)
+        bottom.axhline(100.0, color="red", linestyle=":", label="one core")
+        bottom.set_ylabel("server CPU (% of one core)")
+        bottom.set_xlabel("concurrent calls (N)")
+        bottom.legend()
+        bottom.grid(True, alpha=0.3)
+    m = doc["machine"]
+    fig.suptitle(f"ivr bench {doc['date']}, {m['nproc']} CPUs, Python {m['python']} (medians)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return True

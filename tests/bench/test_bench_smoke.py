@@ -1,69 +1,77 @@
-"""A small smoke bench: 5 calls for 2 s through a real ``ivr run`` subprocess, one repeat.
+"""``ivr bench --quick``: every server shape once, 5 calls, through real processes and sockets.
 
-It checks that the result document has its fields and sane values; never speed thresholds (CI machines
-are noisy, and the real numbers come from ``ivr bench`` on a quiet machine, see README, Benchmark).
+It checks that the machinery works and that every figure is produced (the C reference built with gcc,
+``ivr run --no-ari`` and ``ivr run`` in ARI mode against the simulated ARI); never speed thresholds (CI
+machines are noisy, and the real numbers come from ``ivr bench`` on a quiet machine, see README, Benchmark).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import os
+import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from ivr.bench.report import BenchPlan, run_bench, table, write_json
 from ivr.cli.bench_commands import main as bench_main
+from tests.services import unavailable
 
 CALLS = 5
-SECONDS = 2.0
 
 
-async def _bench() -> dict[str, Any]:
-    async with asyncio.timeout(90):  # bounded even if the app never comes up
-        return await run_bench(BenchPlan(calls=[CALLS], seconds=SECONDS, repeat=1, pin=False, settle=0.5))
-
-
-def test_smoke_bench_result_has_sane_fields(tmp_path: Path) -> None:
+def test_quick_bench_measures_every_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    if shutil.which("gcc") is None:
+        unavailable("C compiler (gcc)", "apt-get install gcc: ivr bench builds its C reference server")
     affinity = os.sched_getaffinity(0)
-    result = asyncio.run(_bench())
-    assert os.sched_getaffinity(0) == affinity
+    out = tmp_path / "bench.json"
+    assert bench_main(["--quick", "--out", str(out), "--plot", str(tmp_path / "bench.png")]) == 0
+    assert os.sched_getaffinity(0) == affinity, "the generator's pinning was undone"
+    printed = capsys.readouterr().out
 
-    assert result["bench"] == "ivr bench"
-    assert "sim-text" in result["engines"]
-    assert result["machine"]["nproc"] >= 1
-    [step] = result["steps"]
-    assert step["calls"] == CALLS
-    [run] = step["runs"]
-    assert run["calls_setup"] == CALLS
-    assert run["frames_received"] > 0
-    assert run["frames_sent"] > 0
-    # every leg got roughly one frame per 20 ms of the window (wide bounds: a noisy CI box)
-    assert run["frames_received"] > 0.5 * run["frames_expected"]
-    for key in ("p50", "p99", "max"):
-        value = run["lateness_ms"][key]
-        assert isinstance(value, float)
-        assert math.isfinite(value)
-        assert value >= 0.0
-    assert run["lateness_ms"]["p50"] <= run["lateness_ms"]["p99"] <= run["lateness_ms"]["max"]
-    assert run["drift_ms"]["max"] is not None
-    assert run["app"]["cpu_percent"] >= 0.0
-    assert run["app"]["rss_kib"] > 0
-    assert run["app"]["exit_code"] is not None, "the app process was stopped and reaped"
-    assert not Path(f"/proc/{run['app']['pid']}").exists(), "the ivr run subprocess was left running"
-    assert run["generator"]["cpu_percent"] >= 0.0
-    # inbound drops come from the app's /metrics when it has one; otherwise they are reported as unknown
-    assert run["app"]["drops_source"] in ("unavailable", "app /metrics (ivr_frames_dropped_total)")
-    for name, value in step["median"].items():
-        assert value is None or math.isfinite(value), name
-    assert result["max_calls_ok"] in (None, CALLS)
-
-    write_json(result, tmp_path / "bench.json")
-    assert json.loads((tmp_path / "bench.json").read_text())["steps"][0]["calls"] == CALLS
-    assert f"| {CALLS} | {CALLS} |" in table(result)
+    doc = json.loads(out.read_text())
+    assert doc["bench"] == "ivr bench"
+    assert "sim-text" in doc["engines"]
+    assert doc["machine"]["nproc"] >= 1
+    assert doc["machine"]["python"]
+    assert {e["shape"] for e in doc["results"]} == {"ref", "dialplan-w1", "ari-w1"}
+    for entry in doc["results"]:
+        [point] = entry["points"]
+        [run] = point["runs"]
+        name = entry["shape"]
+        assert run["calls_setup"] == CALLS, name
+        assert run["failed_connections"] == 0, name
+        # every leg got frames at roughly one per 20 ms of the window (wide bounds: a noisy CI box)
+        assert run["frames_received"] > 0.5 * run["frames_expected"], name
+        assert run["frames_sent"] > 0, name
+        late = run["lateness_ms"]
+        assert all(isinstance(late[k], float) and math.isfinite(late[k]) and late[k] >= 0 for k in late), name
+        assert late["p50"] <= late["p99"] <= late["max"], name
+        assert run["drift_ms"]["max"] is not None, name
+        server = run["server"]
+        assert server["exit_code"] is not None, f"{name}: the server was stopped and reaped"
+        assert not Path(f"/proc/{server['pid']}").exists(), f"{name}: the server process was left running"
+        assert server["cpu_percent"] >= 0.0
+        for key in ("rss_idle_kib", "rss_load_kib", "rss_after_kib"):
+            assert server[key] > 0, (name, key)
+        assert run["generator"]["cpu_percent"] >= 0.0
+        for value in point["median"].values():
+            assert value is None or math.isfinite(value), name
+        assert entry["max_calls_ok"] in (None, CALLS)
+    ref = next(e for e in doc["results"] if e["kind"] == "ref")
+    ref_run = ref["points"][0]["runs"][0]
+    assert ref_run["drops"]["source"] == "reference server counters"
+    assert ref_run["server"]["reference_stats"]["accepted"] == CALLS
+    for entry in doc["results"]:
+        if entry["kind"] != "ref":
+            run = entry["points"][0]["runs"][0]
+            assert run["drops"]["source"] == "ivr /metrics (ivr_frames_dropped_total)", entry["shape"]
+            assert "calls_x_ref" in entry["ratios"]
+    # the table and the machine description are printed
+    assert "| 16 kHz | C reference" in printed
+    assert "machine: " in printed
+    assert "pinning: " in printed
 
 
 def test_cli_rejects_a_bad_call_list(capsys: pytest.CaptureFixture[str]) -> None:
@@ -71,3 +79,10 @@ def test_cli_rejects_a_bad_call_list(capsys: pytest.CaptureFixture[str]) -> None
         bench_main(["--calls", "10,abc"])
     assert exc.value.code == 2
     assert "expected numbers separated by commas" in capsys.readouterr().err
+
+
+def test_cli_rejects_an_unknown_shape(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        bench_main(["--shapes", "ref,nginx"])
+    assert exc.value.code == 2
+    assert "shapes are ref, dialplan, ari" in capsys.readouterr().err
