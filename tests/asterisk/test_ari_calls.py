@@ -12,7 +12,8 @@ import pytest
 
 from tests.real_asterisk import RealAsterisk
 
-from .harness import caller_side, ivr_run, ivr_settings
+from .harness import caller_side
+from .ivr_runs import ivr_run, ivr_settings
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,8 @@ from tests.conftest import AsteriskFactory
 from tests.real_asterisk import RealAsterisk
 from tests.services import free_tcp_port
 
-from .harness import FLOWS, caller_side, ivr_run, ivr_settings
+from .harness import FLOWS, caller_side
+from .ivr_runs import ivr_run, ivr_settings
 from .project_config import ARI_PASSWORD, ARI_USER, ETC, load_project_config, project_modules
 from .tcpproxy import TcpProxy
 

@@ -8,7 +8,8 @@ import asyncio
 
 from tests.real_asterisk import RealAsterisk
 
-from .harness import caller_side, ivr_run, ivr_settings
+from .harness import caller_side
+from .ivr_runs import ivr_run, ivr_settings
 from .tcpproxy import TcpProxy
 
 CUTS = 5

@@ -13,7 +13,8 @@ from ivr.ops.records import CallRecordStore
 from tests.real_asterisk import RealAsterisk
 from tests.services import free_tcp_port
 
-from .harness import caller_side, ivr_env, ivr_process
+from .harness import caller_side
+from .ivr_runs import ivr_env, ivr_process
 from .tcpproxy import TcpProxy
 
 CALLS = 8

@@ -23,7 +23,7 @@ from ivr.call.report import CallReport
 from ivr.config import load_settings
 from ivr.sim.caller_leg import CallerLeg, CallerLegs
 from ivr.workers.process import serve
-from tests.asterisk.harness import ivr_env
+from tests.asterisk.ivr_runs import ivr_env
 from tests.call.conftest import DATA
 
 GOOD_CALLS = 2
