@@ -42,6 +42,7 @@ from ivr.sim.ari_server import SimAsterisk
 from ivr.sim.caller_leg import CallerLeg, CallerLegs
 from ivr.simulation import script as sc
 from ivr.speech.base import Synthesizer
+from ivr.speech.executor import EngineSpec, SpeechPool
 from ivr.speech.registry import CallSpeech, SpeechRegistry
 from ivr.speech.simulated import TextTranscriber, ToneSynthesizer
 
@@ -191,6 +192,7 @@ async def simulate(
     if not await asyncio.to_thread(flow_file.is_file):
         raise SimulationError(f"{flow_file}: no such flow file")
     registry: SpeechRegistry | None = None
+    pool: SpeechPool | None = None
     caller_voice: Synthesizer | None = None
     if mode == "offline":
         missing = _offline_available()
@@ -198,10 +200,12 @@ async def simulate(
             raise SimulationError(
                 f"offline speech is not installed ({missing}): pip install -e '.[offline]', or use --text"
             )
-        registry = SpeechRegistry(cache_dir=None)
+        # As in `ivr run`: inference in a speech worker process, so the call's audio keeps its pace.
+        pool = SpeechPool([EngineSpec("stt", "offline", language="en"), EngineSpec("tts", "offline")])
+        registry = SpeechRegistry(cache_dir=None, pool=pool)
         speech = registry_factory(registry, default_stt="offline", default_tts="offline")
         caller_voice = registry.synthesizer("offline")
-        await _load_models(registry, out)
+        await _load_models(pool, registry, out)
     else:
         speech = sim_text_speech()
     flow_name = flow_file.stem
@@ -215,6 +219,8 @@ async def simulate(
         sim = await stack.enter_async_context(SimAsterisk(media_connector=legs.connect))
         server = await stack.enter_async_context(AudioSocketServer(AudioSocketConfig(port=0)))
         ari = await stack.enter_async_context(AriClient(sim.base_url, sim.username, sim.password))
+        if pool is not None:
+            stack.push_async_callback(pool.aclose)
         if registry is not None:
             stack.push_async_callback(registry.aclose)
         app = AriApp(
@@ -303,8 +309,8 @@ async def simulate(
     return result
 
 
-async def _load_models(registry: SpeechRegistry, out: TextIO | None) -> None:
-    """Load the offline models before the call (seconds the first time), saying so first."""
+async def _load_models(pool: SpeechPool, registry: SpeechRegistry, out: TextIO | None) -> None:
+    """Start the speech worker and load the offline models before the call (seconds), saying so first."""
     from ivr.speech.registry import SpeechSettings
 
     loop = asyncio.get_running_loop()
@@ -316,6 +322,11 @@ async def _load_models(registry: SpeechRegistry, out: TextIO | None) -> None:
             file=out,
             flush=True,
         )
+    try:
+        await pool.start()
+    except Exception as exc:
+        await pool.aclose()
+        raise SimulationError(f"the offline speech worker did not start: {exc}") from None
     await registry.warm_up([SpeechSettings(stt_engine="offline", tts_engine="offline", language="en")])
     if out is not None:
         print(f"models loaded in {loop.time() - began:.1f} s", file=out, flush=True)
