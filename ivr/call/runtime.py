@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping
@@ -77,6 +78,7 @@ class CallRuntime:
         self.clock: Callable[[], float] = services.clock or time.time
         """The wall clock the flow sees as ``now`` (a simulation pins it)."""
         self.recordings_dir: Path | None = services.recordings_dir
+        self.engine_executor = services.engine_executor
         self._recorder: Recorder | None = None
         self._record_task: asyncio.Task[Any] | None = None
         self.webhook: WebhookHandler | None = services.webhook
@@ -135,10 +137,10 @@ class CallRuntime:
         self._spawn(self._read_media(), "media")
         try:
             async with asyncio.timeout(self.max_call_seconds):
-                await self._apply(self.engine.handle(started, now=self.clock()))
+                await self._apply(await self._handle(started))
                 while not self.engine.finished:
                     event = await self._inbox.get()
-                    await self._apply(self.engine.handle(event, now=self.clock()))
+                    await self._apply(await self._handle(event))
                 if self._abort_reason is not None:
                     self.report.outcome, self.report.reason = "aborted", self._abort_reason
                     if self._goodbye and not self._hung_up and not self.media.closed:
@@ -152,6 +154,15 @@ class CallRuntime:
             self.finished = True
             await self._teardown()
         return self.report
+
+    async def _handle(self, event: ev.Event) -> list[act.Action]:
+        """The engine's decision on ``event``: on the process's engine thread when there is one, so
+        template rendering (bounded, but up to a few ms) never runs on the loop that paces audio."""
+        executor = self.engine_executor
+        if executor is None:
+            return self.engine.handle(event, now=self.clock())
+        work = functools.partial(self.engine.handle, event, now=self.clock())
+        return await asyncio.get_running_loop().run_in_executor(executor, work)
 
     async def _teardown(self) -> None:
         await finish_recording(self._recorder, self._record_task)  # a message left so far is kept

@@ -7,6 +7,7 @@ arguments; the process that assembles them (:mod:`ivr.workers.process`) builds i
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,3 +43,6 @@ class CallServices:
     """Where ``record`` steps store their WAV files (None: record steps take their error path)."""
     clock: Callable[[], float] | None = None
     """The wall clock flows see as ``now`` (None: ``time.time``; simulations pin it)."""
+    engine_executor: Executor | None = None
+    """Where flow engines decide (one thread per process): template rendering stays off the loop that
+    paces audio. None: on the loop (tests, the simulator)."""

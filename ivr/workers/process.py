@@ -15,11 +15,13 @@ and how it reports readiness, calls and metrics.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import gc
 import logging
 import os
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -52,6 +54,9 @@ from ivr.speech.registry import SpeechRegistry, SpeechSettings
 log = logging.getLogger("ivr.run")
 
 ReadyHook = Callable[[dict[str, Any]], Awaitable[None] | None]
+
+ENGINE_SWITCH_INTERVAL = 0.001
+"""Seconds a thread may hold the GIL while another waits (CPython's default is 5 ms)."""
 
 OFFLOADED_ENGINES = frozenset({"offline"})
 """Engines whose inference runs in speech worker processes (CPU-bound), never on the pacing loop."""
@@ -242,6 +247,11 @@ async def serve(
                 if asyncio.iscoroutine(result):
                     await result
 
+        # Flow engines decide on one thread of their own: a template's rendering (bounded to a few ms of
+        # work) then holds the GIL in slices of 1 ms at most, while the loop keeps pacing every call.
+        engine_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ivr-engine")
+        stack.callback(engine_thread.shutdown, wait=True, cancel_futures=True)
+        sys.setswitchinterval(ENGINE_SWITCH_INTERVAL)
         services = CallServices(
             flows=catalog,
             speech=registry_factory(registry, default_stt=settings.stt, default_tts=settings.tts),
@@ -254,6 +264,7 @@ async def serve(
             metrics=metrics,
             on_start=seat.call_started if seat is not None else None,
             recordings_dir=settings.recordings_dir,
+            engine_executor=engine_thread,
         )
         app_ref: list[AriApp] = []
 

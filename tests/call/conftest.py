@@ -90,6 +90,7 @@ async def make_stack(
             speech=sim_speech(ms_per_char),
             tracer=tracer,
             max_call_seconds=float(config.pop("max_call_seconds", 3600.0)),  # type: ignore[arg-type]
+            engine_executor=config.pop("engine_executor", None),  # type: ignore[arg-type]
         ),
         config=AriAppConfig(**{"advertise": f"127.0.0.1:{audiosocket.port}", "step_timeout": 3.0, **config}),  # type: ignore[arg-type]
     )
