@@ -10,8 +10,10 @@ Two ways in:
   ``AudioSocket()`` app's rate) until audio of another rate arrives. Only these sessions have an idle
   timeout: a held or silent caller on an expected call sends nothing and must not be hung up.
 
-Connections are :class:`asyncio.BufferedProtocol` objects reading into one preallocated buffer each, and
-all sessions share one :class:`~ivr.audiosocket.clock.FrameClock`. A malformed message costs only its own
+Connections are :class:`asyncio.BufferedProtocol` objects that all read into the server's one preallocated
+buffer (the loop reads one socket at a time and nothing keeps a view of the buffer past the callback), the
+usual message (one 20 ms audio frame of the session's rate) is parsed without a frame object, and all
+sessions share one :class:`~ivr.audiosocket.clock.FrameClock`. A malformed message costs only its own
 session (hangup message, close, one log line); EOF always closes our side at once (no CLOSE-WAIT).
 """
 
@@ -127,6 +129,10 @@ class AudioSocketServer:
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._accept_rate = rate_for_format(self.config.accept_format)
+        # One read buffer for every connection: the loop reads into it and calls buffer_updated at once,
+        # and nothing keeps a view of it past that call (audio is copied out, partial messages too).
+        self._read_buffer = bytearray(self.config.max_payload + HEADER_SIZE)
+        self._read_view = memoryview(self._read_buffer)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -301,8 +307,8 @@ class _Connection(asyncio.BufferedProtocol):
         self.server = server
         cfg = server.config
         self.decoder = FrameDecoder(cfg.max_payload)
-        self._buffer = bytearray(cfg.max_payload + HEADER_SIZE)
-        self._view = memoryview(self._buffer)
+        self._buffer = server._read_buffer
+        self._view = server._read_view
         self.session: AudioSocketSession | None = None
         self.transport: asyncio.Transport
         self.peer = "?"
@@ -348,6 +354,15 @@ class _Connection(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         if self._done:
             return
+        session = self.session
+        if session is not None and nbytes == session.audio_message and not self.decoder.buffered:
+            # The usual read: exactly one 20 ms audio message of the session's rate. Parsed here, with
+            # no frame object; anything else takes the decoder below.
+            buf = self._buffer
+            if buf[0] == session.audio_kind and (buf[1] << 8) | buf[2] == nbytes - HEADER_SIZE:
+                self.decoder.skip(nbytes)
+                session.on_audio_payload(self._view[HEADER_SIZE:nbytes].tobytes())
+                return
         try:
             frames = self.decoder.feed(self._view[:nbytes])
         except ProtocolError as exc:
