@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from ivr.audiosocket.clock import Clock, FrameClock, LoopClock
+from ivr.audiosocket.memory import release_free_memory
 from ivr.audiosocket.protocol import (
     DEFAULT_MAX_PAYLOAD,
     HANGUP_MESSAGE,
@@ -69,6 +70,9 @@ class AudioSocketConfig:
     reuse_port: bool = False
     """SO_REUSEPORT: several worker processes share one port, the kernel spreads connections over them
     (dialplan-only mode with ``--workers N``)."""
+    trim_interval: float | None = 30.0
+    """Give freed memory back to the system (:mod:`ivr.audiosocket.memory`) this often while calls are
+    live, and once as soon as the last call has ended (None: never)."""
 
 
 @dataclass(slots=True)
@@ -128,6 +132,9 @@ class AudioSocketServer:
         self._handlers: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._trimmer: asyncio.Task[None] | None = None
+        self.trims = 0
+        """Times freed memory was given back (see ``AudioSocketConfig.trim_interval``)."""
         self._accept_rate = rate_for_format(self.config.accept_format)
         # One read buffer for every connection: the loop reads into it and calls buffer_updated at once,
         # and nothing keeps a view of it past that call (audio is copied out, partial messages too).
@@ -150,6 +157,8 @@ class AudioSocketServer:
         )
         if self.on_session is not None and self.config.idle_timeout:
             self._sweeper = loop.create_task(self._sweep_idle(self.config.idle_timeout), name="ivr-as-idle")
+        if self.config.trim_interval is not None:
+            self._trimmer = loop.create_task(self._trim_memory(self.config.trim_interval), name="ivr-as-trim")
         log.info("AudioSocket listening on %s:%d", *self.address)
 
     @property
@@ -172,15 +181,16 @@ class AudioSocketServer:
         """Stop listening, hang up every session, cancel every task the server owns."""
         if self._server is not None:
             self._server.close()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for task in (self._sweeper, self._trimmer):
+            if task is not None:
+                task.cancel()
         for expectation in list(self._expected.values()):
             expectation.cancel()
         for conn in list(self._connections):
             conn.shutdown("server closing")
         for task in list(self._handlers):
             task.cancel()
-        owned = [*self._handlers, *([self._sweeper] if self._sweeper else [])]
+        owned = [*self._handlers, *(t for t in (self._sweeper, self._trimmer) if t is not None)]
         await asyncio.gather(*owned, return_exceptions=True)
         # Let every peer answer our FIN with its own before the process goes (no reset at exit).
         with contextlib.suppress(TimeoutError):
@@ -278,6 +288,22 @@ class AudioSocketServer:
             log.debug("session %s: handler failed", session.uuid, exc_info=True)
         finally:
             session.hangup("handler finished")
+
+    async def _trim_memory(self, interval: float, tick: float = 1.0) -> None:
+        """Every ``interval`` s while sessions are live, and within ``tick`` s of the last one ending."""
+        since = 0.0
+        live_since_trim = False
+        while True:
+            await asyncio.sleep(tick)
+            since += tick
+            live = bool(self._connections)
+            if (live and since >= interval) or (not live and live_since_trim):
+                release_free_memory()
+                self.trims += 1
+                since = 0.0
+                live_since_trim = live
+            elif live:
+                live_since_trim = True
 
     async def _sweep_idle(self, idle_timeout: float) -> None:
         interval = min(1.0, idle_timeout / 4)

@@ -64,7 +64,8 @@ _singles: dict[int, _Level] = {}
 
 
 def _single(samples: int) -> _Level:
-    """A measurer of frames of ``samples`` samples (a batch of one is cheaper measured alone)."""
+    """The measurer of frames of ``samples`` samples, shared: its scratch is used only for the length of
+    one call of :meth:`_Level.level` (a batch of one is cheaper measured alone, too)."""
     level = _singles.get(samples)
     if level is None:
         level = _singles[samples] = _Level(samples)
@@ -169,9 +170,9 @@ class FrameVad(Protocol):
 class EnergyVad:
     """Per-frame voiced/unvoiced decision with an adaptive noise floor.
 
-    One instance per call direction; it keeps scratch buffers so a frame costs
-    one int16->float64 copy and one small matrix product, no allocation beyond
-    numpy's result. :meth:`update_level` skips even that when the level was
+    One instance per call direction; it measures with scratch buffers shared by
+    every call of its frame size, so a frame costs one int16->float64 copy and one
+    small matrix product, no allocation beyond numpy's result. :meth:`update_level` skips even that when the level was
     measured for a batch of frames (:func:`frame_levels`).
     """
 
@@ -192,7 +193,7 @@ class EnergyVad:
     def __init__(self, rate: int, settings: VadSettings | None = None, *, frame_ms: int = FRAME_MS) -> None:
         self.rate = rate
         self.settings = s = settings or VadSettings()
-        self._level = _Level(frame_samples(rate, frame_ms))
+        self._level = _single(frame_samples(rate, frame_ms))  # scratch shared by every call of this size
         frames_per_s = 1000 / frame_ms
         self._rise = s.floor_rise_db_per_s / frames_per_s
         self._rise_voiced = s.floor_rise_voiced_db_per_s / frames_per_s
