@@ -291,19 +291,22 @@ class AudioSocketServer:
 
     async def _trim_memory(self, interval: float, tick: float = 1.0) -> None:
         """Every ``interval`` s while sessions are live, and within ``tick`` s of the last one ending."""
-        since = 0.0
-        live_since_trim = False
+        live_for = 0.0  # since calls became live, or since the last trim while they were
+        had_calls = False
         while True:
             await asyncio.sleep(tick)
-            since += tick
-            live = bool(self._connections)
-            if (live and since >= interval) or (not live and live_since_trim):
-                release_free_memory()
-                self.trims += 1
-                since = 0.0
-                live_since_trim = live
-            elif live:
-                live_since_trim = True
+            if self._connections:
+                had_calls = True
+                live_for += tick
+                if live_for < interval:
+                    continue
+            elif not had_calls:
+                continue
+            else:
+                had_calls = False
+            live_for = 0.0
+            release_free_memory()
+            self.trims += 1
 
     async def _sweep_idle(self, idle_timeout: float) -> None:
         interval = min(1.0, idle_timeout / 4)
