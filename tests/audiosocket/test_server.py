@@ -481,10 +481,12 @@ async def test_freed_memory_goes_back_while_calls_are_live_and_once_they_have_en
 ) -> None:
     trims: list[tuple[float, int]] = []
     srv = AudioSocketServer(AudioSocketConfig(port=0, trim_interval=5.0))
-    monkeypatch.setattr(
-        "ivr.audiosocket.server.release_free_memory",
-        lambda: trims.append((asyncio.get_running_loop().time(), len(srv._connections))) or True,
-    )
+
+    def release() -> bool:
+        trims.append((asyncio.get_running_loop().time(), len(srv._connections)))
+        return True
+
+    monkeypatch.setattr("ivr.audiosocket.server.release_free_memory", release)
     async with srv:
         loop = asyncio.get_running_loop()
         await asyncio.sleep(10)

@@ -94,8 +94,12 @@ def test_one_flush_per_batch_frames_in_order_and_sizes_apart() -> None:
     batch = LevelBatch(scheduler)
     got: dict[str, list[tuple[bytes, float]]] = {"a": [], "b": [], "wide": []}
     narrow, wide = _frames(8000, 6), _frames(16000, 2)
+
+    def to(key: str) -> Callable[[bytes, float], None]:
+        return lambda f, lv: got[key].append((f, lv))
+
     for i, frame in enumerate(narrow):
-        batch.add(lambda f, lv, k="ab"[i % 2]: got[k].append((f, lv)), frame)
+        batch.add(to("ab"[i % 2]), frame)
     for frame in wide:
         batch.add(lambda f, lv: got["wide"].append((f, lv)), frame)
     assert len(scheduler.pending) == 1, "the first frame of a batch schedules its flush, the others do not"
