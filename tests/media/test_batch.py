@@ -28,7 +28,7 @@ def _frames(rate: int, count: int, seed: int = 3) -> list[bytes]:
 
 
 @pytest.mark.parametrize("rate", [8000, 16000])
-@pytest.mark.parametrize("count", [1, 2, 7, 64])
+@pytest.mark.parametrize("count", [1, 2, 7, 64, 300])  # 300: more than one numpy step
 def test_batched_levels_are_exactly_the_single_frame_levels(rate: int, count: int) -> None:
     frames = _frames(rate, count)
     vad = EnergyVad(rate)
