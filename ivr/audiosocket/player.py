@@ -26,7 +26,33 @@ log = logging.getLogger(__name__)
 
 class Playback:
     """One prompt queued on a player (an :class:`ivr.transport.Playout`): "written on the clock" is
-    "played", since Asterisk forwards AudioSocket frames at once. ``stop()`` acts before the next frame."""
+    "played", since Asterisk forwards AudioSocket frames at once. ``stop()`` acts before the next frame.
+
+    Audio is never copied into the playback: a ``bytes`` source (a prompt the cache holds in memory,
+    shared by every call that plays it) and each chunk a stream yields are kept by reference and framed
+    lazily by offset, so a call playing a 5 s prompt holds no copy of it; only the 20 ms frame on its
+    way to the socket is made.
+    """
+
+    __slots__ = (
+        "_chunks",
+        "_done",
+        "_ended",
+        "_error",
+        "_frame_size",
+        "_header",
+        "_max_ahead",
+        "_off",
+        "_prebuffer",
+        "_producer",
+        "_queued",
+        "_space",
+        "_started",
+        "first_frame_at",
+        "frames",
+        "state",
+        "underruns",
+    )
 
     def __init__(
         self,
@@ -49,16 +75,22 @@ class Playback:
         self.first_frame_at: float | None = None
         """Clock deadline of this prompt's first frame (for response-latency measurement)."""
         self._error: BaseException | None = None
-        self._data: memoryview | None = None
-        self._pos = 0
-        self._buf = bytearray()
+        self._chunks: deque[bytes] = deque()
+        """Audio not yet written, by reference: the first chunk from ``_off`` on, then the others whole."""
+        self._off = 0
+        self._queued = 0
+        """Bytes in ``_chunks`` not yet written."""
         self._ended = False
         self._started = False
         self._space: asyncio.Event | None = None
         self._producer: asyncio.Task[None] | None = None
         if isinstance(source, bytes | bytearray | memoryview):
-            self._data = memoryview(bytes(source) if not isinstance(source, bytes) else source)
-            self._ended = True
+            # bytes are kept as they are (shared); a mutable buffer is copied once, as the caller may reuse it
+            data = source if isinstance(source, bytes) else bytes(source)
+            if data:
+                self._chunks.append(data)
+                self._queued = len(data)
+            self._ended = self._started = True
         else:
             self._space = asyncio.Event()
             self._space.set()
@@ -67,6 +99,12 @@ class Playback:
     @property
     def done(self) -> bool:
         return self._done.done()
+
+    @property
+    def source(self) -> bytes | None:
+        """The audio this prompt is playing from now (the very object it was given, for a ``bytes``
+        source), or None once nothing is queued."""
+        return self._chunks[0] if self._chunks else None
 
     async def wait(self) -> PlayoutResult:
         """Wait until the prompt has been fully written, stopped or has failed."""
@@ -80,43 +118,58 @@ class Playback:
         """The next frame (header included), or None when nothing is ready or the prompt is over."""
         if self._done.done():
             return None
-        size = self._frame_size
-        data = self._data
-        if data is not None:
-            self.state = PlayoutState.PLAYING
-            pos = self._pos
-            remaining = len(data) - pos
-            if remaining <= 0:
-                self._finish(PlayoutState.COMPLETED)
-                return None
-            self._pos = pos + size
-            self.frames += 1
-            if remaining < size:
-                return self._header + data[pos:] + bytes(size - remaining)
-            return self._header + data[pos : pos + size]
-        buf = self._buf
         if not self._started:
-            if len(buf) < self._prebuffer and not self._ended:
+            if self._queued < self._prebuffer and not self._ended:
                 return None
             self._started = True
-            self.state = PlayoutState.PLAYING
-        if len(buf) >= size:
-            frame = self._header + buf[:size]
-            del buf[:size]
-            if self._space is not None and not self._space.is_set() and len(buf) < self._max_ahead // 2:
-                self._space.set()
-            self.frames += 1
-            return frame
-        if self._ended:
-            if buf:
-                frame = self._header + buf + bytes(size - len(buf))
-                buf.clear()
-                self.frames += 1
-                return frame
-            self._finish(PlayoutState.FAILED if self._error else PlayoutState.COMPLETED)
+        self.state = PlayoutState.PLAYING
+        size = self._frame_size
+        if self._queued >= size:
+            frame = self._take(size)
+        elif self._ended:
+            if not self._queued:
+                self._finish(PlayoutState.FAILED if self._error else PlayoutState.COMPLETED)
+                return None
+            frame = self._take(self._queued)
+            frame += bytes(size - (len(frame) - len(self._header)))  # the last frame padded with silence
+        else:
+            self.underruns += 1
             return None
-        self.underruns += 1
-        return None
+        space = self._space
+        if space is not None and not space.is_set() and self._queued < self._max_ahead // 2:
+            space.set()
+        self.frames += 1
+        return frame
+
+    def _take(self, n: int) -> bytes:
+        """Header plus the next ``n`` queued bytes (one new object: the frame the wire needs)."""
+        chunks = self._chunks
+        head = chunks[0]
+        off = self._off
+        end = off + n
+        self._queued -= n
+        if end < len(head):
+            self._off = end
+            return self._header + head[off:end]
+        if end == len(head):
+            chunks.popleft()
+            self._off = 0
+            return self._header + head[off:end]
+        # the frame spans chunks (a stream's chunks need not be frame-sized)
+        parts = [self._header, head[off:]]
+        chunks.popleft()
+        need = end - len(head)
+        while need:
+            head = chunks[0]
+            if need < len(head):
+                parts.append(head[:need])
+                self._off = need
+                break
+            parts.append(head)
+            chunks.popleft()
+            need -= len(head)
+            self._off = 0
+        return b"".join(parts)
 
     async def _produce(self, source: AsyncIterable[bytes]) -> None:
         assert self._space is not None
@@ -124,8 +177,13 @@ class Playback:
             async for chunk in source:
                 if self._done.done():
                     return
-                self._buf += chunk
-                if len(self._buf) >= self._max_ahead:
+                if not chunk:
+                    continue
+                if type(chunk) is not bytes:
+                    chunk = bytes(chunk)  # a mutable buffer may be reused by the stream: copy it once
+                self._chunks.append(chunk)  # bytes by reference: immutable, maybe shared with other calls
+                self._queued += len(chunk)
+                if self._queued >= self._max_ahead:
                     self._space.clear()
                     await self._space.wait()
         except asyncio.CancelledError:
@@ -142,7 +200,8 @@ class Playback:
             return
         self.state = state
         self._done.set_result(PlayoutResult(state, self.frames, self.underruns, self._error))
-        self._buf.clear()
+        self._chunks.clear()
+        self._queued = self._off = 0
         producer = self._producer
         if producer is not None and not producer.done() and producer is not _current_task():
             producer.cancel()

@@ -250,6 +250,13 @@ class FrameDecoder:
         """Stream offset of the next message header."""
         return self._offset
 
+    def skip(self, n: int) -> None:
+        """The caller parsed ``n`` bytes of whole messages itself (a fast path for the common audio
+        message); keeps the stream offset true for later errors. Only valid with nothing buffered."""
+        if self._buf:
+            raise RuntimeError("skip() with a partial message buffered")
+        self._offset += n
+
     def feed(self, data: bytes | bytearray | memoryview) -> list[Frame]:
         if self._failed:
             raise RuntimeError("decoder used after a ProtocolError: the stream is out of sync")

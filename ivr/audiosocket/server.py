@@ -10,8 +10,10 @@ Two ways in:
   ``AudioSocket()`` app's rate) until audio of another rate arrives. Only these sessions have an idle
   timeout: a held or silent caller on an expected call sends nothing and must not be hung up.
 
-Connections are :class:`asyncio.BufferedProtocol` objects reading into one preallocated buffer each, and
-all sessions share one :class:`~ivr.audiosocket.clock.FrameClock`. A malformed message costs only its own
+Connections are :class:`asyncio.BufferedProtocol` objects that all read into the server's one preallocated
+buffer (the loop reads one socket at a time and nothing keeps a view of the buffer past the callback), the
+usual message (one 20 ms audio frame of the session's rate) is parsed without a frame object, and all
+sessions share one :class:`~ivr.audiosocket.clock.FrameClock`. A malformed message costs only its own
 session (hangup message, close, one log line); EOF always closes our side at once (no CLOSE-WAIT).
 """
 
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from ivr.audiosocket.clock import Clock, FrameClock, LoopClock
+from ivr.audiosocket.memory import release_free_memory
 from ivr.audiosocket.protocol import (
     DEFAULT_MAX_PAYLOAD,
     HANGUP_MESSAGE,
@@ -67,6 +70,9 @@ class AudioSocketConfig:
     reuse_port: bool = False
     """SO_REUSEPORT: several worker processes share one port, the kernel spreads connections over them
     (dialplan-only mode with ``--workers N``)."""
+    trim_interval: float | None = 30.0
+    """Give freed memory back to the system (:mod:`ivr.audiosocket.memory`) this often while calls are
+    live, and once as soon as the last call has ended (None: never)."""
 
 
 @dataclass(slots=True)
@@ -126,7 +132,14 @@ class AudioSocketServer:
         self._handlers: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._trimmer: asyncio.Task[None] | None = None
+        self.trims = 0
+        """Times freed memory was given back (see ``AudioSocketConfig.trim_interval``)."""
         self._accept_rate = rate_for_format(self.config.accept_format)
+        # One read buffer for every connection: the loop reads into it and calls buffer_updated at once,
+        # and nothing keeps a view of it past that call (audio is copied out, partial messages too).
+        self._read_buffer = bytearray(self.config.max_payload + HEADER_SIZE)
+        self._read_view = memoryview(self._read_buffer)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -144,6 +157,8 @@ class AudioSocketServer:
         )
         if self.on_session is not None and self.config.idle_timeout:
             self._sweeper = loop.create_task(self._sweep_idle(self.config.idle_timeout), name="ivr-as-idle")
+        if self.config.trim_interval is not None:
+            self._trimmer = loop.create_task(self._trim_memory(self.config.trim_interval), name="ivr-as-trim")
         log.info("AudioSocket listening on %s:%d", *self.address)
 
     @property
@@ -166,15 +181,16 @@ class AudioSocketServer:
         """Stop listening, hang up every session, cancel every task the server owns."""
         if self._server is not None:
             self._server.close()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for task in (self._sweeper, self._trimmer):
+            if task is not None:
+                task.cancel()
         for expectation in list(self._expected.values()):
             expectation.cancel()
         for conn in list(self._connections):
             conn.shutdown("server closing")
         for task in list(self._handlers):
             task.cancel()
-        owned = [*self._handlers, *([self._sweeper] if self._sweeper else [])]
+        owned = [*self._handlers, *(t for t in (self._sweeper, self._trimmer) if t is not None)]
         await asyncio.gather(*owned, return_exceptions=True)
         # Let every peer answer our FIN with its own before the process goes (no reset at exit).
         with contextlib.suppress(TimeoutError):
@@ -273,6 +289,25 @@ class AudioSocketServer:
         finally:
             session.hangup("handler finished")
 
+    async def _trim_memory(self, interval: float, tick: float = 1.0) -> None:
+        """Every ``interval`` s while sessions are live, and within ``tick`` s of the last one ending."""
+        live_for = 0.0  # since calls became live, or since the last trim while they were
+        had_calls = False
+        while True:
+            await asyncio.sleep(tick)
+            if self._connections:
+                had_calls = True
+                live_for += tick
+                if live_for < interval:
+                    continue
+            elif not had_calls:
+                continue
+            else:
+                had_calls = False
+            live_for = 0.0
+            release_free_memory()
+            self.trims += 1
+
     async def _sweep_idle(self, idle_timeout: float) -> None:
         interval = min(1.0, idle_timeout / 4)
         idle: dict[uuid.UUID, float] = {}
@@ -301,8 +336,8 @@ class _Connection(asyncio.BufferedProtocol):
         self.server = server
         cfg = server.config
         self.decoder = FrameDecoder(cfg.max_payload)
-        self._buffer = bytearray(cfg.max_payload + HEADER_SIZE)
-        self._view = memoryview(self._buffer)
+        self._buffer = server._read_buffer
+        self._view = server._read_view
         self.session: AudioSocketSession | None = None
         self.transport: asyncio.Transport
         self.peer = "?"
@@ -348,6 +383,15 @@ class _Connection(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         if self._done:
             return
+        session = self.session
+        if session is not None and nbytes == session.audio_message and not self.decoder.buffered:
+            # The usual read: exactly one 20 ms audio message of the session's rate. Parsed here, with
+            # no frame object; anything else takes the decoder below.
+            buf = self._buffer
+            if buf[0] == session.audio_kind and (buf[1] << 8) | buf[2] == nbytes - HEADER_SIZE:
+                self.decoder.skip(nbytes)
+                session.on_audio_payload(self._view[HEADER_SIZE:nbytes].tobytes())
+                return
         try:
             frames = self.decoder.feed(self._view[:nbytes])
         except ProtocolError as exc:

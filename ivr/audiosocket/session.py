@@ -16,6 +16,8 @@ from ivr.audiosocket.clock import FrameClock
 from ivr.audiosocket.player import Playback, Player
 from ivr.audiosocket.protocol import (
     HANGUP_MESSAGE,
+    HEADER_SIZE,
+    RATE_KINDS,
     Audio,
     Dtmf,
     Error,
@@ -81,8 +83,13 @@ class AudioSocketSession:
         self._warned_kinds: set[int] = set()
         self._rate_locked = mode == "expected"
         self._rate_known: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.audio_kind = -1
+        """The kind byte of the audio messages expected now (-1: rate not settled); see :meth:`on_audio_payload`."""
+        self.audio_message = 0
+        """Their whole size on the wire, header included."""
         if self._rate_locked:
             self._rate_known.set_result(rate)
+            self._expect_audio(rate)
         frame_clock.add(self.player)
 
     def __repr__(self) -> str:
@@ -137,6 +144,7 @@ class AudioSocketSession:
         self._rate_locked = True
         if not self._rate_known.done():
             self._rate_known.set_result(self.rate)
+            self._expect_audio(self.rate)
         return self.rate
 
     def play(self, source: PcmSource, *, prebuffer_ms: int | None = None) -> Playback:
@@ -178,6 +186,17 @@ class AudioSocketSession:
         if not transport.is_closing():
             transport.write(message)
 
+    def _expect_audio(self, rate: int) -> None:
+        self.audio_kind = RATE_KINDS[rate]
+        self.audio_message = HEADER_SIZE + frame_bytes(rate)
+
+    def on_audio_payload(self, payload: bytes) -> None:
+        """One 20 ms audio message of the settled rate, parsed by the connection's fast path (the usual
+        message: no frame object, no checks left to make)."""
+        self.frames_received += 1
+        self.rx_since_sweep = True
+        self.inbound.put_audio(self.player.rate, payload)
+
     def on_frame(self, frame: Frame) -> None:
         self.frames_received += 1
         self.rx_since_sweep = True
@@ -190,6 +209,7 @@ class AudioSocketSession:
             elif not self._rate_known.done():
                 self._rate_locked = True
                 self._rate_known.set_result(frame.rate)
+                self._expect_audio(frame.rate)
             if len(payload) != self._expected_size and not self._warned_size:
                 self._warned_size = True
                 log.warning(
@@ -245,6 +265,7 @@ class AudioSocketSession:
         log.info("session %s: peer sends %d Hz audio, switching from %d Hz", self.uuid, rate, self.rate)
         self.player.set_rate(rate)
         self._expected_size = frame_bytes(rate)
+        self._expect_audio(rate)
         if not self._rate_known.done():
             self._rate_known.set_result(rate)
 

@@ -44,6 +44,7 @@ from ivr.bench.servers import (
     Shape,
     scrape_drops,
     start_server,
+    wait_calls_ended,
 )
 from ivr.bench.stats import frame_stats, pcts
 
@@ -235,8 +236,11 @@ async def _run(cfg: BenchConfig, ctx: BenchContext, index: int, tmp: Path) -> di
         keys_sent = sum(leg.keys_sent for leg in live)
         frames_sent = sum(leg.frames_sent for leg in live)
 
-        # tear down: the callers hang up, the memory settles, then the server's counters
+        # tear down: the callers hang up, the server ends every call, the memory settles, the counters
         await _hang_up(server, gen, callers)
+        t_end = time.monotonic()
+        calls_ended = await wait_calls_ended(server.metrics_port, timeout=15.0)
+        teardown_s = time.monotonic() - t_end
         await asyncio.sleep(cfg.after)
         rss_after = tree_rss_kib(server.pid)
         drops = await scrape_drops(server.metrics_port)
@@ -289,6 +293,8 @@ async def _run(cfg: BenchConfig, ctx: BenchContext, index: int, tmp: Path) -> di
             "rss_after_kib": rss_after,
             "rss_per_call_kib": round((rss_load - rss_idle) / per_call, 1),
             "rss_after_minus_idle_kib": rss_after - rss_idle,
+            "calls_ended_before_after": calls_ended,
+            "teardown_seconds": round(teardown_s, 2),
             "reference_stats": server.final_stats,
             "log": str(log_path) if cfg.log_dir is not None else None,
         },

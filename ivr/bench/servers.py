@@ -316,10 +316,10 @@ _METRIC_LINE = re.compile(
 )
 
 
-async def scrape_drops(port: int | None) -> dict[str, int] | None:
-    """The app's dropped-frame counters from its /metrics, or None if it exposes none."""
-    if port is None:
-        return None
+_ACTIVE_LINE = re.compile(r"^ivr_active_calls\s+([0-9.eE+-]+)$", re.M)
+
+
+async def _metrics_text(port: int) -> str | None:
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http,
@@ -327,8 +327,33 @@ async def scrape_drops(port: int | None) -> dict[str, int] | None:
         ):
             if resp.status != 200:
                 return None
-            text = await resp.text()
+            return await resp.text()
     except (aiohttp.ClientError, TimeoutError, OSError):
+        return None
+
+
+async def wait_calls_ended(port: int | None, timeout: float) -> bool:
+    """Until the app's ``ivr_active_calls`` is 0 (every call it had has ended, records included), for at
+    most ``timeout`` seconds; True if it got there (a server without the gauge: True at once)."""
+    if port is None:
+        return True
+    deadline = time.monotonic() + timeout
+    while True:
+        text = await _metrics_text(port)
+        found = _ACTIVE_LINE.search(text) if text is not None else None
+        if text is not None and (found is None or float(found.group(1)) == 0):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.1)
+
+
+async def scrape_drops(port: int | None) -> dict[str, int] | None:
+    """The app's dropped-frame counters from its /metrics, or None if it exposes none."""
+    if port is None:
+        return None
+    text = await _metrics_text(port)
+    if text is None:
         return None
     if "ivr_frames_dropped_total" not in text:
         return None

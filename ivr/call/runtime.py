@@ -29,6 +29,7 @@ from typing import Any
 
 import aiohttp
 
+from ivr.call.frame_batch import loop_batch
 from ivr.call.ports import CallControl, CallSpeech, Classifier, WebhookHandler
 from ivr.call.prompt_audio import prompt_audio
 from ivr.call.recording import Recorder
@@ -102,6 +103,8 @@ class CallRuntime:
         self._endpointer = Endpointer(media.rate)
         self._framer = Framer(self._endpointer.frame_bytes)
         self._frame_size = self._endpointer.frame_bytes
+        self._levels = loop_batch()
+        """Caller frames of all calls, measured in one numpy step per loop iteration (see _on_audio)."""
         self._playback: Playout | None = None
         self._play_action: act.Play | None = None
         self._play_gen = 0
@@ -456,17 +459,21 @@ class CallRuntime:
             self._post(ev.Hangup())
 
     def _on_audio(self, payload: bytes) -> None:
+        # Straight from the socket callback: queued on the loop's batch, whose one flush per loop
+        # iteration measures the energy of every call's frames at once and then calls _on_frame.
         if len(payload) == self._frame_size:
-            self._on_frame(payload)
+            self._levels.add(self._on_frame, payload)
         else:  # Asterisk sends 20 ms; anything else is cut (or gathered) into 20 ms frames
             for frame in self._framer.push(payload):
-                self._on_frame(bytes(frame))
+                self._levels.add(self._on_frame, bytes(frame))
 
-    def _on_frame(self, frame: bytes) -> None:
+    def _on_frame(self, frame: bytes, level: float | None = None) -> None:
+        if self.finished:
+            return  # a frame measured after the call ended
         if self._recorder is not None and self._recorder.active:
             self._recorder.feed(frame)
             return
-        result = self._endpointer.feed(frame)
+        result = self._endpointer.feed(frame, level)
         if result is None or not self._speech_armed:
             return
         if type(result) is SpeechStarted:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ivr.media.framing import FRAME_MS, frame_bytes
@@ -139,6 +140,7 @@ class Endpointer:
         "_state",
         "_t",
         "_timer_start",
+        "_update_level",
         "_utt",
         "_voiced_len",
         "frame_bytes",
@@ -162,6 +164,9 @@ class Endpointer:
         self._frame_ms = frame_ms
         self.frame_bytes = frame_bytes(rate, frame_ms)
         self.vad: FrameVad = detector if detector is not None else EnergyVad(rate, vad, frame_ms=frame_ms)
+        self._update_level: Callable[[bytes, float, bool, bool], bool] | None = getattr(
+            self.vad, "update_level", None
+        )
         self.preroll_frames = math.ceil(preroll_ms / frame_ms) if preroll_ms > 0 else 0
         self._settings = ListenSettings()
         self._ring: deque[bytes] = deque(maxlen=self.preroll_frames + 1)  # resized by listen()
@@ -259,19 +264,25 @@ class Endpointer:
 
     # -- per frame -------------------------------------------------------------------------------
 
-    def feed(self, frame: bytes) -> Event | None:
-        """Process one caller frame (exactly ``frame_bytes`` of s16le); return at most one event."""
+    def feed(self, frame: bytes, level: float | None = None) -> Event | None:
+        """Process one caller frame (exactly ``frame_bytes`` of s16le); return at most one event.
+
+        ``level``: the frame's energy in dBFS when it was measured already (``frame_levels`` over the
+        frames of every call, see ``ivr.media.batch``); the VAD then skips its own measurement if it can.
+        """
         if len(frame) != self.frame_bytes:
             raise ValueError(f"expected a {self.frame_bytes}-byte frame, got {len(frame)}")
         if type(frame) is not bytes:
             frame = bytes(frame)  # we keep references; a reused buffer would change under us
         self._ring.append(frame)
+        with_level = self._update_level if level is not None else None
+        lv = level if level is not None else 0.0
         state = self._state
         if state == _SPEECH:
             self._utt.append(frame)
             self._t += 1
             event: Event | None = None
-            if self.vad.update(frame, True):
+            if with_level(frame, lv, True, False) if with_level is not None else self.vad.update(frame, True):
                 self._silence = 0
                 self._voiced_len = len(self._utt)
                 if self._paused:
@@ -296,11 +307,18 @@ class Endpointer:
             return event
 
         if state != _WAITING:
-            self.vad.update(frame)
+            if with_level is not None:
+                with_level(frame, lv, False, False)
+            else:
+                self.vad.update(frame)
             return None
         self._t += 1
         guard = self._echo_guard
-        if self.vad.update(frame, False, guard):
+        if (
+            with_level(frame, lv, False, guard)
+            if with_level is not None
+            else self.vad.update(frame, False, guard)
+        ):
             if self._run == 0:
                 self._run_start = self._t - 1
             self._run += 1

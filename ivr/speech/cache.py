@@ -9,8 +9,10 @@ readers see either the old entry or the new one.
 
 A hit starts within one frame: the first 20 ms frame is produced from the first
 read of the file, and recently used prompts are kept in a small in-memory LRU so
-that a hit costs no disk I/O at all. Only complete syntheses are stored; a prompt
-interrupted by barge-in or by a provider error is not.
+that a hit costs no disk I/O at all. An entry in memory is one ``bytes`` object
+that every call playing the prompt shares (:meth:`CachingSynthesizer.cached`):
+calls never copy it. Only complete syntheses are stored; a prompt interrupted by
+barge-in or by a provider error is not.
 """
 
 from __future__ import annotations
@@ -101,6 +103,14 @@ class PromptCache:
                 os.unlink(tmp)
             raise
 
+    def peek(self, key: str) -> bytes | None:
+        """The entry if it is in memory (no disk I/O, no copy: the very object every caller shares)."""
+        pcm = self._mem.get(key)
+        if pcm is not None:
+            self._mem.move_to_end(key)
+            self.hits += 1
+        return pcm
+
     async def get(self, key: str) -> bytes | None:
         """The stored PCM, or None. Memory first, then disk (in a worker thread)."""
         pcm = self._mem.get(key)
@@ -143,6 +153,16 @@ class CachingSynthesizer(Synthesizer):
 
     def key(self, text: str, *, rate: int, voice: str | None = None, instructions: str | None = None) -> str:
         return cache_key(self.identity(voice=voice, instructions=instructions), text, rate)
+
+    def cached(
+        self, text: str, *, rate: int, voice: str | None = None, instructions: str | None = None
+    ) -> bytes | None:
+        """The prompt's whole PCM if the cache holds it in memory, else None (then :meth:`synthesize`).
+
+        Every call playing the prompt gets the same ``bytes`` object: the player frames it by offset, so
+        a prompt in memory costs the calls that play it no copy."""
+        pcm = self.cache.peek(self.key(text, rate=rate, voice=voice, instructions=instructions))
+        return pcm if pcm and not len(pcm) & 1 else None
 
     async def synthesize(
         self,

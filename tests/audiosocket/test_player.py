@@ -235,3 +235,84 @@ def test_histogram_percentiles() -> None:
     assert 4.8 <= s.p50_ms <= 5.2
     assert 9.7 <= s.p99_ms <= 10.0
     assert s.max_ms == pytest.approx(9.99)
+
+
+async def test_players_share_an_in_memory_prompt_by_reference() -> None:
+    """Two calls playing one prompt the cache holds in memory hold the very same bytes object: the player
+    frames it by offset and copies nothing but the 20 ms frame it writes."""
+    clock = ManualClock()
+    frame_clock = FrameClock(clock)
+    pcm = bytes((i * 13) % 251 for i in range(640 * 100 + 17))  # 2 s at 16 kHz and a bit
+    sinks, playbacks = [], []
+    for _ in range(2):
+        sink = Sink(clock)
+        player = Player(sink, 16000, clock)
+        frame_clock.add(player)
+        playbacks.append(player.play(pcm))
+        sinks.append(sink)
+    clock.advance(0.5)
+    assert playbacks[0].source is pcm, "no per-call copy"
+    assert playbacks[1].source is pcm
+    clock.advance(2.0)
+    for sink, playback in zip(sinks, playbacks, strict=True):
+        assert (await playback.wait()).frames == 101
+        assert playback.source is None, "the reference goes with the prompt's end"
+        heard = b"".join(p for p in sink.payloads() if p != bytes(640))
+        assert heard.rstrip(b"\0") == pcm.rstrip(b"\0")
+
+
+async def test_a_stream_s_chunks_are_kept_by_reference_and_framed_across_them() -> None:
+    clock, _, player, sink = make(8000)
+    pcm = bytes((i * 7) % 256 for i in range(320 * 10 + 5))
+    parts = [pcm[i : i + 123] for i in range(0, len(pcm), 123)]  # chunks that never line up with frames
+    held: list[object] = []
+
+    async def source() -> AsyncIterator[bytes]:
+        for part in parts:
+            yield part
+            held.append(playback.source)
+
+    playback = player.play(source(), prebuffer_ms=20)
+    for _ in range(20):
+        await settle()
+        clock.advance(PERIOD)
+    assert (await playback.wait()).frames == 11
+    assert any(h is part for h in held for part in parts), "queued chunks are the stream's own objects"
+    heard = b"".join(sink.payloads())
+    assert pcm in heard
+    assert heard[heard.index(pcm) + len(pcm) :][: 320 - 5] == bytes(320 - 5), "last frame padded"
+
+
+async def test_a_mutable_chunk_is_copied_before_the_stream_reuses_it() -> None:
+    clock, _, player, sink = make(8000)
+    buffer = bytearray(320)
+
+    async def source() -> AsyncIterator[bytearray]:
+        for value in (1, 2, 3):
+            buffer[:] = bytes([value]) * 320
+            yield buffer  # the same buffer, refilled
+
+    playback = player.play(source(), prebuffer_ms=60)  # type: ignore[arg-type]
+    for _ in range(10):
+        await settle()
+        clock.advance(PERIOD)
+    assert (await playback.wait()).frames == 3
+    audio = [p for p in sink.payloads() if p != bytes(320)]
+    assert audio == [bytes([1]) * 320, bytes([2]) * 320, bytes([3]) * 320]
+
+
+def test_histogram_grows_only_as_far_as_its_largest_value() -> None:
+    hist = LatencyHistogram()
+    assert hist.summary().count == 0
+    for _ in range(100):
+        hist.record(0.0004)
+    assert len(hist._bins) == 5, "a call with sub-ms lateness holds a handful of bins"
+    hist.record(10.0)  # far past the last bin: counted in the overflow bin
+    hist.record(0.3)
+    assert len(hist._bins) == 2501
+    assert hist.percentile(100) == 10.0
+    other = LatencyHistogram()
+    other.record(0.002)
+    other.merge(hist)
+    assert other.count == 103
+    assert other.percentile(50) == pytest.approx(0.0005)

@@ -422,3 +422,87 @@ async def test_our_hangup_closes_with_a_fin_even_with_unread_audio(how: str) -> 
     await srv.close()
     assert asterisk.got_hangup, "the hangup message arrives first"
     assert not asterisk.reset, "our side closed with a FIN, never a reset"
+
+
+async def _audio_events(session: AudioSocketSession, count: int) -> list[bytes]:
+    got: list[bytes] = []
+    async with asyncio.timeout(5):
+        async for event in session:
+            if isinstance(event, AudioIn):
+                got.append(event.payload)
+                if len(got) == count:
+                    break
+    return got
+
+
+async def test_connections_share_one_read_buffer_without_mixing_their_audio(
+    server: AudioSocketServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every connection reads into the server's one buffer, and the usual message (one 20 ms frame of the
+    session's rate) skips the decoder: each call still gets exactly its own audio, in order, also when a
+    message arrives split over reads or several at once, and a later error names the right offset."""
+    ids = [uuid.uuid4(), uuid.uuid4()]
+    expectations = [server.expect(ids[0], "slin16"), server.expect(ids[1], "slin")]
+    peers = [await AsteriskPeer.connect(server.port, call_id) for call_id in ids]
+    sessions = [await e.wait(2) for e in expectations]
+    assert sessions[0].audio_message == 643
+    assert sessions[1].audio_message == 323
+    wide = [bytes([i, 1]) * 320 for i in range(6)]
+    narrow = [bytes([i, 2]) * 160 for i in range(6)]
+    for i in range(6):
+        message = encode_audio(wide[i], 16000)
+        if i == 2:  # split over two reads: the decoder gathers it
+            await peers[0].send(message[:100])
+            await asyncio.sleep(0.01)
+            await peers[0].send(message[100:])
+        elif i == 4:  # two messages in one read
+            await peers[0].send(message + encode_audio(wide[5], 16000))
+        elif i != 5:
+            await peers[0].send(message)
+        await peers[1].send(encode_audio(narrow[i], 8000))
+        await asyncio.sleep(0.005)
+    assert await _audio_events(sessions[0], 6) == wide
+    assert await _audio_events(sessions[1], 6) == narrow
+    assert sessions[0].frames_received == 6
+    assert server._connections
+    assert all(c._buffer is server._read_buffer for c in server._connections)
+    caplog.set_level(logging.WARNING, logger="ivr.audiosocket")
+    await peers[1].send(bytes([Kind.DTMF, 0, 2]) + b"12")  # 16 + 3 (UUID) + 6 * 323 bytes before it
+    await peers[1].read_until_eof()
+    [line] = [r.getMessage() for r in caplog.records if "protocol error" in r.getMessage()]
+    assert f"offset={19 + 6 * 323}" in line
+    for peer in peers:
+        await peer.close()
+
+
+@pytest.mark.virtual_time
+async def test_freed_memory_goes_back_while_calls_are_live_and_once_they_have_ended(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    trims: list[tuple[float, int]] = []
+    srv = AudioSocketServer(AudioSocketConfig(port=0, trim_interval=5.0))
+
+    def release() -> bool:
+        trims.append((asyncio.get_running_loop().time(), len(srv._connections)))
+        return True
+
+    monkeypatch.setattr("ivr.audiosocket.server.release_free_memory", release)
+    async with srv:
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(10)
+        assert trims == [], "an idle server that never had a call has nothing to give back"
+        call_id = uuid.uuid4()
+        expectation = srv.expect(call_id, "slin")
+        peer = await AsteriskPeer.connect(srv.port, call_id)
+        await expectation.wait(2)
+        started = loop.time()
+        await asyncio.sleep(11)
+        assert [n for _, n in trims] == [1, 1], "every interval while a call is live"
+        await peer.close()
+        ended = loop.time()
+        await asyncio.sleep(20)
+        assert len(trims) == 3, "once more as soon as the last call has ended"
+        assert trims[2][1] == 0
+        assert trims[2][0] - ended <= 1.5
+        assert all(t > started for t, _ in trims)
+    assert srv.trims == 3
