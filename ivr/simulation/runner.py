@@ -39,7 +39,7 @@ from ivr.flow.events import WebhookFailed, WebhookResult
 from ivr.flow.model import FlowSettings
 from ivr.media.wav import stereo_wav
 from ivr.sim.ari_server import SimAsterisk
-from ivr.sim.caller_leg import CallerLeg, CallerLegs
+from ivr.sim.caller_leg import CallerLegs, CallerVoice
 from ivr.simulation import script as sc
 from ivr.speech.base import Synthesizer
 from ivr.speech.registry import CallSpeech, SpeechRegistry
@@ -253,7 +253,7 @@ async def simulate(
             caller=(script.caller.name, script.caller.number),
             native_format="slin16" if fmt == "slin16" else "ulaw",
         )
-        leg_box: list[CallerLeg] = []
+        leg_box: list[CallerVoice] = []
 
         def bridged() -> bool:
             leg = legs.for_caller(sim, caller.id)
@@ -470,7 +470,7 @@ def _evaluate(script: sc.CallerScript, result: SimulationResult) -> None:
             )
 
 
-def _summary(result: SimulationResult, tracker: _Tracker, leg: CallerLeg) -> None:
+def _summary(result: SimulationResult, tracker: _Tracker, leg: CallerVoice) -> None:
     report = result.report
     if report is None:
         tracker.line("summary", "no call report (the call did not start, or did not end within 15 s)")
