@@ -120,6 +120,8 @@ class SimAsterisk:
         self._ws_waiting: dict[str, tuple[SimChannel, ControlForm]] = {}
         """WebSocket media channels (and their control form) by connection id, until destroyed."""
         self.asterisk_id = asterisk_id
+        self.version = ASTERISK_VERSION
+        """What ``/asterisk/info`` reports (tests play older Asterisks)."""
         self.channels: dict[str, SimChannel] = {}
         """Live channels by id (destroyed ones are removed; see :attr:`destroyed`)."""
         self.destroyed: dict[str, SimChannel] = {}
@@ -376,7 +378,7 @@ class SimAsterisk:
                     "date": "",
                     "user": "sim",
                 },
-                "system": {"version": ASTERISK_VERSION, "entity_id": self.asterisk_id},
+                "system": {"version": self.version, "entity_id": self.asterisk_id},
                 "config": {
                     "name": "ivr-sim",
                     "default_language": "en",

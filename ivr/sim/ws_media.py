@@ -1,5 +1,6 @@
-"""The simulated Asterisk's chan_websocket legs: the app connects to ``/media/<connection_id>``.
+"""The simulated Asterisk's chan_websocket legs, both shapes.
 
+**The app connects** (ARI mode).
 ``POST /channels/externalMedia`` with ``transport=websocket connection_type=server`` makes a channel that
 waits (state Down) and replies with ``channelvars.MEDIA_WEBSOCKET_CONNECTION_ID``; the app's connection to
 ``/media/<that id>`` answers it (``StasisStart`` follows, as on Asterisk 22.10.1). From then on a
@@ -9,27 +10,47 @@ waits (state Down) and replies with ``channelvars.MEDIA_WEBSOCKET_CONNECTION_ID`
 900 queued frames and XON below 800; what a tick plays is what the caller hears. A talking leg also sends
 the caller's 20 ms frame every tick (a phone's line is never idle); a silent one sends nothing, like a
 Local channel. Closing the socket is the hangup, both ways; a caller's key is ``DTMF_END``.
+
+**Asterisk connects** (dialplan-only mode, ``Dial(WebSocket/<entry>/c(slin16))``): :func:`dial` plays
+Asterisk's chan_websocket client: it connects to the app's server with the entry's Basic credentials and
+subprotocol ``media``, says MEDIA_START, and is the same leg from then on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
+import uuid
 from collections import deque
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final, Protocol
 
+import aiohttp
 from aiohttp import WSMsgType, web
 
 from ivr.audiosocket.clock import FrameClock
 from ivr.sim.caller_leg import CallerLegs, CallerVoice
 from ivr.sim.chan_websocket import ChanWebsocketModel
+from ivr.transport import SLIN_FORMAT_RATES
 from ivr.websocket.protocol import MAX_BINARY_PAYLOAD, SUBPROTOCOL, ControlForm
 
 log = logging.getLogger("ivr.sim.ws")
 
 _MARK: Final = "MEDIA_MARK_PROCESSED"
+
+
+class _Socket(Protocol):
+    """Either end of an aiohttp WebSocket (the server's response, or a client connection)."""
+
+    async def send_bytes(self, data: bytes, compress: int | None = None) -> None: ...
+
+    async def send_str(self, data: str, compress: int | None = None) -> None: ...
+
+    async def receive(self, timeout: float | None = None) -> Any: ...
+
+    async def close(self, *, code: int = ..., message: bytes = ...) -> bool: ...
 
 
 def control_form(transport_data: str) -> ControlForm:
@@ -47,7 +68,7 @@ class WebSocketMediaLeg(CallerVoice):
 
     def __init__(
         self,
-        ws: web.WebSocketResponse,
+        ws: _Socket,
         model: ChanWebsocketModel,
         clock: FrameClock,
         *,
@@ -69,6 +90,9 @@ class WebSocketMediaLeg(CallerVoice):
         self._wake = asyncio.Event()
         self._done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._loop = asyncio.get_running_loop()
+        self._task: asyncio.Task[None] | None = None
+        self._http: aiohttp.ClientSession | None = None
+        """The client session of a leg that dialled the app (closed with the leg)."""
 
     # -- MediaLeg (what the simulated ARI needs) ------------------------------------------------
 
@@ -84,6 +108,12 @@ class WebSocketMediaLeg(CallerVoice):
         self._finish()
         with contextlib.suppress(Exception):
             await self.ws.close(code=1000)
+        if self._task is not None and self._task is not asyncio.current_task():
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
 
     # -- running --------------------------------------------------------------------------------
 
@@ -218,3 +248,49 @@ def talking_legs(legs: CallerLegs) -> LegFactory:
         return leg
 
     return make
+
+
+async def dial(
+    url: str,
+    *,
+    username: str,
+    password: str,
+    clock: FrameClock,
+    fmt: str = "slin16",
+    channel_id: str | None = None,
+    entry: str = "ivr-media",
+    form: ControlForm = ControlForm.PLAIN,
+    talks: bool = True,
+) -> WebSocketMediaLeg:
+    """``Dial(WebSocket/<entry>/c(fmt))``: connect to the app's server as chan_websocket does (Basic
+    credentials up front, subprotocol ``media``), say MEDIA_START, and run the leg in a task of its own
+    (:meth:`WebSocketMediaLeg.close` ends it). Raises ``aiohttp.WSServerHandshakeError`` when refused."""
+    rate = SLIN_FORMAT_RATES[fmt]
+    channel_id = channel_id or f"sim-{uuid.uuid4().hex[:12]}"
+    http = aiohttp.ClientSession()
+    try:
+        ws = await http.ws_connect(
+            url,
+            protocols=(SUBPROTOCOL,),
+            headers={
+                "Authorization": "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+            },
+            max_msg_size=1 << 20,
+            autoping=True,
+        )
+    except BaseException:
+        await http.close()
+        raise
+    model = ChanWebsocketModel(
+        frame_size=rate // 50 * 2,
+        form=form,
+        channel_id=channel_id,
+        fmt=fmt,
+        connection_id=entry,
+        channel=f"WebSocket/{entry}/0x{uuid.uuid4().hex[:12]}",
+    )
+    await ws.send_str(model.media_start())
+    leg = WebSocketMediaLeg(ws, model, clock, channel_id=channel_id, rate=rate, talks=talks)
+    leg._http = http
+    leg._task = asyncio.get_running_loop().create_task(leg.run(), name=f"sim-ws-dial-{channel_id}")
+    return leg
