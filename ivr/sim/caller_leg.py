@@ -121,6 +121,12 @@ class CallerVoice:
     async def wait_closed(self) -> None:
         await self._closed.wait()
 
+    @property
+    def track(self) -> bytes:
+        """What the caller heard, one frame per 20 ms it sent (silence where nothing played): the IVR's
+        side of a recording, in step with :attr:`sent`."""
+        return bytes(self.heard)
+
     # -- used by the transport's leg -------------------------------------------------------------
 
     def next_frame(self) -> bytes:

@@ -31,7 +31,8 @@ import aiohttp
 from aiohttp import WSMsgType, web
 
 from ivr.audiosocket.clock import FrameClock
-from ivr.sim.caller_leg import CallerLegs, CallerVoice
+from ivr.audiosocket.stats import LatencyHistogram
+from ivr.sim.caller_leg import PERIOD, CallerLegs, CallerVoice
 from ivr.sim.chan_websocket import ChanWebsocketModel
 from ivr.transport import SLIN_FORMAT_RATES
 from ivr.websocket.protocol import MAX_BINARY_PAYLOAD, SUBPROTOCOL, ControlForm
@@ -84,6 +85,7 @@ class WebSocketMediaLeg(CallerVoice):
         self.stalls = 0
         self.stalled_ticks = 0
         self.frames_played = 0
+        self._track = bytearray()
         self._in_audio = False
         self._gap = 0
         self._out: deque[str | bytes] = deque()
@@ -152,6 +154,28 @@ class WebSocketMediaLeg(CallerVoice):
         out = self.caller_frame()
         if out is not None:
             self._send(out)
+            self._track += frame if frame is not None else self._silence
+
+    def lateness(self) -> LatencyHistogram:
+        """Per prompt: each played frame against a 20 ms cadence from the prompt's first frame (nothing
+        flows between prompts, so each unbroken run restarts the ideal clock; gaps inside a prompt are
+        :attr:`stalls`)."""
+        hist = LatencyHistogram()
+        start = previous = None
+        n = 0
+        for at in self.arrivals:
+            if start is None or previous is None or at - previous > 1.5 * PERIOD:
+                start, n = at, 0
+            hist.record(at - (start + n * PERIOD))
+            previous = at
+            n += 1
+        return hist
+
+    @property
+    def track(self) -> bytes:
+        """What the caller heard per tick it talked, silence where Asterisk played nothing (nothing flows
+        between prompts), so it lines up with :attr:`sent`."""
+        return bytes(self._track)
 
     def on_played(self, frame: bytes, now: float) -> None:
         """What the caller hears (subclasses measure it)."""
