@@ -42,7 +42,7 @@ log = logging.getLogger("ivr.sim.ws")
 _MARK: Final = "MEDIA_MARK_PROCESSED"
 
 
-class _Socket(Protocol):
+class SimSocket(Protocol):
     """Either end of an aiohttp WebSocket (the server's response, or a client connection)."""
 
     async def send_bytes(self, data: bytes, compress: int | None = None) -> None: ...
@@ -69,7 +69,7 @@ class WebSocketMediaLeg(CallerVoice):
 
     def __init__(
         self,
-        ws: _Socket,
+        ws: SimSocket,
         model: ChanWebsocketModel,
         clock: FrameClock,
         *,
@@ -149,8 +149,10 @@ class WebSocketMediaLeg(CallerVoice):
             self._in_audio, self._gap = True, 0
             self.frames_played += 1
             self.on_played(frame, now)
-        elif self._in_audio:
-            self._gap += 1
+        else:
+            if self._in_audio:
+                self._gap += 1
+            self.heard_nothing(now)
         out = self.caller_frame()
         if out is not None:
             self._send(out)
@@ -180,6 +182,9 @@ class WebSocketMediaLeg(CallerVoice):
     def on_played(self, frame: bytes, now: float) -> None:
         """What the caller hears (subclasses measure it)."""
         self.hear(frame, now)
+
+    def heard_nothing(self, now: float) -> None:
+        """A tick that played nothing: silence for the caller (subclasses count it)."""
 
     def caller_frame(self) -> bytes | None:
         """The caller's audio for this tick, or None (a silent line sends nothing)."""
