@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
 
 import numpy as np
@@ -243,7 +243,7 @@ class WsLoadGenerator:
         self.clock.close()
 
 
-def judge(median: dict[str, float | None], runs: list[dict[str, Any]], calls: int) -> list[str]:
+def judge(median: Mapping[str, float | None], runs: list[dict[str, Any]], calls: int) -> list[str]:
     """Why an ``ari-ws`` point fails (empty: it passes); see the module docstring."""
     why: list[str] = []
     if not runs or not all(r["calls_setup"] == calls and r["failed_connections"] == 0 for r in runs):
