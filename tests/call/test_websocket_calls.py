@@ -190,3 +190,33 @@ async def test_the_transport_is_chosen_per_call(
         s.assert_clean()
     finally:
         await close_stack(s)
+
+
+async def test_an_endpoint_transfer_over_websocket_media_flushes_the_ringback() -> None:
+    """The caller hears ringback from the IVR's media while the agent rings; on answer the ringback still
+    queued in Asterisk is flushed and the media channel leaves: caller and agent talk, nothing is left."""
+    from ivr.sim.ari_server import OriginateOutcome
+
+    s = await make_stack(DATA, "transfer", media="websocket")
+    try:
+        s.sim.script_originate(OriginateOutcome("ring", delay=None), endpoint="PJSIP/agent")
+        caller = await s.sim.place_call(args=["flow=transfer"])
+        leg = await s.leg(caller.id)
+        assert isinstance(leg, WebSocketMediaLeg)
+        await leg.wait_heard("Press 1")
+        await s.sim.press_dtmf(caller.id, "2")
+        await s.sim.wait_for(lambda: any(c.kind == "outbound" for c in s.sim.channels.values()))
+        agent_id = next(c.id for c in s.sim.channels.values() if c.kind == "outbound")
+        heard_before = len(leg.heard)
+        await asyncio.sleep(0.3)
+        assert any(leg.heard[heard_before:]), "the caller hears ringback, not silence"
+        assert len(leg.model.queue) > 100, "the ringback went ahead into Asterisk's queue"
+        await s.sim.answer_outbound(agent_id)
+        await s.sim.wait_for(lambda: not [c for c in s.sim.channels.values() if c.kind == "media"])
+        assert "FLUSH_MEDIA" in leg.model.commands
+        await s.sim.hangup(agent_id)
+        await s.wait_ended()
+        assert s.app.reports[0].outcome == "transferred"
+        s.assert_clean()
+    finally:
+        await close_stack(s)
