@@ -84,6 +84,27 @@ class Settings(BaseModel):
     audiosocket_advertise: str | None = Field(
         None, description="host:port Asterisk dials for media (default: the listen address)"
     )
+    # -- call media transport (WebSocket media: README "Choosing the media transport") --
+    media: Literal["audiosocket", "websocket"] = Field(
+        "audiosocket",
+        description="each call's media: audiosocket, or websocket (chan_websocket, Asterisk 22.8+); a call's "
+        "media= Stasis argument or IVR_MEDIA channel variable picks the other",
+    )
+    media_websocket_listen: str = Field(
+        "127.0.0.1:8766",
+        description="dialplan-only mode: where the WebSocket media server that Dial(WebSocket/<entry>/...) "
+        "reaches listens (IVR_MEDIA_WEBSOCKET_LISTEN)",
+    )
+    media_websocket_path: str = Field(
+        "/media", description="its URL path (the path of the websocket_client.conf entry's uri)"
+    )
+    media_websocket_user: str = Field(
+        "ivr-media", description="user the websocket_client.conf entry sends (username)"
+    )
+    media_websocket_password: SecretStr = Field(
+        SecretStr(""),
+        description="password the websocket_client.conf entry sends; set, the dialplan-only server starts",
+    )
     flows: Path = Field(Path("flows"), description="a flow file or a directory of flows")
     default_flow: str | None = Field(None, description="flow used when the call names none")
     format: Literal["slin16", "slin"] | None = Field(
@@ -221,6 +242,19 @@ class Settings(BaseModel):
             raise ValueError("per_call mode needs the password Asterisk sends (websocket_client.conf)")
         return value
 
+    @field_validator("media_websocket_listen")
+    @classmethod
+    def _check_media_listen(cls, value: str) -> str:
+        parse_hostport(value, allow_zero=True)
+        return value
+
+    @field_validator("media_websocket_path")
+    @classmethod
+    def _check_media_path(cls, value: str) -> str:
+        if not value.startswith("/") or "?" in value or "#" in value:
+            raise ValueError("expected a URL path such as /media")
+        return value
+
     @field_validator("metrics_listen")
     @classmethod
     def _check_metrics(cls, value: str | None) -> str | None:
@@ -251,6 +285,10 @@ class Settings(BaseModel):
     @property
     def advertise(self) -> str:
         return self.audiosocket_advertise or self.audiosocket_listen
+
+    @property
+    def media_websocket(self) -> tuple[str, int]:
+        return parse_hostport(self.media_websocket_listen, allow_zero=True)
 
     @property
     def percall_listen(self) -> tuple[str, int]:

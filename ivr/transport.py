@@ -120,6 +120,27 @@ class Playout(Protocol):
     async def wait(self) -> PlayoutResult: ...
 
 
+@dataclass(frozen=True, slots=True)
+class MediaStats:
+    """One call's media counters, read once when the call ends (never per frame) for the metrics.
+
+    What a transport can count depends on who paces it: where the app paces (AudioSocket), ``lateness``
+    is its histogram of how late each outbound frame was written; where Asterisk paces (WebSocket media)
+    there is none (lateness is Asterisk's), and ``xoff`` says how often Asterisk's queue was full.
+    """
+
+    transport: str
+    """``audiosocket`` or ``websocket``."""
+    inbound_dropped: int = 0
+    """Caller frames dropped because the consumer fell behind."""
+    outbound_dropped: int = 0
+    """Prompt frames that never went out (AudioSocket: a peer that stopped reading)."""
+    lateness: object | None = None
+    """The app's outbound frame lateness histogram, where the app paces (``LatencyHistogram``)."""
+    xoff: int = 0
+    """Times Asterisk said its queue was full (WebSocket media: sending paused, nothing dropped)."""
+
+
 class MediaTransport(Protocol):
     """One call's media connection, whatever the wire."""
 
@@ -143,6 +164,9 @@ class MediaTransport(Protocol):
         """Drop everything queued or playing now (barge-in); returns how many prompts were cleared."""
 
     def hangup(self, reason: str = ...) -> None: ...
+
+    def media_stats(self) -> MediaStats:
+        """What this call's media counted so far (read once, when the call ends)."""
 
 
 class InboundQueue:

@@ -34,6 +34,7 @@ from ivr.transport import (
     InboundEvent,
     InboundQueue,
     MediaClosed,
+    MediaStats,
     PcmSource,
     PeerHangup,
 )
@@ -106,6 +107,11 @@ class AudioSocketSession:
     @property
     def dropped_audio(self) -> int:
         return self.inbound.dropped_audio
+
+    def media_stats(self) -> MediaStats:
+        """What this call's media counted (read at the call's end): the app paces, so lateness too."""
+        player = self.player
+        return MediaStats("audiosocket", self.dropped_audio, player.dropped_frames, player.lateness)
 
     def __aiter__(self) -> AsyncIterator[InboundEvent]:
         return self.events()

@@ -47,6 +47,7 @@ from ivr.bench.servers import (
     wait_calls_ended,
 )
 from ivr.bench.stats import frame_stats, pcts
+from ivr.bench.ws_shape import WS_SHAPE, BenchWsLeg, WsLoadGenerator
 
 __all__ = [
     "BenchConfig",
@@ -157,7 +158,7 @@ async def _run(cfg: BenchConfig, ctx: BenchContext, index: int, tmp: Path) -> di
     sim_ref: list[ServerProcess] = []
     key_tasks: set[asyncio.Task[None]] = set()
 
-    def send_key(leg: CallerLeg, digit: str) -> None:
+    def send_key(leg: CallerLeg | BenchWsLeg, digit: str) -> None:
         """ARI mode: the caller presses a key (ChannelDtmfReceived, and 0x03 through the bridge)."""
         sim = sim_ref[0].sim if sim_ref else None
         caller = sim.caller_of(leg.channel_id) if sim is not None else None
@@ -168,13 +169,18 @@ async def _run(cfg: BenchConfig, ctx: BenchContext, index: int, tmp: Path) -> di
         key_tasks.add(task)
         task.add_done_callback(key_tasks.discard)
 
-    gen = LoadGenerator(cfg.rate, send_key=send_key if shape.kind == "ari" else None)
+    gen: LoadGenerator | WsLoadGenerator
+    if shape.kind == WS_SHAPE:
+        gen = WsLoadGenerator(cfg.rate, send_key=send_key)
+    else:
+        gen = LoadGenerator(cfg.rate, send_key=send_key if shape.kind == "ari" else None)
     where = placement(shape.workers, cfg.pin)
     restore = os.sched_getaffinity(0)
     nice_before = os.getpriority(os.PRIO_PROCESS, 0)
     nice = nice_before
     log_path = tmp / f"{shape.key}-{cfg.rate // 1000}k-{cfg.calls}-{index}.log"
-    server = await start_server(ctx, shape, cfg.rate, cfg.calls, log_path, gen.connect)
+    ws_legs = gen.leg if isinstance(gen, WsLoadGenerator) else None
+    server = await start_server(ctx, shape, cfg.rate, cfg.calls, log_path, gen.connect, ws_legs)
     sim_ref.append(server)
     try:
         if where.server is not None:
@@ -217,6 +223,7 @@ async def _run(cfg: BenchConfig, ctx: BenchContext, index: int, tmp: Path) -> di
             t0 = time.monotonic()
             await asyncio.sleep(cfg.seconds)
             gen.stop_window()
+            paced = gen.asterisk_figures() if isinstance(gen, WsLoadGenerator) else None
             wall = time.monotonic() - t0
             cpu1, gen_cpu1, cores1 = tree_cpu_seconds(server.pid), cpu_seconds(), cpu_times()
             rss_load = tree_rss_kib(server.pid)
@@ -228,8 +235,8 @@ async def _run(cfg: BenchConfig, ctx: BenchContext, index: int, tmp: Path) -> di
         gen_cpu = (gen_cpu1 - gen_cpu0) / wall * 100.0
         cores = busy_percent(cores0, cores1)
         loadavg = os.getloadavg()[0]
-        live = list(gen.live())
-        frames = frame_stats(np.frombuffer(leg.arrivals, dtype=np.float64) for leg in live)
+        live: list[CallerLeg | BenchWsLeg] = list(gen.live())
+        frames = frame_stats(np.asarray(leg.arrivals, dtype=np.float64) for leg in live)
         latencies = _joined([leg.latencies for leg in live])
         key_latencies = _joined([leg.key_latencies for leg in live])
         tick = gen.clock.wakeup_lateness.summary()
@@ -278,6 +285,7 @@ async def _run(cfg: BenchConfig, ctx: BenchContext, index: int, tmp: Path) -> di
         "frames_expected": int(cfg.seconds / PERIOD) * len(live),
         **frames,
         "drops": {"inbound": inbound, "outbound": outbound, "source": drops_source},
+        **({"asterisk_paced": paced} if paced is not None else {}),
         "response_latency_ms": pcts(latencies * 1000.0),
         "responses": int(latencies.size),
         "key_response_latency_ms": pcts(key_latencies * 1000.0),
@@ -340,7 +348,9 @@ def _boost(by: int) -> int:
     return os.getpriority(os.PRIO_PROCESS, 0)
 
 
-async def _place_calls(cfg: BenchConfig, server: ServerProcess, gen: LoadGenerator) -> list[str]:
+async def _place_calls(
+    cfg: BenchConfig, server: ServerProcess, gen: LoadGenerator | WsLoadGenerator
+) -> list[str]:
     """ARI: callers enter Stasis (the app does the rest); direct: connect as the dialplan would."""
     batch = max(1, round(cfg.setup_rate / 20))
     callers: list[str] = []
@@ -354,23 +364,27 @@ async def _place_calls(cfg: BenchConfig, server: ServerProcess, gen: LoadGenerat
                 )
                 callers.append(chan.id)
         else:
+            assert isinstance(gen, LoadGenerator)
             await asyncio.gather(*(gen.dial("127.0.0.1", server.audiosocket_port) for _ in range(count)))
         await asyncio.sleep(count / cfg.setup_rate)
     return callers
 
 
-async def _hang_up(server: ServerProcess, gen: LoadGenerator, callers: list[str]) -> None:
+async def _hang_up(server: ServerProcess, gen: LoadGenerator | WsLoadGenerator, callers: list[str]) -> None:
     if server.sim is not None:
         for cid in callers:
             if cid in server.sim.channels:
                 with contextlib.suppress(Exception):
                     await server.sim.hangup(cid)
     else:
-        for leg in list(gen.live()):
+        legs: list[CallerLeg | BenchWsLeg] = list(gen.live())
+        for leg in legs:
             await leg.close()  # FIN, as Asterisk hangs up an AudioSocket session
-    closing = [leg._closed for leg in gen.live()]
+    closing = [asyncio.ensure_future(leg.wait_closed()) for leg in gen.live()]
     if closing:
         await asyncio.wait(closing, timeout=10)
+        for waiter in closing:
+            waiter.cancel()
 
 
 def _joined(parts: list[Any]) -> np.ndarray[Any, np.dtype[np.float64]]:

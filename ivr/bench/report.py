@@ -15,6 +15,7 @@ from typing import Any
 from ivr.bench.procfs import cpu_model
 from ivr.bench.search import DRIFT_LIMIT_MS, P99_LIMIT_MS, SearchPlan
 from ivr.bench.servers import BenchContext
+from ivr.bench.ws_shape import WS_SHAPE, ws_note
 
 ENGINES_NOTE = (
     "sim-text STT and TTS: the instant, deterministic simulation engines for benchmarks (never a "
@@ -164,6 +165,8 @@ def table(doc: dict[str, Any]) -> str:
             notes.append(f"noisy at N={noisy} (other processes on the server's CPU)")
         if r.get("calls_x_one_worker") is not None:
             notes.append(f"{r['calls_x_one_worker']:.2f}x one worker")
+        if e["kind"] == WS_SHAPE and m:
+            notes.append(ws_note(m))
         pin = e["points"][0]["runs"][0]["pinning"] if e["points"] and e["points"][0]["runs"] else None
         if pin is not None and not pin["exclusive"]:
             notes.append("generator shares a CPU")

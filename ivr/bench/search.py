@@ -19,6 +19,8 @@ from typing import Any
 
 from ivr.bench.generator import BenchConfig, run_once
 from ivr.bench.servers import BenchContext, Shape
+from ivr.bench.ws_shape import flat as ws_flat
+from ivr.bench.ws_shape import judge as ws_judge
 
 P99_LIMIT_MS = 5.0
 DRIFT_LIMIT_MS = 20.0
@@ -73,6 +75,7 @@ def _flat(run: dict[str, Any]) -> dict[str, float | None]:
         "other_on_server_cpus_percent": run["machine_load"]["other_on_server_cpus_percent"],
         "other_on_generator_cpu_percent": run["machine_load"].get("other_on_generator_cpu_percent"),
         "busy_before_percent": run["machine_load"].get("busy_before_percent"),
+        **ws_flat(run),
     }
 
 
@@ -87,14 +90,17 @@ def summarise(calls: int, runs: list[dict[str, Any]]) -> dict[str, Any]:
     lost = (median.get("drops") or 0) + (median.get("frames_skipped") or 0)
     set_up = bool(runs) and all(r["calls_setup"] == calls and r["failed_connections"] == 0 for r in runs)
     why: list[str] = []
-    if not set_up:
-        why.append("calls not all set up or connections failed")
-    if p99 is None or p99 > P99_LIMIT_MS:
-        why.append(f"p99 {p99} ms > {P99_LIMIT_MS:g}")
-    if lost:
-        why.append(f"{lost:g} frames dropped or skipped")
-    if drift is None or drift > DRIFT_LIMIT_MS:
-        why.append(f"drift {drift} ms > {DRIFT_LIMIT_MS:g}")
+    if runs and runs[0].get("asterisk_paced") is not None:  # ari-ws: Asterisk paces, other criteria
+        why = ws_judge(median, runs, calls)
+    else:
+        if not set_up:
+            why.append("calls not all set up or connections failed")
+        if p99 is None or p99 > P99_LIMIT_MS:
+            why.append(f"p99 {p99} ms > {P99_LIMIT_MS:g}")
+        if lost:
+            why.append(f"{lost:g} frames dropped or skipped")
+        if drift is None or drift > DRIFT_LIMIT_MS:
+            why.append(f"drift {drift} ms > {DRIFT_LIMIT_MS:g}")
     return {
         "calls": calls,
         "ok": not why,

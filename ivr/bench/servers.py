@@ -7,7 +7,9 @@ Three shapes, all reached over loopback AudioSocket by the same generator:
   the dialplan's ``AudioSocket()`` / ``Dial(AudioSocket/...)`` would;
 * ``ari``: ``ivr run`` in ARI mode against a :class:`~ivr.sim.ari_server.SimAsterisk` hosted by the
   generator's process (never the server's): a call arrives by ``StasisStart``, the app answers, bridges
-  and asks for ``externalMedia``, and the simulator dials the app's AudioSocket port with a generator leg.
+  and asks for ``externalMedia``, and the simulator dials the app's AudioSocket port with a generator leg;
+* ``ari-ws``: the same with WebSocket media (``IVR_MEDIA=websocket``): the app connects to the simulator's
+  ``/media/<id>``, and the generator plays chan_websocket, pacing the audio (:mod:`ivr.bench.ws_shape`).
 
 ``ivr run`` gets a clean environment (no ``ivr.toml``, no ``OPENAI_API_KEY``, none of the operator's
 ``IVR_*``), the sim-text engines, the bench flow's fixed prompts prerendered into a prompt cache, call
@@ -37,19 +39,24 @@ from aiohttp import web
 
 from ivr.bench.procfs import free_port
 from ivr.bench.reference import build_reference
+from ivr.bench.ws_shape import WS_LABEL, WS_SHAPE
 from ivr.sim.ari_server import SimAsterisk
 from ivr.sim.media_leg import MediaConnector
+from ivr.sim.ws_media import LegFactory
 
 FLOWS_DIR = Path(__file__).parent / "flows"
 FLOW_NAME = "bench"
 ARI_APP = "ivr-bench"
 ARI_USER = "bench"
-SHAPES = ("ref", "dialplan", "ari")
+SHAPES = ("ref", "dialplan", "ari", WS_SHAPE)
 SHAPE_LABELS = {
     "ref": "C reference (one clock, 1 ms phase slots)",
     "dialplan": "ivr run --no-ari (dialplan-only)",
     "ari": "ivr run (ARI, externalMedia)",
+    WS_SHAPE: WS_LABEL,
 }
+ARI_SHAPES = ("ari", WS_SHAPE)
+"""Shapes whose calls arrive through the simulated ARI."""
 
 
 class BenchError(Exception):
@@ -229,13 +236,21 @@ def ivr_env(
             "IVR_SHUTDOWN_GRACE_SECONDS": "2",
         }
     )
-    if shape.kind == "ari":
+    if shape.kind in ARI_SHAPES:
         env["IVR_FORMAT"] = "slin16" if rate == 16000 else "slin"
+    if shape.kind == WS_SHAPE:
+        env["IVR_MEDIA"] = "websocket"
     return env
 
 
 async def start_server(
-    ctx: BenchContext, shape: Shape, rate: int, calls: int, log_path: Path, connector: MediaConnector
+    ctx: BenchContext,
+    shape: Shape,
+    rate: int,
+    calls: int,
+    log_path: Path,
+    connector: MediaConnector,
+    websocket_legs: LegFactory | None = None,
 ) -> ServerProcess:
     """Start the server of ``shape`` (its own process) and return once it takes calls."""
     if shape.kind == "ref":
@@ -260,8 +275,13 @@ async def start_server(
     port, metrics = free_port(), free_port()
     env = ivr_env(ctx, shape, rate, calls, port, metrics)
     sim: BenchAsterisk | None = None
-    if shape.kind == "ari":
-        sim = BenchAsterisk(username=ARI_USER, password=uuid.uuid4().hex, media_connector=connector)
+    if shape.kind in ARI_SHAPES:
+        sim = BenchAsterisk(
+            username=ARI_USER,
+            password=uuid.uuid4().hex,
+            media_connector=connector,
+            websocket_legs=websocket_legs,
+        )
         await sim.start()
         env.update(
             {

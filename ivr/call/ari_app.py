@@ -1,4 +1,5 @@
-"""ARI mode: callers arrive by ``Stasis(ivr,flow=...)``, get an AudioSocket media channel and a flow.
+"""ARI mode: callers arrive by ``Stasis(ivr,flow=...)``, get a media channel (AudioSocket or WebSocket
+media) and a flow.
 
 Per call, in order (each step under a timeout; a failure ends the call with one log line naming it):
 
@@ -7,14 +8,15 @@ Per call, in order (each step under a timeout; a failure ends the call with one 
    wider one (G.722, ``slin16`` ... a Local channel's ``slin192``), from ``CHANNEL(audionativeformat)``,
    unless configured;
 3. create a mixing bridge with an id we choose;
-4. register a new UUID with the AudioSocket server *before* ``externalMedia`` (Asterisk connects before its
-   HTTP reply), with a media channel id we choose and bound to this call's event route, so events that
-   overtake the REST reply still find the call; the media channel's own ``StasisStart`` is recognised and
-   never treated as a caller;
-5. wait for both the socket's UUID and the media channel's ``StasisStart`` (``addChannel`` before it is a
-   422), then bridge caller and media; silence is already flowing from the moment the socket opened;
+4. attach the media through the call's transport (:mod:`ivr.call.media_attach`: AudioSocket registers a
+   UUID before ``externalMedia``, WebSocket media connects to Asterisk's ``/media/<id>`` after it), with
+   a media channel id we choose and bound to this call's event route, so events that overtake the REST
+   reply still find the call; the media channel's own ``StasisStart`` is recognised and never treated
+   as a caller;
+5. wait for the media channel's ``StasisStart`` (``addChannel`` before it is a 422), then bridge caller
+   and media;
 6. run the flow; DTMF comes from ARI ``ChannelDtmfReceived`` only (Asterisk also forwards it over the
-   socket: acting on both would count every key twice);
+   media, 0x03 or DTMF_END: acting on both would count every key twice);
 7. tear down whichever way the call ended: media channel deleted, bridge destroyed, caller hung up unless
    handed to the dialplan or an agent; nothing is left in Asterisk.
 """
@@ -43,15 +45,26 @@ from ivr.ari.models import (
     StasisStart,
 )
 from ivr.audiosocket.server import AudioSocketServer
-from ivr.audiosocket.session import AudioSocketSession
 from ivr.call.languages import call_speech
 from ivr.call.lifecycle import CallLife
+from ivr.call.media_attach import (
+    MEDIA_ARG,
+    MEDIA_VARIABLE,
+    AttachRequest,
+    AudioSocketAttach,
+    MediaAttach,
+    MediaAttachments,
+    SetupError,
+    WebSocketAttach,
+)
 from ivr.call.report import RECENT_REPORTS, CallReport
 from ivr.call.runtime import CallRuntime, stasis_args
 from ivr.call.services import CallServices
 from ivr.call.transfer import TRANSFER_MARKER, EndpointTransfer
 from ivr.flow import actions as act
 from ivr.flow import events as ev
+from ivr.transport import MediaTransport
+from ivr.websocket.client import WebSocketMediaClient
 
 ORIGINATE_PREFIX = "ivr-out-"
 """Channel ids of calls placed by ``ivr originate``: their StasisStart is an answered outbound call."""
@@ -72,6 +85,8 @@ class AriAppConfig:
     ``ivr-w<N>-``, so its supervisor routes their events by name."""
     step_timeout: float = 5.0
     """Each setup step (answer, bridge, externalMedia, UUID, media StasisStart, addChannel)."""
+    media: str = "audiosocket"
+    """The calls' media transport unless a call asks for another: ``audiosocket`` or ``websocket``."""
 
 
 NARROWBAND_FORMATS = frozenset(
@@ -107,24 +122,29 @@ def media_format_for(native: str) -> str:
     return "slin" if names and names[0] in NARROWBAND_FORMATS else "slin16"
 
 
-class SetupError(Exception):
-    """A call could not be set up; ``step`` names where it failed."""
-
-    def __init__(self, step: str, detail: str) -> None:
-        super().__init__(f"setup step '{step}' failed: {detail}")
-        self.step = step
-
-
 class AriApp:
     """The Stasis application: one :class:`AriCall` per caller, every event in its call's own task."""
 
     def __init__(
-        self, *, ari: AriClient, audiosocket: AudioSocketServer, services: CallServices, config: AriAppConfig
+        self,
+        *,
+        ari: AriClient,
+        audiosocket: AudioSocketServer,
+        services: CallServices,
+        config: AriAppConfig,
+        websocket: WebSocketMediaClient | None = None,
     ) -> None:
+        """``websocket``: the process's WebSocket media client, when calls may use WebSocket media."""
         self.services = services
         self.metrics = services.metrics
         self.ari = ari
         self.audiosocket = audiosocket
+        self.media = MediaAttachments(
+            config.media,
+            AudioSocketAttach(audiosocket, config.advertise),
+            WebSocketAttach(websocket) if websocket is not None else None,
+        )
+        """How calls get their media (one strategy per transport)."""
         self.flows = services.flows
         self.speech = services.speech
         self.config = config
@@ -236,7 +256,6 @@ class AriCall:
         prefix = app.config.id_prefix
         self.bridge_id = f"{prefix}bridge-{uuid.uuid4()}"
         self.media_id = f"{prefix}media-{uuid.uuid4()}"
-        self.session_uuid = uuid.uuid4()
         self.life = CallLife(
             self.caller_id,
             metrics=app.metrics,
@@ -246,7 +265,9 @@ class AriCall:
         )
         self.media_in_stasis = asyncio.Event()
         self.runtime: CallRuntime | None = None
-        self.session: AudioSocketSession | None = None
+        self.session: MediaTransport | None = None
+        self.attach: MediaAttach | None = None
+        """The transport strategy that attached :attr:`session` (it also releases it)."""
         self.transfer: EndpointTransfer | None = None
         self.handed_off = False
         """The caller left for the dialplan (``continue``): not ours to hang up."""
@@ -374,30 +395,40 @@ class AriCall:
         app, ari, caller = self.app, self.app.ari, self.start_event.channel
         if caller.state != "Up":
             await self._step("answer", ari.answer(self.caller_id))
-        fmt = app.config.format or await self._step("format", self._pick_format())
+        fmt, attach = await self._step("format", self._pick_media())
         await self._step("bridge", ari.create_bridge(type="mixing", bridge_id=self.bridge_id))
         self._bridge_created = True
         app.dispatcher.bind_bridge(self.bridge_id, self.caller_id)
         app.dispatcher.bind(self.media_id, self.caller_id)
-        expectation = app.audiosocket.expect(self.session_uuid, fmt)
-        try:
-            await self._step(
-                "externalMedia",
-                ari.external_media(
-                    app=app.config.app,
-                    external_host=app.config.advertise,
-                    format=fmt,
-                    data=str(self.session_uuid),
-                    channel_id=self.media_id,
-                ),
-            )
-            self._media_created = True
-            self.session = await self._step("AudioSocket UUID", expectation.wait(app.config.step_timeout))
-            self.life.media = self.session
-        finally:
-            expectation.cancel()
+        self.attach = attach
+        self.session = await attach.attach(
+            AttachRequest(ari, app.config.app, self.media_id, fmt, app.config.step_timeout, self._created),
+            self._step,
+        )
+        self.life.media = self.session
         await self._step("media StasisStart", self.media_in_stasis.wait())
         await self._step("addChannel", ari.add_channel(self.bridge_id, [self.caller_id, self.media_id]))
+
+    def _created(self) -> None:
+        self._media_created = True
+
+    async def _pick_media(self) -> tuple[str, MediaAttach]:
+        """The media format and transport, asked of Asterisk together (one round trip at most)."""
+        app = self.app
+        pairs, _positional = stasis_args(list(self.start_event.args))
+        asked = pairs.get(MEDIA_ARG) or self.start_event.channel.channelvars.get(MEDIA_VARIABLE)
+        lookup = asked is None and app.media.choosable
+        configured = app.config.format
+        fmt_task = None if configured else asyncio.ensure_future(self._pick_format())
+        try:
+            if lookup:
+                with contextlib.suppress(NotFound, AriError):
+                    asked = await app.ari.get_variable(self.caller_id, MEDIA_VARIABLE) or None
+            fmt = await fmt_task if fmt_task is not None else (configured or "slin16")
+        finally:
+            if fmt_task is not None and not fmt_task.done():
+                fmt_task.cancel()
+        return fmt, app.media.choose(self.caller_id, asked)
 
     async def _pick_format(self) -> str:
         try:
@@ -437,8 +468,8 @@ class AriCall:
             caller_name=caller.caller.name,
             dialed=caller.dialplan.exten,
             direction="outbound" if self.caller_id.startswith(ORIGINATE_PREFIX) else "inbound",
-            args={k: v for k, v in pairs.items() if k != "flow"},
-            vars={k: v for k, v in pairs.items() if k != "flow"},
+            args={k: v for k, v in pairs.items() if k not in ("flow", MEDIA_ARG)},
+            vars={k: v for k, v in pairs.items() if k not in ("flow", MEDIA_ARG)},
             language=await self._call_language(pairs, engine.library.main.settings.languages),
         )
         # Asterisk's linkedid joins our record with CDR/CEL; fetched alongside, never delaying the greeting.
@@ -456,7 +487,7 @@ class AriCall:
             self.report.greeting_latency_ms = (self.runtime.first_audio_at - self._arrived) * 1000
         if self.transfer is not None and self.transfer.bridged:
             # Caller and agent talk in our bridge: drop the IVR media now, hang up the rest when one leaves.
-            self.session.hangup("transferred")
+            await self._release_media("transferred")
             if self._media_created:
                 with contextlib.suppress(AriError):
                     await app.ari.hangup(self.media_id)
@@ -481,6 +512,10 @@ class AriCall:
             return None
         return value or None
 
+    async def _release_media(self, reason: str) -> None:
+        if self.session is not None and not self.session.closed and self.attach is not None:
+            await self.attach.release(self.session, reason)
+
     def _release_route(self) -> None:
         """Unbind every id this call routed, so its event task ends: the caller's id alone may already be
         gone (ChannelDestroyed unbinds it), and a leftover bridge id would keep the task forever."""
@@ -497,8 +532,7 @@ class AriCall:
             log.info("call %s: left bridged with the agent at shutdown", self.caller_id)
             self._release_route()
             return
-        if self.session is not None and not self.session.closed:
-            self.session.hangup("call ended")
+        await self._release_media("call ended")
         if self.transfer is not None:
             await self.transfer.cleanup()
         if self._media_created:

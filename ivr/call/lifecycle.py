@@ -14,10 +14,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, MutableSequence
 
-from ivr.audiosocket.session import AudioSocketSession
 from ivr.call.observe import observe_call
 from ivr.call.report import CallReport
 from ivr.ops.metrics import Metrics
+from ivr.transport import MediaTransport
 
 log = logging.getLogger("ivr.call")
 
@@ -50,8 +50,9 @@ class CallLife:
         self.sink = sink
         self.recent = recent
         self.counted = counted
-        self.media: AudioSocketSession | None = None
-        """The call's media session once it has one (its frame lateness goes into the metrics)."""
+        self.media: MediaTransport | None = None
+        """The call's media once it has one, whatever its transport (what it counted goes into the
+        metrics: dropped frames, and frame lateness where the app paces)."""
         self.done = asyncio.Event()
         self._started = False
         self._ended = False

@@ -1,14 +1,20 @@
-"""Folding one finished call into the process metrics (once per call, never per frame)."""
+"""Folding one finished call into the process metrics (once per call, never per frame).
+
+The call's media is whatever transport carried it: what it counted comes through the neutral
+:class:`ivr.transport.MediaStats`, so frame lateness is folded in only where the app paced the audio
+(AudioSocket); with WebSocket media Asterisk paces and the lateness is its own.
+"""
 
 from __future__ import annotations
 
-from ivr.audiosocket.session import AudioSocketSession
+from ivr.audiosocket.stats import LatencyHistogram
 from ivr.call.report import CallReport
 from ivr.ops.metrics import Metrics
+from ivr.transport import MediaTransport
 
 
 def observe_call(
-    metrics: Metrics, report: CallReport, session: AudioSocketSession | None, *, started: bool
+    metrics: Metrics, report: CallReport, media: MediaTransport | None, *, started: bool
 ) -> None:
     duration = max(0.0, report.ended_at - report.started_at) if report.ended_at else None
     metrics.call_ended(report.outcome or "unknown", duration, started=started)
@@ -20,9 +26,10 @@ def observe_call(
         metrics.observe_tts_first_audio(ms / 1000)
     for provider in report.provider_errors:
         metrics.provider_error(provider, "flow_error")
-    if session is not None:
-        metrics.observe_lateness_summary(session.player.lateness)
-        if session.dropped_audio:
-            metrics.frames_dropped("inbound", session.dropped_audio)
-        if session.player.dropped_frames:
-            metrics.frames_dropped("outbound", session.player.dropped_frames)
+    if media is None:
+        return
+    stats = media.media_stats()
+    if isinstance(stats.lateness, LatencyHistogram):
+        metrics.observe_lateness_summary(stats.lateness)
+    metrics.frames_dropped("inbound", stats.inbound_dropped)
+    metrics.frames_dropped("outbound", stats.outbound_dropped)

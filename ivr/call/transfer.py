@@ -102,8 +102,8 @@ class EndpointTransfer:
                 answered.cancel()
                 destroyed.cancel()
             if self._answered.is_set() and not self._destroyed.is_set():
-                if tone is not None:
-                    tone.stop()
+                if tone is not None and session is not None:
+                    session.clear()  # whatever transport: AudioSocket stops, WebSocket media flushes
                 try:
                     await ari.remove_channel(call.bridge_id, call.media_id)
                     await ari.add_channel(call.bridge_id, self.agent_id)
@@ -123,8 +123,8 @@ class EndpointTransfer:
                 return ev.TransferFailed("no_answer", self._cause)
             return ev.TransferFailed("failed", self._cause)
         finally:
-            if tone is not None:
-                tone.stop()
+            if tone is not None and session is not None and not tone.done:
+                session.clear()
 
     async def wait_end(self) -> None:
         """While bridged: return when the agent or the caller hangs up."""

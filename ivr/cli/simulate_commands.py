@@ -24,6 +24,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     who.add_argument("--interactive", action="store_true", help="type what the caller says")
     p.add_argument("--record", type=Path, help="write a stereo WAV: caller left, IVR right")
     p.add_argument("--format", choices=["slin16", "slin"], help="caller media format (default slin16)")
+    p.add_argument(
+        "--media",
+        choices=["audiosocket", "websocket"],
+        help="the call's media transport (default: the script's media:, else audiosocket)",
+    )
     p.add_argument("--text", action="store_true", help="skip speech: sim-text engines (fast, for tests)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds each script step may wait")
     p.add_argument("-v", "--verbose", action="store_true", help="log the app's own lines too")
@@ -70,6 +75,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                 script,
                 mode="text" if args.text else "offline",
                 fmt=args.format,
+                media=args.media,
                 record=args.record,
                 step_timeout=args.timeout,
                 interactive=args.interactive,

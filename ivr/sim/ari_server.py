@@ -5,7 +5,9 @@ It behaves like the real thing where an IVR can tell the difference (see ``aster
 basic auth (401 with Asterisk's body), the error statuses and messages of ARI, event JSON with the keys of
 a real capture, one events connection per application (the older one gets ``ApplicationReplaced`` and is
 closed), ``externalMedia`` that dials the application's AudioSocket server before it replies and whose
-channel enters the app with ``args == [UUID]`` a moment later (``addChannel`` before that is a 422),
+channel enters the app with ``args == [UUID]`` a moment later (``addChannel`` before that is a 422), or
+(``transport=websocket connection_type=server``) waits for the app on ``/media/<connection id>``, paced
+like chan_websocket (:mod:`ivr.sim.ws_media`),
 DTMF as ``ChannelDtmfReceived``, hangups as ``ChannelHangupRequest`` / ``StasisEnd`` / ``ChannelDestroyed``,
 a media channel that stays in the bridge after the caller hangs up, originate that returns a ``Down``
 channel with the outcome (answer, busy, no answer, congestion) scripted by the test.
@@ -32,6 +34,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ivr.audiosocket.clock import FrameClock, LoopClock
 from ivr.sim.ari_state import (
     HANGUP_REASONS,
     SimBridge,
@@ -40,8 +43,12 @@ from ivr.sim.ari_state import (
     cause_text,
     parse_callerid,
 )
+from ivr.sim.chan_websocket import ChanWebsocketModel
 from ivr.sim.event_sockets import EventSockets
 from ivr.sim.media_leg import MediaConnector, MediaLeg, tcp_media_connector
+from ivr.sim.ws_media import LegFactory, control_form, media_response, silent_leg
+from ivr.transport import SLIN_FORMAT_RATES
+from ivr.websocket.protocol import ControlForm
 
 log = logging.getLogger("ivr.sim.ari")
 
@@ -97,6 +104,7 @@ class SimAsterisk:
         media_connector: MediaConnector | None = None,
         media_stasis_delay: float = 0.0,
         asterisk_id: str = "02:fc:00:00:00:01",
+        websocket_legs: LegFactory | None = None,
     ) -> None:
         self.username = username
         self.password = password
@@ -105,7 +113,15 @@ class SimAsterisk:
         self.media_connector: MediaConnector = media_connector or tcp_media_connector
         self.media_stasis_delay = media_stasis_delay
         """Seconds between externalMedia's reply and the media channel's StasisStart (0: right away)."""
+        self.websocket_legs: LegFactory = websocket_legs or silent_leg
+        """Makes Asterisk's side of each WebSocket media connection (default: a silent caller)."""
+        self.media_clock: FrameClock | None = None
+        """The 20 ms chan_websocket timer of every WebSocket media leg (made on first use)."""
+        self._ws_waiting: dict[str, tuple[SimChannel, ControlForm]] = {}
+        """WebSocket media channels (and their control form) by connection id, until destroyed."""
         self.asterisk_id = asterisk_id
+        self.version = ASTERISK_VERSION
+        """What ``/asterisk/info`` reports (tests play older Asterisks)."""
         self.channels: dict[str, SimChannel] = {}
         """Live channels by id (destroyed ones are removed; see :attr:`destroyed`)."""
         self.destroyed: dict[str, SimChannel] = {}
@@ -154,6 +170,8 @@ class SimAsterisk:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.media_clock is not None:
+            self.media_clock.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -243,6 +261,8 @@ class SimAsterisk:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         self.requests.append((request.method, request.path))
+        if request.path.startswith("/media/"):
+            return await handler(request)  # chan_websocket asks for no credentials: the id is the key
         if not self._authorized(request):
             return web.json_response(
                 {"message": "Authentication required"},
@@ -281,6 +301,7 @@ class SimAsterisk:
     def _add_routes(self, app: web.Application) -> None:
         r = app.router
         r.add_get("/ari/events", self._sockets.handle)
+        r.add_get("/media/{id}", self._h_media)
         r.add_get("/ari/asterisk/info", self._h_info)
         r.add_get("/ari/asterisk/ping", self._h_ping)
         r.add_get("/ari/channels", self._h_list_channels)
@@ -357,7 +378,7 @@ class SimAsterisk:
                     "date": "",
                     "user": "sim",
                 },
-                "system": {"version": ASTERISK_VERSION, "entity_id": self.asterisk_id},
+                "system": {"version": self.version, "entity_id": self.asterisk_id},
                 "config": {
                     "name": "ivr-sim",
                     "default_language": "en",
@@ -427,6 +448,8 @@ class SimAsterisk:
         fmt = q.get("format", "")
         if not fmt:
             raise AriRequestError(400, "format is required")
+        if q.get("transport", "").lower() == "websocket":
+            return self._external_websocket(q, app, fmt, variables)
         external_host = q.get("external_host", "")
         if not external_host:
             raise AriRequestError(400, "external_host is required")
@@ -476,6 +499,83 @@ class SimAsterisk:
         self._spawn(self._media_enters_stasis(chan, f"{external_host}/{data}"), f"media-{channel_id}")
         self._notify()
         return web.json_response(snapshot)
+
+    def _external_websocket(
+        self, q: Mapping[str, str], app: str, fmt: str, variables: dict[str, str]
+    ) -> web.Response:
+        """chan_websocket as the server: a Down channel that waits for the app on /media/<id>."""
+        if q.get("encapsulation", "none").lower() != "none":
+            raise AriRequestError(400, "encapsulation must be 'none' for the websocket transport")
+        if q.get("connection_type", "client").lower() != "server":
+            raise AriRequestError(
+                501, "the simulator serves WebSocket media with connection_type=server only"
+            )
+        rate = SLIN_FORMAT_RATES.get(fmt)
+        if rate is None:
+            raise AriRequestError(501, f"the simulator's WebSocket media is linear PCM only, not {fmt}")
+        channel_id = q.get("channelId") or self._new_id()
+        if channel_id in self.channels or channel_id in self.destroyed:
+            raise AriRequestError(409, "Channel with given unique ID already exists")
+        connection_id = str(uuid.uuid4())
+        channelvars = {
+            "MEDIA_WEBSOCKET_CONNECTION_ID": connection_id,
+            "MEDIA_WEBSOCKET_OPTIMAL_FRAME_SIZE": str(rate // 50 * 2),
+        }
+        chan = SimChannel(
+            id=channel_id,
+            name=f"WebSocket/INCOMING/0x{next(self._ids):012x}",
+            state="Down",
+            kind="media",
+            app_name="AppDial2",
+            app_data="(Outgoing Line)",
+            native_format=fmt,
+            variables={**variables, **channelvars},
+            app=app,
+            media_host="",
+            media_format=fmt,
+        )
+        self.channels[channel_id] = chan
+        self._ws_waiting[connection_id] = (chan, control_form(q.get("transport_data", "")))
+        self._emit(app, "Dial", dialstatus="", forward="", dialstring="INCOMING", peer=chan.to_json())
+        self._notify()
+        return web.json_response({**chan.to_json(), "channelvars": channelvars})
+
+    async def _h_media(self, request: web.Request) -> web.StreamResponse:
+        """The app connects for a WebSocket media channel: the channel answers and enters Stasis."""
+        chan, form = self._ws_waiting.get(request.match_info["id"], (None, ControlForm.PLAIN))
+        if chan is None or chan.destroyed:
+            return web.Response(status=404, text="no such connection\n")
+        if chan.media_leg is not None:
+            return web.Response(status=409, text="already connected\n")
+        ws = media_response()
+        if not ws.can_prepare(request).ok:
+            return web.Response(status=400, text="not a WebSocket upgrade\n")
+        await ws.prepare(request)
+        fmt = chan.media_format or "slin16"
+        rate = SLIN_FORMAT_RATES[fmt]
+        model = ChanWebsocketModel(
+            frame_size=rate // 50 * 2,
+            form=form,
+            channel_id=chan.id,
+            fmt=fmt,
+            connection_id=request.match_info["id"],
+            channel=chan.name,
+        )
+        if self.media_clock is None:
+            self.media_clock = FrameClock(LoopClock())
+        leg = self.websocket_legs(ws, model, self.media_clock, chan.id, rate)
+        chan.media_leg = leg
+        await ws.send_str(model.media_start())
+        self._leg_watchers[chan.id] = self._spawn(self._watch_leg(chan, leg), f"leg-{chan.id}")
+        chan.state = "Up"
+        self._emit(chan.app, "ChannelStateChange", channel=chan.to_json())
+        self._emit(
+            chan.app, "Dial", dialstatus="ANSWER", forward="", dialstring="INCOMING", peer=chan.to_json()
+        )
+        self._enter_stasis(chan)
+        self._notify()
+        await leg.run()
+        return ws
 
     async def _media_enters_stasis(self, chan: SimChannel, dialstring: str) -> None:
         if self.media_stasis_delay > 0:
@@ -744,6 +844,7 @@ class SimAsterisk:
         )
         self.channels.pop(chan.id, None)
         self.destroyed[chan.id] = chan
+        self._ws_waiting.pop(chan.variables.get("MEDIA_WEBSOCKET_CONNECTION_ID", ""), None)
         if chan.media_leg is not None:
             await self._close_leg(chan)
         self._notify()

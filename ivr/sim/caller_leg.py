@@ -39,12 +39,14 @@ log = logging.getLogger("ivr.sim.caller")
 PERIOD = 0.020
 
 
-class CallerLeg:
-    """One simulated caller's media: speaks, stays silent, records what it hears."""
+class CallerVoice:
+    """What a simulated caller says and hears, whatever carries its media (AudioSocket or WebSocket).
 
-    def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, channel_id: str, rate: int
-    ) -> None:
+    The transport's leg takes the next frame to send with :meth:`next_frame` once per 20 ms and hands
+    every frame the application played to :meth:`hear`, with its arrival time.
+    """
+
+    def __init__(self, channel_id: str, rate: int) -> None:
         self.channel_id = channel_id
         self.rate = rate
         self.heard = bytearray()
@@ -54,17 +56,11 @@ class CallerLeg:
         self.arrivals: list[float] = []
         self.error: str | None = None
         self.hangup_received = False
-        self._reader = reader
-        self._writer = writer
         self._outgoing: deque[bytes] = deque()
         self._spoken = asyncio.Event()
         self._closed = asyncio.Event()
         self._heard_changed = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        self._tasks = [
-            loop.create_task(self._read(), name=f"sim-caller-read-{channel_id}"),
-            loop.create_task(self._send(), name=f"sim-caller-send-{channel_id}"),
-        ]
+        self._silence = bytes(frame_bytes(rate))
 
     # -- what the caller does --------------------------------------------------------------------
 
@@ -82,7 +78,7 @@ class CallerLeg:
             await self._spoken.wait()
 
     async def send_dtmf(self, digit: str) -> None:
-        await write_dtmf(self._writer, digit)
+        raise NotImplementedError
 
     # -- what the caller heard -------------------------------------------------------------------
 
@@ -122,24 +118,68 @@ class CallerLeg:
             n += 1
         return hist
 
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    @property
+    def track(self) -> bytes:
+        """What the caller heard, one frame per 20 ms it sent (silence where nothing played): the IVR's
+        side of a recording, in step with :attr:`sent`."""
+        return bytes(self.heard)
+
+    # -- used by the transport's leg -------------------------------------------------------------
+
+    def next_frame(self) -> bytes:
+        """The caller's next 20 ms (speech, else silence), recorded in :attr:`sent`."""
+        if self._outgoing:
+            frame = self._outgoing.popleft()
+            if not self._outgoing:
+                self._spoken.set()
+        else:
+            frame = self._silence
+        self.sent += frame
+        return frame
+
+    def hear(self, payload: bytes | memoryview, now: float) -> None:
+        self.heard += payload
+        self.arrivals.append(now)
+        self._heard_changed.set()
+
+    def ended(self) -> None:
+        """The media is over: nothing more will be said (nobody waits for it) or heard."""
+        self._outgoing.clear()
+        self._spoken.set()
+        self._closed.set()
+        self._heard_changed.set()
+
+
+class CallerLeg(CallerVoice):
+    """One simulated caller's media over AudioSocket: speaks, stays silent, records what it hears."""
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, channel_id: str, rate: int
+    ) -> None:
+        super().__init__(channel_id, rate)
+        self._reader = reader
+        self._writer = writer
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._read(), name=f"sim-caller-read-{channel_id}"),
+            loop.create_task(self._send(), name=f"sim-caller-send-{channel_id}"),
+        ]
+
+    async def send_dtmf(self, digit: str) -> None:
+        await write_dtmf(self._writer, digit)
+
     # -- plumbing --------------------------------------------------------------------------------
 
     async def _send(self) -> None:
         loop = asyncio.get_running_loop()
-        silence = encode_audio(bytes(frame_bytes(self.rate)), self.rate)
         start = loop.time()
         n = 0
         try:
             while not self._writer.is_closing() and not self._closed.is_set():
-                if self._outgoing:
-                    frame = self._outgoing.popleft()
-                    self._writer.write(encode_audio(frame, self.rate))
-                    self.sent += frame
-                    if not self._outgoing:
-                        self._spoken.set()
-                else:
-                    self._writer.write(silence)
-                    self.sent += silence[3:]
+                self._writer.write(encode_audio(self.next_frame(), self.rate))
                 n += 1
                 await asyncio.sleep(max(0.0, start + n * PERIOD - loop.time()))
         except (ConnectionError, OSError):
@@ -160,9 +200,7 @@ class CallerLeg:
                 now = loop.time()
                 for frame in decoder.feed(data):
                     if isinstance(frame, Audio) and frame.payload:
-                        self.heard += frame.payload
-                        self.arrivals.append(now)
-                        self._heard_changed.set()
+                        self.hear(frame.payload, now)
                     elif isinstance(frame, Hangup):
                         self.hangup_received = True
                         return
@@ -179,9 +217,6 @@ class CallerLeg:
             self._closed.set()
             self._heard_changed.set()
 
-    async def wait_closed(self) -> None:
-        await self._closed.wait()
-
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
@@ -193,10 +228,13 @@ class CallerLeg:
 
 
 class CallerLegs:
-    """A media connector for :class:`~ivr.sim.ari_server.SimAsterisk` that dials talking callers."""
+    """A media connector for :class:`~ivr.sim.ari_server.SimAsterisk` that dials talking callers.
+
+    AudioSocket legs come from :meth:`connect`; WebSocket media legs register here too
+    (``SimAsterisk(websocket_legs=ivr.sim.ws_media.talking_legs(legs))``)."""
 
     def __init__(self) -> None:
-        self.legs: dict[str, CallerLeg] = {}
+        self.legs: dict[str, CallerVoice] = {}
 
     async def connect(self, host: str, port: int, session: uuid.UUID, fmt: str, channel_id: str) -> CallerLeg:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout=CONNECT_TIMEOUT)
@@ -210,7 +248,7 @@ class CallerLegs:
         self.legs[channel_id] = leg
         return leg
 
-    def for_caller(self, sim: SimAsterisk, caller_id: str) -> CallerLeg | None:
+    def for_caller(self, sim: SimAsterisk, caller_id: str) -> CallerVoice | None:
         """The media leg bridged with ``caller_id`` (None until the app bridged it)."""
         caller = sim.channels.get(caller_id)
         bridge = sim.bridges.get(caller.bridge_id) if caller is not None and caller.bridge_id else None

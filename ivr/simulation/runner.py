@@ -1,8 +1,9 @@
 """One simulated call: the real app, a simulated Asterisk and a scripted caller, over local sockets.
 
 Everything the production path does runs here: ARI REST and events, ``externalMedia``, the AudioSocket
-server, paced playback, VAD and endpointing, the flow engine and the speech engines. Only Asterisk and
-the caller are simulated. Speech modes:
+server (or WebSocket media, ``media: websocket``, paced by the simulated chan_websocket), paced playback,
+VAD and endpointing, the flow engine and the speech engines. Only Asterisk and the caller are simulated.
+Speech modes:
 
 * ``offline``: the app speaks with piper and listens with faster-whisper; the caller's lines are spoken
   by piper too, so the whole audio path is real (needs the ``offline`` extra);
@@ -39,12 +40,14 @@ from ivr.flow.events import WebhookFailed, WebhookResult
 from ivr.flow.model import FlowSettings
 from ivr.media.wav import stereo_wav
 from ivr.sim.ari_server import SimAsterisk
-from ivr.sim.caller_leg import CallerLeg, CallerLegs
+from ivr.sim.caller_leg import CallerLegs, CallerVoice
+from ivr.sim.ws_media import talking_legs
 from ivr.simulation import script as sc
 from ivr.speech.base import Synthesizer
 from ivr.speech.executor import EngineSpec, SpeechPool
 from ivr.speech.registry import CallSpeech, SpeechRegistry
 from ivr.speech.simulated import TextTranscriber, ToneSynthesizer
+from ivr.websocket import WebSocketMediaClient
 
 SpeechMode = Literal["offline", "text"]
 END_NAMES = {"transferred": "transfer"}
@@ -182,6 +185,7 @@ async def simulate(
     out: TextIO | None = sys.stdout,
     step_timeout: float = 30.0,
     interactive: bool = False,
+    media: str | None = None,
 ) -> SimulationResult:
     """Run one call of ``flow_file`` with ``script`` as the caller; see the module docstring.
 
@@ -213,11 +217,15 @@ async def simulate(
     tracker = _Tracker(out, result)
     legs = CallerLegs()
     fmt = fmt or script.format or "slin16"
+    media = media or script.media or "audiosocket"
     async with contextlib.AsyncExitStack() as stack:
         # Messages left at record steps live as long as the simulation (the summary says what was kept).
         recordings = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ivr-sim-recordings-")))
-        sim = await stack.enter_async_context(SimAsterisk(media_connector=legs.connect))
+        sim = await stack.enter_async_context(
+            SimAsterisk(media_connector=legs.connect, websocket_legs=talking_legs(legs))
+        )
         server = await stack.enter_async_context(AudioSocketServer(AudioSocketConfig(port=0)))
+        websocket = await stack.enter_async_context(WebSocketMediaClient(sim.base_url))
         ari = await stack.enter_async_context(AriClient(sim.base_url, sim.username, sim.password))
         if pool is not None:
             stack.push_async_callback(pool.aclose)
@@ -235,7 +243,8 @@ async def simulate(
                 recordings_dir=recordings,
                 clock=_pinned_clock(script),
             ),
-            config=AriAppConfig(advertise=f"127.0.0.1:{server.port}", step_timeout=10.0),
+            config=AriAppConfig(advertise=f"127.0.0.1:{server.port}", step_timeout=10.0, media=media),
+            websocket=websocket,
         )
         await app.start()
         stack.push_async_callback(app.close)
@@ -252,14 +261,15 @@ async def simulate(
                 flush=True,
             )
         tracker.line(
-            "call", f"{script.caller.name} <{script.caller.number}> -> flow {flow_name}, {fmt}, {speech_note}"
+            "call",
+            f"{script.caller.name} <{script.caller.number}> -> flow {flow_name}, {fmt} over {media}, {speech_note}",
         )
         caller = await sim.place_call(
             args=[f"flow={flow_name}", *(f"{k}={v}" for k, v in script.args.items())],
             caller=(script.caller.name, script.caller.number),
             native_format="slin16" if fmt == "slin16" else "ulaw",
         )
-        leg_box: list[CallerLeg] = []
+        leg_box: list[CallerVoice] = []
 
         def bridged() -> bool:
             leg = legs.for_caller(sim, caller.id)
@@ -300,12 +310,10 @@ async def simulate(
         await _until(lambda: bool(app.reports) and not app.calls, timeout=15.0)
         result.report = app.reports[0] if app.reports else None
         if record is not None:
-            await asyncio.to_thread(
-                record.write_bytes, stereo_wav(bytes(leg.sent), bytes(leg.heard), leg.rate)
-            )
+            await asyncio.to_thread(record.write_bytes, stereo_wav(bytes(leg.sent), leg.track, leg.rate))
             tracker.line("wav", f"{record} (caller left, IVR right, {leg.rate} Hz)")
         _evaluate(script, result)
-        _summary(result, tracker, leg)
+        _summary(result, tracker, leg, media)
     return result
 
 
@@ -481,7 +489,7 @@ def _evaluate(script: sc.CallerScript, result: SimulationResult) -> None:
             )
 
 
-def _summary(result: SimulationResult, tracker: _Tracker, leg: CallerLeg) -> None:
+def _summary(result: SimulationResult, tracker: _Tracker, leg: CallerVoice, media: str) -> None:
     report = result.report
     if report is None:
         tracker.line("summary", "no call report (the call did not start, or did not end within 15 s)")
@@ -502,9 +510,11 @@ def _summary(result: SimulationResult, tracker: _Tracker, leg: CallerLeg) -> Non
     greeting = f"{report.greeting_latency_ms:.0f} ms" if report.greeting_latency_ms is not None else "n/a"
     tracker.line("summary", f"greeting latency (call arrives -> first prompt frame): {greeting}")
     tracker.line("summary", f"response latency (end of caller speech -> first IVR audio): {lat}")
+    paced = "by the app" if media == "audiosocket" else "by the simulated Asterisk"
     tracker.line(
         "summary",
-        f"IVR frame pacing at the caller: p50 {lateness.p50_ms:.1f} ms, p99 {lateness.p99_ms:.1f} ms late",
+        f"IVR frame pacing at the caller ({media}, paced {paced}): p50 {lateness.p50_ms:.1f} ms, "
+        f"p99 {lateness.p99_ms:.1f} ms late",
     )
     tracker.line(
         "summary",

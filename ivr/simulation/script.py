@@ -12,6 +12,7 @@ A script is YAML::
     env: {API_TOKEN: test}      # env.NAME values the flow's webhooks see, over the process environment
     now: 2026-12-07T09:00:00-05:00  # when the call happens (now, call.started, business hours)
     format: slin16              # optional: slin16 (wideband caller) or slin (G.711 caller)
+    media: websocket            # optional: the call's media transport, audiosocket (default) or websocket
     steps:
       - wait_for: order         # a prompt containing this text has started
       - say: I'd like to order  # speak once the IVR listens
@@ -170,6 +171,11 @@ class CallerScript(BaseModel):
     )
     format: Literal["slin16", "slin"] | None = Field(
         None, description="slin16 (wideband caller, default) or slin (G.711 caller)."
+    )
+    media: Literal["audiosocket", "websocket"] | None = Field(
+        None,
+        description="The call's media transport: audiosocket (default; the app paces) or websocket "
+        "(chan_websocket: Asterisk paces from its queue, marks say when a prompt was heard).",
     )
     now: datetime | None = Field(
         None,

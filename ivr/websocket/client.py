@@ -54,7 +54,9 @@ class WebSocketMediaClient:
         if not _CONNECTION_ID.fullmatch(connection_id):
             raise ValueError(f"not a chan_websocket connection id: {connection_id!r:.60}")
         if self._http is None:
-            self._http = aiohttp.ClientSession()
+            # Every call's media is a connection held for the whole call: no pool limit (aiohttp's
+            # default of 100 would make the 101st call wait for a slot until its setup timed out).
+            self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         url = self.media_url + connection_id
         try:
             async with asyncio.timeout(timeout):

@@ -48,6 +48,9 @@ class WebSocketServerConfig:
     heartbeat: float | None = 10.0
     """WebSocket ping interval; a peer that stops answering is closed (None: no pings)."""
     session: SessionConfig = field(default_factory=SessionConfig)
+    reuse_port: bool = False
+    """SO_REUSEPORT: several processes (``ivr run --workers N`` in dialplan-only mode) listen on one port
+    and the kernel spreads Asterisk's connections over them."""
 
 
 @dataclass(slots=True)
@@ -116,7 +119,13 @@ class WebSocketMediaServer:
         app.router.add_get(path + "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await self._runner.setup()
-        self._site = web.TCPSite(self._runner, self.config.host, self.config.port, backlog=1024)
+        self._site = web.TCPSite(
+            self._runner,
+            self.config.host,
+            self.config.port,
+            backlog=1024,
+            reuse_port=self.config.reuse_port or None,
+        )
         await self._site.start()
         log.info("WebSocket media listening on ws://%s:%d%s", *self.address, path)
 
@@ -132,6 +141,10 @@ class WebSocketMediaServer:
     @property
     def port(self) -> int:
         return self.address[1]
+
+    def stop_accepting(self) -> None:
+        """Shutdown has begun: refuse new connections (503, Asterisk hangs that call up); live ones go on."""
+        self._closing = True
 
     async def close(self) -> None:
         """Stop listening, hang up every session, and wait for their handlers."""

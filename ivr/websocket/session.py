@@ -26,6 +26,7 @@ from ivr.transport import (
     InboundEvent,
     InboundQueue,
     MediaClosed,
+    MediaStats,
     PcmSource,
     PeerHangup,
     PlayoutState,
@@ -156,6 +157,11 @@ class WebSocketMediaSession:
     @property
     def dropped_audio(self) -> int:
         return self._inbound.dropped_audio
+
+    def media_stats(self) -> MediaStats:
+        """What this call's media counted (read at the call's end): Asterisk paces, so no lateness of
+        ours; nothing outbound is ever dropped (the sender waits on XOFF instead)."""
+        return MediaStats("websocket", self.dropped_audio, 0, None, self.stats.xoff)
 
     def events(self) -> AsyncIterator[InboundEvent]:
         return self._inbound.events()

@@ -30,6 +30,7 @@ import aiohttp
 
 from ivr.ari.client import AriClient
 from ivr.ari.errors import ApplicationReplacedError, AriConnectionError, AriError, BadReply, Unauthorized
+from ivr.ari.models import AsteriskInfo
 from ivr.audiosocket.server import AudioSocketConfig, AudioSocketServer
 from ivr.call.ari_app import AriApp, AriAppConfig
 from ivr.call.dialplan_app import DialplanApp
@@ -50,6 +51,14 @@ from ivr.ops.metrics import Metrics
 from ivr.ops.records import RecordsError, create_store
 from ivr.speech.executor import EngineSpec, SpeechPool
 from ivr.speech.registry import SpeechRegistry, SpeechSettings
+from ivr.workers.errors import StartupError as StartupError  # re-exported: callers import it from here
+from ivr.workers.media import (
+    check_media_settings,
+    open_websocket_client,
+    start_websocket_server,
+    websocket_media_usable,
+    websocket_server_wanted,
+)
 
 log = logging.getLogger("ivr.run")
 
@@ -60,10 +69,6 @@ ENGINE_SWITCH_INTERVAL = 0.001
 
 OFFLOADED_ENGINES = frozenset({"offline"})
 """Engines whose inference runs in speech worker processes (CPU-bound), never on the pacing loop."""
-
-
-class StartupError(Exception):
-    """One line for the operator; ``ivr run`` exits 2 with it."""
 
 
 class Seat(Protocol):
@@ -167,7 +172,7 @@ def offloaded_specs(uses: Sequence[SpeechSettings]) -> list[EngineSpec]:
     return list(dict.fromkeys(specs))
 
 
-async def check_ari(ari: AriClient, settings: Settings) -> None:
+async def check_ari(ari: AriClient, settings: Settings) -> AsteriskInfo:
     try:
         info = await ari.asterisk_info()
     except Unauthorized:
@@ -181,6 +186,7 @@ async def check_ari(ari: AriClient, settings: Settings) -> None:
     except AriError as exc:
         raise StartupError(f"ARI at {settings.ari_url}: {exc}") from None
     log.info("connected to Asterisk %s at %s", info.version or "?", settings.ari_url)
+    return info
 
 
 async def serve(
@@ -198,6 +204,7 @@ async def serve(
         raise StartupError("dialplan-only mode runs one flow: set IVR_DEFAULT_FLOW (or --default-flow)")
     if no_ari:
         check_dialplan_mode(catalog)
+    check_media_settings(settings, no_ari=no_ari)
     stop = stop or asyncio.Event()
     async with contextlib.AsyncExitStack() as stack:
         stop_on_signals(stop, stack)
@@ -304,6 +311,13 @@ async def serve(
                 f"cannot listen for AudioSocket on {host}:{port}: {exc.strerror or exc}"
             ) from None
         stack.push_async_callback(server.close)
+        # -- media: the WebSocket media server of dialplan-only mode (ARI mode's client: _start_ari) --
+        ws_server = None
+        if dialplan is not None and websocket_server_wanted(settings):
+            reuse = seat is not None and seat.reuse_port
+            ws_server = await start_websocket_server(
+                settings, stack, dialplan.handle_websocket, reuse_port=reuse
+            )
         app: AriApp | None = None
         if not no_ari:
             app = await _start_ari(settings, stack, server, services, seat, port)
@@ -319,15 +333,19 @@ async def serve(
         stack.callback(monitor.stop)
         info: dict[str, Any] = {
             "audiosocket": server.address,
+            "websocket": ws_server.address if ws_server is not None else None,
+            "media": settings.media,
             "mode": "dialplan" if no_ari else "ari",
             "metrics": health.url if health is not None else None,
             "pid": os.getpid(),
         }
         log.info(
-            "ready: %s mode (%s loop), AudioSocket on %s:%d, flows %s",
+            "ready: %s mode (%s loop), AudioSocket on %s:%d%s, media %s, flows %s",
             info["mode"],
             type(asyncio.get_running_loop()).__module__.split(".")[0],
             *server.address,
+            f", WebSocket media on {ws_server.address[0]}:{ws_server.address[1]}" if ws_server else "",
+            settings.media,
             ", ".join(catalog.names),
         )
         if seat is not None:
@@ -343,6 +361,8 @@ async def serve(
             await app.drain(settings.shutdown_grace_seconds, settings.shutdown_goodbye)
         elif dialplan is not None:
             await server.stop_accepting()
+            if ws_server is not None:
+                ws_server.stop_accepting()
             await dialplan.drain(settings.shutdown_grace_seconds, settings.shutdown_goodbye)
         return code
 
@@ -375,7 +395,13 @@ async def _start_ari(
 ) -> AriApp:
     ari = AriClient(settings.ari_url, settings.ari_user, settings.ari_password.get_secret_value())
     stack.push_async_callback(ari.close)
-    await check_ari(ari, settings)
+    info = await check_ari(ari, settings)
+    # media: WebSocket media when this Asterisk has MARK_MEDIA (IVR_MEDIA=websocket requires it)
+    websocket = (
+        await open_websocket_client(settings, stack)
+        if websocket_media_usable(settings, info.version)
+        else None
+    )
     # Worker N listens on the base port + N; it advertises the same offset from the advertised port.
     offset = port - settings.listen[1] if settings.listen[1] else 0
     if settings.audiosocket_advertise:
@@ -393,7 +419,9 @@ async def _start_ari(
             format=settings.format,
             max_calls=settings.max_calls,
             id_prefix=f"ivr-w{seat.index}-" if seat is not None else "ivr-",
+            media=settings.media,
         ),
+        websocket=websocket,
     )
     if seat is None:  # a worker's events come from its supervisor, which holds the events socket
         try:

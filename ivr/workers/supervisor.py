@@ -40,6 +40,7 @@ from ivr.ops.looplag import LoopMonitor
 from ivr.ops.metrics import Metrics
 from ivr.ops.records import RecordsError
 from ivr.ops.records.model import default_instance_id
+from ivr.workers.media import check_media_settings, websocket_media_usable
 from ivr.workers.metrics import MergedExposition
 from ivr.workers.pool import WorkerPool
 from ivr.workers.process import (
@@ -121,6 +122,7 @@ class Supervisor:
                     "dialplan-only mode runs one flow: set IVR_DEFAULT_FLOW (or --default-flow)"
                 )
             check_dialplan_mode(catalog)
+        check_media_settings(self.settings, no_ari=self.mode == "dialplan")
         async with contextlib.AsyncExitStack() as stack:
             stop_on_signals(self.stop, stack)
             self._relay_sighup(stack)
@@ -129,7 +131,7 @@ class Supervisor:
                 s = self.settings
                 self.ari = AriClient(s.ari_url, s.ari_user, s.ari_password.get_secret_value())
                 stack.push_async_callback(self.ari.close)
-                await check_ari(self.ari, s)
+                websocket_media_usable(s, (await check_ari(self.ari, s)).version)  # fail fast, one line
             health = await self._start_health(stack)
             try:
                 await self.pool.start()

@@ -11,7 +11,15 @@ from ..layering import imported_modules
 
 FORBIDDEN_FOR_ARI = ("ivr.flow", "ivr.call", "ivr.media", "ivr.speech", "ivr.sim", "ivr.audiosocket")
 # The simulator plays Asterisk and the caller: protocol-level pieces plus the simulation speech codec.
-ALLOWED_FOR_SIM = ("ivr.sim", "ivr.ari.models", "ivr.audiosocket", "ivr.media", "ivr.speech.simulated")
+ALLOWED_FOR_SIM = (
+    "ivr.sim",
+    "ivr.ari.models",
+    "ivr.audiosocket",
+    "ivr.media",
+    "ivr.speech.simulated",
+    "ivr.transport",
+    "ivr.websocket.protocol",
+)
 
 
 def _imports(package: object) -> dict[str, set[str]]:

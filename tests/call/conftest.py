@@ -1,5 +1,8 @@
 """The whole stack over real sockets: simulated Asterisk (ARI + talking caller legs), AudioSocket
-server, ARI client, and the app, with the instant simulation speech engines."""
+server, WebSocket media client, ARI client, and the app, with the instant simulation speech engines.
+
+``make_stack(..., media="websocket")`` gives every call WebSocket media (the simulator paces it like
+chan_websocket); the default is AudioSocket."""
 
 from __future__ import annotations
 
@@ -19,9 +22,11 @@ from ivr.call.report import Tracer
 from ivr.call.services import CallServices
 from ivr.flow.model import FlowSettings
 from ivr.sim.ari_server import SimAsterisk
-from ivr.sim.caller_leg import CallerLeg, CallerLegs
+from ivr.sim.caller_leg import CallerLegs, CallerVoice
+from ivr.sim.ws_media import talking_legs
 from ivr.speech.registry import CallSpeech
 from ivr.speech.simulated import TextTranscriber, ToneSynthesizer
+from ivr.websocket import WebSocketMediaClient
 
 DATA = Path(__file__).parent / "data"
 FLOWS = Path(__file__).parents[2] / "flows"
@@ -42,9 +47,10 @@ class Stack:
     legs: CallerLegs
     app: AriApp
     audiosocket: AudioSocketServer
+    websocket: WebSocketMediaClient
 
-    async def leg(self, caller_id: str, timeout: float = 5.0) -> CallerLeg:
-        found: list[CallerLeg] = []
+    async def leg(self, caller_id: str, timeout: float = 5.0) -> CallerVoice:
+        found: list[CallerVoice] = []
 
         def ready() -> bool:
             leg = self.legs.for_caller(self.sim, caller_id)
@@ -66,6 +72,7 @@ class Stack:
         assert not [c for c in self.sim.channels.values() if c.kind == "media"]
         assert not self.app.calls
         assert not self.audiosocket.sessions
+        assert not self.websocket.sessions
 
 
 async def make_stack(
@@ -77,14 +84,18 @@ async def make_stack(
     **config: object,
 ) -> Stack:
     legs = CallerLegs()
-    sim = SimAsterisk(username="ivr", password="pw", media_connector=legs.connect)
+    sim = SimAsterisk(
+        username="ivr", password="pw", media_connector=legs.connect, websocket_legs=talking_legs(legs)
+    )
     await sim.start()
     audiosocket = AudioSocketServer(AudioSocketConfig(port=0))
     await audiosocket.start()
+    websocket = WebSocketMediaClient(sim.base_url)
     ari = AriClient(sim.base_url, "ivr", "pw")
     app = AriApp(
         ari=ari,
         audiosocket=audiosocket,
+        websocket=websocket,
         services=CallServices(
             flows=FlowCatalog(flows, default=default),
             speech=sim_speech(ms_per_char),
@@ -95,12 +106,13 @@ async def make_stack(
         config=AriAppConfig(**{"advertise": f"127.0.0.1:{audiosocket.port}", "step_timeout": 3.0, **config}),  # type: ignore[arg-type]
     )
     await app.start(heartbeat=1.0)
-    return Stack(sim, legs, app, audiosocket)
+    return Stack(sim, legs, app, audiosocket, websocket)
 
 
 async def close_stack(stack: Stack) -> None:
     await stack.app.close()
     await stack.app.ari.close()
+    await stack.websocket.close()
     await stack.audiosocket.close()
     await stack.sim.stop()
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from ivr.sim.caller_leg import CallerLeg
+from ivr.sim.caller_leg import CallerVoice
 
 from .conftest import DATA, Stack, close_stack, make_stack
 
@@ -24,7 +24,7 @@ async def lstack() -> AsyncIterator[Stack]:
     await close_stack(s)
 
 
-async def answer_sales(stack: Stack) -> tuple[str, CallerLeg]:
+async def answer_sales(stack: Stack) -> tuple[str, CallerVoice]:
     """A caller says "sales" and hears the (long) reply start: the caller's id and leg."""
     caller = await stack.sim.place_call(args=["flow=latency"])
     leg = await stack.leg(caller.id)

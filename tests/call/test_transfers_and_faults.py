@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from ivr.sim.ari_server import OriginateOutcome
+from ivr.sim.caller_leg import CallerLeg
 
 from .conftest import DATA, Stack, close_stack, make_stack
 
@@ -112,6 +113,7 @@ async def test_media_socket_loss_ends_the_call_cleanly(stack: Stack) -> None:
     caller = await stack.sim.place_call(args=["flow=menu"])
     leg = await stack.leg(caller.id)
     await leg.wait_heard("Say sales")
+    assert isinstance(leg, CallerLeg)
     leg._writer.transport.abort()  # the media connection dies (RST)
     await stack.wait_ended()
     assert caller.id in stack.sim.destroyed, "the caller is hung up, not left in silence"

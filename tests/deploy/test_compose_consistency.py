@@ -131,6 +131,7 @@ FUNCTION_MODULES: dict[str, str | None] = {
 TECH_MODULES: dict[str, str | None] = {
     "PJSIP": "chan_pjsip",
     "AudioSocket": "chan_audiosocket",
+    "WebSocket": "chan_websocket",
     "Local": None,
 }
 SOUND_PACKAGES = re.compile(r"^(CORE|EXTRA)-SOUNDS-|^MOH-")

@@ -88,3 +88,31 @@ async def test_nobody_listening_is_a_connect_error() -> None:
     async with WebSocketMediaClient("http://127.0.0.1:1") as client:
         with pytest.raises(MediaConnectError, match="failed"):
             await client.connect("c0ffee", timeout=2)
+
+
+async def test_more_than_a_hundred_live_connections_from_one_client() -> None:
+    """Each call's media is a long-lived connection of the process's one client: aiohttp's default pool
+    (100 connections) would make the 101st call wait for a free slot until its setup step timed out."""
+    from ivr.ari.client import AriClient
+    from ivr.sim.ari_server import SimAsterisk
+
+    async with (
+        SimAsterisk(username="u", password="p") as sim,
+        AriClient(sim.base_url, "u", "p") as ari,
+        WebSocketMediaClient(sim.base_url) as client,
+    ):
+        sessions = []
+        for n in range(101):
+            channel = await ari.external_media(
+                app="t",
+                external_host="",
+                encapsulation="none",
+                transport="websocket",
+                connection_type="server",
+                format="slin16",
+                channel_id=f"m{n}",
+            )
+            connection = channel.channelvars["MEDIA_WEBSOCKET_CONNECTION_ID"]
+            sessions.append(await client.connect(connection, timeout=2.0))
+        assert len(client.sessions) == 101
+        assert all(not s.closed for s in sessions)
