@@ -117,6 +117,9 @@ class CallRuntime:
         self.finished = False
         self.first_audio_at: float | None = None
         """Loop time of the first prompt frame written (greeting latency)."""
+        self.on_step: Callable[[], None] | None = None
+        """The checkpoint hook: told after each engine event that entered a step or counted a retry."""
+        self._progress: tuple[int, int, int, str] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -131,14 +134,14 @@ class CallRuntime:
         self._goodbye = goodbye
         self._post(ev.Hangup())
 
-    async def run(self, started: ev.CallStarted) -> CallReport:
+    async def run(self, started: ev.CallStarted | ev.CallResumed) -> CallReport:
         self._spawn(self._read_media(), "media")
         try:
             async with asyncio.timeout(self.max_call_seconds):
-                await self._apply(self.engine.handle(started, now=self.clock()))
+                await self._apply(self._handle(started))
                 while not self.engine.finished:
                     event = await self._inbox.get()
-                    await self._apply(self.engine.handle(event, now=self.clock()))
+                    await self._apply(self._handle(event))
                 if self._abort_reason is not None:
                     self.report.outcome, self.report.reason = "aborted", self._abort_reason
                     if self._goodbye and not self._hung_up and not self.media.closed:
@@ -173,6 +176,15 @@ class CallRuntime:
         self.report.transcript = [(t.speaker, t.text) for t in engine.transcript]
         self.report.variables = engine.safe_variables()
         self.report.ended_at = time.time()
+
+    def _handle(self, event: ev.Event) -> list[act.Action]:
+        """One event into the engine; the checkpoint hook hears of every step change (the store
+        coalesces saves, so this costs no I/O here)."""
+        actions = self.engine.handle(event, now=self.clock())
+        if self.on_step is not None and not self.engine.finished and self.engine.progress != self._progress:
+            self._progress = self.engine.progress
+            self.on_step()
+        return actions
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro, name=f"call-{self.call_id}-{name}")

@@ -16,6 +16,7 @@ from ivr.call.flows import FlowCatalog
 from ivr.call.lifecycle import ReportSink
 from ivr.call.ports import Classifier, SpeechFactory, WebhookHandler
 from ivr.call.report import Tracer
+from ivr.call.resume import CheckpointStore
 from ivr.ops.metrics import Metrics
 
 
@@ -42,3 +43,6 @@ class CallServices:
     """Where ``record`` steps store their WAV files (None: record steps take their error path)."""
     clock: Callable[[], float] | None = None
     """The wall clock flows see as ``now`` (None: ``time.time``; simulations pin it)."""
+    checkpoints: CheckpointStore | None = None
+    """Where ARI calls save their flow state as it changes and look it up when they come back after the
+    instance serving them died (the records store; None: calls are not resumable)."""

@@ -10,6 +10,13 @@ What differs for a worker is passed in as a :class:`Seat`: where its events come
 relays them; it never opens its own events socket, which Asterisk allows once per app), which ARI ids it
 creates (its tag, so the supervisor routes their events by name), which AudioSocket port it listens on,
 and how it reports readiness, calls and metrics.
+
+ARI comes in two modes (``IVR_ARI_MODE``): ``persistent``, where this process opens the app's events
+socket and REST goes over HTTP, and ``per_call``, where Asterisk opens one WebSocket per call to this
+process's :class:`~ivr.ari.percall_server.PerCallServer` and the call's REST goes over it (no HTTP to
+Asterisk at all; any number of instances behind a load balancer). Under a supervisor every worker runs
+its own per-call server on the one per-call port (``SO_REUSEPORT``: the kernel spreads the sockets),
+so a worker that dies drops only its own calls' sockets, which Asterisk reopens on another worker.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import aiohttp
 
 from ivr.ari.client import AriClient
 from ivr.ari.errors import ApplicationReplacedError, AriConnectionError, AriError, BadReply, Unauthorized
+from ivr.ari.percall_server import PerCallServer
 from ivr.audiosocket.server import AudioSocketConfig, AudioSocketServer
 from ivr.call.ari_app import AriApp, AriAppConfig
 from ivr.call.dialplan_app import DialplanApp
@@ -48,6 +56,7 @@ from ivr.ops.metrics import Metrics
 from ivr.ops.records import RecordsError, create_store
 from ivr.speech.executor import EngineSpec, SpeechPool
 from ivr.speech.registry import SpeechRegistry, SpeechSettings
+from ivr.workers.percall import start_percall
 
 log = logging.getLogger("ivr.run")
 
@@ -230,9 +239,10 @@ async def serve(
 
         async def finished(report: CallReport) -> None:
             try:
-                await records.record(
-                    report, caller=report.caller, linkedid=report.linkedid, direction=report.direction
-                )
+                if not report.handed_over:  # else another owner resumed the call and records it
+                    await records.record(
+                        report, caller=report.caller, linkedid=report.linkedid, direction=report.direction
+                    )
             except RecordsError as exc:
                 log.error("call %s: not recorded: %s", report.call_id, exc)
             if seat is not None:
@@ -254,12 +264,17 @@ async def serve(
             metrics=metrics,
             on_start=seat.call_started if seat is not None else None,
             recordings_dir=settings.recordings_dir,
+            checkpoints=records,
         )
         app_ref: list[AriApp] = []
+        percall_ref: list[PerCallServer] = []
 
         def readiness() -> tuple[bool, str]:
             if no_ari:
                 return True, "dialplan-only mode"
+            if percall_ref:
+                listening = percall_ref[0].listening and not percall_ref[0].draining
+                return (True, "per-call ARI server listening") if listening else (False, "not listening")
             stream = app_ref[0].stream if app_ref else None
             connected = stream is not None and stream.connected
             return (True, "ARI connected") if connected else (False, "ARI disconnected")
@@ -294,7 +309,19 @@ async def serve(
             ) from None
         stack.push_async_callback(server.close)
         app: AriApp | None = None
-        if not no_ari:
+        percall: PerCallServer | None = None
+        if not no_ari and settings.ari_mode == "per_call":
+            try:
+                app, percall = await start_percall(
+                    settings, stack, server, services, seat, advertise=_advertise(settings, server, port)
+                )
+            except OSError as exc:
+                raise StartupError(
+                    f"cannot listen for per-call ARI on {settings.ari_percall_listen}: {exc.strerror or exc}"
+                ) from None
+            app_ref.append(app)
+            percall_ref.append(percall)
+        elif not no_ari:
             app = await _start_ari(settings, stack, server, services, seat, port)
             app_ref.append(app)
         if seat is not None:
@@ -312,11 +339,14 @@ async def serve(
             "metrics": health.url if health is not None else None,
             "pid": os.getpid(),
         }
+        if percall is not None:
+            info["percall"] = percall.url
         log.info(
-            "ready: %s mode (%s loop), AudioSocket on %s:%d, flows %s",
+            "ready: %s mode (%s loop), AudioSocket on %s:%d, %sflows %s",
             info["mode"],
             type(asyncio.get_running_loop()).__module__.split(".")[0],
             *server.address,
+            f"per-call ARI on {percall.url}, " if percall is not None else "",
             ", ".join(catalog.names),
         )
         if seat is not None:
@@ -328,6 +358,8 @@ async def serve(
         code = await _wait_for_stop(stop, app, seat)
         if health is not None:
             health.drain()
+        if percall is not None:
+            percall.draining = True  # new calls get 503: Asterisk retries, through a balancer elsewhere
         if app is not None and code == 0:
             await app.drain(settings.shutdown_grace_seconds, settings.shutdown_goodbye)
         elif dialplan is not None:
@@ -365,20 +397,13 @@ async def _start_ari(
     ari = AriClient(settings.ari_url, settings.ari_user, settings.ari_password.get_secret_value())
     stack.push_async_callback(ari.close)
     await check_ari(ari, settings)
-    # Worker N listens on the base port + N; it advertises the same offset from the advertised port.
-    offset = port - settings.listen[1] if settings.listen[1] else 0
-    if settings.audiosocket_advertise:
-        adv_host, adv_port = parse_hostport(settings.audiosocket_advertise)
-        advertise = f"{adv_host}:{adv_port + offset}"
-    else:
-        advertise = f"{settings.listen[0]}:{server.port}"
     app = AriApp(
         ari=ari,
         audiosocket=server,
         services=services,
         config=AriAppConfig(
             app=settings.ari_app,
-            advertise=advertise,
+            advertise=_advertise(settings, server, port),
             format=settings.format,
             max_calls=settings.max_calls,
             id_prefix=f"ivr-w{seat.index}-" if seat is not None else "ivr-",
@@ -393,6 +418,16 @@ async def _start_ari(
             raise StartupError(f"ARI events WebSocket for '{settings.ari_app}': {exc}") from None
     stack.push_async_callback(app.close, keep_agent_calls=True)
     return app
+
+
+def _advertise(settings: Settings, server: AudioSocketServer, port: int) -> str:
+    """The AudioSocket ``host:port`` Asterisk dials: worker N listens on the base port + N and advertises
+    the same offset from the advertised port."""
+    offset = port - settings.listen[1] if settings.listen[1] else 0
+    if settings.audiosocket_advertise:
+        adv_host, adv_port = parse_hostport(settings.audiosocket_advertise)
+        return f"{adv_host}:{adv_port + offset}"
+    return f"{settings.listen[0]}:{server.port}"
 
 
 async def _wait_for_stop(stop: asyncio.Event, app: AriApp | None, seat: Seat | None) -> int:

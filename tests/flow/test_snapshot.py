@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -69,7 +70,7 @@ def bank() -> FlowLibrary:
     return FlowLibrary("bank", {"bank": flow})
 
 
-def through_json(engine: FlowEngine) -> dict[str, object]:
+def through_json(engine: FlowEngine) -> dict[str, Any]:
     """What the records store keeps: the snapshot must survive JSON unchanged."""
     state = engine.snapshot()
     text = json.dumps(state, allow_nan=False)
@@ -126,8 +127,8 @@ def test_sensitive_values_and_their_copies_are_left_out() -> None:
     assert d.engine.variables["pin"] == "4321"
     state = through_json(d.engine)
     assert "4321" not in json.dumps(state)
-    assert "pin" not in state["frames"][0]["vars"]  # type: ignore[index]
-    assert "pin_copy" not in state["frames"][0]["vars"]  # type: ignore[index]
+    assert "pin" not in state["frames"][0]["vars"]
+    assert "pin_copy" not in state["frames"][0]["vars"]
     assert d.engine.checkpoint_variables() == {"name": "Ana", "tries": 1}
     again = Driver(bank())
     again.engine.restore(state)
@@ -144,8 +145,8 @@ def test_path_transcript_and_call_facts_carry_over() -> None:
     again.send(PromptFinished())
     assert [p.via for p in again.engine.path][-1] == "resumed"
     state = again.engine.snapshot()
-    assert state["call"]["caller_id"] == "+15550100"  # type: ignore[index]
-    assert state["call"]["args"] == {"line": "7002"}  # type: ignore[index]
+    assert state["call"]["caller_id"] == "+15550100"
+    assert state["call"]["args"] == {"line": "7002"}
     assert state["started"] == 1_000.0
 
 
