@@ -10,6 +10,9 @@ restarting balancer would.
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import signal
 import time
 from pathlib import Path
 
@@ -18,7 +21,7 @@ import pytest
 from ivr.config import Settings
 from ivr.ops.records import open_database
 from tests.asterisk.harness import caller_side
-from tests.asterisk.ivr_runs import ivr_run, ivr_settings
+from tests.asterisk.ivr_runs import ivr_env, ivr_process, ivr_run, ivr_settings
 from tests.asterisk.tcpproxy import TcpProxy
 from tests.conftest import AsteriskFactory
 from tests.real_asterisk import AriProbe, RealAsterisk
@@ -163,5 +166,55 @@ async def test_a_wrong_password_is_refused_and_the_call_goes_to_the_fallback(kit
             assert "continuing at" in log, "after the retry the call goes to IVR_FALLBACK"
             assert run.reports == []
             await probe.clear()
+    finally:
+        await relay.close()
+
+
+async def test_a_dead_workers_call_is_resumed_by_another_worker_of_the_instance(kit: Kit) -> None:
+    """``--workers 2`` share the per-call port (SO_REUSEPORT): a worker's SIGKILL drops its call's
+    socket, Asterisk reopens it on the same port, the kernel hands it to the live worker."""
+    relay = Relay(kit.relay_port, free_tcp_port())
+    env = ivr_env(
+        kit.asterisk,
+        IVR_WORKERS="2",
+        IVR_ARI_MODE="per_call",
+        IVR_ARI_APP=APP,
+        IVR_ARI_PERCALL_LISTEN=f"127.0.0.1:{relay.upstream[1]}",
+        IVR_ARI_PERCALL_USER=PERCALL_USER,
+        IVR_ARI_PERCALL_PASSWORD=PASSWORD,
+        IVR_FLOWS=str(DATA),
+        IVR_DEFAULT_FLOW="steps",
+        IVR_INSTANCE_ID="workers",
+    )
+    await relay.start()
+    try:
+        async with ivr_process(env) as run, caller_side(kit.asterisk) as side:
+            ready = await run.wait_line("workers (pids")
+            pids = [int(p) for p in re.findall(r"\d+", ready.partition("pids")[2])]
+            assert len(pids) == 2, ready
+            phone = await side.call("ivr-lines", "7000", formats="slin16")
+            await phone.leg.wait_heard("Press a key for the first answer", timeout=15)
+            serving = await run.wait_line("per-call ARI: call ")
+            worker = int(re.search(r"\[worker (\d+)\]", serving)[1])  # type: ignore[index]
+            await phone.press("3")
+            await phone.leg.wait_heard("Now press a key for the second answer", timeout=10)
+            await asyncio.sleep(0.3)
+            os.kill(pids[worker], signal.SIGKILL)
+            await phone.leg.wait_heard("Sorry, we were cut off", timeout=10)
+            resumed = await run.wait_line("resumed after a reconnect")
+            assert f"[worker {1 - worker}]" in resumed, resumed
+            await phone.leg.wait_heard_count("Now press a key for the second answer", 2, timeout=10)
+            await phone.press("8")
+            await phone.leg.wait_heard("You pressed 3 and 8", timeout=10)
+            await phone.wait_gone(timeout=15)
+            await run.wait_line(f"worker {worker} exited")
+            await side.wait_idle()
+            assert await run.terminate() == 0
+        with open_database(path=Path(env["IVR_RECORDS_PATH"])) as db:
+            [record] = db.list()
+        assert record.outcome == "hangup"
+        assert record.resumed is True
+        assert record.variables["first"] == "3"
+        assert record.variables["second"] == "8"
     finally:
         await relay.close()
