@@ -82,6 +82,10 @@ class Seat(Protocol):
     @property
     def reuse_port(self) -> bool: ...
 
+    @property
+    def metrics_instance(self) -> str | None:
+        """The instance label of this worker's metrics (the supervisor's ``IVR_INSTANCE_ID``)."""
+
     async def attach(self, app: AriApp | None, metrics: Metrics) -> None:
         """Start relaying the supervisor's events and questions to this process."""
 
@@ -205,7 +209,7 @@ async def serve(
     stop = stop or asyncio.Event()
     async with contextlib.AsyncExitStack() as stack:
         stop_on_signals(stop, stack)
-        metrics = Metrics()
+        metrics = Metrics(instance=seat.metrics_instance if seat is not None else settings.instance_id)
         uses = speech_uses(settings, catalog)
         specs = offloaded_specs(uses) if settings.speech_workers > 0 else []
         pool: SpeechPool | None = None

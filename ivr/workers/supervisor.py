@@ -85,6 +85,9 @@ class Supervisor:
     ) -> None:
         if workers < 1:
             raise ValueError("a supervisor needs at least one worker")
+        self.metrics_instance = settings.instance_id
+        """The label of this instance's metrics: only a configured ``IVR_INSTANCE_ID`` (a made-up
+        ``host-pid`` would start new series at every restart)."""
         if settings.instance_id is None:  # one instance, however many processes: its records say so
             settings = settings.model_copy(update={"instance_id": default_instance_id()})
         self.settings = settings
@@ -96,7 +99,7 @@ class Supervisor:
         self.ready_hook = ready
         self.log_level = log_level
         self.log_json = log_json
-        self.metrics = Metrics()
+        self.metrics = Metrics(instance=self.metrics_instance)
         self.router = CallRouter(workers)
         self.live: list[set[str]] = [set() for _ in range(workers)]
         """Calls each worker announced and has not released yet."""
@@ -118,7 +121,9 @@ class Supervisor:
         self._records: Any = None
 
     def _greeting(self, index: int) -> Message:
-        config = WorkerConfig(self.settings, index, self.size, self.mode, self.log_level, self.log_json)
+        config = WorkerConfig(
+            self.settings, index, self.size, self.mode, self.log_level, self.log_json, self.metrics_instance
+        )
         return ("config", config)
 
     # -- running ---------------------------------------------------------------------------------
