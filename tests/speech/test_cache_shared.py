@@ -59,12 +59,12 @@ def test_concurrent_writers_and_readers_of_one_key_see_whole_entries_only(tmp_pa
         )
         for _ in range(2)
     ]
-    for proc in writers:
-        assert proc.wait(timeout=120) == 0
+    for writer in writers:
+        assert writer.wait(timeout=120) == 0
     results = []
-    for proc in readers:
-        out, _ = proc.communicate(timeout=120)
-        assert proc.returncode == 0
+    for reader in readers:
+        out, _ = reader.communicate(timeout=120)
+        assert reader.returncode == 0
         results.append(tuple(int(n) for n in out.split()))
     assert all(bad == 0 for bad, _ in results), f"torn reads (bad, distinct payloads seen): {results}"
     final = PromptCache(tmp_path)._read(KEY)
