@@ -48,6 +48,9 @@ REFUSALS: Mapping[str, tuple[int, str]] = {
 }
 """Why a handshake is refused: the HTTP status Asterisk gets and the text of the log line."""
 _REFUSAL_MEMORY = 1024
+ENDED_CLOSE_WAIT = 4.0
+"""At close: how long to let Asterisk close the sockets of calls that have ended (it does ~3.5 s after
+the caller's StasisEnd)."""
 STASIS_END_GRACE = 2.0
 """How long after its handler returned a caller may take to leave Stasis before the server hangs it up."""
 
@@ -162,6 +165,18 @@ class PerCallServer:
             return
         for site in list(runner.sites):
             await site.stop()
+        # A socket whose caller has left Stasis is closed by Asterisk within ~3.5 s; closing it from here
+        # first would make Asterisk reconnect it (to another instance, which would wait for a call that
+        # never comes), so let Asterisk close those.
+        ended = [
+            asyncio.ensure_future(c.wait_closed())
+            for c in self._connections
+            if c.left_stasis and not c.closed
+        ]
+        if ended:
+            await asyncio.wait(ended, timeout=ENDED_CLOSE_WAIT)
+            for waiter in ended:
+                waiter.cancel()
         for conn in list(self._connections):
             with contextlib.suppress(Exception):
                 await conn.close()

@@ -313,6 +313,31 @@ async def test_closing_the_server_ends_sockets_and_handlers() -> None:
     assert outcome == ["REST refused after close"]
 
 
+async def test_closing_leaves_the_sockets_of_ended_calls_for_asterisk_to_close() -> None:
+    """Closed from our side, Asterisk reopens a socket while the call's app lives (~3.5 s after the
+    caller's StasisEnd): at a shutdown, another instance then waited 10 s for a call that never came."""
+
+    async def on_call(conn: PerCallConnection) -> None:
+        async for _ in conn.events():
+            pass
+
+    server = PerCallServer(on_call, username=USER, password=PASSWORD, port=0)
+    await server.start()
+    async with asterisk(server) as fake:
+        await fake.register()
+        await fake.stasis_start()
+        await eventually(lambda: bool(server.connections))
+        conn = next(iter(server.connections))
+        await fake.send({"type": "StasisEnd", "channel": channel()})
+        await asyncio.wait_for(conn.wait_left_stasis(), 5)
+        closing = asyncio.ensure_future(server.close())
+        await asyncio.sleep(0.3)
+        assert not conn.closed, "the server closed a socket Asterisk was about to close"
+        await fake.ws.close(code=1000)  # what Asterisk does
+        await asyncio.wait_for(closing, 10)
+        assert conn.close_code == 1000
+
+
 async def test_events_after_the_callers_stasis_end_are_still_delivered() -> None:
     events: list[str] = []
     finished = asyncio.Event()
