@@ -190,6 +190,37 @@ async def test_a_reopened_socket_is_handed_over_as_resumed() -> None:
         assert (conn.channel_id, conn.channel is not None and conn.channel.state) == ("c1", "Up")
 
 
+async def test_stasis_run_again_on_a_living_app_is_a_new_call_without_the_old_sockets_events() -> None:
+    """Measured on Asterisk 22.10.1: after Stasis() failed (its socket could not be reopened) and the
+    dialplan ran Stasis() again, the new socket gets no ApplicationRegistered, only the events Asterisk
+    queued for the app meanwhile (the caller's StasisEnd among them), then the new StasisStart."""
+    got: list[PerCallConnection] = []
+    seen: list[str] = []
+
+    async def on_call(conn: PerCallConnection) -> None:
+        got.append(conn)
+        async for event in conn.events():
+            seen.append(event.type)
+
+    async with serving(on_call) as server, asterisk(server) as fake:
+        await fake.send({"type": "ChannelLeftBridge", "channel": channel(), "bridge": {"id": "b1"}})
+        await fake.send({"type": "StasisEnd", "channel": channel()})
+        await fake.send({"type": "ChannelDestroyed", "channel": channel("m1", "AudioSocket/x"), "cause": 16,
+                         "cause_txt": "Normal Clearing"})  # fmt: skip
+        await fake.stasis_start()
+        await eventually(lambda: bool(seen))
+        (conn,) = got
+        assert conn.app == APP
+        assert conn.start is not None
+        assert not conn.resumed
+        assert not conn.left_stasis
+        await fake.send(
+            {"type": "ChannelDtmfReceived", "channel": channel(), "digit": "5", "duration_ms": 100}
+        )
+        await eventually(lambda: len(seen) == 2)
+    assert seen[:2] == ["StasisStart", "ChannelDtmfReceived"]
+
+
 async def test_a_handler_that_leaves_its_caller_in_stasis_gets_it_hung_up(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -121,6 +121,7 @@ APP_MODULES: dict[str, str | None] = {
     "senddtmf": "app_senddtmf",
     "playtones": "app_playtones",
     "stopplaytones": "app_playtones",
+    "musiconhold": "res_musiconhold",
 }
 FUNCTION_MODULES: dict[str, str | None] = {
     "UUID": "func_uuid",

@@ -151,6 +151,44 @@ async def test_a_call_whose_socket_drops_is_resumed_at_its_step_in_one_record(ki
         await relay.close()
 
 
+async def test_a_call_nobody_could_take_back_returns_through_the_dialplans_stasis_retry(kit: Kit) -> None:
+    """Its instance died and Asterisk could not reopen the socket anywhere (no instance reachable):
+    Stasis() returns FAILED, the shipped [ivr-unavailable] plays music on hold for IVR_RETRY_AFTER
+    and runs Stasis() again; the instance that gets that new StasisStart resumes the call from its
+    checkpoint."""
+    ivr_port = free_tcp_port()
+    relay = Relay(kit.relay_port, ivr_port)
+    await relay.start()
+    settings = kit.settings(ivr_port)
+    try:
+        async with ivr_run(settings) as run, caller_side(kit.asterisk) as side:
+            phone = await side.call("ivr-lines", "7000", formats="slin16", variables={"IVR_RETRY_AFTER": "3"})
+            await phone.leg.wait_heard("Press a key for the first answer", timeout=15)
+            await phone.press("5")
+            await phone.leg.wait_heard("Now press a key for the second answer", timeout=10)
+            await asyncio.sleep(0.3)
+            offset = kit.asterisk.log_offset()
+            relay.block(is_percall)  # nothing takes the reopened socket
+            assert relay.cut(is_percall) == 1
+            log = await asterisk_logged(kit.asterisk, offset, "trying again in 3 s", timeout=10)
+            assert "trying again in 3 s" in log, log[-2000:]
+            relay.unblock()  # an instance is back before the retry
+            await phone.leg.wait_heard("Sorry, we were cut off", timeout=10)
+            await phone.leg.wait_heard_count("Now press a key for the second answer", 2, timeout=10)
+            await phone.press("2")
+            await phone.leg.wait_heard("You pressed 5 and 2", timeout=10)
+            reports = await run.wait_reports(2, timeout=30)
+            await side.wait_idle()
+        assert "MusicOnHold" in log, "the answered caller hears music while it waits"
+        assert sorted(r.outcome for r in reports) == ["handed_over", "hangup"]
+        with open_database(path=settings.records_path) as db:
+            [record] = db.list()
+        assert record.resumed is True
+        assert record.path == ["hello", "first", "second", "second", "bye", "done"]
+    finally:
+        await relay.close()
+
+
 async def test_a_wrong_password_is_refused_and_the_call_goes_to_the_fallback(kit: Kit) -> None:
     ivr_port = free_tcp_port()
     relay = Relay(kit.relay_port, ivr_port)
