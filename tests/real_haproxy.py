@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.services import free_tcp_port
+
 BIN_ENV = "IVR_TEST_HAPROXY"
 HOW_TO_ENABLE = f"apt-get install haproxy (or set {BIN_ENV} to the haproxy binary)"
 SHIPPED = Path(__file__).resolve().parents[1] / "deploy" / "haproxy" / "haproxy.cfg"
@@ -50,9 +52,13 @@ class Backend:
 
 
 def render(shipped: str, *, port: int, backends: list[Backend], admin_socket: Path) -> str:
-    """The shipped configuration with the test's bind address, servers and admin socket."""
-    text, binds = re.subn(r"(?m)^(\s*)bind :\d+$", rf"\g<1>bind 127.0.0.1:{port}", shipped)
-    assert binds == 1, f"{SHIPPED}: expected one 'bind :PORT' line"
+    """The shipped configuration with the test's bind addresses (the per-call frontend on ``port``,
+    any other on a free port), servers and admin socket."""
+    text = re.sub(
+        r"(?ms)^(frontend ari_percall\n.*?^\s*)bind :\d+$", rf"\g<1>bind 127.0.0.1:{port}", shipped, count=1
+    )
+    assert f"bind 127.0.0.1:{port}" in text, f"{SHIPPED}: no 'bind :PORT' in 'frontend ari_percall'"
+    text = re.sub(r"(?m)^(\s*)bind :\d+$", lambda m: f"{m[1]}bind 127.0.0.1:{free_tcp_port()}", text)
     servers = "".join(f"    server {b.name} {b.host}:{b.port} check port {b.check_port}\n" for b in backends)
     text, found = re.subn(r"(?m)^\s*server .*\n", "", text)
     assert found, f"{SHIPPED}: no server lines"
