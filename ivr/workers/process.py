@@ -268,7 +268,9 @@ async def serve(
             metrics=metrics,
             on_start=seat.call_started if seat is not None else None,
             recordings_dir=settings.recordings_dir,
-            checkpoints=records,
+            # Resumable calls need a socket Asterisk can reopen elsewhere: per-call mode. (In persistent
+            # mode a caller stays in Stasis when the events socket drops; no other instance gets it.)
+            checkpoints=records if settings.ari_mode == "per_call" and not no_ari else None,
         )
         app_ref: list[AriApp] = []
         percall_ref: list[PerCallServer] = []
