@@ -51,18 +51,17 @@ from ivr.ari.models import (
 from ivr.audiosocket.server import AudioSocketServer
 from ivr.audiosocket.session import AudioSocketSession
 from ivr.call.ari_link import CallLink, SharedLink
+from ivr.call.ari_start import ORIGINATE_PREFIX as ORIGINATE_PREFIX  # where callers import it from
+from ivr.call.ari_start import new_call
 from ivr.call.languages import call_speech
 from ivr.call.lifecycle import CallLife
 from ivr.call.report import RECENT_REPORTS, CallReport
 from ivr.call.resume import CallCheckpoints, Resumable
-from ivr.call.runtime import CallRuntime, stasis_args
+from ivr.call.runtime import CallRuntime
 from ivr.call.services import CallServices
 from ivr.call.transfer import TRANSFER_MARKER, AriControl, EndpointTransfer
 from ivr.flow import events as ev
 from ivr.flow.engine import FlowEngine
-
-ORIGINATE_PREFIX = "ivr-out-"
-"""Channel ids of calls placed by ``ivr originate``: their StasisStart is an answered outbound call."""
 
 log = logging.getLogger(__name__)
 
@@ -494,26 +493,12 @@ class AriCall(Resumable):
         engine = await self._resumed_engine()
         if engine is not None:
             return engine, ev.CallResumed(self.caller_id)
-        pairs, _positional = stasis_args(list(self.start_event.args))
-        if self.leftovers is not None and self.checkpoints is not None:
-            pairs = {**self.checkpoints.stasis_args(), **pairs}  # a reopened socket has no arguments
-        flow_name = pairs.get("flow") or await self._channel_flow()
+        reopened = self.leftovers is not None and self.checkpoints is not None
+        known = self.checkpoints.stasis_args() if reopened and self.checkpoints is not None else None
         try:
-            engine = self.app.flows.engine(flow_name)
+            return await new_call(self.link.ari, self.start_event, self.app.flows, known_args=known)
         except LookupError as exc:
             raise SetupError("flow", str(exc)) from None
-        caller = self.start_event.channel
-        started = ev.CallStarted(
-            call_id=self.caller_id,
-            caller_id=caller.caller.number,
-            caller_name=caller.caller.name,
-            dialed=caller.dialplan.exten,
-            direction="outbound" if self.caller_id.startswith(ORIGINATE_PREFIX) else "inbound",
-            args={k: v for k, v in pairs.items() if k != "flow"},
-            vars={k: v for k, v in pairs.items() if k != "flow"},
-            language=await self._call_language(pairs, engine.library.main.settings.languages),
-        )
-        return engine, started
 
     # -- the flow --------------------------------------------------------------------------------
 
@@ -570,24 +555,6 @@ class AriCall(Resumable):
     def _note_linkedid(self, linked: asyncio.Future[str]) -> None:
         if not linked.cancelled() and linked.exception() is None:
             self.report.linkedid = linked.result() or self.report.linkedid
-
-    async def _call_language(self, pairs: Mapping[str, str], languages: Mapping[str, Any]) -> str | None:
-        """The dialplan's language: a ``language=`` Stasis argument, else (for a multilingual flow only,
-        so other calls pay no extra request) the ``IVR_LANGUAGE`` channel variable."""
-        if pairs.get("language") or not languages:
-            return pairs.get("language") or None
-        try:
-            value = await self.link.ari.get_variable(self.caller_id, "IVR_LANGUAGE")
-        except (NotFound, AriError):
-            return None
-        return value or None
-
-    async def _channel_flow(self) -> str | None:
-        try:
-            value = await self.link.ari.get_variable(self.caller_id, "IVR_FLOW")
-        except (NotFound, AriError):
-            return None
-        return value or None
 
     def _release_route(self) -> None:
         """Unbind every id this call routed, so its event task ends: the caller's id alone may already be
