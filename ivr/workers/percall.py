@@ -25,6 +25,17 @@ class SeatIndex(Protocol):
     index: int
 
 
+def app_config(settings: Settings, seat: SeatIndex | None, advertise: str) -> AriAppConfig:
+    """The ARI app's settings, either mode: worker N tags the ids it creates ``ivr-wN-``."""
+    return AriAppConfig(
+        app=settings.ari_app,
+        advertise=advertise,
+        format=settings.format,
+        max_calls=settings.max_calls,
+        id_prefix=f"ivr-w{seat.index}-" if seat is not None else "ivr-",
+    )
+
+
 async def start_percall(
     settings: Settings,
     stack: contextlib.AsyncExitStack,
@@ -36,16 +47,7 @@ async def start_percall(
 ) -> tuple[AriApp, PerCallServer]:
     """The app and its started per-call server (closed by ``stack``, after the app's calls)."""
     app = AriApp(
-        ari=None,
-        audiosocket=server,
-        services=services,
-        config=AriAppConfig(
-            app=settings.ari_app,
-            advertise=advertise,
-            format=settings.format,
-            max_calls=settings.max_calls,
-            id_prefix=f"ivr-w{seat.index}-" if seat is not None else "ivr-",
-        ),
+        ari=None, audiosocket=server, services=services, config=app_config(settings, seat, advertise)
     )
 
     async def on_call(conn: PerCallConnection) -> None:

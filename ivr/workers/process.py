@@ -37,7 +37,7 @@ from ivr.ari.client import AriClient
 from ivr.ari.errors import ApplicationReplacedError, AriConnectionError, AriError, BadReply, Unauthorized
 from ivr.ari.percall_server import PerCallServer
 from ivr.audiosocket.server import AudioSocketConfig, AudioSocketServer
-from ivr.call.ari_app import AriApp, AriAppConfig
+from ivr.call.ari_app import AriApp
 from ivr.call.dialplan_app import DialplanApp
 from ivr.call.flows import FlowCatalog, install_reload
 from ivr.call.lifecycle import ReportSink
@@ -56,7 +56,7 @@ from ivr.ops.metrics import Metrics
 from ivr.ops.records import RecordsError, create_store
 from ivr.speech.executor import EngineSpec, SpeechPool
 from ivr.speech.registry import SpeechRegistry, SpeechSettings
-from ivr.workers.percall import start_percall
+from ivr.workers.percall import app_config, start_percall
 
 log = logging.getLogger("ivr.run")
 
@@ -407,13 +407,7 @@ async def _start_ari(
         ari=ari,
         audiosocket=server,
         services=services,
-        config=AriAppConfig(
-            app=settings.ari_app,
-            advertise=_advertise(settings, server, port),
-            format=settings.format,
-            max_calls=settings.max_calls,
-            id_prefix=f"ivr-w{seat.index}-" if seat is not None else "ivr-",
-        ),
+        config=app_config(settings, seat, _advertise(settings, server, port)),
     )
     if seat is None:  # a worker's events come from its supervisor, which holds the events socket
         try:
