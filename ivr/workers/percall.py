@@ -9,13 +9,16 @@ than answered with congestion: another instance may have room.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from ivr.ari.percall import PerCallConnection
 from ivr.ari.percall_server import PerCallServer
 from ivr.audiosocket.server import AudioSocketServer
 from ivr.call.ari_app import AriApp, AriAppConfig
+from ivr.call.orphans import OrphanSweeper, SweptStore
 from ivr.call.percall_calls import serve_connection
 from ivr.call.services import CallServices
 from ivr.config import Settings
@@ -34,6 +37,20 @@ def app_config(settings: Settings, seat: SeatIndex | None, advertise: str) -> Ar
         max_calls=settings.max_calls,
         id_prefix=f"ivr-w{seat.index}-" if seat is not None else "ivr-",
     )
+
+
+def sweep_orphans(
+    records: SweptStore, serving: Callable[[], Iterable[str]], stack: contextlib.AsyncExitStack
+) -> None:
+    """Touch this instance's checkpoints and record the calls of dead instances nobody could take over
+    (:mod:`ivr.call.orphans`): once per instance (the supervisor, or the one serving process)."""
+    task = asyncio.ensure_future(OrphanSweeper(records, serving).run())
+
+    async def stop() -> None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    stack.push_async_callback(stop)
 
 
 async def start_percall(

@@ -56,7 +56,7 @@ from ivr.ops.metrics import Metrics
 from ivr.ops.records import RecordsError, create_store
 from ivr.speech.executor import EngineSpec, SpeechPool
 from ivr.speech.registry import SpeechRegistry, SpeechSettings
-from ivr.workers.percall import app_config, start_percall
+from ivr.workers.percall import app_config, start_percall, sweep_orphans
 
 log = logging.getLogger("ivr.run")
 
@@ -339,6 +339,8 @@ async def serve(
         monitor = LoopMonitor(metrics.loop_lag.observe)  # from here on nothing may hold the loop
         monitor.start()
         stack.callback(monitor.stop)
+        if percall is not None and seat is None:  # under a supervisor, the supervisor does it
+            sweep_orphans(records, lambda: list(app_ref[0].calls) if app_ref else [], stack)
         info: dict[str, Any] = {
             "audiosocket": server.address,
             "mode": "dialplan" if no_ari else "ari",

@@ -49,6 +49,7 @@ from ivr.ops.metrics import Metrics
 from ivr.ops.records import Checkpoint, RecordsError
 from ivr.ops.records.model import default_instance_id
 from ivr.workers.metrics import MergedExposition
+from ivr.workers.percall import sweep_orphans
 from ivr.workers.pool import WorkerPool
 from ivr.workers.process import (
     StartupError,
@@ -157,6 +158,8 @@ class Supervisor:
             monitor = LoopMonitor(self.metrics.loop_lag.observe)  # from here on nothing may hold the loop
             monitor.start()
             stack.callback(monitor.stop)
+            if self.percall:  # for the whole instance: its workers share its id
+                sweep_orphans(self._records, lambda: [c for calls in self.live for c in calls], stack)
             info = {
                 "mode": self.mode,
                 "workers": [w.info for w in self.pool.workers],
