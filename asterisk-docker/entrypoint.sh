@@ -1,9 +1,11 @@
 #!/bin/sh
 # Render the Asterisk .conf files that carry secrets, then run Asterisk in the foreground.
 #
-# Asterisk's .conf files do not expand environment variables, so ari.conf and pjsip.conf are kept as
-# templates in $TEMPLATES and written to /etc/asterisk at every start from these variables:
+# Asterisk's .conf files do not expand environment variables, so ari.conf, pjsip.conf and
+# websocket_client.conf are kept as templates in $TEMPLATES and written to /etc/asterisk at every start
+# from these variables:
 #   ARI_PASSWORD          password of the ARI user `ivr` (compose: IVR_ARI_PASSWORD from .env)
+#   PERCALL_PASSWORD      what the per-call ARI connections send the ivr replicas (IVR_ARI_PERCALL_PASSWORD)
 #   SIP_6001_PASSWORD     password of softphone account 6001
 #   SIP_6002_PASSWORD     password of softphone account 6002
 #   SIP_EXTERNAL_ADDRESS  address the phones use to reach the published SIP/RTP ports (default 127.0.0.1)
@@ -32,6 +34,7 @@ check_secret() {
 }
 
 check_secret ARI_PASSWORD
+check_secret PERCALL_PASSWORD
 check_secret SIP_6001_PASSWORD
 check_secret SIP_6002_PASSWORD
 
@@ -39,7 +42,7 @@ SIP_EXTERNAL_ADDRESS=${SIP_EXTERNAL_ADDRESS:-127.0.0.1}
 case $SIP_EXTERNAL_ADDRESS in
     *[!A-Za-z0-9.:-]*) fail "SIP_EXTERNAL_ADDRESS must be an IP address or host name, not '$SIP_EXTERNAL_ADDRESS'" ;;
 esac
-export ARI_PASSWORD SIP_6001_PASSWORD SIP_6002_PASSWORD SIP_EXTERNAL_ADDRESS
+export ARI_PASSWORD PERCALL_PASSWORD SIP_6001_PASSWORD SIP_6002_PASSWORD SIP_EXTERNAL_ADDRESS
 
 render() {
     # Only the named variables are substituted; the rendered file is readable by this user only.
@@ -55,9 +58,10 @@ render() {
 }
 
 render ari.conf '${ARI_PASSWORD}'
+render websocket_client.conf '${PERCALL_PASSWORD}'
 render pjsip.conf '${SIP_6001_PASSWORD} ${SIP_6002_PASSWORD} ${SIP_EXTERNAL_ADDRESS}'
 
 # The passwords are in the files now; Asterisk itself does not need them in its environment.
-unset ARI_PASSWORD SIP_6001_PASSWORD SIP_6002_PASSWORD
+unset ARI_PASSWORD PERCALL_PASSWORD SIP_6001_PASSWORD SIP_6002_PASSWORD
 
 exec /usr/sbin/asterisk -f "$@"

@@ -11,12 +11,15 @@ import pytest
 
 from ivr.simulation.virtual_time import VirtualTimeLoop
 from tests.real_asterisk import HOW_TO_ENABLE, AsteriskStartError, RealAsterisk, kit_dir
+from tests.real_haproxy import HOW_TO_ENABLE as HAPROXY_HOW_TO_ENABLE
+from tests.real_haproxy import Backend, HAProxyStartError, RealHAProxy, haproxy_bin
 from tests.real_postgres import HOW_TO_ENABLE as PG_HOW_TO_ENABLE
 from tests.real_postgres import PostgresStartError, RealPostgres, bin_dir
 from tests.services import free_tcp_port, unavailable
 
 AsteriskFactory = Callable[..., RealAsterisk]
 PostgresFactory = Callable[[], RealPostgres]
+HAProxyFactory = Callable[[list[Backend]], RealHAProxy]
 
 
 @pytest.fixture(scope="session")
@@ -76,6 +79,29 @@ def postgres_factory() -> Iterator[PostgresFactory]:
 def real_postgres(postgres_factory: PostgresFactory) -> RealPostgres:
     """One real PostgreSQL shared by the session; tests create their own databases (``create_database``)."""
     return postgres_factory()
+
+
+@pytest.fixture(scope="session")
+def haproxy_factory() -> Iterator[HAProxyFactory]:
+    """Start real HAProxies running the shipped deploy/haproxy/haproxy.cfg in front of ``backends``
+    (a free 127.0.0.1 port each); all are stopped at the end of the session."""
+    started: list[RealHAProxy] = []
+
+    def start(backends: list[Backend]) -> RealHAProxy:
+        binary = haproxy_bin()
+        if binary is None:
+            unavailable("HAProxy", HAPROXY_HOW_TO_ENABLE)
+        proxy = RealHAProxy(binary=binary, port=free_tcp_port(), backends=backends)
+        started.append(proxy)
+        try:
+            proxy.start()
+        except HAProxyStartError as exc:
+            pytest.fail(f"the real HAProxy did not start: {exc}", pytrace=False)
+        return proxy
+
+    yield start
+    for proxy in started:
+        proxy.stop()
 
 
 def pytest_configure(config: pytest.Config) -> None:

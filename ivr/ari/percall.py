@@ -168,9 +168,19 @@ class PerCallConnection:
         if kind == "ApplicationUnregistered":
             log.debug("per-call ARI %s: application unregistered", self._who())
             return ""
+        if not self.app and isinstance(message.get("application"), str):
+            # The call's app outlived its last socket (Stasis() ran again for the same channel): Asterisk
+            # sends no ApplicationRegistered, only what it queued meanwhile, then the StasisStart.
+            problem = self._on_registered(message)
+            if problem:
+                return problem
         event = parse_event(message)
         if isinstance(event, StasisStart) and self.start is None and not self.resumed:
             if event.channel.name == self.channel_name:
+                stale = self._queue.qsize()
+                if stale:  # queued by Asterisk for the app's previous socket: not this call's
+                    log.debug("per-call ARI %s: dropped %d events of an earlier socket", self._who(), stale)
+                    self._queue = asyncio.Queue()
                 self.start, self.channel = event, event.channel
                 self._started.set()
         elif isinstance(event, StasisEnd) and event.channel.id == self.channel_id:

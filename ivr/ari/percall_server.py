@@ -48,6 +48,9 @@ REFUSALS: Mapping[str, tuple[int, str]] = {
 }
 """Why a handshake is refused: the HTTP status Asterisk gets and the text of the log line."""
 _REFUSAL_MEMORY = 1024
+ENDED_CLOSE_WAIT = 4.0
+"""At close: how long to let Asterisk close the sockets of calls that have ended (it does ~3.5 s after
+the caller's StasisEnd)."""
 STASIS_END_GRACE = 2.0
 """How long after its handler returned a caller may take to leave Stasis before the server hangs it up."""
 
@@ -76,6 +79,8 @@ class PerCallServer:
         start_timeout: float = 10.0,
         linger: float = 10.0,
         max_connections: int | None = None,
+        admit: Callable[[], bool] | None = None,
+        reuse_port: bool = False,
         refusal_log_window: float = 60.0,
     ) -> None:
         if not username or not password:
@@ -92,6 +97,12 @@ class PerCallServer:
         self.start_timeout = start_timeout
         self.linger = linger
         self.max_connections = max_connections
+        self.admit = admit
+        """Asked at each handshake (after the checks above): False refuses it as ``full`` (503), so
+        Asterisk retries, through a balancer maybe elsewhere (e.g. the app is at its call limit)."""
+        self.reuse_port = reuse_port
+        """``SO_REUSEPORT``: several processes (``ivr run --workers N``) listen on one port and the kernel
+        spreads the connections over them."""
         self.refusal_log_window = refusal_log_window
         self.draining = False
         """While set, new connections are refused with 503 (Asterisk retries: elsewhere, behind a balancer)."""
@@ -116,6 +127,10 @@ class PerCallServer:
         return f"ws://{self.host}:{self.port}{self.path}"
 
     @property
+    def listening(self) -> bool:
+        return self._runner is not None
+
+    @property
     def connections(self) -> frozenset[PerCallConnection]:
         return frozenset(self._connections)
 
@@ -132,7 +147,7 @@ class PerCallServer:
         )
         await runner.setup()
         try:
-            await web.TCPSite(runner, self.host, self.port).start()
+            await web.TCPSite(runner, self.host, self.port, reuse_port=self.reuse_port or None).start()
         except BaseException:
             await runner.cleanup()
             raise
@@ -150,6 +165,18 @@ class PerCallServer:
             return
         for site in list(runner.sites):
             await site.stop()
+        # A socket whose caller has left Stasis is closed by Asterisk within ~3.5 s; closing it from here
+        # first would make Asterisk reconnect it (to another instance, which would wait for a call that
+        # never comes), so let Asterisk close those.
+        ended = [
+            asyncio.ensure_future(c.wait_closed())
+            for c in self._connections
+            if c.left_stasis and not c.closed
+        ]
+        if ended:
+            await asyncio.wait(ended, timeout=ENDED_CLOSE_WAIT)
+            for waiter in ended:
+                waiter.cancel()
         for conn in list(self._connections):
             with contextlib.suppress(Exception):
                 await conn.close()
@@ -192,6 +219,8 @@ class PerCallServer:
         if self.draining:
             return self._refuse(peer, "draining")
         if self.max_connections is not None and len(self._connections) >= self.max_connections:
+            return self._refuse(peer, "full")
+        if self.admit is not None and not self.admit():
             return self._refuse(peer, "full")
         await ws.prepare(request)
         self.accepted += 1

@@ -19,6 +19,12 @@ Per call, in order (each step under a timeout; a failure ends the call with one 
    media, 0x03 or DTMF_END: acting on both would count every key twice);
 7. tear down whichever way the call ended: media channel deleted, bridge destroyed, caller hung up unless
    handed to the dialplan or an agent; nothing is left in Asterisk.
+
+The same call code serves both ARI deployments; how a call reaches Asterisk is its :class:`CallLink`
+(:mod:`ivr.call.ari_link`): the shared REST client and events socket of persistent mode, or the call's
+own socket in per-call mode (:mod:`ivr.call.percall_calls` hands each one to an :class:`AriCall`).
+A call whose instance died comes back (a reopened per-call socket, or the dialplan's ``Stasis()``
+retry) and continues from its checkpoint (:mod:`ivr.call.resume`).
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ivr.ari.client import AriClient
-from ivr.ari.dispatcher import EventDispatcher, bridge_key
+from ivr.ari.dispatcher import EventDispatcher
 from ivr.ari.errors import AriError, NotFound
 from ivr.ari.events import EventStream
 from ivr.ari.models import (
@@ -45,6 +51,9 @@ from ivr.ari.models import (
     StasisStart,
 )
 from ivr.audiosocket.server import AudioSocketServer
+from ivr.call.ari_link import CallLink, SharedLink
+from ivr.call.ari_start import ORIGINATE_PREFIX as ORIGINATE_PREFIX  # where callers import it from
+from ivr.call.ari_start import new_call
 from ivr.call.languages import call_speech
 from ivr.call.lifecycle import CallLife
 from ivr.call.media_attach import (
@@ -58,16 +67,14 @@ from ivr.call.media_attach import (
     WebSocketAttach,
 )
 from ivr.call.report import RECENT_REPORTS, CallReport
+from ivr.call.resume import CallCheckpoints, Resumable
 from ivr.call.runtime import CallRuntime, stasis_args
 from ivr.call.services import CallServices
-from ivr.call.transfer import TRANSFER_MARKER, EndpointTransfer
-from ivr.flow import actions as act
+from ivr.call.transfer import TRANSFER_MARKER, AriControl, EndpointTransfer
 from ivr.flow import events as ev
+from ivr.flow.engine import FlowEngine
 from ivr.transport import MediaTransport
 from ivr.websocket.client import WebSocketMediaClient
-
-ORIGINATE_PREFIX = "ivr-out-"
-"""Channel ids of calls placed by ``ivr originate``: their StasisStart is an answered outbound call."""
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +135,7 @@ class AriApp:
     def __init__(
         self,
         *,
-        ari: AriClient,
+        ari: AriClient | None,
         audiosocket: AudioSocketServer,
         services: CallServices,
         config: AriAppConfig,
@@ -138,6 +145,7 @@ class AriApp:
         self.services = services
         self.metrics = services.metrics
         self.ari = ari
+        """The shared REST client of persistent mode (None in per-call mode: each call has its own)."""
         self.audiosocket = audiosocket
         self.media = MediaAttachments(
             config.media,
@@ -157,6 +165,8 @@ class AriApp:
         self.draining = False
 
     async def start(self, *, heartbeat: float = 4.0, connect_timeout: float = 10.0) -> None:
+        """Persistent mode: open the app's events socket."""
+        assert self.ari is not None, "persistent mode needs the REST client"
         self.stream = EventStream(
             self.ari,
             self.config.app,
@@ -208,7 +218,8 @@ class AriApp:
             return None  # a media channel nobody claimed (a previous run's leftover): not a caller
         if event.args and event.args[0] == TRANSFER_MARKER:
             return None  # an agent leg; its call bound it before originating
-        call = AriCall(self, event)
+        assert self.ari is not None
+        call = AriCall(self, event, SharedLink(self.ari, self.config.app, self.dispatcher, channel.id))
         self.calls[channel.id] = call
         return call.handle
 
@@ -233,6 +244,8 @@ class AriApp:
         """The events socket came back (here, or in a worker's supervisor): reconcile the calls."""
         if self.metrics is not None:
             self.metrics.ari_reconnected()
+        if self.ari is None:
+            return
         # Events were lost while the socket was down: calls whose channels vanished never heard of it.
         try:
             live = [c.id for c in await self.ari.list_channels()]
@@ -246,11 +259,24 @@ class AriApp:
                 call.caller_gone("channel vanished during ARI outage")
 
 
-class AriCall:
-    """One caller: setup, flow, teardown. Its handler gets the call's events in order."""
+class AriCall(Resumable):
+    """One caller: setup, flow, teardown. Its handler gets the call's events in order.
 
-    def __init__(self, app: AriApp, event: StasisStart) -> None:
+    ``link`` is how the call reaches Asterisk (persistent or per-call). ``leftovers`` is set for a call
+    Asterisk brought back on a reopened per-call socket: ``GET /applications/{app}`` of that socket, the
+    channels and bridges the previous owner had in the call's application.
+    """
+
+    def __init__(
+        self,
+        app: AriApp,
+        event: StasisStart,
+        link: CallLink,
+        *,
+        leftovers: Mapping[str, Any] | None = None,
+    ) -> None:
         self.app = app
+        self.link = link
         self.start_event = event
         self.caller_id = event.channel.id
         prefix = app.config.id_prefix
@@ -273,11 +299,27 @@ class AriCall:
         """The caller left for the dialplan (``continue``): not ours to hang up."""
         self.detached = False
         """Shutdown let go of this call (caller bridged with an agent): teardown leaves Asterisk alone."""
+        self.leftovers: Mapping[str, Any] | None = leftovers
+        store = app.services.checkpoints
+        self.checkpoints = (
+            CallCheckpoints(
+                store, self.caller_id, self.caller_id, {"bridge": self.bridge_id, "media": self.media_id}
+            )
+            if store is not None
+            else None
+        )
+        self.lost = False
+        """Per-call mode: the call's socket closed with the caller still in Stasis (Asterisk reconnects,
+        maybe to another instance, which resumes the call)."""
+        self.superseded = False
+        """Another :class:`AriCall` of this process drives the caller now (its reopened socket came back
+        here): this one ends without a record."""
         self._gone = asyncio.Event()
         self._pending_dtmf: list[str] = []
         self._bridge_created = False
         self._media_created = False
         self._task: asyncio.Task[None] | None = None
+        self._last_state: Mapping[str, Any] | None = None
         self._arrived = 0.0
 
     # -- events ----------------------------------------------------------------------------------
@@ -285,9 +327,7 @@ class AriCall:
     async def handle(self, event: Event) -> None:
         if isinstance(event, StasisStart):
             if event.channel.id == self.caller_id and self._task is None:
-                self._task = asyncio.get_running_loop().create_task(
-                    self._run(), name=f"call-{self.caller_id}"
-                )
+                self.begin()
             elif event.channel.id == self.media_id:
                 self.media_in_stasis.set()
             elif self.transfer is not None:
@@ -307,6 +347,11 @@ class AriCall:
             elif event.channel.id == self.media_id and isinstance(event, ChannelDestroyed):
                 self._media_created = False
 
+    def begin(self) -> None:
+        """Start the call (its caller's StasisStart, or a reopened per-call socket that has none)."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"call-{self.caller_id}")
+
     def caller_gone(self, reason: str) -> None:
         if self._gone.is_set():
             return
@@ -316,6 +361,30 @@ class AriCall:
         log.info("call %s: %s", self.caller_id, reason)
         if self.runtime is not None:
             self.runtime.caller_hung_up()
+        elif self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    def connection_lost(self, *, superseded: bool = False) -> None:
+        """Per-call mode: the call's socket is gone while the caller is still in Stasis. Asterisk
+        reconnects (through a balancer: maybe to another instance), and whoever gets the socket resumes
+        the call from its checkpoint; this call stops without touching Asterisk (its REST could not
+        reach it anyway) and, once another owner has the call, without a record."""
+        if self.life.ended or self._gone.is_set():
+            return
+        self.lost = True
+        self.superseded = self.superseded or superseded
+        self.handed_off = True  # nothing of ours to hang up: the caller goes on
+        if self.checkpoints is not None:
+            self.checkpoints.stopped = True
+        log.info(
+            "call %s: %s",
+            self.caller_id,
+            "its reopened ARI socket came back here: the new one drives it"
+            if superseded
+            else "the per-call ARI connection was lost; Asterisk reconnects it, maybe to another instance",
+        )
+        if self.runtime is not None:
+            self.runtime.caller_hung_up()  # ends the flow without hanging anything up
         elif self._task is not None and not self._task.done():
             self._task.cancel()
 
@@ -341,7 +410,7 @@ class AriCall:
             self._task.cancel()
         elif self._task is None:  # its StasisStart is still queued: end it before it begins, with a record
             self.life.fail("aborted", reason)
-            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"call-{self.caller_id}")
+            self.begin()
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -352,7 +421,8 @@ class AriCall:
             teardown=self._teardown,
             cancelled_outcome=lambda: "caller_hangup" if self._gone.is_set() else "aborted",
         )
-        self.app.calls.pop(self.caller_id, None)
+        if self.app.calls.get(self.caller_id) is self:
+            del self.app.calls[self.caller_id]
 
     async def _body(self) -> None:
         app = self.app
@@ -363,7 +433,11 @@ class AriCall:
         if len(app.calls) > app.config.max_calls or app.draining:
             await self._busy()
             return
+        if self.checkpoints is not None:  # a call that comes back: found while setup runs
+            self.checkpoints.start_lookup()
         try:
+            if await self._adopted():
+                return
             await self._setup()
             await self._run_flow()
         except SetupError as exc:
@@ -388,25 +462,28 @@ class AriCall:
         log.warning("call %s: refused with congestion: %s", self.caller_id, reason)
         self.report.outcome, self.report.reason = "busy", reason
         with contextlib.suppress(AriError):
-            await self.app.ari.hangup(self.caller_id, reason="congestion")
+            await self.link.ari.hangup(self.caller_id, reason="congestion")
         self._gone.set()
 
     async def _setup(self) -> None:
-        app, ari, caller = self.app, self.app.ari, self.start_event.channel
+        app, ari, caller = self.app, self.link.ari, self.start_event.channel
         if caller.state != "Up":
             await self._step("answer", ari.answer(self.caller_id))
         fmt, attach = await self._step("format", self._pick_media())
+        # -- ARI: the bridge, and the media channel's id routed to this call before it exists ------------
         await self._step("bridge", ari.create_bridge(type="mixing", bridge_id=self.bridge_id))
         self._bridge_created = True
-        app.dispatcher.bind_bridge(self.bridge_id, self.caller_id)
-        app.dispatcher.bind(self.media_id, self.caller_id)
+        self.link.bind_bridge(self.bridge_id)
+        self.link.bind(self.media_id)
+        # -- media attach (the transport's strategy) -----------------------------------------------------
         self.attach = attach
         self.session = await attach.attach(
-            AttachRequest(ari, app.config.app, self.media_id, fmt, app.config.step_timeout, self._created),
+            AttachRequest(ari, self.link.app, self.media_id, fmt, app.config.step_timeout, self._created),
             self._step,
         )
         self.life.media = self.session
         await self._step("media StasisStart", self.media_in_stasis.wait())
+        # -- ARI: caller and media in the bridge ----------------------------------------------------------
         await self._step("addChannel", ari.add_channel(self.bridge_id, [self.caller_id, self.media_id]))
 
     def _created(self) -> None:
@@ -423,7 +500,7 @@ class AriCall:
         try:
             if lookup:
                 with contextlib.suppress(NotFound, AriError):
-                    asked = await app.ari.get_variable(self.caller_id, MEDIA_VARIABLE) or None
+                    asked = await self.link.ari.get_variable(self.caller_id, MEDIA_VARIABLE) or None
             fmt = await fmt_task if fmt_task is not None else (configured or "slin16")
         finally:
             if fmt_task is not None and not fmt_task.done():
@@ -432,85 +509,78 @@ class AriCall:
 
     async def _pick_format(self) -> str:
         try:
-            native = await self.app.ari.get_variable(self.caller_id, "CHANNEL(audionativeformat)")
+            native = await self.link.ari.get_variable(self.caller_id, "CHANNEL(audionativeformat)")
         except NotFound:
             return "slin16"
         return media_format_for(native)
 
+    async def _flow(self) -> tuple[FlowEngine, ev.CallStarted | ev.CallResumed]:
+        """The call's engine and its first event: restored from its checkpoint, or a new call."""
+        engine = await self._resumed_engine()
+        if engine is not None:
+            return engine, ev.CallResumed(self.caller_id)
+        reopened = self.leftovers is not None and self.checkpoints is not None
+        known = self.checkpoints.stasis_args() if reopened and self.checkpoints is not None else None
+        try:
+            return await new_call(self.link.ari, self.start_event, self.app.flows, known_args=known)
+        except LookupError as exc:
+            raise SetupError("flow", str(exc)) from None
+
+    # -- the flow --------------------------------------------------------------------------------
+
     async def _run_flow(self) -> None:
         assert self.session is not None
         app = self.app
-        pairs, _positional = stasis_args(list(self.start_event.args))
-        flow_name = pairs.get("flow") or await self._channel_flow()
-        try:
-            engine = app.flows.engine(flow_name)
-        except LookupError as exc:
-            raise SetupError("flow", str(exc)) from None
-        caller = self.start_event.channel
+        if (await self._claimed()).lost:  # another instance took the call over first: it is theirs
+            self.connection_lost(superseded=True)
+            return
+        engine, first = await self._flow()
         self.runtime = CallRuntime(
             engine=engine,
             media=self.session,
-            control=_AriControl(self),
+            control=AriControl(self),
             speech=call_speech(app.speech, engine.settings, self.session.rate),
             call_id=self.caller_id,
             dtmf_from_media=False,
             services=app.services,
             report=self.report,
         )
+        self.runtime.on_step = self._save_checkpoint
         for digit in self._pending_dtmf:
             self.runtime.on_dtmf(digit)
         self._pending_dtmf.clear()
-        if self._gone.is_set():
+        if self._gone.is_set() or self.lost:
             self.runtime.caller_hung_up()
-        started = ev.CallStarted(
-            call_id=self.caller_id,
-            caller_id=caller.caller.number,
-            caller_name=caller.caller.name,
-            dialed=caller.dialplan.exten,
-            direction="outbound" if self.caller_id.startswith(ORIGINATE_PREFIX) else "inbound",
-            args={k: v for k, v in pairs.items() if k not in ("flow", MEDIA_ARG)},
-            vars={k: v for k, v in pairs.items() if k not in ("flow", MEDIA_ARG)},
-            language=await self._call_language(pairs, engine.library.main.settings.languages),
-        )
         # Asterisk's linkedid joins our record with CDR/CEL; fetched alongside, never delaying the greeting.
-        linked = asyncio.ensure_future(app.ari.get_variable(self.caller_id, "CHANNEL(linkedid)"))
+        linked = asyncio.ensure_future(self.link.ari.get_variable(self.caller_id, "CHANNEL(linkedid)"))
+        linked.add_done_callback(self._note_linkedid)
         try:
-            await self.runtime.run(started)
+            await self.runtime.run(first)
         finally:
             if not linked.done():
                 linked.cancel()
-        with contextlib.suppress(AriError, asyncio.CancelledError):
-            self.report.linkedid = (await linked) or None
-        self.report.direction = started.direction
+        if isinstance(first, ev.CallStarted):
+            self.report.direction = first.direction
+            if self.runtime.first_audio_at is not None:
+                self.report.greeting_latency_ms = (self.runtime.first_audio_at - self._arrived) * 1000
         self.report.flow = engine.library.root
-        if self.runtime.first_audio_at is not None:
-            self.report.greeting_latency_ms = (self.runtime.first_audio_at - self._arrived) * 1000
         if self.transfer is not None and self.transfer.bridged:
             # Caller and agent talk in our bridge: drop the IVR media now, hang up the rest when one leaves.
+            if self.checkpoints is not None:  # a takeover then keeps the conversation
+                self.checkpoints.save(
+                    engine, self.report, linkedid=self.report.linkedid,
+                    bridged=self.transfer.agent_id, engine_state=self._last_state,
+                )  # fmt: skip
             await self._release_media("transferred")
             if self._media_created:
                 with contextlib.suppress(AriError):
-                    await app.ari.hangup(self.media_id)
+                    await self.link.ari.hangup(self.media_id)
                 self._media_created = False
             await self.transfer.wait_end()
 
-    async def _call_language(self, pairs: Mapping[str, str], languages: Mapping[str, Any]) -> str | None:
-        """The dialplan's language: a ``language=`` Stasis argument, else (for a multilingual flow only,
-        so other calls pay no extra request) the ``IVR_LANGUAGE`` channel variable."""
-        if pairs.get("language") or not languages:
-            return pairs.get("language") or None
-        try:
-            value = await self.app.ari.get_variable(self.caller_id, "IVR_LANGUAGE")
-        except (NotFound, AriError):
-            return None
-        return value or None
-
-    async def _channel_flow(self) -> str | None:
-        try:
-            value = await self.app.ari.get_variable(self.caller_id, "IVR_FLOW")
-        except (NotFound, AriError):
-            return None
-        return value or None
+    def _note_linkedid(self, linked: asyncio.Future[str]) -> None:
+        if not linked.cancelled() and linked.exception() is None:
+            self.report.linkedid = linked.result() or self.report.linkedid
 
     async def _release_media(self, reason: str) -> None:
         if self.session is not None and not self.session.closed and self.attach is not None:
@@ -519,20 +589,24 @@ class AriCall:
     def _release_route(self) -> None:
         """Unbind every id this call routed, so its event task ends: the caller's id alone may already be
         gone (ChannelDestroyed unbinds it), and a leftover bridge id would keep the task forever."""
-        dispatcher = self.app.dispatcher
-        keys = [self.caller_id, self.media_id, bridge_key(self.bridge_id)]
+        channels = [self.caller_id, self.media_id]
         if self.transfer is not None:
-            keys.append(self.transfer.agent_id)
-        for key in keys:
-            dispatcher.unbind(key)
+            channels.append(self.transfer.agent_id)
+        self.link.release(channels, [self.bridge_id])
 
     async def _teardown(self) -> None:
-        ari = self.app.ari
+        ari = self.link.ari
+        if self.checkpoints is not None:
+            self.checkpoints.cancel()
         if self.detached:
             log.info("call %s: left bridged with the agent at shutdown", self.caller_id)
             self._release_route()
             return
         await self._release_media("call ended")
+        if self.lost:
+            await self._settle_lost()
+            self._release_route()
+            return  # its socket is gone: nothing of ours can be reached (the next owner removes it)
         if self.transfer is not None:
             await self.transfer.cleanup()
         if self._media_created:
@@ -545,49 +619,3 @@ class AriCall:
             with contextlib.suppress(AriError):
                 await ari.hangup(self.caller_id)
         self._release_route()
-
-
-class _AriControl:
-    """Telephony actions of one ARI call."""
-
-    def __init__(self, call: AriCall) -> None:
-        self.call = call
-
-    async def hangup(self, reason: str) -> None:
-        call = self.call
-        if not call._gone.is_set():
-            with contextlib.suppress(NotFound):
-                await call.app.ari.hangup(call.caller_id, reason="normal")
-            call._gone.set()
-
-    async def transfer(
-        self, action: act.Transfer, variables: Mapping[str, str]
-    ) -> ev.TransferCompleted | ev.TransferFailed:
-        call = self.call
-        ari = call.app.ari
-        for name, value in variables.items():
-            with contextlib.suppress(AriError):
-                await ari.set_variable(call.caller_id, name, value)
-        if action.to_dialplan:
-            assert action.extension is not None
-            call.handed_off = True
-            try:
-                await ari.continue_in_dialplan(
-                    call.caller_id,
-                    context=action.context,
-                    extension=action.extension,
-                    priority=action.priority,
-                )
-            except AriError:
-                call.handed_off = False
-                return ev.TransferFailed("failed")
-            log.info(
-                "call %s: continued in dialplan %s,%s,%d",
-                call.caller_id,
-                action.context,
-                action.extension,
-                action.priority,
-            )
-            return ev.TransferCompleted()
-        call.transfer = EndpointTransfer(call, action)
-        return await call.transfer.run()

@@ -75,3 +75,6 @@ class CallReport:
     """Content hash of the flow (and subflows) the call ran on: calls finish on the version they began."""
     recordings: list[dict[str, Any]] = field(default_factory=list)
     """Messages left at ``record`` steps: step, path (None when sensitive: never stored), duration_s, ended_by."""
+    handed_over: bool = False
+    """The call goes on elsewhere (another instance or process resumed it after this one lost its ARI
+    connection): its one record is written there, not here."""

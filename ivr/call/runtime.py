@@ -122,6 +122,9 @@ class CallRuntime:
         self.finished = False
         self.first_audio_at: float | None = None
         """Loop time of the first prompt frame written (greeting latency)."""
+        self.on_step: Callable[[], None] | None = None
+        """The checkpoint hook: told after each engine event that entered a step or counted a retry."""
+        self._progress: tuple[int, int, int, str] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -136,7 +139,7 @@ class CallRuntime:
         self._goodbye = goodbye
         self._post(ev.Hangup())
 
-    async def run(self, started: ev.CallStarted) -> CallReport:
+    async def run(self, started: ev.CallStarted | ev.CallResumed) -> CallReport:
         self._spawn(self._read_media(), "media")
         try:
             async with asyncio.timeout(self.max_call_seconds):
@@ -160,12 +163,18 @@ class CallRuntime:
 
     async def _handle(self, event: ev.Event) -> list[act.Action]:
         """The engine's decision on ``event``: on the process's engine thread when there is one, so
-        template rendering (bounded, but up to a few ms) never runs on the loop that paces audio."""
+        template rendering (bounded, but up to a few ms) never runs on the loop that paces audio. The
+        checkpoint hook hears of every step change (the store coalesces saves: no I/O here)."""
         executor = self.engine_executor
         if executor is None:
-            return self.engine.handle(event, now=self.clock())
-        work = functools.partial(self.engine.handle, event, now=self.clock())
-        return await asyncio.get_running_loop().run_in_executor(executor, work)
+            actions = self.engine.handle(event, now=self.clock())
+        else:
+            work = functools.partial(self.engine.handle, event, now=self.clock())
+            actions = await asyncio.get_running_loop().run_in_executor(executor, work)
+        if self.on_step is not None and not self.engine.finished and self.engine.progress != self._progress:
+            self._progress = self.engine.progress
+            self.on_step()
+        return actions
 
     async def _teardown(self) -> None:
         await finish_recording(self._recorder, self._record_task)  # a message left so far is kept

@@ -17,6 +17,7 @@ from ivr.call.flows import FlowCatalog
 from ivr.call.lifecycle import ReportSink
 from ivr.call.ports import Classifier, SpeechFactory, WebhookHandler
 from ivr.call.report import Tracer
+from ivr.call.resume import CheckpointStore
 from ivr.ops.metrics import Metrics
 
 
@@ -46,3 +47,6 @@ class CallServices:
     engine_executor: Executor | None = None
     """Where flow engines decide (one thread per process): template rendering stays off the loop that
     paces audio. None: on the loop (tests, the simulator)."""
+    checkpoints: CheckpointStore | None = None
+    """Where ARI calls save their flow state as it changes and look it up when they come back after the
+    instance serving them died (the records store; None: calls are not resumable)."""

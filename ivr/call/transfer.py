@@ -1,8 +1,10 @@
-"""Transfer to an endpoint: originate the agent leg into the app, ring the caller, bridge on answer.
+"""Telephony actions of an ARI call: hang up, continue in the dialplan, transfer to an endpoint.
 
-The caller hears ringback through the IVR's own media while the agent's phone rings. On answer the IVR's
+Transfer to an endpoint: originate the agent leg into the app, ring the caller, bridge on answer. The
+caller hears ringback through the IVR's own media while the agent's phone rings. On answer the IVR's
 media channel leaves the bridge and the agent joins it; busy (cause 17), no answer (cause 19/18) and the
-step's timeout follow the step's failure branch with the caller back in the flow.
+step's timeout follow the step's failure branch with the caller back in the flow. The agent leg names
+the call's Stasis application (per-call mode: the socket's own), so its events reach the call.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ivr.ari.errors import AriError
+from ivr.ari.errors import AriError, NotFound
 from ivr.ari.models import ChannelDestroyed, ChannelHangupRequest, Dial, Event, StasisStart
 from ivr.flow import actions as act
 from ivr.flow import events as ev
@@ -43,15 +46,25 @@ def ringback(rate: int, seconds: float = 60.0) -> bytes:
 
 
 class EndpointTransfer:
-    def __init__(self, call: AriCall, action: act.Transfer) -> None:
+    def __init__(self, call: AriCall, action: act.Transfer | None, *, agent_id: str | None = None) -> None:
         self.call = call
         self.action = action
-        self.agent_id = f"{call.app.config.id_prefix}agent-{uuid.uuid4()}"
+        self.agent_id = agent_id or f"{call.app.config.id_prefix}agent-{uuid.uuid4()}"
+        if call.checkpoints is not None:
+            call.checkpoints.resources["agent"] = self.agent_id  # a next owner knows the leg
         self.bridged = False
         self._answered = asyncio.Event()
         self._destroyed = asyncio.Event()
         self._cause: int | None = None
         self._originated = False
+
+    @classmethod
+    def adopt(cls, call: AriCall, agent_id: str) -> EndpointTransfer:
+        """A caller already bridged with this agent leg (by the call's previous owner): only its end is
+        left to see to."""
+        transfer = cls(call, None, agent_id=agent_id)
+        transfer.bridged = transfer._originated = True
+        return transfer
 
     def owns(self, event: Event) -> bool:
         return self.agent_id in event.channel_ids
@@ -70,24 +83,25 @@ class EndpointTransfer:
 
     async def run(self) -> ev.TransferCompleted | ev.TransferFailed:
         call = self.call
-        app = call.app
-        ari = app.ari
+        action = self.action
+        assert action is not None
+        ari = call.link.ari
         session = call.session
         tone = session.play(ringback(session.rate)) if session is not None else None
-        app.dispatcher.bind(self.agent_id, call.caller_id)
+        call.link.bind(self.agent_id)
         caller = call.start_event.channel.caller
         try:
             try:
                 await ari.originate(
-                    self.action.endpoint or "",
-                    app=app.config.app,
+                    action.endpoint or "",
+                    app=call.link.app,
                     app_args=[TRANSFER_MARKER, call.caller_id],
-                    caller_id=self.action.caller_id or f"{caller.name} <{caller.number}>".strip(),
-                    timeout=self.action.timeout_s,
+                    caller_id=action.caller_id or f"{caller.name} <{caller.number}>".strip(),
+                    timeout=action.timeout_s,
                     channel_id=self.agent_id,
                 )
             except AriError as exc:
-                log.warning("call %s: transfer to %s failed: %s", call.caller_id, self.action.endpoint, exc)
+                log.warning("call %s: transfer to %s failed: %s", call.caller_id, action.endpoint, exc)
                 return ev.TransferFailed("failed")
             self._originated = True
             answered = asyncio.ensure_future(self._answered.wait())
@@ -95,7 +109,7 @@ class EndpointTransfer:
             try:
                 await asyncio.wait(
                     {answered, destroyed},
-                    timeout=self.action.timeout_s + 5,
+                    timeout=action.timeout_s + 5,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
             finally:
@@ -112,7 +126,7 @@ class EndpointTransfer:
                     await self.cleanup()
                     return ev.TransferFailed("failed")
                 self.bridged = True
-                log.info("call %s: bridged with %s", call.caller_id, self.action.endpoint)
+                log.info("call %s: bridged with %s", call.caller_id, action.endpoint)
                 return ev.TransferCompleted()
             await self.cleanup()
             if not self._destroyed.is_set():
@@ -139,4 +153,50 @@ class EndpointTransfer:
     async def cleanup(self) -> None:
         if self._originated and not self._destroyed.is_set():
             with contextlib.suppress(AriError):
-                await self.call.app.ari.hangup(self.agent_id)
+                await self.call.link.ari.hangup(self.agent_id)
+
+
+class AriControl:
+    """Telephony actions of one ARI call."""
+
+    def __init__(self, call: AriCall) -> None:
+        self.call = call
+
+    async def hangup(self, reason: str) -> None:
+        call = self.call
+        if not call._gone.is_set():
+            with contextlib.suppress(NotFound):
+                await call.link.ari.hangup(call.caller_id, reason="normal")
+            call._gone.set()
+
+    async def transfer(
+        self, action: act.Transfer, variables: Mapping[str, str]
+    ) -> ev.TransferCompleted | ev.TransferFailed:
+        call = self.call
+        ari = call.link.ari
+        for name, value in variables.items():
+            with contextlib.suppress(AriError):
+                await ari.set_variable(call.caller_id, name, value)
+        if action.to_dialplan:
+            assert action.extension is not None
+            call.handed_off = True
+            try:
+                await ari.continue_in_dialplan(
+                    call.caller_id,
+                    context=action.context,
+                    extension=action.extension,
+                    priority=action.priority,
+                )
+            except AriError:
+                call.handed_off = False
+                return ev.TransferFailed("failed")
+            log.info(
+                "call %s: continued in dialplan %s,%s,%d",
+                call.caller_id,
+                action.context,
+                action.extension,
+                action.priority,
+            )
+            return ev.TransferCompleted()
+        call.transfer = EndpointTransfer(call, action)
+        return await call.transfer.run()

@@ -12,7 +12,8 @@ Usage::
     actions = engine.handle(PromptFinished())
 
 After every ``handle`` the engine is either :attr:`finished` (the last action was :class:`End`) or
-waiting for the answer to an action it emitted (:attr:`waiting_for`). It keeps :attr:`path` (steps
+waiting for the answer to an action it emitted (:attr:`waiting_for`). :meth:`snapshot` gives its state
+as plain JSON and :meth:`restore` rebuilds it on another instance (:mod:`ivr.flow.snapshot`). It keeps :attr:`path` (steps
 visited and why, without values), :attr:`transcript` (what was said; sensitive captures masked) and
 :attr:`recordings` (messages left at ``record`` steps). Time comes in with each event
 (``handle(event, now=...)``), never from a clock; questions live in :mod:`ivr.flow.asking`.
@@ -45,6 +46,7 @@ from ivr.flow.clock import moment
 from ivr.flow.engine_state import Frame, PathRecord, RecordingEntry, TranscriptEntry, Waiting
 from ivr.flow.events import (
     BargeIn,
+    CallResumed,
     CallStarted,
     DtmfReceived,
     Event,
@@ -79,6 +81,7 @@ from ivr.flow.model import (
 )
 from ivr.flow.model_types import language_key
 from ivr.flow.prompts import speech_part, spoken_text
+from ivr.flow.snapshot import SnapshotError, SnapshotMixin
 from ivr.flow.templates import (
     TemplateError,
     attribute_uses,
@@ -90,13 +93,13 @@ from ivr.flow.templates import (
     whole_expression,
 )
 
-__all__ = ["FlowEngine", "PathRecord", "RecordingEntry", "TranscriptEntry"]
+__all__ = ["FlowEngine", "PathRecord", "RecordingEntry", "SnapshotError", "TranscriptEntry"]
 
 MAX_STEPS_PER_EVENT = 200
 MAX_CONSECUTIVE_ERRORS = 3
 
 
-class FlowEngine(QuestionsMixin):
+class FlowEngine(QuestionsMixin, SnapshotMixin):
     """Runs one call through a flow. Construct one per call; it is cheap."""
 
     def __init__(
@@ -185,10 +188,15 @@ class FlowEngine(QuestionsMixin):
             self._log("info", "caller hung up")
             self._end(End("caller_hangup", "caller hung up"))
             return
+        if self._resuming:
+            self._in_resume(event)
+            return
         state = self.waiting_for
         if state == "start":
-            if isinstance(event, CallStarted):
+            if isinstance(event, CallStarted) and not self._resume_pending:
                 self._begin(event)
+            elif isinstance(event, CallResumed) and self._resume_pending:
+                self._resume(event)
         elif state == "prompt":
             self._in_prompt(event)
         elif state == "input":

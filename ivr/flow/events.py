@@ -3,7 +3,8 @@
 The runtime feeds exactly one event at a time to :meth:`ivr.flow.engine.FlowEngine.handle`:
 
 - :class:`CallStarted` once, first: call facts (become ``call.*``) and caller-supplied variables
-  (``originate --var``, Stasis ``key=value`` args; they override the flow's ``vars``).
+  (``originate --var``, Stasis ``key=value`` args; they override the flow's ``vars``). Or, for a call
+  another instance began, :class:`CallResumed` after :meth:`~ivr.flow.engine.FlowEngine.restore`.
 - :class:`PromptFinished` when the last :class:`~ivr.flow.actions.Play` finished playing;
   :class:`BargeIn` when the caller interrupted it (the runtime has already stopped playback).
 - :class:`SpeechRecognized` with the final transcript of one utterance during a ``Listen``.
@@ -45,6 +46,14 @@ class CallStarted:
     """Epoch seconds the call started (default: the ``now`` of this event)."""
     language: str | None = None
     """The language the dialplan chose (a Stasis ``language=`` argument); one of the flow's languages."""
+
+
+@dataclass(frozen=True)
+class CallResumed:
+    """First event of an engine restored from a snapshot (the instance that began the call died): the
+    engine says the flow's ``resume_prompt`` and enters the step it was at again."""
+
+    call_id: str
 
 
 @dataclass(frozen=True)
@@ -139,6 +148,7 @@ class Hangup:
 
 Event = (
     CallStarted
+    | CallResumed
     | PromptFinished
     | BargeIn
     | SpeechRecognized

@@ -184,7 +184,7 @@ def _languages(flow: Flow, smap: SourceMap) -> list[FlowIssue]:
 
 def _spoken_values(flow: Flow) -> Iterable[tuple[KeyPath, object]]:
     s = flow.settings
-    for key in (*_DEFAULT_TEXTS, "filler"):
+    for key in (*_DEFAULT_TEXTS, "filler", "resume_prompt"):
         yield ("settings", key), getattr(s, key)
     for name, step in flow.steps.items():
         b: KeyPath = ("steps", name)

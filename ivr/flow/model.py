@@ -159,6 +159,13 @@ class FlowSettings(_Model):
     option_prompt: Speech = Field(
         default="For {{ label }}, press {{ key }}.", description="How each dynamic option is read out."
     )
+    resume_prompt: Speech | None = Field(
+        default="Sorry, we were cut off for a moment. Let's go on.",
+        description=(
+            "Said when another instance resumes the call at its step (the one serving it stopped); "
+            "null for none."
+        ),
+    )
     repeat_phrases: Phrases = Field(
         default_factory=lambda: list(DEFAULT_REPEAT_PHRASES),
         description="What makes any question repeat itself (a built-in intent); [] turns it off.",

@@ -59,6 +59,8 @@ def _spoken_values(flow: Flow) -> Iterator[str | Mapping[str, str]]:
     yield s.invalid_prompt
     if s.filler is not None:
         yield s.filler
+    if s.resume_prompt is not None:
+        yield s.resume_prompt
     for step in flow.steps.values():
         if isinstance(step, SayStep):
             yield step.say

@@ -7,7 +7,9 @@ folds a call's :class:`ivr.audiosocket.stats.LatencyHistogram` into the exported
 
 Names follow Prometheus conventions: base units (seconds), ``_total`` for counters (added by
 prometheus-client), a common ``ivr_`` prefix. Label values come from code and flow names only (bounded
-cardinality); caller data never becomes a label.
+cardinality); caller data never becomes a label. With ``IVR_INSTANCE_ID`` set, every sample also carries
+``ivr_instance="<id>"`` (not ``instance``: Prometheus sets that one to the scrape target), so the
+instances behind one balancer can be told apart and summed.
 """
 
 from __future__ import annotations
@@ -51,6 +53,28 @@ CALL_DURATION_BUCKETS: tuple[float, ...] = (5, 15, 30, 60, 120, 300, 600, 1800, 
 DIRECTIONS = ("inbound", "outbound")
 
 _BIN_S = 0.0001  # ivr.audiosocket.stats bin width
+
+INSTANCE_LABEL = "ivr_instance"
+"""The label every sample gets when the instance has a configured name."""
+
+
+class InstanceLabelled(Collector):
+    """Every family of ``source`` with ``ivr_instance="<instance>"`` added to each sample (per scrape)."""
+
+    def __init__(self, source: CollectorRegistry, instance: str) -> None:
+        self.source = source
+        self.instance = instance
+
+    def collect(self) -> Iterable[Metric]:
+        for family in self.source.collect():
+            out = Metric(family.name, family.documentation, family.type, family.unit)
+            for s in family.samples:
+                labels = {**s.labels, INSTANCE_LABEL: self.instance}
+                out.add_sample(s.name, labels, s.value, s.timestamp, s.exemplar)
+            yield out
+
+    def describe(self) -> Iterable[Metric]:
+        return []
 
 
 class _FoldedHistogram(Collector):
@@ -117,8 +141,20 @@ class Metrics:
     (``inbound`` / ``outbound`` frames).
     """
 
-    def __init__(self, registry: CollectorRegistry | None = None, *, namespace: str = "ivr") -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        namespace: str = "ivr",
+        instance: str | None = None,
+    ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self.instance = instance
+        """``IVR_INSTANCE_ID``: exported as the ``ivr_instance`` label of every sample (None: no label)."""
+        self._exported = self.registry
+        if instance:
+            self._exported = CollectorRegistry(auto_describe=False)
+            self._exported.register(InstanceLabelled(self.registry, instance))
         ns, reg = namespace, self.registry
         self.active_calls = Gauge("active_calls", "Calls in progress", namespace=ns, registry=reg)
         self.calls = Counter("calls", "Finished calls by outcome", ["outcome"], namespace=ns, registry=reg)
@@ -243,4 +279,4 @@ class Metrics:
     def exposition(self, accept: str = "") -> tuple[bytes, str]:
         """The registry in the format the ``Accept`` header asks for: (body, content type)."""
         encoder, content_type = choose_encoder(accept)
-        return encoder(self.registry), content_type
+        return encoder(self._exported), content_type

@@ -10,6 +10,13 @@ What differs for a worker is passed in as a :class:`Seat`: where its events come
 relays them; it never opens its own events socket, which Asterisk allows once per app), which ARI ids it
 creates (its tag, so the supervisor routes their events by name), which AudioSocket port it listens on,
 and how it reports readiness, calls and metrics.
+
+ARI comes in two modes (``IVR_ARI_MODE``): ``persistent``, where this process opens the app's events
+socket and REST goes over HTTP, and ``per_call``, where Asterisk opens one WebSocket per call to this
+process's :class:`~ivr.ari.percall_server.PerCallServer` and the call's REST goes over it (no HTTP to
+Asterisk at all; any number of instances behind a load balancer). Under a supervisor every worker runs
+its own per-call server on the one per-call port (``SO_REUSEPORT``: the kernel spreads the sockets),
+so a worker that dies drops only its own calls' sockets, which Asterisk reopens on another worker.
 """
 
 from __future__ import annotations
@@ -31,8 +38,9 @@ import aiohttp
 from ivr.ari.client import AriClient
 from ivr.ari.errors import ApplicationReplacedError, AriConnectionError, AriError, BadReply, Unauthorized
 from ivr.ari.models import AsteriskInfo
+from ivr.ari.percall_server import PerCallServer
 from ivr.audiosocket.server import AudioSocketConfig, AudioSocketServer
-from ivr.call.ari_app import AriApp, AriAppConfig
+from ivr.call.ari_app import AriApp
 from ivr.call.dialplan_app import DialplanApp
 from ivr.call.flows import FlowCatalog, install_reload
 from ivr.call.lifecycle import ReportSink
@@ -59,6 +67,7 @@ from ivr.workers.media import (
     websocket_media_usable,
     websocket_server_wanted,
 )
+from ivr.workers.percall import app_config, start_percall, sweep_orphans
 
 log = logging.getLogger("ivr.run")
 
@@ -82,6 +91,10 @@ class Seat(Protocol):
 
     @property
     def reuse_port(self) -> bool: ...
+
+    @property
+    def metrics_instance(self) -> str | None:
+        """The instance label of this worker's metrics (the supervisor's ``IVR_INSTANCE_ID``)."""
 
     async def attach(self, app: AriApp | None, metrics: Metrics) -> None:
         """Start relaying the supervisor's events and questions to this process."""
@@ -208,7 +221,7 @@ async def serve(
     stop = stop or asyncio.Event()
     async with contextlib.AsyncExitStack() as stack:
         stop_on_signals(stop, stack)
-        metrics = Metrics()
+        metrics = Metrics(instance=seat.metrics_instance if seat is not None else settings.instance_id)
         uses = speech_uses(settings, catalog)
         specs = offloaded_specs(uses) if settings.speech_workers > 0 else []
         pool: SpeechPool | None = None
@@ -242,9 +255,10 @@ async def serve(
 
         async def finished(report: CallReport) -> None:
             try:
-                await records.record(
-                    report, caller=report.caller, linkedid=report.linkedid, direction=report.direction
-                )
+                if not report.handed_over:  # else another owner resumed the call and records it
+                    await records.record(
+                        report, caller=report.caller, linkedid=report.linkedid, direction=report.direction
+                    )
             except RecordsError as exc:
                 log.error("call %s: not recorded: %s", report.call_id, exc)
             if seat is not None:
@@ -272,12 +286,19 @@ async def serve(
             on_start=seat.call_started if seat is not None else None,
             recordings_dir=settings.recordings_dir,
             engine_executor=engine_thread,
+            # Resumable calls need a socket Asterisk can reopen elsewhere: per-call mode. (In persistent
+            # mode a caller stays in Stasis when the events socket drops; no other instance gets it.)
+            checkpoints=records if settings.ari_mode == "per_call" and not no_ari else None,
         )
         app_ref: list[AriApp] = []
+        percall_ref: list[PerCallServer] = []
 
         def readiness() -> tuple[bool, str]:
             if no_ari:
                 return True, "dialplan-only mode"
+            if percall_ref:
+                listening = percall_ref[0].listening and not percall_ref[0].draining
+                return (True, "per-call ARI server listening") if listening else (False, "not listening")
             stream = app_ref[0].stream if app_ref else None
             connected = stream is not None and stream.connected
             return (True, "ARI connected") if connected else (False, "ARI disconnected")
@@ -319,7 +340,29 @@ async def serve(
                 settings, stack, dialplan.handle_websocket, reuse_port=reuse
             )
         app: AriApp | None = None
-        if not no_ari:
+        percall: PerCallServer | None = None
+        if not no_ari and settings.ari_mode == "per_call":
+            try:
+                # No REST before the first call tells the Asterisk version: IVR_MEDIA=websocket is trusted
+                websocket = (
+                    await open_websocket_client(settings, stack) if settings.media == "websocket" else None
+                )
+                app, percall = await start_percall(
+                    settings,
+                    stack,
+                    server,
+                    services,
+                    seat,
+                    advertise=_advertise(settings, server, port),
+                    websocket=websocket,
+                )
+            except OSError as exc:
+                raise StartupError(
+                    f"cannot listen for per-call ARI on {settings.ari_percall_listen}: {exc.strerror or exc}"
+                ) from None
+            app_ref.append(app)
+            percall_ref.append(percall)
+        elif not no_ari:
             app = await _start_ari(settings, stack, server, services, seat, port)
             app_ref.append(app)
         if seat is not None:
@@ -331,6 +374,8 @@ async def serve(
         monitor = LoopMonitor(metrics.loop_lag.observe)  # from here on nothing may hold the loop
         monitor.start()
         stack.callback(monitor.stop)
+        if percall is not None and seat is None:  # under a supervisor, the supervisor does it
+            sweep_orphans(records, lambda: list(app_ref[0].calls) if app_ref else [], stack)
         info: dict[str, Any] = {
             "audiosocket": server.address,
             "websocket": ws_server.address if ws_server is not None else None,
@@ -339,12 +384,15 @@ async def serve(
             "metrics": health.url if health is not None else None,
             "pid": os.getpid(),
         }
+        if percall is not None:
+            info["percall"] = percall.url
         log.info(
-            "ready: %s mode (%s loop), AudioSocket on %s:%d%s, media %s, flows %s",
+            "ready: %s mode (%s loop), AudioSocket on %s:%d%s, %smedia %s, flows %s",
             info["mode"],
             type(asyncio.get_running_loop()).__module__.split(".")[0],
             *server.address,
             f", WebSocket media on {ws_server.address[0]}:{ws_server.address[1]}" if ws_server else "",
+            f"per-call ARI on {percall.url}, " if percall is not None else "",
             settings.media,
             ", ".join(catalog.names),
         )
@@ -357,6 +405,8 @@ async def serve(
         code = await _wait_for_stop(stop, app, seat)
         if health is not None:
             health.drain()
+        if percall is not None:
+            percall.draining = True  # new calls get 503: Asterisk retries, through a balancer elsewhere
         if app is not None and code == 0:
             await app.drain(settings.shutdown_grace_seconds, settings.shutdown_goodbye)
         elif dialplan is not None:
@@ -402,25 +452,11 @@ async def _start_ari(
         if websocket_media_usable(settings, info.version)
         else None
     )
-    # Worker N listens on the base port + N; it advertises the same offset from the advertised port.
-    offset = port - settings.listen[1] if settings.listen[1] else 0
-    if settings.audiosocket_advertise:
-        adv_host, adv_port = parse_hostport(settings.audiosocket_advertise)
-        advertise = f"{adv_host}:{adv_port + offset}"
-    else:
-        advertise = f"{settings.listen[0]}:{server.port}"
     app = AriApp(
         ari=ari,
         audiosocket=server,
         services=services,
-        config=AriAppConfig(
-            app=settings.ari_app,
-            advertise=advertise,
-            format=settings.format,
-            max_calls=settings.max_calls,
-            id_prefix=f"ivr-w{seat.index}-" if seat is not None else "ivr-",
-            media=settings.media,
-        ),
+        config=app_config(settings, seat, _advertise(settings, server, port)),
         websocket=websocket,
     )
     if seat is None:  # a worker's events come from its supervisor, which holds the events socket
@@ -432,6 +468,16 @@ async def _start_ari(
             raise StartupError(f"ARI events WebSocket for '{settings.ari_app}': {exc}") from None
     stack.push_async_callback(app.close, keep_agent_calls=True)
     return app
+
+
+def _advertise(settings: Settings, server: AudioSocketServer, port: int) -> str:
+    """The AudioSocket ``host:port`` Asterisk dials: worker N listens on the base port + N and advertises
+    the same offset from the advertised port."""
+    offset = port - settings.listen[1] if settings.listen[1] else 0
+    if settings.audiosocket_advertise:
+        adv_host, adv_port = parse_hostport(settings.audiosocket_advertise)
+        return f"{adv_host}:{adv_port + offset}"
+    return f"{settings.listen[0]}:{server.port}"
 
 
 async def _wait_for_stop(stop: asyncio.Event, app: AriApp | None, seat: Seat | None) -> int:

@@ -39,3 +39,6 @@ class WorkerConfig:
     mode: Mode
     log_level: str = "INFO"
     log_json: bool = False
+    metrics_instance: str | None = None
+    """``IVR_INSTANCE_ID`` as configured (None when the supervisor made one up): the instance label of the
+    worker's metrics."""

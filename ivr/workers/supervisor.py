@@ -6,12 +6,19 @@ The supervisor holds what exists once per instance and runs no call itself:
   least-loaded worker, which does that call's REST and media from then on; every later event of the call
   follows it (:class:`~ivr.workers.routing.CallRouter`). Each worker listens for AudioSocket on its own
   port (the base port + its index), so the media Asterisk opens reaches the worker that asked for it.
+* Per-call ARI mode (``IVR_ARI_MODE=per_call``): nothing to hold or route. Every worker runs its own
+  per-call server on the one per-call port (``SO_REUSEPORT``): the kernel hands each of Asterisk's
+  per-call sockets to one worker, which serves that call. The supervisor opens no connection to
+  Asterisk at all.
 * Dialplan-only mode: nothing to route; the workers share the AudioSocket port (``SO_REUSEPORT``) and
   the kernel spreads connections over them.
 * ``/metrics`` (every worker's metrics summed, plus the supervisor's own), ``/healthz``, ``/readyz``.
 * Worker deaths: a worker that exits is restarted (:class:`~ivr.workers.pool.WorkerPool`); the calls it
   had announced and not finished get a record here (``outcome: error``), and in ARI mode their callers
-  are hung up and the worker's media channels and bridges deleted, so nothing is left in Asterisk.
+  are hung up and the worker's media channels and bridges deleted, so nothing is left in Asterisk. In
+  per-call mode the dead worker's sockets drop instead, Asterisk reopens each on a live worker (or
+  another instance) and that one resumes the call from its checkpoint; only a call nobody resumed within
+  a few seconds gets its record here.
 * SIGTERM: ``/readyz`` turns 503, new callers get congestion, every worker drains its calls within the
   grace period, then everything stops.
 """
@@ -33,15 +40,17 @@ from ivr.ari.events import EventStream
 from ivr.ari.models import ChannelDestroyed, Event, StasisStart
 from ivr.call.ari_app import ORIGINATE_PREFIX
 from ivr.call.report import CallReport
+from ivr.call.resume import HANDOVER_WAIT
 from ivr.config import Settings
 from ivr.ipc import Message
 from ivr.ops.health import HealthServer
 from ivr.ops.looplag import LoopMonitor
 from ivr.ops.metrics import Metrics
-from ivr.ops.records import RecordsError
+from ivr.ops.records import Checkpoint, RecordsError
 from ivr.ops.records.model import default_instance_id
 from ivr.workers.media import check_media_settings, websocket_media_usable
 from ivr.workers.metrics import MergedExposition
+from ivr.workers.percall import sweep_orphans
 from ivr.workers.pool import WorkerPool
 from ivr.workers.process import (
     StartupError,
@@ -78,16 +87,21 @@ class Supervisor:
     ) -> None:
         if workers < 1:
             raise ValueError("a supervisor needs at least one worker")
+        self.metrics_instance = settings.instance_id
+        """The label of this instance's metrics: only a configured ``IVR_INSTANCE_ID`` (a made-up
+        ``host-pid`` would start new series at every restart)."""
         if settings.instance_id is None:  # one instance, however many processes: its records say so
             settings = settings.model_copy(update={"instance_id": default_instance_id()})
         self.settings = settings
         self.size = workers
         self.mode: Mode = "dialplan" if no_ari else "ari"
+        self.percall = not no_ari and settings.ari_mode == "per_call"
+        """Per-call ARI: Asterisk connects to the workers; the supervisor has no ARI connection."""
         self.stop = stop or asyncio.Event()
         self.ready_hook = ready
         self.log_level = log_level
         self.log_json = log_json
-        self.metrics = Metrics()
+        self.metrics = Metrics(instance=self.metrics_instance)
         self.router = CallRouter(workers)
         self.live: list[set[str]] = [set() for _ in range(workers)]
         """Calls each worker announced and has not released yet."""
@@ -109,7 +123,9 @@ class Supervisor:
         self._records: Any = None
 
     def _greeting(self, index: int) -> Message:
-        config = WorkerConfig(self.settings, index, self.size, self.mode, self.log_level, self.log_json)
+        config = WorkerConfig(
+            self.settings, index, self.size, self.mode, self.log_level, self.log_json, self.metrics_instance
+        )
         return ("config", config)
 
     # -- running ---------------------------------------------------------------------------------
@@ -127,7 +143,7 @@ class Supervisor:
             stop_on_signals(self.stop, stack)
             self._relay_sighup(stack)
             self._records = await open_records(self.settings, stack)
-            if self.mode == "ari":
+            if self.mode == "ari" and not self.percall:
                 s = self.settings
                 self.ari = AriClient(s.ari_url, s.ari_user, s.ari_password.get_secret_value())
                 stack.push_async_callback(self.ari.close)
@@ -139,11 +155,13 @@ class Supervisor:
                 await self.pool.stop(timeout=5)
                 raise StartupError(str(exc)) from None
             stack.push_async_callback(self.pool.stop)
-            if self.mode == "ari":
+            if self.mode == "ari" and not self.percall:
                 await self._start_events(stack)
             monitor = LoopMonitor(self.metrics.loop_lag.observe)  # from here on nothing may hold the loop
             monitor.start()
             stack.callback(monitor.stop)
+            if self.percall:  # for the whole instance: its workers share its id
+                sweep_orphans(self._records, lambda: [c for calls in self.live for c in calls], stack)
             info = {
                 "mode": self.mode,
                 "workers": [w.info for w in self.pool.workers],
@@ -262,7 +280,11 @@ class Supervisor:
             return False, "shutting down"
         if not any(w.ready.is_set() for w in self.pool.workers):
             return False, "no worker is ready"
-        if self.mode == "ari" and not (self.stream is not None and self.stream.connected):
+        if (
+            self.mode == "ari"
+            and not self.percall
+            and not (self.stream is not None and self.stream.connected)
+        ):
             return False, "ARI disconnected"
         return True, f"{sum(w.ready.is_set() for w in self.pool.workers)} of {self.size} workers ready"
 
@@ -303,6 +325,8 @@ class Supervisor:
         kind = message[0]
         if kind == "ready":
             self.router.set_available(index, not self.draining)
+            if self.draining:  # restarted during the drain (it missed the broadcast): no calls, it stops
+                self.pool.send(index, ("drain", 0.0, None))
         elif kind == "call":
             self.live[index].add(message[1])
         elif kind == "released":
@@ -320,6 +344,19 @@ class Supervisor:
         self.router.set_available(index, False)
         lost = set(self.live[index]) | set(self.router.lose(index))
         self.live[index].clear()
+        if lost and self.percall:
+            log.error(
+                "worker %d exited with code %s during %d call(s): Asterisk reopens their sockets, "
+                "another worker resumes them",
+                index,
+                code,
+                len(lost),
+            )
+            for call_id in sorted(lost):
+                self._spawn(
+                    self._settle_resumable(call_id, f"worker {index} exited (code {code}) during the call")
+                )
+            return
         if lost:
             log.error(
                 "worker %d exited with code %s during %d call(s): settling them", index, code, len(lost)
@@ -331,6 +368,26 @@ class Supervisor:
                     await self.ari.hangup(call_id)
         if self.ari is not None:
             await self._clean_leftovers(index)
+
+    async def _settle_resumable(self, call_id: str, reason: str) -> None:
+        """Per-call mode: a dead worker's call gets its record here only if nobody resumed it."""
+        seen = await self._checkpoint(call_id)
+        await asyncio.sleep(HANDOVER_WAIT)
+        now = await self._checkpoint(call_id)
+        if now is not None and (seen is None or now.seq != seen.seq):
+            return  # someone drives the call (and saves its steps): its record comes from there
+        with contextlib.suppress(RecordsError):
+            if now is None and await self._records.get(call_id) is not None:
+                return  # resumed, finished and recorded
+        log.warning("call %s: nobody resumed it after its worker died", call_id)
+        await self._record_lost(call_id, f"{reason}; nobody resumed it")
+
+    async def _checkpoint(self, call_id: str) -> Checkpoint | None:
+        try:
+            found: Checkpoint | None = await self._records.load_checkpoint(call_id)
+        except RecordsError:
+            return None
+        return found
 
     async def _record_lost(self, call_id: str, reason: str) -> None:
         report = CallReport(call_id=call_id, flow="", outcome="error", reason=reason, ended_at=0.0)

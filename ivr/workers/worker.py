@@ -44,6 +44,10 @@ class WorkerSeat:
         self._hooks: set[asyncio.Task[None]] = set()
 
     @property
+    def metrics_instance(self) -> str | None:
+        return self.config.metrics_instance
+
+    @property
     def reuse_port(self) -> bool:
         return self.config.mode == "dialplan"
 

@@ -190,6 +190,37 @@ async def test_a_reopened_socket_is_handed_over_as_resumed() -> None:
         assert (conn.channel_id, conn.channel is not None and conn.channel.state) == ("c1", "Up")
 
 
+async def test_stasis_run_again_on_a_living_app_is_a_new_call_without_the_old_sockets_events() -> None:
+    """Measured on Asterisk 22.10.1: after Stasis() failed (its socket could not be reopened) and the
+    dialplan ran Stasis() again, the new socket gets no ApplicationRegistered, only the events Asterisk
+    queued for the app meanwhile (the caller's StasisEnd among them), then the new StasisStart."""
+    got: list[PerCallConnection] = []
+    seen: list[str] = []
+
+    async def on_call(conn: PerCallConnection) -> None:
+        got.append(conn)
+        async for event in conn.events():
+            seen.append(event.type)
+
+    async with serving(on_call) as server, asterisk(server) as fake:
+        await fake.send({"type": "ChannelLeftBridge", "channel": channel(), "bridge": {"id": "b1"}})
+        await fake.send({"type": "StasisEnd", "channel": channel()})
+        await fake.send({"type": "ChannelDestroyed", "channel": channel("m1", "AudioSocket/x"), "cause": 16,
+                         "cause_txt": "Normal Clearing"})  # fmt: skip
+        await fake.stasis_start()
+        await eventually(lambda: bool(seen))
+        (conn,) = got
+        assert conn.app == APP
+        assert conn.start is not None
+        assert not conn.resumed
+        assert not conn.left_stasis
+        await fake.send(
+            {"type": "ChannelDtmfReceived", "channel": channel(), "digit": "5", "duration_ms": 100}
+        )
+        await eventually(lambda: len(seen) == 2)
+    assert seen[:2] == ["StasisStart", "ChannelDtmfReceived"]
+
+
 async def test_a_handler_that_leaves_its_caller_in_stasis_gets_it_hung_up(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -311,6 +342,31 @@ async def test_closing_the_server_ends_sockets_and_handlers() -> None:
         assert not server.connections
         assert await fake.closed_by_server() == 1001
     assert outcome == ["REST refused after close"]
+
+
+async def test_closing_leaves_the_sockets_of_ended_calls_for_asterisk_to_close() -> None:
+    """Closed from our side, Asterisk reopens a socket while the call's app lives (~3.5 s after the
+    caller's StasisEnd): at a shutdown, another instance then waited 10 s for a call that never came."""
+
+    async def on_call(conn: PerCallConnection) -> None:
+        async for _ in conn.events():
+            pass
+
+    server = PerCallServer(on_call, username=USER, password=PASSWORD, port=0)
+    await server.start()
+    async with asterisk(server) as fake:
+        await fake.register()
+        await fake.stasis_start()
+        await eventually(lambda: bool(server.connections))
+        conn = next(iter(server.connections))
+        await fake.send({"type": "StasisEnd", "channel": channel()})
+        await asyncio.wait_for(conn.wait_left_stasis(), 5)
+        closing = asyncio.ensure_future(server.close())
+        await asyncio.sleep(0.3)
+        assert not conn.closed, "the server closed a socket Asterisk was about to close"
+        await fake.ws.close(code=1000)  # what Asterisk does
+        await asyncio.wait_for(closing, 10)
+        assert conn.close_code == 1000
 
 
 async def test_events_after_the_callers_stasis_end_are_still_delivered() -> None:

@@ -111,6 +111,7 @@ async def make_stack(
 
 async def close_stack(stack: Stack) -> None:
     await stack.app.close()
+    assert stack.app.ari is not None
     await stack.app.ari.close()
     await stack.websocket.close()
     await stack.audiosocket.close()

@@ -285,6 +285,7 @@ async def start_ari(
 
 async def stop_ari(ari: Ari) -> None:
     await ari.app.close()
+    assert ari.app.ari is not None
     await ari.app.ari.close()
     await ari.server.close()
     await ari.sim.stop()
@@ -347,6 +348,7 @@ async def test_ari_call_failure_points(case: str, caplog: pytest.LogCaptureFixtu
         args = ["flow=nope"] if case == "unknown_flow" else ["flow=menu"]
         if case == "originate_never_answered":
             sim.script_originate("busy", endpoint="PJSIP/*")
+            assert ari.app.ari is not None
             await ari.app.ari.originate("PJSIP/bob", app="ivr", channel_id="ivr-out-1")
             ids = ["ivr-out-1"]
         else:

@@ -1,9 +1,10 @@
 """The Docker deployment, checked without Docker.
 
 CI has no Docker engine, so these tests read docker-compose.yml, both Dockerfiles, .dockerignore,
-.env.example, asterisk-docker/ (entrypoint and Asterisk .conf files) and dialplan/extensions.conf, and check
-that the names, ports, paths and variables they share agree with each other and with the app
-(``ivr.config.Settings``, flows/*.yaml). Every failure names the file and the mismatch.
+.env.example, asterisk-docker/ (entrypoint and Asterisk .conf files), deploy/haproxy/haproxy.cfg and
+dialplan/extensions.conf, and check that the names, ports, paths and variables they share agree with each
+other and with the app (``ivr.config.Settings``, flows/*.yaml). Every failure names the file and the
+mismatch. (tests/topology runs the same topology, this haproxy.cfg included, without Docker.)
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ DIALPLAN = ROOT / "dialplan" / "extensions.conf"
 ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERIGNORE = ROOT / ".dockerignore"
 FLOWS = ROOT / "flows"
+HAPROXY_CFG = ROOT / "deploy" / "haproxy" / "haproxy.cfg"
+WS_CLIENT = AST_ETC / "websocket_client.conf"
+WS_CLIENT_EXAMPLE = AST_ETC / "websocket_client.conf.example"
 
 SETTING_ENV_NAMES = frozenset(env_name(f) for f in Settings.model_fields)
 ARI_MODE_REQUIRED = (
@@ -45,6 +49,17 @@ ARI_MODE_REQUIRED = (
     "IVR_AUDIOSOCKET_LISTEN",
     "IVR_AUDIOSOCKET_ADVERTISE",
     "IVR_FLOWS",
+)
+PER_CALL_REQUIRED = (
+    *ARI_MODE_REQUIRED,
+    "IVR_ARI_MODE",
+    "IVR_ARI_PERCALL_LISTEN",
+    "IVR_ARI_PERCALL_USER",
+    "IVR_ARI_PERCALL_PASSWORD",
+    "IVR_METRICS_LISTEN",
+    "IVR_INSTANCE_ID",
+    "IVR_RECORDS_URL",
+    "IVR_RECORDS_SPOOL",
 )
 DIALPLAN_MODE_REQUIRED = ("IVR_AUDIOSOCKET_LISTEN", "IVR_FLOWS", "IVR_DEFAULT_FLOW")
 
@@ -121,6 +136,7 @@ APP_MODULES: dict[str, str | None] = {
     "senddtmf": "app_senddtmf",
     "playtones": "app_playtones",
     "stopplaytones": "app_playtones",
+    "musiconhold": "res_musiconhold",
 }
 FUNCTION_MODULES: dict[str, str | None] = {
     "UUID": "func_uuid",
@@ -204,6 +220,15 @@ def app_services() -> dict[str, dict[str, Any]]:
 
 def ari_app_services() -> dict[str, dict[str, Any]]:
     return {n: s for n, s in app_services().items() if "--no-ari" not in command(s)}
+
+
+def percall_replicas() -> dict[str, dict[str, Any]]:
+    """The ARI services in per-call mode: the replicas behind HAProxy."""
+    return {
+        n: s
+        for n, s in ari_app_services().items()
+        if resolved_environment(s).get("IVR_ARI_MODE") == "per_call"
+    }
 
 
 def dialplan_app_services() -> dict[str, dict[str, Any]]:
@@ -685,13 +710,26 @@ def loaded_modules() -> set[str]:
 # ================================================================================================= tests
 
 
-def test_compose_has_asterisk_and_ivr_on_one_network() -> None:
+def test_compose_has_asterisk_haproxy_two_replicas_and_postgres_on_one_network() -> None:
     ast_name, _ = asterisk_service()
     assert ast_name == "asterisk", (
         f"{rel(COMPOSE)}: the Asterisk service is '{ast_name}', docs say 'asterisk'"
     )
-    assert "ivr" in ari_app_services(), (
-        f"{rel(COMPOSE)}: no ARI-mode service 'ivr' built from the root Dockerfile"
+    replicas = percall_replicas()
+    assert len(replicas) >= 2, (
+        f"{rel(COMPOSE)}: the scale-out shape has two per-call replicas, got {sorted(replicas)}"
+    )
+    assert set(replicas) == set(ari_app_services()), (
+        f"{rel(COMPOSE)}: every ARI service must be a per-call replica (a persistent one would take every "
+        f"call: Stasis() prefers a registered app): {sorted(ari_app_services())}"
+    )
+    ids = [resolved_environment(s)["IVR_INSTANCE_ID"] for s in replicas.values()]
+    assert len(set(ids)) == len(ids), f"{rel(COMPOSE)}: replicas share an IVR_INSTANCE_ID: {ids}"
+    assert str(services().get("haproxy", {}).get("image", "")).startswith("haproxy:"), (
+        f"{rel(COMPOSE)}: no service 'haproxy' from the haproxy image"
+    )
+    assert str(services().get("postgres", {}).get("image", "")).startswith("postgres:"), (
+        f"{rel(COMPOSE)}: no service 'postgres' from the postgres image"
     )
     nets = {name: tuple(svc.get("networks") or ["default"]) for name, svc in services().items()}
     assert len(set(nets.values())) == 1, f"{rel(COMPOSE)}: services on different networks: {nets}"
@@ -767,6 +805,7 @@ def test_every_ivr_variable_is_a_setting() -> None:
 def test_app_services_have_the_settings_their_mode_needs_and_they_load(tmp_path: Path) -> None:
     for mode, group, required in (
         ("ARI", ari_app_services(), ARI_MODE_REQUIRED),
+        ("per-call ARI", percall_replicas(), PER_CALL_REQUIRED),
         ("dialplan-only", dialplan_app_services(), DIALPLAN_MODE_REQUIRED),
     ):
         for (name, svc), (variant, dotenv) in itertools.product(group.items(), dotenv_variants()):
@@ -827,9 +866,16 @@ def test_audiosocket_ports_agree() -> None:
         assert str(listen_port) in exposed, (
             f"{rel(APP_DOCKERFILE)}: EXPOSE {sorted(exposed)} lacks the AudioSocket port {listen_port} of '{name}'"
         )
-        assert re.search(rf"\b{listen_port}\b", healthcheck_text(svc)), (
-            f"{rel(COMPOSE)}: healthcheck of '{name}' does not check port {listen_port}: {healthcheck_text(svc)}"
-        )
+        check = healthcheck_text(svc)
+        if name in percall_replicas():  # readiness, as HAProxy asks for it
+            _, metrics_port = parse_hostport(env["IVR_METRICS_LISTEN"])
+            assert re.search(rf":{metrics_port}/readyz\b", check), (
+                f"{rel(COMPOSE)}: healthcheck of '{name}' does not ask /readyz on port {metrics_port}: {check}"
+            )
+        else:
+            assert re.search(rf"\b{listen_port}\b", check), (
+                f"{rel(COMPOSE)}: healthcheck of '{name}' does not check port {listen_port}: {check}"
+            )
         if "IVR_AUDIOSOCKET_ADVERTISE" in env:
             host, port = parse_hostport(env["IVR_AUDIOSOCKET_ADVERTISE"])
             assert port == listen_port, (
@@ -909,7 +955,7 @@ def test_ari_user_and_password_are_wired_through_the_entrypoint() -> None:
         )
 
 
-@pytest.mark.parametrize("template", ["ari.conf", "pjsip.conf"])
+@pytest.mark.parametrize("template", ["ari.conf", "pjsip.conf", "websocket_client.conf"])
 def test_template_placeholders_are_rendered_and_provided(template: str) -> None:
     path = AST_ETC / template
     needed = placeholders(path)
@@ -1198,3 +1244,269 @@ def test_ivr_image_runs_ivr_run() -> None:
     for name, svc in app_services().items():
         cmd = command(svc)
         assert cmd[:2] == ["ivr", "run"], f"{rel(COMPOSE)}: '{name}' runs {cmd}, not `ivr run`"
+
+
+# ----------------------------------------------------------------------------- the scale-out topology
+
+
+@dataclass
+class HAProxyConfig:
+    sections: dict[str, list[str]]
+    """``"frontend ari_percall"`` -> its lines (comments dropped)."""
+
+    def lines(self, kind: str, name: str | None = None) -> list[str]:
+        for header, body in self.sections.items():
+            words = header.split()
+            if words[0] == kind and (name is None or (len(words) > 1 and words[1] == name)):
+                return body
+        raise AssertionError(f"{rel(HAPROXY_CFG)}: no '{kind} {name or ''}' section")
+
+    def option(self, kind: str, name: str | None, keyword: str) -> list[str]:
+        return [line for line in self.lines(kind, name) if line.split()[0] == keyword]
+
+
+@cache
+def haproxy_cfg() -> HAProxyConfig:
+    sections: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for raw in HAPROXY_CFG.read_text(encoding="utf-8").splitlines():
+        line = raw.split("#", 1)[0].rstrip()
+        if not line.strip():
+            continue
+        if not line[0].isspace():
+            current = sections.setdefault(line.strip(), [])
+        else:
+            assert current is not None, f"{rel(HAPROXY_CFG)}: '{line.strip()}' outside any section"
+            current.append(line.strip())
+    return HAProxyConfig(sections)
+
+
+def haproxy_backend_name() -> str:
+    [default] = haproxy_cfg().option("frontend", "ari_percall", "default_backend")
+    return default.split()[1]
+
+
+def haproxy_servers() -> dict[str, tuple[str, int, int | None]]:
+    """server name -> (host, port, check port) of the per-call backend."""
+    found = {}
+    for line in haproxy_cfg().option("backend", haproxy_backend_name(), "server"):
+        words = line.split()
+        host, port = parse_hostport(words[2])
+        check = int(words[words.index("port") + 1]) if "port" in words else None
+        found[words[1]] = (host, port, check)
+    return found
+
+
+def ws_client(path: Path = WS_CLIENT) -> dict[str, str]:
+    [section] = [s for s in conf(path) if s.get("type") == "websocket_client"]
+    return {"name": section.name, **{k: v for k, v, _ in section.items}}
+
+
+def outbound_app() -> Section:
+    found = [s for s in conf(AST_ETC / "ari.conf") if s.get("type") == "outbound_websocket"]
+    assert len(found) == 1, f"{rel(AST_ETC / 'ari.conf')}: expected one type=outbound_websocket section"
+    return found[0]
+
+
+def test_asterisk_per_call_connection_goes_to_haproxy_which_forwards_to_the_replicas() -> None:
+    client = ws_client()
+    assert client["connection_type"] == "per_call_config", f"{rel(WS_CLIENT)}: not per_call_config"
+    assert client["protocols"] == "ari", f"{rel(WS_CLIENT)}: protocols must be ari"
+    uri = urlsplit(client["uri"])
+    assert uri.scheme == "ws", f"{rel(WS_CLIENT)}: {uri.scheme}://, but HAProxy's frontend speaks plain ws://"
+    assert uri.hostname == "haproxy", f"{rel(WS_CLIENT)}: uri host {uri.hostname} is not the haproxy service"
+    [bind] = haproxy_cfg().option("frontend", "ari_percall", "bind")
+    assert bind.split()[1] == f":{uri.port}", (
+        f"{rel(HAPROXY_CFG)}: the per-call frontend binds {bind.split()[1]}, {rel(WS_CLIENT)} connects to {uri.port}"
+    )
+    servers = haproxy_servers()
+    replicas = percall_replicas()
+    assert set(servers) == set(replicas), (
+        f"{rel(HAPROXY_CFG)}: servers {sorted(servers)} are not the compose replicas {sorted(replicas)}"
+    )
+    for name, svc in replicas.items():
+        env = resolved_environment(svc)
+        settings = load_settings(
+            environ={k: v for k, v in env.items() if k.startswith("IVR_")}, toml_path=None
+        )
+        host, port, check = servers[name]
+        assert host == name, f"{rel(HAPROXY_CFG)}: server {name} points at {host}, not the service '{name}'"
+        assert port == settings.percall_listen[1], (
+            f"{rel(HAPROXY_CFG)}: server {name} port {port} != IVR_ARI_PERCALL_LISTEN of '{name}'"
+        )
+        assert settings.percall_listen[0] == "0.0.0.0", f"'{name}': per-call server must listen on 0.0.0.0"
+        assert uri.path == settings.ari_percall_path, (
+            f"{rel(WS_CLIENT)}: uri path {uri.path} != IVR_ARI_PERCALL_PATH {settings.ari_percall_path} of '{name}'"
+        )
+        assert settings.metrics_listen is not None
+        _, metrics_port = parse_hostport(settings.metrics_listen)
+        assert check == metrics_port, (
+            f"{rel(HAPROXY_CFG)}: server {name} is checked on port {check}, its /readyz is on {metrics_port}"
+        )
+        assert str(settings.percall_listen[1]) in exposed_ports(APP_DOCKERFILE), (
+            f"{rel(APP_DOCKERFILE)}: does not EXPOSE the per-call port {settings.percall_listen[1]}"
+        )
+    backend = haproxy_backend_name()
+    assert haproxy_cfg().option("backend", backend, "option") == ["option httpchk GET /readyz"], (
+        f"{rel(HAPROXY_CFG)}: backend {backend} must check readiness with GET /readyz"
+    )
+    tunnel = [line for line in haproxy_cfg().lines("defaults") if line.startswith("timeout tunnel")]
+    assert tunnel, f"{rel(HAPROXY_CFG)}: no 'timeout tunnel': HAProxy would cut listening calls"
+    mounts = services()["haproxy"].get("volumes") or []
+    assert f"./{rel(HAPROXY_CFG)}:/usr/local/etc/haproxy/haproxy.cfg:ro" in mounts, (
+        f"{rel(COMPOSE)}: 'haproxy' does not mount {rel(HAPROXY_CFG)} read-only where the image reads it"
+    )
+    [monitor] = haproxy_cfg().option("frontend", "health", "monitor-uri")
+    [health_bind] = haproxy_cfg().option("frontend", "health", "bind")
+    assert f"127.0.0.1{health_bind.split()[1]}{monitor.split()[1]}" in healthcheck_text(
+        services()["haproxy"]
+    ), f"{rel(COMPOSE)}: the haproxy healthcheck does not ask its monitor-uri"
+
+
+def test_per_call_credentials_and_app_agree_between_asterisk_and_the_replicas() -> None:
+    client = ws_client()
+    ast_name, ast = asterisk_service()
+    m = re.fullmatch(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", client["password"])
+    assert m, f"{rel(WS_CLIENT)}: password must be a ${{VARIABLE}} placeholder"
+    variable = m[1]
+    source = {n["name"] for n in INTERPOLATION.finditer(environment(ast).get(variable, ""))}
+    assert source, f"{rel(COMPOSE)}: '{ast_name}' does not take {variable} from .env"
+    outbound = outbound_app()
+    users = [
+        s.name for s in conf(AST_ETC / "ari.conf") if s.get("type") == "user" and s.get("read_only") == "no"
+    ]
+    assert outbound.get("local_ari_user") in users, (
+        f"{rel(AST_ETC / 'ari.conf')}: local_ari_user={outbound.get('local_ari_user')} is no read-write user"
+    )
+    assert outbound.get("websocket_client_id") == client["name"], (
+        f"{rel(AST_ETC / 'ari.conf')}: websocket_client_id={outbound.get('websocket_client_id')}, "
+        f"{rel(WS_CLIENT)} defines [{client['name']}]"
+    )
+    assert outbound.get("subscribe_all") == "no", f"{rel(AST_ETC / 'ari.conf')}: subscribe_all must be no"
+    for name, svc in percall_replicas().items():
+        env = environment(svc)
+        assert resolved_environment(svc)["IVR_ARI_PERCALL_USER"] == client["username"], (
+            f"{rel(COMPOSE)}: '{name}' IVR_ARI_PERCALL_USER != username of {rel(WS_CLIENT)}"
+        )
+        app_source = {n["name"] for n in INTERPOLATION.finditer(env.get("IVR_ARI_PERCALL_PASSWORD", ""))}
+        assert app_source == source, (
+            f"{rel(COMPOSE)}: '{name}' IVR_ARI_PERCALL_PASSWORD and '{ast_name}' {variable} must come from "
+            "the same .env variable"
+        )
+        assert outbound.get("apps") == resolved_environment(svc)["IVR_ARI_APP"], (
+            f"{rel(AST_ETC / 'ari.conf')}: apps={outbound.get('apps')} but '{name}' serves IVR_ARI_APP="
+            f"{resolved_environment(svc)['IVR_ARI_APP']}"
+        )
+
+
+def test_the_image_template_and_the_example_for_other_asterisks_agree() -> None:
+    image, example = ws_client(WS_CLIENT), ws_client(WS_CLIENT_EXAMPLE)
+    differ = {k for k in image.keys() | example.keys() if image.get(k) != example.get(k)}
+    assert differ <= {"uri", "password"}, (
+        f"{rel(WS_CLIENT)} and {rel(WS_CLIENT_EXAMPLE)} differ in {sorted(differ - {'uri', 'password'})}"
+    )
+    example_apps = conf(AST_ETC / "ari_outbound.conf.example")
+    [ex] = [s for s in example_apps if s.get("type") == "outbound_websocket"]
+    image_app = outbound_app()
+    assert {k: v for k, v, _ in ex.items} == {k: v for k, v, _ in image_app.items}, (
+        f"{rel(AST_ETC / 'ari.conf')} [{image_app.name}] and ari_outbound.conf.example differ"
+    )
+
+
+def test_replicas_share_postgres_and_the_prompt_cache_and_keep_their_own_spool() -> None:
+    pg = services()["postgres"]
+    pg_env = resolved_environment(pg)
+    pg_source = {n["name"] for n in INTERPOLATION.finditer(environment(pg).get("POSTGRES_PASSWORD", ""))}
+    caches, spools = set(), []
+    for name, svc in percall_replicas().items():
+        env = resolved_environment(svc)
+        url = urlsplit(env["IVR_RECORDS_URL"])
+        assert url.scheme == "postgresql", f"{rel(COMPOSE)}: '{name}' IVR_RECORDS_URL is not PostgreSQL"
+        assert url.password is None, (
+            f"{rel(COMPOSE)}: '{name}' puts a password in IVR_RECORDS_URL (use PGPASSWORD)"
+        )
+        assert (url.hostname, url.username, url.path.lstrip("/")) == (
+            "postgres",
+            pg_env["POSTGRES_USER"],
+            pg_env["POSTGRES_DB"],
+        ), f"{rel(COMPOSE)}: '{name}' IVR_RECORDS_URL does not name the postgres service's user and database"
+        source = {n["name"] for n in INTERPOLATION.finditer(environment(svc).get("PGPASSWORD", ""))}
+        assert source == pg_source, f"{rel(COMPOSE)}: '{name}' PGPASSWORD is not POSTGRES_PASSWORD's variable"
+        assert "postgres" in (svc.get("depends_on") or {}), (
+            f"{rel(COMPOSE)}: '{name}' does not wait for postgres"
+        )
+        mounts = {m.split(":")[1]: m.split(":")[0] for m in svc.get("volumes") or []}
+        cache_dir = env["IVR_PROMPT_CACHE"]
+        cache_volume = next((v for path, v in mounts.items() if cache_dir.startswith(path)), None)
+        assert cache_volume, f"{rel(COMPOSE)}: '{name}' IVR_PROMPT_CACHE {cache_dir} is on no volume"
+        caches.add(cache_volume)
+        spool = env["IVR_RECORDS_SPOOL"]
+        spool_volume = next((v for path, v in mounts.items() if spool.startswith(path)), None)
+        assert spool_volume, (
+            f"{rel(COMPOSE)}: '{name}' IVR_RECORDS_SPOOL {spool} is on no volume (lost at restart)"
+        )
+        spools.append(spool_volume)
+        extras = interpolate(str(svc["build"]["args"]["IVR_EXTRAS"]), env_example())
+        assert "postgres" in extras.split(","), f"{rel(COMPOSE)}: '{name}' image lacks the postgres extra"
+    assert len(caches) == 1, f"{rel(COMPOSE)}: the replicas should share one prompt cache volume: {caches}"
+    assert len(set(spools)) == len(spools), f"{rel(COMPOSE)}: replicas share a records spool: {spools}"
+
+
+KUBERNETES = ROOT / "deploy" / "kubernetes" / "ivr.yaml"
+
+
+def test_the_kubernetes_shape_matches_the_app_and_the_compose_replicas(tmp_path: Path) -> None:
+    docs = {d["kind"]: d for d in yaml.safe_load_all(KUBERNETES.read_text(encoding="utf-8"))}
+    where = rel(KUBERNETES)
+    deployment, service = docs["Deployment"], docs["Service"]
+    assert deployment["spec"]["replicas"] >= 2, f"{where}: fewer than two replicas"
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    env: dict[str, str] = {}
+    for item in container["env"]:
+        if "value" in item:
+            env[item["name"]] = str(item["value"])
+        else:
+            ref = item["valueFrom"]
+            assert "secretKeyRef" in ref or "fieldRef" in ref, f"{where}: {item['name']} from {ref}"
+            if "PASSWORD" in item["name"] or item["name"] == "IVR_RECORDS_URL":
+                assert "secretKeyRef" in ref, f"{where}: {item['name']} must come from a Secret"
+            env[item["name"]] = (
+                "postgresql://ivr@db:5432/ivr" if item["name"] == "IVR_RECORDS_URL" else "secret-value"
+            )
+        if item["name"].startswith("IVR_"):
+            assert item["name"] in SETTING_ENV_NAMES, f"{where}: {item['name']} is no setting"
+    assert not [k for k in env if "PASSWORD" in k and env[k] != "secret-value"], (
+        f"{where}: a literal password"
+    )
+    concrete = {
+        k: v.replace("$(POD_IP)", "10.0.0.7").replace("$(POD_NAME)", "ivr-7f9c") for k, v in env.items()
+    }
+    environ = {k: v for k, v in concrete.items() if k.startswith("IVR_")}
+    environ["IVR_CONFIG"] = str(tmp_path / "absent.toml")
+    settings = load_settings(environ=environ)
+    assert settings.ari_mode == "per_call"
+    assert env["IVR_AUDIOSOCKET_ADVERTISE"].startswith("$(POD_IP):"), (
+        f"{where}: each pod must advertise its own address for media"
+    )
+    assert env["IVR_INSTANCE_ID"] == "$(POD_NAME)", f"{where}: one instance id per pod"
+    assert ports["percall"] == settings.percall_listen[1]
+    assert ports["audiosocket"] == settings.listen[1]
+    assert settings.metrics_listen is not None
+    assert ports["metrics"] == parse_hostport(settings.metrics_listen)[1]
+    readiness = container["readinessProbe"]["httpGet"]
+    assert (readiness["path"], readiness["port"]) == ("/readyz", "metrics"), f"{where}: readiness is /readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert pod["terminationGracePeriodSeconds"] > settings.shutdown_grace_seconds, (
+        f"{where}: terminationGracePeriodSeconds must exceed IVR_SHUTDOWN_GRACE_SECONDS (SIGKILL cuts the drain)"
+    )
+    [svc_port] = service["spec"]["ports"]
+    assert svc_port["targetPort"] == "percall"
+    assert service["spec"]["selector"] == deployment["spec"]["template"]["metadata"]["labels"]
+    assert svc_port["port"] == urlsplit(ws_client()["uri"]).port, (
+        f"{where}: the Service port differs from the per-call uri port of {rel(WS_CLIENT)}"
+    )
+    compose_replica = resolved_environment(next(iter(percall_replicas().values())))
+    for key in ("IVR_ARI_APP", "IVR_ARI_PERCALL_USER", "IVR_ARI_PERCALL_LISTEN", "IVR_METRICS_LISTEN"):
+        assert env[key] == compose_replica[key], f"{where}: {key} differs from docker-compose.yml's replicas"

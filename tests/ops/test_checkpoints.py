@@ -207,3 +207,28 @@ async def test_stale_checkpoints_are_pruned_when_a_store_opens(engine: Engine) -
     async with engine.store("b") as b:
         assert await b.load_checkpoint("stale") is None
         assert await b.load_checkpoint("fresh") is not None
+
+
+async def test_a_process_touches_the_calls_it_serves_and_the_untouched_ones_are_stale(engine: Engine) -> None:
+    """How a dead process's calls are told from a live one's: only live processes touch theirs, call by
+    call (an instance restarted under the same name does not keep its predecessor's calls fresh)."""
+    async with engine.store("a") as a, engine.store("b") as b:
+        a.save_checkpoint(point("alive"))
+        a.save_checkpoint(point("before-restart"))  # a's previous process served it, then died
+        b.save_checkpoint(point("orphan"))
+        await a.flush_checkpoints()
+        await b.flush_checkpoints()
+        engine.sql(f"UPDATE checkpoints SET updated_at = {time.time() - 600}")
+        before = await a.load_checkpoint("alive")
+        await a.touch_checkpoints(["alive", "orphan"])  # b owns "orphan": a's touch leaves it alone
+        await a.touch_checkpoints([])
+        stale = await a.stale_checkpoints(time.time() - 60)
+        assert sorted(c.call_id for c in stale) == ["before-restart", "orphan"]
+        after = await a.load_checkpoint("alive")
+        assert before is not None
+        assert after is not None
+        assert after.updated_at > before.updated_at
+        assert after.seq == before.seq, "a touch is no write of the call: a resume read before it still wins"
+        [orphan] = [c for c in stale if c.call_id == "orphan"]
+        assert orphan.instance == "b"
+        assert await a.resume_checkpoint(orphan) is not None

@@ -119,3 +119,30 @@ def test_exposition_names_every_metric_and_registries_are_private() -> None:
     om_body, om_type = m.exposition("application/openmetrics-text; version=1.0.0")
     assert om_type.startswith("application/openmetrics-text")
     assert om_body.decode().rstrip().endswith("# EOF")
+
+
+def test_a_named_instance_labels_every_sample_and_merging_keeps_the_label() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from ivr.workers.metrics import MergedExposition
+
+    a = Metrics(instance="ivr-a")
+    a.call_started()
+    a.call_ended("completed", 12.0)
+    a.step("bank")
+    samples = [s for f in text_string_to_metric_families(a.exposition()[0].decode()) for s in f.samples]
+    assert samples
+    assert all(s.labels.get("ivr_instance") == "ivr-a" for s in samples)
+    assert 'ivr_calls_total{ivr_instance="ivr-a",outcome="completed"} 1.0' in a.exposition()[0].decode()
+    om = a.exposition("application/openmetrics-text; version=1.0.0")[0].decode()
+    assert 'ivr_instance="ivr-a"' in om
+    assert om.rstrip().endswith("# EOF")
+    # the supervisor sums its workers' pages: same instance label, so one series per metric
+    worker = Metrics(instance="ivr-a")
+    worker.call_started()
+    merged = MergedExposition(a)
+    merged.update([worker.exposition()[0].decode()])
+    text = merged.exposition()[0].decode()
+    assert 'ivr_active_calls{ivr_instance="ivr-a"} 1.0' in text
+    assert "\nivr_active_calls " not in text
+    assert "ivr_instance" not in Metrics().exposition()[0].decode(), "no name configured: no label"

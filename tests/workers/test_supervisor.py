@@ -175,3 +175,28 @@ async def _until(check: Any) -> None:
 def test_a_supervisor_needs_a_worker(workers: int) -> None:
     with pytest.raises(ValueError, match="at least one worker"):
         Supervisor(settings(), workers=workers)
+
+
+async def test_a_worker_restarting_when_sigterm_comes_stops_with_the_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """It was not ready when the drain was broadcast, so it never heard of it and the supervisor waited
+    the whole drain margin for it (15 s; here made longer than the test's timeout)."""
+    monkeypatch.setattr("ivr.workers.supervisor.DRAIN_MARGIN", 600.0)
+    legs = CallerLegs()
+    async with SimAsterisk(username="ivr", password="pw", media_connector=legs.connect) as sim:
+        s = settings(IVR_ARI_URL=sim.base_url, IVR_SHUTDOWN_GRACE_SECONDS="0.5")
+        ready = asyncio.Event()
+        supervisor = Supervisor(s, workers=2, ready=lambda info: ready.set())
+        task = asyncio.ensure_future(supervisor.run())
+        await asyncio.wait_for(ready.wait(), 120)
+        victim = supervisor.pool.workers[0]
+        old_pid = victim.pid
+        assert old_pid is not None
+        os.kill(old_pid, signal.SIGKILL)
+        await asyncio.wait_for(_until(lambda: victim.pid not in (None, old_pid)), 60)  # respawned
+        assert not victim.ready.is_set()
+        supervisor.stop.set()  # SIGTERM while it starts
+        assert await asyncio.wait_for(task, 60) == 0
+        assert victim.process is not None
+        assert victim.process.returncode == 0, "it came up during the drain, and stopped on its own"

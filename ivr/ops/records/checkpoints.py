@@ -38,6 +38,13 @@ RESUME_CHECKPOINT = """
 
 DELETE_CHECKPOINT = "DELETE FROM checkpoints WHERE call_id = %(call_id)s"
 
+TOUCH_CHECKPOINT = """
+    UPDATE checkpoints SET updated_at = %(now)s WHERE call_id = %(call_id)s AND instance = %(instance)s
+"""
+"""A process says it still serves a call (its checkpoint is no orphan); ``seq`` stays, so a resume that
+read the row before the touch still succeeds. Per call, not per instance: an instance restarted under
+the same name must not keep its dead predecessor's calls alive."""
+
 PRUNE_CHECKPOINTS = "DELETE FROM checkpoints WHERE updated_at < %(before)s"
 
 CHECKPOINT_TTL_S = 86400.0

@@ -21,7 +21,12 @@ from typing import IO, Any, TypeVar
 
 import psycopg
 
-from ivr.ops.records.checkpoints import CHECKPOINT_TTL_S, DELETE_CHECKPOINT, RESUME_CHECKPOINT
+from ivr.ops.records.checkpoints import (
+    CHECKPOINT_TTL_S,
+    DELETE_CHECKPOINT,
+    RESUME_CHECKPOINT,
+    TOUCH_CHECKPOINT,
+)
 from ivr.ops.records.db_thread import DbThread
 from ivr.ops.records.model import CallRecord, Checkpoint, RecordsError, merge_instances
 from ivr.ops.records.postgres_db import (
@@ -32,7 +37,13 @@ from ivr.ops.records.postgres_db import (
     pg_json,
 )
 from ivr.ops.records.postgres_writer import AConn, PostgresWriter, discard
-from ivr.ops.records.reader import DEFAULT_LIST_LIMIT, checkpoint_query, get_query, list_query
+from ivr.ops.records.reader import (
+    DEFAULT_LIST_LIMIT,
+    checkpoint_query,
+    get_query,
+    list_query,
+    stale_checkpoints_query,
+)
 from ivr.ops.records.schema import checkpoint_from_row, dumps, record_from_row
 from ivr.ops.records.spool import SPOOL_MAX_RECORDS, SpoolDatabase
 from ivr.ops.records.store import RecordStore
@@ -226,6 +237,22 @@ class PostgresRecordStore(RecordStore):
             seq=checkpoint.seq + 1,
             updated_at=now,
         )
+
+    async def touch_checkpoints(self, call_ids: builtins.list[str]) -> None:
+        now = time.time()
+        params = [{"call_id": c, "instance": self.instance, "now": now} for c in call_ids]
+        if not params:
+            return
+
+        async def touch(conn: AConn) -> None:
+            async with conn.cursor() as cur:
+                await cur.executemany(TOUCH_CHECKPOINT, params)
+
+        await self._interactive(touch)
+
+    async def stale_checkpoints(self, before: float, limit: int = 100) -> builtins.list[Checkpoint]:
+        rows = await self._fetch(*stale_checkpoints_query(before, limit))
+        return [checkpoint_from_row(row, json_text=False) for row in rows]
 
     async def discard_checkpoint(self, call_id: str) -> None:
         self._checkpoints.drop(call_id)

@@ -52,6 +52,12 @@ def checkpoint_query(
     return f"{_SELECT_CHECKPOINTS}{where} ORDER BY updated_at DESC LIMIT 1", params
 
 
+def stale_checkpoints_query(before: float, limit: int) -> tuple[str, dict[str, Any]]:
+    """Checkpoints nobody wrote or touched since ``before``, oldest first."""
+    sql = f"{_SELECT_CHECKPOINTS} WHERE updated_at < %(before)s ORDER BY updated_at LIMIT %(limit)s"
+    return sql, {"before": before, "limit": limit}
+
+
 class RecordsReader(ABC):
     """The read side of a records database, for one thread (``ivr calls``, exports, tests)."""
 
@@ -119,6 +125,11 @@ class RecordsReader(ABC):
         """A live call's checkpoint by call id, or by the channel id / linkedid the dialplan hands back."""
         rows = self._rows(*checkpoint_query(call_id, channel_id, linkedid))
         return checkpoint_from_row(rows[0], json_text=self.json_text) if rows else None
+
+    def stale_checkpoints(self, before: float, limit: int = 100) -> builtins.list[Checkpoint]:
+        """Checkpoints not written or touched since ``before`` (epoch seconds), oldest first."""
+        rows = self._rows(*stale_checkpoints_query(before, limit))
+        return [checkpoint_from_row(row, json_text=self.json_text) for row in rows]
 
     def export_jsonl(
         self,

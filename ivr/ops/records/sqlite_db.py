@@ -25,6 +25,7 @@ from ivr.ops.records.checkpoints import (
     DELETE_CHECKPOINT,
     PRUNE_CHECKPOINTS,
     RESUME_CHECKPOINT,
+    TOUCH_CHECKPOINT,
     UPSERT_CHECKPOINT,
 )
 from ivr.ops.records.model import CallRecord, Checkpoint, RecordsError, merge_instances
@@ -164,6 +165,13 @@ class RecordsDatabase(RecordsReader):
 
     def delete_checkpoint(self, call_id: str) -> None:
         self._conn.execute(sqlite_sql(DELETE_CHECKPOINT), {"call_id": call_id})
+
+    def touch_checkpoints(self, call_ids: Iterable[str], instance: str, now: float) -> None:
+        """Mark the checkpoints of these calls (if ``instance`` owns them) as fresh, in one transaction."""
+        params = [{"call_id": c, "instance": instance, "now": now} for c in call_ids]
+        if params:
+            with transaction(self._conn):
+                self._conn.executemany(sqlite_sql(TOUCH_CHECKPOINT), params)
 
     def prune_checkpoints(self, before: float) -> int:
         """Delete checkpoints last updated before ``before`` (epoch seconds); return how many."""

@@ -141,6 +141,14 @@ class CallRecordStore(RecordStore):
         instance = self.instance
         return await self._live().submit(lambda db: db.resume_checkpoint(checkpoint, instance))
 
+    async def touch_checkpoints(self, call_ids: builtins.list[str]) -> None:
+        instance, now, ids = self.instance, time.time(), list(call_ids)
+        if ids:
+            await self._live().submit(lambda db: db.touch_checkpoints(ids, instance, now))
+
+    async def stale_checkpoints(self, before: float, limit: int = 100) -> builtins.list[Checkpoint]:
+        return await self._live().submit(lambda db: db.stale_checkpoints(before, limit))
+
     async def discard_checkpoint(self, call_id: str) -> None:
         self._checkpoints.drop(call_id)
         await self._live().submit(lambda db: db.delete_checkpoint(call_id))

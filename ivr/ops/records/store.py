@@ -152,6 +152,15 @@ class RecordStore(ABC):
         """
 
     @abstractmethod
+    async def touch_checkpoints(self, call_ids: builtins.list[str]) -> None:
+        """Mark the checkpoints of the calls this process still serves as fresh: a checkpoint nobody
+        touches for a while belongs to a dead process (:meth:`stale_checkpoints`)."""
+
+    @abstractmethod
+    async def stale_checkpoints(self, before: float, limit: int = 100) -> builtins.list[Checkpoint]:
+        """Checkpoints not written or touched since ``before`` (epoch seconds), oldest first."""
+
+    @abstractmethod
     async def discard_checkpoint(self, call_id: str) -> None:
         """Forget a call's checkpoint without a record (``record`` does it by itself)."""
 
