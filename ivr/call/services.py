@@ -16,6 +16,7 @@ from ivr.call.flows import FlowCatalog
 from ivr.call.lifecycle import ReportSink
 from ivr.call.ports import Classifier, SpeechFactory, WebhookHandler
 from ivr.call.report import Tracer
+from ivr.call.turn_models import TurnModels
 from ivr.ops.metrics import Metrics
 
 
@@ -42,3 +43,5 @@ class CallServices:
     """Where ``record`` steps store their WAV files (None: record steps take their error path)."""
     clock: Callable[[], float] | None = None
     """The wall clock flows see as ``now`` (None: ``time.time``; simulations pin it)."""
+    turns: TurnModels | None = None
+    """The process's turn-taking models (neural VAD, end-of-turn model); None: energy VAD, silence only."""

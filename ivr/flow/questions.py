@@ -31,6 +31,51 @@ DIGIT_HINTS: dict[str, tuple[str, ...]] = {
 }
 """Recognition hints of spoken digit strings, per language (others: none; number words become digits)."""
 YES_NO_HINTS: dict[str, tuple[str, ...]] = {"en": ("yes", "no")}
+BACKCHANNELS = frozenset(
+    {
+        "",
+        "mm",
+        "mmm",
+        "mhm",
+        "mm hm",
+        "mm hmm",
+        "hmm",
+        "hm",
+        "uh huh",
+        "uh",
+        "um",
+        "uhm",
+        "ah",
+        "aha",
+        "oh",
+        "ok",
+        "okay",
+        "yeah",
+        "yep",
+        "right",
+        "alright",
+        "all right",
+        "i see",
+        "sure",
+        "got it",
+        "oui",
+        "d accord",
+        "ja",
+        "genau",
+        "vale",
+        "si",
+    }
+)
+"""What callers say over a prompt to show they listen (any language the flows speak; lower case,
+punctuation as spaces). A question's own answers never count as one ("okay" to "say okay to confirm")."""
+
+
+def is_backchannel(text: str, answers: Sequence[str] = ()) -> bool:
+    """Short speech over a prompt that only acknowledges it (or was no words at all)."""
+    said = " ".join(normalise(text))
+    if said not in BACKCHANNELS and said.replace(" ", "") not in BACKCHANNELS:
+        return False
+    return said == "" or all(" ".join(normalise(a)) != said for a in answers)
 
 
 @dataclass(frozen=True)

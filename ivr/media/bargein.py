@@ -80,7 +80,11 @@ class EchoCheck:
         """How far the last heard frame was above the predicted echo."""
 
     def played(self, frame: bytes) -> None:
-        self._played.appendleft(frame_level_db(frame))  # index k: the frame played k frames ago
+        self.played_db(frame_level_db(frame))
+
+    def played_db(self, level: float) -> None:
+        """A frame played, by its level (``frame_level_db``; -100 for silence)."""
+        self._played.appendleft(level)  # index k: the frame played k frames ago
 
     def predicted_echo_db(self) -> float:
         """The loudest echo the recent prompt can produce in the frame now arriving."""
@@ -223,6 +227,10 @@ class EchoGate:
     def note_playback(self, frame: bytes) -> None:
         self.inner.note_playback(frame)
         self.check.played(frame)
+
+    def note_playback_level(self, level: float) -> None:
+        self.inner.note_playback_level(level)
+        self.check.played_db(level)
 
     def reset_echo(self) -> None:
         self.inner.reset_echo()  # the echo path stays learned: the next prompt has the same line

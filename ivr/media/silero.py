@@ -163,6 +163,9 @@ class SileroVad:
     def note_playback(self, frame: bytes) -> None:
         self._energy.note_playback(frame)
 
+    def note_playback_level(self, level: float) -> None:
+        self._energy.note_playback_level(level)
+
     def reset_echo(self) -> None:
         self._energy.reset_echo()
 

@@ -98,6 +98,10 @@ class FrameVad(Protocol):
         """A frame we are sending to the caller (the echo guard's reference)."""
         ...
 
+    def note_playback_level(self, level: float) -> None:
+        """``note_playback`` for a frame whose level (dBFS, DC removed) the caller already knows."""
+        ...
+
     def reset_echo(self) -> None:
         """Our prompt stopped: forget the playback reference."""
         ...
@@ -169,7 +173,9 @@ class EnergyVad:
         Instant attack, slow release: the guard threshold follows the prompt, so a
         loud prompt's echo is rejected even when it is above the static guard level.
         """
-        level = self.level(frame)
+        self.note_playback_level(self.level(frame))
+
+    def note_playback_level(self, level: float) -> None:
         ref = self.echo_ref_db - self._release
         self.echo_ref_db = level if level > ref else ref
 
