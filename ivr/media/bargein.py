@@ -76,6 +76,7 @@ class EchoCheck:
         """Measured echo delay in frames (None: not yet measured)."""
         self.return_loss_db = s.initial_return_loss_db
         self.learned = 0
+        self._digital_silence = 0
         self.last_margin_db = 0.0
         """How far the last heard frame was above the predicted echo."""
 
@@ -110,8 +111,16 @@ class EchoCheck:
         """Frames that look like echo alone refine the delay and the return loss."""
         s = self.settings
         recent = list(self._played)[: self._lags + 1]
-        if max(recent) < s.active_dbfs or level <= _SILENT_DB:
+        if max(recent) < s.active_dbfs:
             return
+        if level <= _SILENT_DB:
+            # Digital silence while the prompt plays: this line carries no echo at all (a leg that sends
+            # zeros, a simulated caller). After as many such frames as learning takes, say so.
+            self._digital_silence += 1
+            if self._digital_silence >= s.learn_frames and self.delay_frames is None:
+                self.return_loss_db = s.max_return_loss_db
+            return
+        self._digital_silence = 0
         self._hist_p.append(recent)
         self._hist_h.append(level)
         self.learned += 1

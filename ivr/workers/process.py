@@ -36,6 +36,7 @@ from ivr.call.lifecycle import ReportSink
 from ivr.call.report import CallReport
 from ivr.call.services import CallServices
 from ivr.call.speech import registry_factory, speech_settings
+from ivr.call.turn_models import TurnModels
 from ivr.config import Settings, parse_hostport
 from ivr.flow.errors import FlowError, FlowIssue
 from ivr.flow.llm_matcher import LlmMatcher
@@ -214,6 +215,7 @@ async def serve(
             await registry.warm_up(uses)  # models, SDK modules, clients: before /readyz says ready
         except Exception as exc:
             raise StartupError(f"speech engines: {exc}") from None
+        turns = await load_turn_models(stack)
         classifier = None
         if os.environ.get("OPENAI_API_KEY"):
             classifier = LlmMatcher().classify  # flows with matcher: llm; keywords when it fails
@@ -254,6 +256,7 @@ async def serve(
             metrics=metrics,
             on_start=seat.call_started if seat is not None else None,
             recordings_dir=settings.recordings_dir,
+            turns=turns,
         )
         app_ref: list[AriApp] = []
 
@@ -334,6 +337,17 @@ async def serve(
             await server.stop_accepting()
             await dialplan.drain(settings.shutdown_grace_seconds, settings.shutdown_goodbye)
         return code
+
+
+async def load_turn_models(stack: contextlib.AsyncExitStack) -> TurnModels:
+    """The turn-taking models (neural VAD, end-of-turn model), loaded and run once in a thread now, before
+    the process says it is ready: never first on a live call. One INFO line each says what runs."""
+    try:
+        turns = await asyncio.to_thread(TurnModels.load)
+    except Exception as exc:  # a broken model file: one line, not a traceback
+        raise StartupError(f"turn-taking models: {exc}") from None
+    stack.callback(turns.close)
+    return turns
 
 
 async def open_records(settings: Settings, stack: contextlib.AsyncExitStack) -> Any:

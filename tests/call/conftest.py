@@ -17,7 +17,9 @@ from ivr.call.flows import FlowCatalog
 from ivr.call.ports import SpeechFactory
 from ivr.call.report import Tracer
 from ivr.call.services import CallServices
+from ivr.call.turn_models import TurnModels
 from ivr.flow.model import FlowSettings
+from ivr.ops.metrics import Metrics
 from ivr.sim.ari_server import SimAsterisk
 from ivr.sim.caller_leg import CallerLeg, CallerLegs
 from ivr.speech.registry import CallSpeech
@@ -74,6 +76,9 @@ async def make_stack(
     *,
     ms_per_char: float = 4,
     tracer: Tracer | None = None,
+    speech: SpeechFactory | None = None,
+    metrics: Metrics | None = None,
+    turns: TurnModels | None = None,
     **config: object,
 ) -> Stack:
     legs = CallerLegs()
@@ -87,8 +92,10 @@ async def make_stack(
         audiosocket=audiosocket,
         services=CallServices(
             flows=FlowCatalog(flows, default=default),
-            speech=sim_speech(ms_per_char),
+            speech=speech or sim_speech(ms_per_char),
             tracer=tracer,
+            metrics=metrics,
+            turns=turns,
             max_call_seconds=float(config.pop("max_call_seconds", 3600.0)),  # type: ignore[arg-type]
         ),
         config=AriAppConfig(**{"advertise": f"127.0.0.1:{audiosocket.port}", "step_timeout": 3.0, **config}),  # type: ignore[arg-type]
