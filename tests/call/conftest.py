@@ -79,9 +79,10 @@ async def make_stack(
     speech: SpeechFactory | None = None,
     metrics: Metrics | None = None,
     turns: TurnModels | None = None,
+    legs: CallerLegs | None = None,
     **config: object,
 ) -> Stack:
-    legs = CallerLegs()
+    legs = legs or CallerLegs()
     sim = SimAsterisk(username="ivr", password="pw", media_connector=legs.connect)
     await sim.start()
     audiosocket = AudioSocketServer(AudioSocketConfig(port=0))
