@@ -198,16 +198,21 @@ def _check_type(content_type: str, wanted: tuple[str, ...], engine: str) -> None
         raise BadResponseError(f"transcription answer is {shown}, not a transcript", engine=engine)
 
 
-_ENCODED_AUDIO = (
-    "audio/mpeg",
-    "audio/mp3",
-    "audio/wav",
-    "audio/x-wav",
-    "audio/wave",
-    "audio/ogg",
-    "audio/opus",
+_ENCODED_AUDIO = frozenset(
+    {
+        "audio/mpeg",
+        "audio/mp3",
+        "audio/wav",
+        "audio/x-wav",
+        "audio/wave",
+        "audio/ogg",
+        "audio/opus",
+        "audio/aac",
+        "audio/flac",
+        "audio/webm",
+        "audio/mp4",
+    }
 )
-_ENCODED_AUDIO += ("audio/aac", "audio/flac", "audio/webm", "audio/mp4")
 
 
 def _check_pcm(content_type: str, engine: str) -> None:
@@ -215,7 +220,7 @@ def _check_pcm(content_type: str, engine: str) -> None:
     played as PCM it would be noise, or nothing at all."""
     ctype = content_type.split(";")[0].strip().lower()
     if "json" in ctype or ctype.startswith("text/") or ctype in _ENCODED_AUDIO:
-        raise BadResponseError(f"expected raw PCM audio, got {ctype}", engine=engine)
+        raise BadResponseError(f"expected PCM audio (raw s16le), got {ctype}", engine=engine)
 
 
 @dataclass(slots=True)

@@ -115,7 +115,9 @@ HTTP_STT_FAULTS: dict[str, Callable[[FakeOpenAI], None]] = {
     "500s": lambda f: f.transcriptions.extend([Fail(500)] * 10),
     "hang": lambda f: f.transcriptions.extend([Hang()] * 10),
     "cut stream": lambda f: f.transcriptions.extend([Text("sales please", cut_after_deltas=1)] * 10),
-    "garbage": lambda f: f.transcriptions.extend([Body(b"<html><body>Welcome to the portal</body></html>")] * 10),
+    "garbage": lambda f: f.transcriptions.extend(
+        [Body(b"<html><body>Welcome to the portal</body></html>")] * 10
+    ),
     "401": lambda f: f.transcriptions.extend([Fail(401, message="invalid key")] * 10),
 }
 HTTP_TTS_FAULTS: dict[str, Callable[[FakeOpenAI], None]] = {
@@ -128,7 +130,9 @@ HTTP_TTS_FAULTS: dict[str, Callable[[FakeOpenAI], None]] = {
 
 
 @pytest.mark.parametrize("name", list(HTTP_STT_FAULTS))
-async def test_http_stt_fault(api: tuple[FakeOpenAI, dict[str, str]], name: str, caplog: pytest.LogCaptureFixture) -> None:
+async def test_http_stt_fault(
+    api: tuple[FakeOpenAI, dict[str, str]], name: str, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING)
     call, silence = await run_call(api, stt="openai", tts="openai-speech", fault=HTTP_STT_FAULTS[name])
     [report] = call.stack.app.reports
@@ -140,12 +144,15 @@ async def test_http_stt_fault(api: tuple[FakeOpenAI, dict[str, str]], name: str,
 
 
 @pytest.mark.parametrize("name", list(HTTP_TTS_FAULTS))
-async def test_http_tts_fault(api: tuple[FakeOpenAI, dict[str, str]], name: str, caplog: pytest.LogCaptureFixture) -> None:
+async def test_http_tts_fault(
+    api: tuple[FakeOpenAI, dict[str, str]], name: str, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING)
     call, silence = await run_call(api, stt="openai", tts="openai-speech", fault=HTTP_TTS_FAULTS[name])
     [report] = call.stack.app.reports
     assert "sorry" in report.path, report.path  # the error path (whose prompt fails as well: it hangs up)
-    assert report.provider_errors and set(report.provider_errors) == {"tts"}
+    assert report.provider_errors
+    assert set(report.provider_errors) == {"tts"}
     assert "text-to-speech failed" in caplog.text or "prompt failed" in caplog.text
     assert errors_counted(call.metrics) >= 1
     assert silence <= LIMIT_S, f"{silence:.2f} s of silence while the caller waited"
@@ -191,9 +198,13 @@ def realtime_tts_fault(name: str) -> Callable[[FakeOpenAI], None]:
 
 
 @pytest.mark.parametrize("name", ["500s", "hang", "cut stream", "401"])
-async def test_realtime_stt_fault(api: tuple[FakeOpenAI, dict[str, str]], name: str, caplog: pytest.LogCaptureFixture) -> None:
+async def test_realtime_stt_fault(
+    api: tuple[FakeOpenAI, dict[str, str]], name: str, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING)
-    call, silence = await run_call(api, stt="openai-realtime", tts="openai-speech", fault=realtime_stt_fault(name))
+    call, silence = await run_call(
+        api, stt="openai-realtime", tts="openai-speech", fault=realtime_stt_fault(name)
+    )
     [report] = call.stack.app.reports
     assert "sorry" in report.path, report.path
     assert report.provider_errors == ["stt"]
@@ -202,7 +213,9 @@ async def test_realtime_stt_fault(api: tuple[FakeOpenAI, dict[str, str]], name: 
 
 
 @pytest.mark.parametrize("name", ["500s", "hang", "cut stream", "garbage", "401"])
-async def test_realtime_tts_fault(api: tuple[FakeOpenAI, dict[str, str]], name: str, caplog: pytest.LogCaptureFixture) -> None:
+async def test_realtime_tts_fault(
+    api: tuple[FakeOpenAI, dict[str, str]], name: str, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING)
     call, silence = await run_call(api, stt="openai", tts="openai-realtime", fault=realtime_tts_fault(name))
     [report] = call.stack.app.reports

@@ -9,9 +9,8 @@ stand-in run on a real worker thread, as the runtime runs Smart Turn.
 from __future__ import annotations
 
 import asyncio
-import math
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -206,7 +205,8 @@ async def test_a_backchannel_over_the_prompt_pauses_it_and_it_plays_on(trace: li
         times = [at for i, at in enumerate(leg.arrivals) if i * size >= heard_before]
         paused = [p for p, at in zip(played, times, strict=True) if barge.at + 0.03 < at < resumed.at - 0.01]
         after = [p for p, at in zip(played, times, strict=True) if at > resumed.at + 0.05]
-        assert paused and not any(paused), "the caller heard silence while the prompt was paused"
+        assert paused
+        assert not any(paused), "the caller heard silence while the prompt was paused"
         assert any(after), "the rest of the prompt played after the backchannel"
         assert [t.step for t in kinds(trace, "step")] == ["main"], "the question is still being asked"
         await leg.say("sales")

@@ -299,10 +299,8 @@ class FakeOpenAI:
                 )
             elif kind == "conversation.item.delete":
                 await send({"type": "conversation.item.deleted", "item_id": event.get("item_id")})
-            elif kind == "response.cancel":
-                pass
-            elif kind == "response.create" and self.realtime.hang:
-                pass
+            elif kind == "response.cancel" or (kind == "response.create" and self.realtime.hang):
+                pass  # a hanging server never answers a prompt
             elif kind == "response.create":
                 script = self.realtime
                 resp_id = f"resp_{counter}"
