@@ -78,6 +78,29 @@ AudioSink = Callable[[bytes], None]
 wakes no task and allocates no event (control events still come through ``events()``)."""
 
 
+class PlayedTap(Protocol):
+    """Told what the caller hears from us, frame by frame: the reference an echo check compares the caller's
+    line with (carriers cancel no echo, so our prompt comes back on it).
+
+    ``played(frame, at)``: one 20 ms frame (``None``: a frame of silence) starts playing at loop time ``at``.
+    AudioSocket tells each frame as it is written on the clock (``at`` is its deadline); WebSocket media
+    tells frames as they are handed to Asterisk, with the time Asterisk's queue will reach them (frames
+    arrive ahead, in bursts). ``flushed(at)``: frames told earlier that were due after ``at`` will not play
+    (Asterisk's queue was flushed). ``held(at)`` / ``released(at)``: the queue stopped at ``held``'s time and
+    goes on at ``released``'s, so frames due after the first now play that much later (WebSocket media's
+    pause; AudioSocket only tells frames as they go out). All run on the transport's own path: keep them
+    cheap and never raise.
+    """
+
+    def played(self, frame: bytes | memoryview | None, at: float) -> None: ...
+
+    def flushed(self, at: float) -> None: ...
+
+    def held(self, at: float) -> None: ...
+
+    def released(self, at: float) -> None: ...
+
+
 class PlayoutState(enum.Enum):
     QUEUED = "queued"
     PLAYING = "playing"
@@ -162,6 +185,18 @@ class MediaTransport(Protocol):
 
     def clear(self) -> int:
         """Drop everything queued or playing now (barge-in); returns how many prompts were cleared."""
+
+    def pause(self) -> bool:
+        """Hold the prompt that plays now (a backchannel over it): the caller hears silence, the prompt keeps
+        its place and later ones stay queued. False when nothing plays. AudioSocket stops taking frames;
+        WebSocket media flushes Asterisk's queue and rewinds to the last frame Asterisk confirmed with a
+        mark, so a few frames (at most one mark interval) are heard again on :meth:`resume`."""
+
+    def resume(self) -> None:
+        """Play on after :meth:`pause` (nothing when not paused); :meth:`clear` also ends a pause."""
+
+    def on_played(self, tap: PlayedTap | None) -> None:
+        """Tell ``tap`` every frame sent to the caller from now on (``None``: stop)."""
 
     def hangup(self, reason: str = ...) -> None: ...
 

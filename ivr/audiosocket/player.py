@@ -19,7 +19,7 @@ from collections.abc import AsyncIterable, Callable
 from ivr.audiosocket.clock import Clock
 from ivr.audiosocket.protocol import audio_header, frame_bytes
 from ivr.audiosocket.stats import LatencyHistogram
-from ivr.transport import PcmSource, PlayoutResult, PlayoutState
+from ivr.transport import PcmSource, PlayedTap, PlayoutResult, PlayoutState
 
 log = logging.getLogger(__name__)
 
@@ -254,6 +254,10 @@ class Player:
         self.paused = False
         self.dropped_frames = 0
         """Frames not written because the peer stopped reading (transport write buffer full)."""
+        self.held = False
+        """The current prompt is held (a backchannel over it): silence goes out, the prompt keeps its place."""
+        self.tap: PlayedTap | None = None
+        """Told each frame written (``None`` for silence) with its deadline: the echo check's reference."""
         self.set_rate(rate)
 
     def set_rate(self, rate: int) -> None:
@@ -279,8 +283,21 @@ class Player:
         self._queue.append(playback)
         return playback
 
+    def hold(self) -> bool:
+        """Send silence instead of the current prompt from the next frame on, keeping its place; False
+        when nothing is queued or playing."""
+        if not self.is_playing:
+            return False
+        self.held = True
+        return True
+
+    def release(self) -> None:
+        """Play on after :meth:`hold`, from the frame where it stopped."""
+        self.held = False
+
     def stop_all(self) -> int:
         """Barge-in: stop the current and all queued prompts before the next frame."""
+        self.held = False
         stopped = 0
         while self._queue:
             playback = self._queue.popleft()
@@ -296,7 +313,7 @@ class Player:
         self.last_deadline = deadline
         frame = None
         queue = self._queue
-        while queue:
+        while queue and not self.held:
             current = queue[0]
             frame = current.next_frame()
             if frame is not None:
@@ -309,9 +326,14 @@ class Player:
         if self.paused:
             self.dropped_frames += 1
             return
+        tap = self.tap
         if frame is None:
             frame = self._silence
+            if tap is not None:
+                tap.played(None, deadline)
         else:
             self.audio_frames += 1
+            if tap is not None:
+                tap.played(memoryview(frame)[len(self._header) :], deadline)
         self.frames_sent += 1
         self._write(frame)

@@ -37,6 +37,7 @@ from ivr.transport import (
     MediaStats,
     PcmSource,
     PeerHangup,
+    PlayedTap,
 )
 
 log = logging.getLogger(__name__)
@@ -168,6 +169,15 @@ class AudioSocketSession:
 
     def clear(self) -> int:
         return self.player.stop_all()
+
+    def pause(self) -> bool:
+        return False if self.closed else self.player.hold()
+
+    def resume(self) -> None:
+        self.player.release()
+
+    def on_played(self, tap: PlayedTap | None) -> None:
+        self.player.tap = tap
 
     def hangup(self, reason: str = "hangup by application") -> None:
         """Send a hangup message, then close; Asterisk hangs the media channel up within ms.

@@ -8,11 +8,14 @@ prompt cache holds in memory are handed over as the cache's own ``bytes`` object
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 from ivr.flow.actions import Play, PromptPart
 from ivr.speech.base import Synthesizer, closing
 from ivr.speech.cache import CachingSynthesizer
+from ivr.speech.errors import DeadlineExceededError
 from ivr.transport import PcmSource
 
 
@@ -61,3 +64,39 @@ def prompt_audio(synth: Synthesizer, action: Play, rate: int) -> PcmSource:
                     yield chunk
 
     return chained()
+
+
+async def first_audio(source: PcmSource, timeout: float, *, engine: str) -> PcmSource:
+    """``source`` once its first audio is there (read ahead of the transport, so the wait for it can be
+    filled and bounded): a stream that gives nothing within ``timeout`` is a provider error."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        return source
+    it = aiter(source)
+    try:
+        async with asyncio.timeout(timeout):
+            first = await anext(it)
+    except StopAsyncIteration:
+        return b""
+    except TimeoutError:
+        await _aclose(it)
+        raise DeadlineExceededError(f"no audio within {timeout:g} s", engine=engine) from None
+    except BaseException:
+        await _aclose(it)
+        raise
+
+    async def chained() -> AsyncIterator[bytes]:
+        try:
+            yield first
+            async for chunk in it:
+                yield chunk
+        finally:
+            await _aclose(it)
+
+    return chained()
+
+
+async def _aclose(it: AsyncIterator[bytes]) -> None:
+    aclose = getattr(it, "aclose", None)
+    if aclose is not None:
+        with contextlib.suppress(Exception):
+            await aclose()

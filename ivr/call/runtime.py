@@ -4,22 +4,16 @@ The engine decides; this module performs. It owns every task it starts (prompt w
 transfers, the media reader) and cancels them all when the call ends, whichever way it ends. Flow events
 reach the engine through one inbox, handled by one loop, so the engine never sees two events at once.
 
-Listening rules (VoiceXML/jambonz gather semantics):
-
-* a ``Listen`` with a barge-in-able prompt arms the endpointer with its echo guard at once; caller speech
-  onset (or a key) stops the prompt before the next frame and the utterance is kept from its onset;
-* a prompt that is not barge-in-able is heard to the end: speech is only listened for afterwards, keys
-  pressed meanwhile reach the engine as type-ahead;
-* the no-input timer runs on the wall clock from the end of the prompt, because in a two-party bridge
-  Asterisk sends no frames while the caller's side sends none: inbound audio is not a clock;
-* while a provider (STT, webhook) is slow, the flow's filler is played after ``filler_after_ms`` so the
-  caller never hears more than ~1.5 s of dead air.
+Its parts, one owner each: :mod:`ivr.call.listening` hears the caller (VAD, end of turn, barge-in and
+backchannels, the no-input and digit timers); :mod:`ivr.call.waiting` keeps a waiting caller out of dead
+air (fillers, hold tones); :mod:`ivr.call.transcribing` turns each answer into text (streamed where the
+engine takes live audio); this module plays prompts (a prompt's text-to-speech is read ahead to its first
+audio, under a deadline, while the hold line fills the wait) and performs the engine's other actions.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
@@ -30,22 +24,25 @@ from typing import Any
 import aiohttp
 
 from ivr.call.frame_batch import loop_batch
+from ivr.call.listening import FrameSink, Listening
 from ivr.call.ports import CallControl, CallSpeech, Classifier, WebhookHandler
-from ivr.call.prompt_audio import prompt_audio
+from ivr.call.prompt_audio import first_audio, prompt_audio
 from ivr.call.recording import Recorder
 from ivr.call.recording import finish as finish_recording
 from ivr.call.report import MASKED_DIGIT, CallReport, TraceEvent, Tracer
 from ivr.call.services import CallServices
+from ivr.call.transcribing import LiveTranscription, takes_live_audio, transcribe
+from ivr.call.waiting import HoldLine
 from ivr.flow import actions as act
 from ivr.flow import events as ev
 from ivr.flow.builtins import MASK
 from ivr.flow.engine import FlowEngine
+from ivr.flow.questions import backchannel_ms, is_backchannel
 from ivr.flow.webhook import perform_request
-from ivr.media.endpoint import Endpointer, ListenSettings, MaxLengthReached, SpeechEnded, SpeechStarted
 from ivr.media.framing import Framer
 from ivr.media.resample import resample
 from ivr.media.wav import read_wav
-from ivr.speech.errors import ProviderError
+from ivr.speech.errors import ProviderError, error_kind
 from ivr.transport import (
     AudioIn,
     DigitIn,
@@ -54,10 +51,28 @@ from ivr.transport import (
     PcmSource,
     PeerHangup,
     Playout,
+    PlayoutResult,
     PlayoutState,
 )
 
 log = logging.getLogger(__name__)
+
+FIRST_AUDIO_S = 10.0
+"""A prompt whose text-to-speech gives no audio within this long takes the flow's error path (a backstop
+over the providers' own first-audio deadlines, 8 s with retries)."""
+
+
+class _Pending:
+    """The prompt being read ahead to its first audio: it counts as playing (barge-in, echo guard)."""
+
+    done = False
+    first_frame_at: float | None = None
+
+    async def wait(self) -> PlayoutResult:  # pragma: no cover - never awaited
+        raise AssertionError("a pending prompt is not awaited")
+
+
+_PENDING = _Pending()
 
 
 class CallRuntime:
@@ -100,19 +115,31 @@ class CallRuntime:
         self.report.flow_version = engine.version
         self._inbox: asyncio.Queue[ev.Event] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._endpointer = Endpointer(media.rate)
-        self._framer = Framer(self._endpointer.frame_bytes)
-        self._frame_size = self._endpointer.frame_bytes
+        self.metrics = services.metrics
+        speech_audio = getattr(speech.transcriber, "engine", "") != "sim-text"  # a text carrier, not speech
+        self.listening = Listening(media.rate, self, models=services.turns, speech_audio=speech_audio)
+        self._framer = Framer(self.listening.frame_bytes)
+        self._frame_size = self.listening.frame_bytes
         self._levels = loop_batch()
         """Caller frames of all calls, measured in one numpy step per loop iteration (see _on_audio)."""
-        self._playback: Playout | None = None
+        settings = engine.settings
+        self.hold = HoldLine(
+            rate=media.rate,
+            play=self._start_prompt,
+            render=lambda text: self._prompt_source(self.engine.fixed_prompt("filler", text)),
+            gap_ms=settings.filler_after_ms,
+            tone=settings.hold_tone,
+            spawn=self._spawn,
+        )
+        self._live: LiveTranscription | None = None
+        self._now: Callable[[], float] = time.monotonic
+        """The loop's clock (set when the call runs): caller frames are stamped with it."""
+        self._playback: Playout | _Pending | None = None
         self._play_action: act.Play | None = None
+        self._prompt_task: asyncio.Task[Any] | None = None
         self._play_gen = 0
-        self._listen: act.Listen | None = None
-        self._listen_gen = 0
-        self._speech_armed = False
-        self._no_input: asyncio.TimerHandle | None = None
-        self._digit_timer: asyncio.TimerHandle | None = None
+        self._barge_traced = -1
+        self._carried: ev.SpeechRecognized | None = None
         self._reply_since: float | None = None
         """Loop time the caller's last utterance ended, until the first frame of a reply is written."""
         self._reply_playbacks: list[Playout] = []
@@ -140,6 +167,7 @@ class CallRuntime:
         self._post(ev.Hangup())
 
     async def run(self, started: ev.CallStarted | ev.CallResumed) -> CallReport:
+        self._now = asyncio.get_running_loop().time
         self._spawn(self._read_media(), "media")
         try:
             async with asyncio.timeout(self.max_call_seconds):
@@ -178,7 +206,9 @@ class CallRuntime:
 
     async def _teardown(self) -> None:
         await finish_recording(self._recorder, self._record_task)  # a message left so far is kept
-        self._cancel_timers()
+        self.listening.close()
+        self.hold.close()
+        self.media.on_played(None)
         self._settle_reply_latency()  # a reply cut short by the hangup still counts
         self._stop_playback()
         tasks = list(self._tasks)
@@ -218,6 +248,12 @@ class CallRuntime:
         self.report.errors.append(message)
         log.warning("call %s: %s", self.call_id, message)
 
+    def _provider_failed(self, provider: str, what: str, exc: ProviderError) -> None:
+        """One log line and one metric per provider failure (a wrong answer, a hang, a refusal...)."""
+        self._record_error(f"{what}: {exc}")
+        if self.metrics is not None:
+            self.metrics.provider_error(exc.engine, error_kind(exc))
+
     # -- actions ---------------------------------------------------------------------------------
 
     def _trace(self, kind: str, text: str = "", step: str | None = None) -> None:
@@ -238,10 +274,10 @@ class CallRuntime:
                 self._start_listen(action)
             elif isinstance(action, act.Classify):
                 self._stop_listening()
-                self._spawn(self._classify(action), "classify")
+                self._spawn(self._waited(self._classify(action)), "classify")
             elif isinstance(action, act.HttpRequest):
                 self._stop_listening()
-                self._spawn(self._with_filler(self._webhook(action), action.filler or ""), "webhook")
+                self._spawn(self._waited(self._webhook(action), action.filler or ""), "webhook")
             elif isinstance(action, act.Record):
                 self._stop_listening()
                 self._stop_playback()
@@ -260,10 +296,13 @@ class CallRuntime:
                 self.report.outcome, self.report.reason = action.outcome, action.reason
                 self._trace("end", action.outcome)
                 self._stop_listening()
-        if self._playback is not None and self._listen is None and self._play_action_barge():
+        if not any(isinstance(a, act.Listen) for a in actions):
+            self._carried = None  # only the question right after a statement takes what was said over it
+        if self._playback is not None and self.listening.listen is None and self._play_action_barge():
             # A barge-in-able statement (say/play): listen for speech onset only, to interrupt it.
-            self._endpointer.listen(ListenSettings(no_input_ms=None), echo_guard=True)
-            self._speech_armed = True
+            assert self._play_action is not None
+            step = self._step_model(self._play_action.step)
+            self.listening.start_onset_only(backchannel_ms(step, self.engine.settings))
 
     async def _hangup(self, reason: str) -> None:
         if self._hung_up:
@@ -292,10 +331,28 @@ class CallRuntime:
             self._record_error(f"prompt for step {action.step} unavailable: {exc}")
             self._post(ev.ProviderError("tts", str(exc)))
             return
-        playback = self._start_prompt(source)
         self._trace("prompt", action.text or f"[audio {action.audio}]", action.step)
-        self._playback, self._play_action = playback, action
-        self._spawn(self._watch_playback(playback, gen, asked), "prompt")
+        self._playback, self._play_action = _PENDING, action
+        self._prompt_task = self._spawn(self._run_prompt(source, gen, asked), "prompt")
+
+    async def _run_prompt(self, source: PcmSource, gen: int, asked: float) -> None:
+        """Read the prompt to its first audio (the hold line fills a slow start), then play and watch it."""
+        engine = getattr(self.speech.synthesizer, "engine", "tts")
+        try:
+            with self.hold.waiting(self._reply_since or asked, self.engine.filler_text()):
+                source = await first_audio(source, FIRST_AUDIO_S, engine=engine)
+        except ProviderError as exc:
+            if gen == self._play_gen:
+                self._playback = None
+                self._provider_failed("tts", "text-to-speech failed before its first audio", exc)
+                self._post(ev.ProviderError("tts", str(exc)))
+            return
+        if gen != self._play_gen:
+            return
+        self.media.clear()  # a hold tone or filler gives way to the prompt
+        playback = self._start_prompt(source)
+        self._playback = playback
+        await self._watch_playback(playback, gen, asked)
 
     async def _prompt_source(self, action: act.Play) -> PcmSource:
         rate = self.media.rate
@@ -308,8 +365,8 @@ class CallRuntime:
         return prompt_audio(self.speech.synthesizer, action, rate)
 
     def _start_prompt(self, source: PcmSource) -> Playout:
-        """Every prompt (filler and goodbye included) starts here: the first frame of whichever plays
-        first after the caller's utterance is the reply the caller waited for."""
+        """Every prompt (filler, hold tone and goodbye included) starts here: the first frame of whichever
+        plays first after the caller's utterance is the reply the caller waited for."""
         playback = self.media.play(source)
         if self._reply_since is not None:
             self._reply_playbacks.append(playback)
@@ -339,8 +396,12 @@ class CallRuntime:
             return  # superseded or barged in: the engine was told already
         self._playback = None
         if result.state is PlayoutState.FAILED:
-            self._record_error(f"prompt failed after {result.frames} frames: {result.error}")
-            self._post(ev.ProviderError("tts", str(result.error)))
+            error = result.error
+            if isinstance(error, ProviderError):
+                self._provider_failed("tts", f"prompt failed after {result.frames} frames", error)
+            else:
+                self._record_error(f"prompt failed after {result.frames} frames: {error}")
+            self._post(ev.ProviderError("tts", str(error)))
             return
         if result.state is PlayoutState.COMPLETED:
             self._prompt_ended()
@@ -363,30 +424,94 @@ class CallRuntime:
             self._play_gen += 1
             self._playback = None
             self._play_action = None
+        task, self._prompt_task = self._prompt_task, None
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            task.cancel()  # a prompt still waiting for its first audio
         self.media.clear()
 
     def _prompt_ended(self) -> None:
         """The prompt finished or was interrupted: listening proper (and its timer) starts."""
-        listen = self._listen
-        if listen is None:
-            return
-        if listen.speech:
-            if self._speech_armed:
-                self._endpointer.end_echo_guard()
-            else:
-                self._arm_speech(listen, echo_guard=False)
-        self._start_no_input(listen)
+        self.listening.prompt_ended()
+        if self.listening.listen is not None:
+            self._trace("listen", step=self.listening.listen.step)
 
     def _barge_in(self) -> None:
         barged = self._play_action is not None and self._play_action.barge_in
-        self._trace("barge_in", step=self._play_action.step if self._play_action else None)
+        self._trace_barge_in()
         self._stop_playback()
-        if self._speech_armed:
-            self._endpointer.end_echo_guard()
-        if self._listen is not None:
-            self._start_no_input(self._listen)
-        if barged and self._listen is None:
+        self.listening.interrupted()
+        if self.listening.listen is not None:
+            self._trace("listen", step=self.listening.listen.step)
+        if barged and self.listening.listen is None:
             self._post(ev.BargeIn())  # a say step moves on; a question keeps listening
+
+    def _step_model(self, name: str) -> object:
+        return self.engine.flow.steps.get(name)
+
+    # -- what listening asks (ivr.call.listening.Ears) ------------------------------------------
+
+    def prompt_audible(self) -> bool:
+        return self._playback is not None and not self._playback.done and self._play_action_barge()
+
+    def _trace_barge_in(self) -> None:
+        """``barge_in`` once per prompt, when the caller stopped hearing it (paused or stopped)."""
+        if self._barge_traced != self._play_gen:
+            self._barge_traced = self._play_gen
+            self._trace("barge_in", step=self._play_action.step if self._play_action else None)
+
+    def pause_prompt(self) -> bool:
+        if not isinstance(self._playback, _Pending) and self.media.pause():
+            self._trace_barge_in()
+            if self.listening.listen is not None:
+                self._trace("listen", step=self.listening.listen.step)  # the caller has the floor
+            return True
+        return False  # still waiting for its first audio (a hold sound plays): interrupt instead
+
+    def resume_prompt(self) -> None:
+        self.media.resume()
+        self._barge_traced = -1
+        self._trace("resumed", step=self._play_action.step if self._play_action else None)
+
+    def interrupt_prompt(self) -> None:
+        self._barge_in()
+
+    def speech_started(self, listen: act.Listen) -> FrameSink | None:
+        transcriber = self.speech.transcriber
+        if not takes_live_audio(transcriber):
+            return None
+        if self._live is not None:
+            self._live.cancel()
+        self._live = LiveTranscription(
+            transcriber,
+            rate=self.media.rate,
+            hints=listen.hints,
+            language=listen.language.split("-")[0],
+            spawn=self._spawn,
+        )
+        return self._live.push
+
+    def answer_dropped(self) -> None:
+        live, self._live = self._live, None
+        if live is not None:
+            live.cancel()
+
+    def answer(
+        self, pcm: bytes, trailing_ms: int, listen: act.Listen | None, gen: int, *, over_prompt: bool
+    ) -> None:
+        # The caller stopped speaking a trailing silence (or a model check) before the turn was taken.
+        now = asyncio.get_running_loop().time()
+        since = now - trailing_ms / 1000
+        if not over_prompt:
+            self._settle_reply_latency()
+            self._reply_since, self._reply_playbacks = since, []
+        live, self._live = self._live, None
+        self._spawn(self._transcribe(pcm, listen, gen, live, since, over_prompt), "stt")
+
+    def no_input(self) -> None:
+        self._post(ev.NoInput())
+
+    def digit_timeout(self) -> None:
+        self._post(ev.DigitTimeout())
 
     # -- listening -------------------------------------------------------------------------------
 
@@ -397,61 +522,29 @@ class CallRuntime:
             use(language)
 
     def _start_listen(self, listen: act.Listen) -> None:
-        self._use_language(listen.language)
-        self._listen = listen
-        self._listen_gen += 1
-        playing = self._playback is not None and not self._playback.done
-        barge_in = self._play_action is not None and self._play_action.barge_in
-        if listen.speech and (not playing or barge_in):
-            self._arm_speech(listen, echo_guard=playing)
-        if not playing:
-            self._start_no_input(listen)
-
-    def _arm_speech(self, listen: act.Listen, *, echo_guard: bool) -> None:
-        if self._endpointer.in_speech:
-            self._speech_armed = True  # the caller is mid-utterance (barge-in): keep it from its onset
+        carried, self._carried = self._carried, None
+        if carried is not None and listen.speech:
+            self._stop_playback()  # the caller answered already, over the statement before the question
+            self.listening.start(listen, playing=False, barge_in=False)
+            self._trace("heard", "•••" if listen.sensitive else carried.text, listen.step)
+            self._post(carried)
             return
-        settings = ListenSettings(
-            trailing_silence_ms=listen.endpointing_silence_ms,
-            max_utterance_ms=listen.max_utterance_ms,
-            no_input_ms=None,  # wall clock, see module docstring
-        )
-        self._endpointer.listen(settings, echo_guard=echo_guard)
-        self._speech_armed = True
+        self._use_language(listen.language)
+        playing = self._playback is not None and not self._playback.done
+        self.listening.start(listen, playing=playing, barge_in=self._play_action_barge())
+        if not playing:
+            self._trace("listen", step=listen.step)
 
     def _stop_listening(self) -> None:
-        self._listen = None
-        self._listen_gen += 1
-        self._speech_armed = False
-        self._endpointer.stop()
-        self._cancel_timers()
-
-    def _cancel_timers(self) -> None:
-        for timer in (self._no_input, self._digit_timer):
-            if timer is not None:
-                timer.cancel()
-        self._no_input = self._digit_timer = None
-
-    def _start_no_input(self, listen: act.Listen) -> None:
-        if self._no_input is not None:
-            self._no_input.cancel()
-        gen = self._listen_gen
-        loop = asyncio.get_running_loop()
-        self._no_input = loop.call_later(listen.no_input_timeout_ms / 1000, self._no_input_fired, gen)
-        self._trace("listen", step=listen.step)
-
-    def _no_input_fired(self, gen: int) -> None:
-        self._no_input = None
-        if gen != self._listen_gen or self._endpointer.in_speech:
-            return
-        self._stop_listening()
-        self._post(ev.NoInput())
+        self.listening.stop()
 
     # -- media -----------------------------------------------------------------------------------
 
     async def _read_media(self) -> None:
         # Audio reaches the endpointer straight from the socket callback (no task wake-up per frame);
-        # only digits and the end of the media come through the events.
+        # only digits and the end of the media come through the events. What we play is told to the
+        # echo gate the same way.
+        self.media.on_played(self.listening.played)
         self.media.on_audio(self._on_audio)
         try:
             async for event in self.media.events():
@@ -482,33 +575,11 @@ class CallRuntime:
         if self._recorder is not None and self._recorder.active:
             self._recorder.feed(frame)
             return
-        result = self._endpointer.feed(frame, level)
-        if result is None or not self._speech_armed:
-            return
-        if type(result) is SpeechStarted:
-            if self._no_input is not None:
-                self._no_input.cancel()
-                self._no_input = None
-            if self._playback is not None:
-                self._barge_in()
-        elif type(result) is SpeechEnded or type(result) is MaxLengthReached:
-            listen = self._listen
-            self._speech_armed = False
-            if listen is None or not listen.speech:
-                return
-            # The caller stopped speaking a trailing silence before the endpointer could tell.
-            now = asyncio.get_running_loop().time()
-            trailing_ms = (
-                self._endpointer.elapsed_ms - result.ended_at_ms if type(result) is SpeechEnded else 0
-            )
-            self._settle_reply_latency()
-            self._reply_since, self._reply_playbacks = now - trailing_ms / 1000, []
-            self._cancel_timers()
-            self._spawn(self._with_filler(self._transcribe(result.pcm, listen, self._listen_gen)), "stt")
+        self.listening.feed(frame, self._now(), level)
 
     def on_dtmf(self, digit: str) -> None:
         """A key from the one DTMF source of this call (ARI events, or AudioSocket in dialplan mode)."""
-        listen = self._listen
+        listen = self.listening.listen
         shown = digit if listen is not None and not listen.sensitive else MASKED_DIGIT
         self.report.dtmf.append(shown)
         self._trace("dtmf", shown)
@@ -518,47 +589,64 @@ class CallRuntime:
         if self._playback is not None and ((listen is not None and listen.dtmf) or self._play_action_barge()):
             self._barge_in()
         self._post(ev.DtmfReceived(digit))
-        if listen is not None and listen.dtmf:
-            if self._no_input is not None:
-                self._no_input.cancel()
-                self._no_input = None
-            if listen.max_digits != 1:
-                if self._digit_timer is not None:
-                    self._digit_timer.cancel()
-                gen = self._listen_gen
-                loop = asyncio.get_running_loop()
-                self._digit_timer = loop.call_later(
-                    listen.inter_digit_timeout_ms / 1000, self._digit_timeout, gen
-                )
+        self.listening.key(digit)
 
     def _play_action_barge(self) -> bool:
         return self._play_action is not None and self._play_action.barge_in
 
-    def _digit_timeout(self, gen: int) -> None:
-        self._digit_timer = None
-        if gen == self._listen_gen:
-            self._post(ev.DigitTimeout())
-
     # -- providers -------------------------------------------------------------------------------
 
-    async def _transcribe(self, pcm: bytes, listen: act.Listen, gen: int) -> None:
+    async def _transcribe(
+        self,
+        pcm: bytes,
+        listen: act.Listen | None,
+        gen: int,
+        live: LiveTranscription | None,
+        since: float,
+        over_prompt: bool = False,
+    ) -> None:
+        """One answer to text, then to the engine. ``over_prompt``: short speech while the prompt is paused
+        (``listen`` None: over a ``say`` step), which lets the prompt play on when it was only a backchannel."""
         transcriber = self.speech.transcriber
         loop = asyncio.get_running_loop()
         started = loop.time()
+        hints = listen.hints if listen is not None else ()
+        language = (listen.language if listen is not None else self.engine.language).split("-")[0]
         try:
-            result = await transcriber.transcribe(
-                pcm, rate=self.media.rate, hints=listen.hints, language=listen.language.split("-")[0]
-            )
+            with self.hold.waiting(since, self.engine.filler_text()):
+                if live is not None:
+                    result = await live.finish()
+                else:
+                    result = await transcribe(
+                        transcriber, pcm, rate=self.media.rate, hints=hints, language=language
+                    )
             self.report.stt_ms.append((loop.time() - started) * 1000)
         except ProviderError as exc:
-            self._record_error(f"speech-to-text failed: {exc}")
-            if gen == self._listen_gen:
+            self._provider_failed("stt", "speech-to-text failed", exc)
+            if gen == self.listening.gen:
                 self._post(ev.ProviderError("stt", str(exc)))
             return
-        if gen != self._listen_gen:
+        if gen != self.listening.gen:
+            return
+        sensitive = listen is not None and listen.sensitive
+        if over_prompt:
+            if is_backchannel(result.text, hints):
+                self._trace("backchannel", "•••" if sensitive else result.text)
+                self.listening.resume()
+                return
+            self._barge_in()  # words after all: the paused prompt is over (a say step moves on)
+            self._settle_reply_latency()
+            self._reply_since, self._reply_playbacks = since, []
+            if listen is None:
+                # Said over a statement: the answer to the question that follows, if one does.
+                self._carried = ev.SpeechRecognized(
+                    result.text, 1.0 if result.confidence is None else result.confidence
+                )
+                return
+        if listen is None:
             return
         confidence = 1.0 if result.confidence is None else result.confidence
-        self._trace("heard", "•••" if listen.sensitive else result.text, listen.step)
+        self._trace("heard", "•••" if sensitive else result.text, listen.step)
         self._post(ev.SpeechRecognized(result.text, confidence))
 
     async def _record(self, action: act.Record) -> None:
@@ -620,33 +708,13 @@ class CallRuntime:
             result = ev.TransferFailed("failed")
         self._post(result)
 
-    async def _with_filler(self, work: Coroutine[Any, Any, None], filler: str | None = None) -> None:
-        """Run ``work``; if it takes longer than the flow's ``filler_after_ms``, say the filler meanwhile
-        (``filler``: a webhook step's own, "" for none; default the flow's, in the call's language)."""
+    async def _waited(self, work: Coroutine[Any, Any, None], filler: str | None = None) -> None:
+        """Run ``work`` while the hold line keeps the caller out of dead air (``filler``: a webhook step's
+        own, "" for none: hold tones only; default the flow's, in the call's language)."""
         text = self.engine.filler_text() if filler is None else filler
-        task = asyncio.ensure_future(work)
-        try:
-            if text:
-                done, _ = await asyncio.wait({task}, timeout=self.engine.settings.filler_after_ms / 1000)
-                if not done:
-                    await self._play_filler(text)
-            await task
-        finally:
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-
-    async def _play_filler(self, text: str) -> None:
-        if self._playback is not None and not self._playback.done:
-            return
-        filler = self.engine.fixed_prompt("filler", text)
-        try:
-            source = await self._prompt_source(filler)
-        except (ProviderError, OSError, ValueError) as exc:
-            self._record_error(f"filler unavailable: {exc}")
-            return
-        self._start_prompt(source)  # the engine never waits for a filler
+        since = self._reply_since or asyncio.get_running_loop().time()
+        with self.hold.waiting(since, text or None):
+            await work
 
 
 def stasis_args(args: list[str]) -> tuple[dict[str, str], list[str]]:

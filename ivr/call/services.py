@@ -18,6 +18,7 @@ from ivr.call.lifecycle import ReportSink
 from ivr.call.ports import Classifier, SpeechFactory, WebhookHandler
 from ivr.call.report import Tracer
 from ivr.call.resume import CheckpointStore
+from ivr.call.turn_models import TurnModels
 from ivr.ops.metrics import Metrics
 
 
@@ -50,3 +51,5 @@ class CallServices:
     checkpoints: CheckpointStore | None = None
     """Where ARI calls save their flow state as it changes and look it up when they come back after the
     instance serving them died (the records store; None: calls are not resumable)."""
+    turns: TurnModels | None = None
+    """The process's turn-taking models (neural VAD, end-of-turn model); None: energy VAD, silence only."""

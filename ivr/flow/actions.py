@@ -8,7 +8,8 @@
   play them back to back as one playback (barge-in stops all of it). ``text`` is the parts joined.
 - :class:`Listen` always follows the ``Play`` of a question in the same list: listen for speech and/or
   DTMF per its settings, start the no-input timer when the prompt ends (with ``barge_in`` speech or keys
-  may arrive earlier; stop the playback then). It stays in force until the engine returns another
+  may arrive earlier; stop the playback then). Its ``turn_*`` and ``backchannel_ms`` fields are the
+  question's turn-taking settings (:mod:`ivr.flow.model_turns`). It stays in force until the engine returns another
   Play/Listen or leaves the step; answer with ``SpeechRecognized``/``DtmfReceived``/``NoInput``/
   ``DigitTimeout``. ``global_dtmf`` is false during digit captures: keys are data there.
 - :class:`Classify` asks the LLM matcher to map ``text`` onto one of ``options``; answer with
@@ -86,6 +87,13 @@ class Listen:
     language: str = "en-US"
     stt: str | None = None
     stt_model: str | None = None
+    turn_model: bool = True
+    """Ask the end-of-turn model at pauses (when the runtime has one); else silence alone ends the turn."""
+    turn_min_silence_ms: int = 200
+    turn_max_silence_ms: int = 1500
+    turn_threshold: float = 0.5
+    backchannel_ms: int = 600
+    """Speech over the prompt shorter than this pauses it, then it plays on (0: any speech interrupts)."""
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ from ivr.flow.templates import (
     strings_in,
     whole_expression,
 )
+from ivr.flow.turn_checks import turn_checks
 
 FLOW_SUFFIXES = (".yaml", ".yml")
 KIND_MODELS: dict[str, type[_StepBase]] = {cls.kind: cls for cls in _StepBase.__subclasses__()}
@@ -495,4 +496,5 @@ def check_flow(flow: Flow, smap: SourceMap, flows_dir: Path | None = None) -> li
         *_check_dtmf(flow, smap),
         *_check_subflows(flow, smap, flows_dir),
         *feature_checks(flow, smap, flows_dir),
+        *turn_checks(flow, smap),
     ]

@@ -28,6 +28,7 @@ from ivr.flow.model_captures import (
     Reprompt,
 )
 from ivr.flow.model_hours import ClosedDay, Hours
+from ivr.flow.model_turns import BackchannelMs, EndOfTurn, EndOfTurnSettings
 from ivr.flow.model_types import (
     DTMF_KEYS,
     DtmfKey,
@@ -128,7 +129,19 @@ class FlowSettings(_Model):
         default=None, description="Speaking style for TTS engines that take it."
     )
     endpointing_silence_ms: Millis = Field(
-        default=700, description="Trailing silence that ends an utterance."
+        default=700, description="Trailing silence that ends an utterance when silence alone decides."
+    )
+    end_of_turn: EndOfTurnSettings = Field(
+        default_factory=lambda: EndOfTurnSettings(),
+        description="End-of-turn model settings: asked at pauses, ends a finished answer early.",
+    )
+    digits_silence_ms: Millis = Field(
+        default=1500,
+        description="Trailing silence that ends a spoken digit string (digits, phone, alphanumeric captures).",
+    )
+    backchannel_ms: BackchannelMs = Field(
+        default=600,
+        description="Speech over a prompt shorter than this (mm-hm, okay) lets the prompt play on; 0: any interrupts.",
     )
     max_utterance_ms: Millis = Field(default=15_000, description="Longest utterance before it is cut off.")
     inter_digit_timeout_ms: Millis = Field(
@@ -138,7 +151,12 @@ class FlowSettings(_Model):
         default="One moment, please.", description="Said while a webhook or provider is slow; null for none."
     )
     filler_after_ms: Millis = Field(
-        default=1500, description="How long a wait lasts before the filler plays."
+        default=1500,
+        description="The longest silence a waiting caller hears: the filler (then hold tones) fill longer waits.",
+    )
+    hold_tone: bool = Field(
+        default=True,
+        description="A soft tone repeats while the caller waits and no filler can be said (or after it).",
     )
     no_input_prompt: Speech = Field(
         default="Sorry, I didn't hear anything.",
@@ -243,6 +261,7 @@ class SayStep(_StepBase):
     kind: ClassVar[str] = "say"
     say: Speech
     barge_in: bool | None = None
+    backchannel_ms: BackchannelMs | None = None
     next: StepRef
 
 
@@ -252,6 +271,7 @@ class PlayStep(_StepBase):
     kind: ClassVar[str] = "play"
     play: Annotated[str, Field(min_length=1)]
     barge_in: bool | None = None
+    backchannel_ms: BackchannelMs | None = None
     next: StepRef
 
 
@@ -276,6 +296,10 @@ class AskStep(_StepBase):
     no_match: RetryHandler | None = None
     no_input_timeout_ms: Millis | None = None
     endpointing_silence_ms: Millis | None = None
+    end_of_turn: EndOfTurn | None = Field(
+        default=None, description="Overrides settings.end_of_turn keys for this question."
+    )
+    backchannel_ms: BackchannelMs | None = None
     matcher: MatcherName | None = None
     global_intents: bool = Field(default=True, description="Whether the flow's global intents work here.")
     next: StepRef | None = Field(

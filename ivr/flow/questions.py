@@ -20,10 +20,62 @@ from ivr.flow.captures import CaptureContext, Rejected, Understood
 from ivr.flow.captures.words import yes_no
 from ivr.flow.intents import Candidate, match, match_dtmf, normalise
 from ivr.flow.model import KEYED_TYPES, AskStep, Flow, FlowSettings
+from ivr.flow.model_turns import DIGIT_STRING_TYPES, EndOfTurnSettings
 from ivr.flow.model_types import phrases_for
 
 REPEAT = "repeat"
 """Name of the built-in intent that repeats the current question."""
+
+DIGIT_HINTS: dict[str, tuple[str, ...]] = {
+    "en": ("zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "double"),
+}
+"""Recognition hints of spoken digit strings, per language (others: none; number words become digits)."""
+YES_NO_HINTS: dict[str, tuple[str, ...]] = {"en": ("yes", "no")}
+BACKCHANNELS = frozenset(
+    {
+        "",
+        "mm",
+        "mmm",
+        "mhm",
+        "mm hm",
+        "mm hmm",
+        "hmm",
+        "hm",
+        "uh huh",
+        "uh",
+        "um",
+        "uhm",
+        "ah",
+        "aha",
+        "oh",
+        "ok",
+        "okay",
+        "yeah",
+        "yep",
+        "right",
+        "alright",
+        "all right",
+        "i see",
+        "sure",
+        "got it",
+        "oui",
+        "d accord",
+        "ja",
+        "genau",
+        "vale",
+        "si",
+    }
+)
+"""What callers say over a prompt to show they listen (any language the flows speak; lower case,
+punctuation as spaces). A question's own answers never count as one ("okay" to "say okay to confirm")."""
+
+
+def is_backchannel(text: str, answers: Sequence[str] = ()) -> bool:
+    """Short speech over a prompt that only acknowledges it (or was no words at all)."""
+    said = " ".join(normalise(text))
+    if said not in BACKCHANNELS and said.replace(" ", "") not in BACKCHANNELS:
+        return False
+    return said == "" or all(" ".join(normalise(a)) != said for a in answers)
 
 
 @dataclass(frozen=True)
@@ -224,6 +276,44 @@ def _first(value: int | None, default: int) -> int:
     return default if value is None else value
 
 
+def capture_hints(step: AskStep, language: str) -> tuple[str, ...]:
+    """What a capture without its own values expects: digit words, yes and no (ASR bias)."""
+    lang = language.split("-")[0].lower()
+    cap = step.capture
+    if is_yes_no(step):
+        return YES_NO_HINTS.get(lang, ())
+    if cap is not None and cap.type in DIGIT_STRING_TYPES | {"number"}:
+        return DIGIT_HINTS.get(lang, ())
+    return ()
+
+
+def end_of_turn(step: AskStep, settings: FlowSettings, *, confirming: bool = False) -> EndOfTurnSettings:
+    """The question's end-of-turn settings: the step's keys over the flow's; digit strings (not their
+    yes/no read-back) default to silence alone, since the model cannot know how many digits are due."""
+    base = settings.end_of_turn
+    own = step.end_of_turn
+    turn = own.over(base) if own is not None else base
+    digit_string = step.capture is not None and step.capture.type in DIGIT_STRING_TYPES and not confirming
+    if digit_string and (own is None or own.model is None):
+        turn = turn.model_copy(update={"model": False})
+    return turn
+
+
+def endpointing_silence(step: AskStep, settings: FlowSettings, *, confirming: bool = False) -> int:
+    """Trailing silence that ends an answer when silence alone decides."""
+    if step.endpointing_silence_ms is not None:
+        return step.endpointing_silence_ms
+    if step.capture is not None and step.capture.type in DIGIT_STRING_TYPES and not confirming:
+        return settings.digits_silence_ms
+    return settings.endpointing_silence_ms
+
+
+def backchannel_ms(step: Any, settings: FlowSettings) -> int:
+    """A prompt's backchannel length: the step's own ``backchannel_ms``, else the flow's."""
+    own = getattr(step, "backchannel_ms", None)
+    return settings.backchannel_ms if own is None else int(own)
+
+
 def listen_for(
     flow: Flow,
     step: AskStep,
@@ -250,17 +340,19 @@ def listen_for(
         ]
         if step.options is not None:
             hints = [p for o in options for p in (o.label, *o.phrases)]
+        hints += capture_hints(step, language)
     hints += [p for c in intent_candidates(flow, step, language) for p in c.phrases]
     max_digits: int | None = 1
     terminator: str | None = None
     if keyed and cap is not None:
         max_digits, terminator = captures.key_entry(cap)
+    turn = end_of_turn(step, settings, confirming=confirming)
     return Listen(
         step=step_name,
         speech=step.input != "dtmf",
         dtmf=step.input != "speech",
         no_input_timeout_ms=_first(step.no_input_timeout_ms, settings.no_input_timeout_ms),
-        endpointing_silence_ms=_first(step.endpointing_silence_ms, settings.endpointing_silence_ms),
+        endpointing_silence_ms=endpointing_silence(step, settings, confirming=confirming),
         max_utterance_ms=settings.max_utterance_ms,
         inter_digit_timeout_ms=_first(
             cap.inter_digit_timeout_ms if cap else None, settings.inter_digit_timeout_ms
@@ -273,4 +365,9 @@ def listen_for(
         language=language,
         stt=stt if stt is not None else settings.stt,
         stt_model=stt_model if stt_model is not None else settings.stt_model,
+        turn_model=turn.model,
+        turn_min_silence_ms=turn.min_silence_ms,
+        turn_max_silence_ms=turn.max_silence_ms,
+        turn_threshold=turn.threshold,
+        backchannel_ms=backchannel_ms(step, settings),
     )

@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 
 from ivr.media.framing import FRAME_MS, frame_samples
-from ivr.media.vad import FrameVad
+from ivr.media.vad import FrameVad, level_update
 
 _SILENT_DB = -100.0
 
@@ -76,11 +76,16 @@ class EchoCheck:
         """Measured echo delay in frames (None: not yet measured)."""
         self.return_loss_db = s.initial_return_loss_db
         self.learned = 0
+        self._digital_silence = 0
         self.last_margin_db = 0.0
         """How far the last heard frame was above the predicted echo."""
 
     def played(self, frame: bytes) -> None:
-        self._played.appendleft(frame_level_db(frame))  # index k: the frame played k frames ago
+        self.played_db(frame_level_db(frame))
+
+    def played_db(self, level: float) -> None:
+        """A frame played, by its level (``frame_level_db``; -100 for silence)."""
+        self._played.appendleft(level)  # index k: the frame played k frames ago
 
     def predicted_echo_db(self) -> float:
         """The loudest echo the recent prompt can produce in the frame now arriving."""
@@ -106,8 +111,16 @@ class EchoCheck:
         """Frames that look like echo alone refine the delay and the return loss."""
         s = self.settings
         recent = list(self._played)[: self._lags + 1]
-        if max(recent) < s.active_dbfs or level <= _SILENT_DB:
+        if max(recent) < s.active_dbfs:
             return
+        if level <= _SILENT_DB:
+            # Digital silence while the prompt plays: this line carries no echo at all (a leg that sends
+            # zeros, a simulated caller). After as many such frames as learning takes, say so.
+            self._digital_silence += 1
+            if self._digital_silence >= s.learn_frames and self.delay_frames is None:
+                self.return_loss_db = s.max_return_loss_db
+            return
+        self._digital_silence = 0
         self._hist_p.append(recent)
         self._hist_h.append(level)
         self.learned += 1
@@ -224,11 +237,24 @@ class EchoGate:
         self.inner.note_playback(frame)
         self.check.played(frame)
 
+    def note_playback_level(self, level: float) -> None:
+        self.inner.note_playback_level(level)
+        self.check.played_db(level)
+
     def reset_echo(self) -> None:
         self.inner.reset_echo()  # the echo path stays learned: the next prompt has the same line
 
     def update(self, frame: bytes, in_speech: bool = False, echo_guard: bool = False) -> bool:
         voiced = self.inner.update(frame, in_speech, echo_guard)
+        own = self.check.heard(frame)
+        self.last = voiced and own
+        return self.last
+
+    def update_level(
+        self, frame: bytes, level: float, in_speech: bool = False, echo_guard: bool = False
+    ) -> bool:
+        """:meth:`update` with the frame's level already measured (batched: ``ivr.media.batch``)."""
+        voiced = level_update(self.inner, frame, level, in_speech, echo_guard)
         own = self.check.heard(frame)
         self.last = voiced and own
         return self.last

@@ -223,6 +223,15 @@ class Endpointer:
         self._noted = True
         self.vad.note_playback(frame)
 
+    def note_playback_level(self, level: float) -> None:
+        """``note_playback`` for a frame whose level (dBFS) is already known."""
+        self._noted = True
+        self.vad.note_playback_level(level)
+
+    def captured(self) -> bytes:
+        """The utterance so far while in speech (pre-roll included), for a transcriber fed live."""
+        return b"".join(self._utt) if self._state == _SPEECH else b""
+
     def end_echo_guard(self) -> None:
         """The prompt stopped (finished or barged in): normal thresholds, and the
         no-input timer starts now if it was waiting for the prompt."""

@@ -16,12 +16,13 @@ hundreds of calls. So ``SileroVad.update`` only buffers and reads the latest ver
 releases the GIL, so it uses another core). Without a batcher the window is scored inline, which is
 deterministic (tests, benchmarks, a handful of calls).
 
-The frame decision combines both detectors: the model's probability (with hysteresis: 0.5 to start,
-0.35 to continue, as Silero recommends) and the energy VAD's view: the frame must stand ``stop_margin_db``
+The frame decision combines both detectors: the model's probability (with hysteresis: 0.35 to start,
+0.25 to continue; see ``SileroSettings.threshold`` for why not Silero's usual 0.5) and the energy VAD's view: the frame must stand ``stop_margin_db``
 above the noise floor (the model's probability decays for ~0.3 s after speech ends, and lingers over
 line noise after an echo) and, while a prompt plays, pass its echo guard. Windows quieter than ``gate_dbfs`` are not scored at all (silence is most of a call),
 and after ``reset_after_ms`` of non-speech the recurrent state is reset: long silence or noise biases
-it towards under-reporting the speech that follows, at 8 kHz especially.
+it towards under-reporting the speech that follows, at 8 kHz especially. Over noise the fresh state is
+warmed with the last six windows (~0.2 s), since speech may start in the next one.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ MODEL_FILES: Final = (
 WINDOW: Final = {8000: 256, 16000: 512}
 CONTEXT: Final = {8000: 32, 16000: 64}
 STATE_SHAPE: Final = (2, 1, 128)
+WARM_WINDOWS: Final = 6
+"""Windows that warm a freshly reset state over noise (see ``SileroVad._nonspeech``)."""
 
 Window = npt.NDArray[np.float32]
 
@@ -56,9 +59,11 @@ Window = npt.NDArray[np.float32]
 class SileroSettings:
     """Neural VAD thresholds; ``energy`` keeps the absolute floor and the echo guard of ``EnergyVad``."""
 
-    threshold: float = 0.5
-    """Speech probability a window needs to start (or, outside speech, to count as) voice."""
-    neg_threshold: float = 0.35
+    threshold: float = 0.35
+    """Speech probability a window needs to start (or, outside speech, to count as) voice. Below Silero's
+    usual 0.5: at 8 kHz a short quiet word ("Small.") peaks under 0.5 for some alignments of frames to
+    the model's fixed 32 ms windows and went unheard; loud noise bursts stay under 0.25 (README)."""
+    neg_threshold: float = 0.25
     """Inside speech, a window still counts as voice down to this probability (hysteresis)."""
     gate_dbfs: float = -55.0
     """Windows quieter than this are not scored (probability 0): saves the model on silence."""
@@ -105,6 +110,7 @@ class SileroVad:
         "_n_win",
         "_pending",
         "_quiet",
+        "_recent",
         "_resampler",
         "_reset_after",
         "_state",
@@ -142,6 +148,7 @@ class SileroVad:
         self._gate_energy = self._n_win * (32768.0 * 10 ** (s.gate_dbfs / 20)) ** 2  # sum of squares
         self._reset_after = max(1, math.ceil(s.reset_after_ms / (1000 * self._n_win / self.model_rate)))
         self._quiet = 0
+        self._recent: deque[Window] = deque(maxlen=WARM_WINDOWS)
         self.prob = 0.0
         """Speech probability of the latest scored window."""
         self.windows_scored = 0
@@ -162,6 +169,9 @@ class SileroVad:
 
     def note_playback(self, frame: bytes) -> None:
         self._energy.note_playback(frame)
+
+    def note_playback_level(self, level: float) -> None:
+        self._energy.note_playback_level(level)
 
     def reset_echo(self) -> None:
         self._energy.reset_echo()
@@ -204,26 +214,35 @@ class SileroVad:
             self._skipped()
         else:
             probs, self._state = self._model.infer(x[None, :], self._state, self.model_rate)
-            self._scored(float(probs[0]))
+            self._scored(float(probs[0]), x)
 
-    def _scored(self, prob: float) -> None:
+    def _scored(self, prob: float, x: Window) -> None:
         """A window's verdict (inline, or on the batcher's thread)."""
         self.windows_scored += 1
         self.prob = prob
+        self._recent.append(x)
         if prob < 0.1:
-            self._nonspeech()
+            self._nonspeech(warm=True)
         else:
             self._quiet = 0
 
     def _skipped(self) -> None:
         self.prob = 0.0
-        self._nonspeech()
+        self._recent.clear()
+        self._nonspeech(warm=False)
 
-    def _nonspeech(self) -> None:
+    def _nonspeech(self, *, warm: bool) -> None:
         self._quiet += 1
         if self._quiet >= self._reset_after:
             self._quiet = 0
-            self._state = np.zeros(STATE_SHAPE, dtype=np.float32)
+            state = np.zeros(STATE_SHAPE, dtype=np.float32)
+            # Over noise, speech may begin in the very next window: a cold state hears a short word only
+            # faintly (the reset fell just before "Small." for 3 of 100 offsets). So the fresh state is
+            # warmed with the last windows (~0.2 s), never with the 2 s of bias the reset clears.
+            if warm:
+                for recent in self._recent:
+                    _, state = self._model.infer(recent[None, :], state, self.model_rate)
+            self._state = state
 
 
 class VadBatcher:
@@ -271,9 +290,9 @@ class VadBatcher:
                 xs = np.stack([x for _, x in items])
                 states = np.concatenate([v._state for v, _ in items], axis=1)
                 probs, new_states = self.model.infer(xs, states, rate)
-                for i, (vad, _) in enumerate(items):
+                for i, (vad, x) in enumerate(items):
                     vad._state = np.ascontiguousarray(new_states[:, i : i + 1, :])
-                    vad._scored(float(probs[i]))
+                    vad._scored(float(probs[i]), x)
             scored = sum(len(items) for items in by_rate.values())
             done += scored
             self.windows += scored

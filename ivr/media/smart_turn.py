@@ -134,5 +134,14 @@ class TurnModelExecutor:
     def submit(self, pcm: bytes, rate: int) -> concurrent.futures.Future[float]:
         return self._pool.submit(self.model.probability, pcm, rate)
 
+    @property
+    def pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        """The worker thread (an asyncio caller uses ``loop.run_in_executor(executor.pool, ...)``)."""
+        return self._pool
+
+    def warm(self) -> float:
+        """One check on silence (onnxruntime's first run allocates): at startup, not on a live call."""
+        return self.submit(bytes(16000), 8000).result()
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -101,9 +101,10 @@ class TurnDetector:
             base = replace(base, pause_ms=None)
         self.endpointer.listen(base, echo_guard=echo_guard)
 
-    def feed(self, frame: bytes) -> Event | CheckTurn | None:
-        """One caller frame; endpointer events pass through, a pause becomes a ``CheckTurn`` request."""
-        event = self.endpointer.feed(frame)
+    def feed(self, frame: bytes, level: float | None = None) -> Event | CheckTurn | None:
+        """One caller frame (``level``: its dBFS if measured already); endpointer events pass through, a
+        pause becomes a ``CheckTurn`` request."""
+        event = self.endpointer.feed(frame, level)
         if isinstance(event, SpeechPaused):
             if self.settings is None:
                 return None

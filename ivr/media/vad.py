@@ -175,9 +175,22 @@ class FrameVad(Protocol):
         """A frame we are sending to the caller (the echo guard's reference)."""
         ...
 
+    def note_playback_level(self, level: float) -> None:
+        """``note_playback`` for a frame whose level (dBFS, DC removed) the caller already knows."""
+        ...
+
     def reset_echo(self) -> None:
         """Our prompt stopped: forget the playback reference."""
         ...
+
+
+def level_update(vad: FrameVad, frame: bytes, level: float, in_speech: bool, echo_guard: bool) -> bool:
+    """``vad.update_level`` when the detector takes a measured level, else ``vad.update`` (which measures
+    the frame itself): for wrappers that pass a batched level on to the detector they wrap."""
+    update_level = getattr(vad, "update_level", None)
+    if update_level is None:
+        return vad.update(frame, in_speech, echo_guard)
+    return bool(update_level(frame, level, in_speech, echo_guard))
 
 
 class EnergyVad:
@@ -238,7 +251,9 @@ class EnergyVad:
         Instant attack, slow release: the guard threshold follows the prompt, so a
         loud prompt's echo is rejected even when it is above the static guard level.
         """
-        level = self.level(frame)
+        self.note_playback_level(self.level(frame))
+
+    def note_playback_level(self, level: float) -> None:
         ref = self.echo_ref_db - self._release
         self.echo_ref_db = level if level > ref else ref
 

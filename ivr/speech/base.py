@@ -66,6 +66,9 @@ class Transcriber(abc.ABC):
     """Speech to text. One instance may serve many concurrent calls unless it says otherwise."""
 
     engine: str = "?"
+    live_input: bool = False
+    """True when :meth:`transcribe_stream` works while the caller speaks (the call feeds it from the onset);
+    False when the engine needs the whole utterance (then the call transcribes once the turn ends)."""
 
     @abc.abstractmethod
     async def transcribe(

@@ -136,3 +136,28 @@ class StreamInterruptedError(ProviderError):
 
 class BadResponseError(ProviderError):
     """The provider answered something we cannot use (malformed JSON, no audio, wrong format)."""
+
+
+def error_kind(exc: ProviderError) -> str:
+    """A short, bounded label for a failure (the ``kind`` of ``ivr_provider_errors_total``)."""
+    if isinstance(exc, DeadlineExceededError):
+        return "timeout"
+    if isinstance(exc, BadResponseError):
+        return "bad_response"
+    if isinstance(exc, StreamInterruptedError):
+        return "stream_cut"
+    if isinstance(exc, ProviderAuthError):
+        return "auth"
+    if isinstance(exc, QuotaExceededError):
+        return "quota"
+    if isinstance(exc, RequestRejectedError):
+        return "rejected"
+    if isinstance(exc, ProviderConfigError):
+        return "config"
+    if isinstance(exc, TransientProviderError):
+        if exc.status is not None and exc.status >= 500:
+            return "http_5xx"
+        if exc.status is not None:
+            return f"http_{exc.status}" if exc.status in (408, 409, 429) else "http_other"
+        return "timeout" if "timed out" in exc.detail else "connection"
+    return "error"

@@ -231,6 +231,9 @@ class WhisperTranscriber(Transcriber):
     def _run(
         self, model: Any, audio: Any, prompt: str | None, hotwords: str | None, language: str | None
     ) -> Transcript:
+        # One greedy pass (temperature 0: no fallback re-decoding at higher temperatures, which cost up to
+        # 2 s on a short noisy answer and rarely fix it) and no timestamp tokens (unused here): the
+        # answer's wait is mostly this call. README, Turn-taking, has the measured effect.
         segments, _info = model.transcribe(
             audio,
             language=language,
@@ -239,6 +242,8 @@ class WhisperTranscriber(Transcriber):
             condition_on_previous_text=False,
             initial_prompt=prompt,
             hotwords=hotwords,
+            temperature=0.0,
+            without_timestamps=True,
         )
         texts: list[str] = []
         weights: list[tuple[float, float]] = []

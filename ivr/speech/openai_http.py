@@ -198,6 +198,31 @@ def _check_type(content_type: str, wanted: tuple[str, ...], engine: str) -> None
         raise BadResponseError(f"transcription answer is {shown}, not a transcript", engine=engine)
 
 
+_ENCODED_AUDIO = frozenset(
+    {
+        "audio/mpeg",
+        "audio/mp3",
+        "audio/wav",
+        "audio/x-wav",
+        "audio/wave",
+        "audio/ogg",
+        "audio/opus",
+        "audio/aac",
+        "audio/flac",
+        "audio/webm",
+        "audio/mp4",
+    }
+)
+
+
+def _check_pcm(content_type: str, engine: str) -> None:
+    """A 200 that is not raw PCM (an error page, JSON, an encoded file) is a provider error, not audio:
+    played as PCM it would be noise, or nothing at all."""
+    ctype = content_type.split(";")[0].strip().lower()
+    if "json" in ctype or ctype.startswith("text/") or ctype in _ENCODED_AUDIO:
+        raise BadResponseError(f"expected PCM audio (raw s16le), got {ctype}", engine=engine)
+
+
 @dataclass(slots=True)
 class _Done:
     text: str
@@ -336,11 +361,7 @@ class OpenAISpeechSynthesizer(Synthesizer):
                 try:
                     cm = client.audio.speech.with_streaming_response.create(**params, timeout=left)
                     response = await inner.enter_async_context(cm)
-                    ctype = response.headers.get("content-type", "")
-                    if "json" in ctype or ctype.startswith("text/"):
-                        raise BadResponseError(
-                            f"expected PCM audio, got {ctype.split(';')[0]}", engine=self.engine
-                        )
+                    _check_pcm(response.headers.get("content-type", ""), self.engine)
                     it = response.iter_bytes(self.read_size).__aiter__()
                     try:
                         first = await anext(it)

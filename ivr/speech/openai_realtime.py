@@ -607,6 +607,8 @@ class RealtimeTranscriber(Transcriber):
     """The transcription view of a :class:`RealtimeSession` (one call)."""
 
     engine = ENGINE
+    live_input = True
+    """The audio can go up the socket while the caller speaks (``transcribe_stream`` from the onset)."""
 
     def __init__(self, session: RealtimeSession) -> None:
         self.session = session

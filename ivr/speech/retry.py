@@ -49,10 +49,12 @@ class RetryPolicy:
     """How hard to try one request.
 
     ``deadline``: total seconds for the request, all attempts and waits included (for a
-    stream: until its first audio). ``max_attempts``: attempts in all. Backoff between
-    attempts is ``backoff_initial * 2**n`` capped at ``backoff_max`` with +-``jitter``
-    (fraction), unless the provider asked for a specific wait. ``stall_timeout``: once a
-    stream has started, the longest silence between two chunks before it counts as broken.
+    stream: until its first audio). ``first_byte_timeout``: one attempt's limit until its answer
+    starts (a transcript, an event, the first audio): an attempt that hangs is given up and
+    retried within the deadline, instead of eating all of it. ``max_attempts``: attempts in all.
+    Backoff between attempts is ``backoff_initial * 2**n`` capped at ``backoff_max`` with
+    +-``jitter`` (fraction), unless the provider asked for a specific wait. ``stall_timeout``: once
+    a stream has started, the longest silence between two chunks before it counts as broken.
     """
 
     deadline: float = 8.0
@@ -61,10 +63,18 @@ class RetryPolicy:
     backoff_max: float = 2.0
     jitter: float = 0.2
     stall_timeout: float = 5.0
+    first_byte_timeout: float = 4.0
 
     def __post_init__(self) -> None:
-        if self.deadline <= 0 or self.max_attempts < 1 or self.stall_timeout <= 0:
-            raise ValueError("deadline and stall_timeout must be positive, max_attempts >= 1")
+        if (
+            self.deadline <= 0
+            or self.max_attempts < 1
+            or self.stall_timeout <= 0
+            or self.first_byte_timeout <= 0
+        ):
+            raise ValueError(
+                "deadline, stall_timeout and first_byte_timeout must be positive, max_attempts >= 1"
+            )
 
 
 DEFAULT_POLICY = RetryPolicy()
@@ -246,16 +256,19 @@ async def call_with_retry(
     engine: str,
     policy: RetryPolicy = DEFAULT_POLICY,
     what: str = "request",
-    clock: Callable[[], float] = time.monotonic,
+    clock: Callable[[], float] | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     rng: random.Random | None = None,
 ) -> T:
     """Run ``attempt(time_left)`` until it succeeds, under ``policy``; raise a ProviderError if not.
 
-    ``attempt`` gets the seconds left before the deadline (pass it to the SDK as its
-    ``timeout``) and runs under an ``asyncio.timeout`` of that length as well. Non-provider
+    ``attempt`` gets the seconds it may take (what is left before the deadline, at most
+    ``first_byte_timeout``: pass it to the SDK as its ``timeout``) and runs under an
+    ``asyncio.timeout`` of that length as well. Non-provider
     exceptions (bugs) and cancellation propagate unchanged.
     """
+    if clock is None:
+        clock = asyncio.get_running_loop().time  # the clock asyncio's own timeouts and sleeps use
     start = clock()
     end = start + policy.deadline
     attempts = 0
@@ -276,13 +289,18 @@ async def call_with_retry(
                         f"{what}: no time left in the {policy.deadline:g} s deadline", engine=engine
                     )
                 failure: ProviderError | None = None
+                budget = min(left, policy.first_byte_timeout)
                 try:
-                    async with asyncio.timeout(left):
-                        return await attempt(left)
+                    async with asyncio.timeout(budget):
+                        return await attempt(budget)
                 except TimeoutError as e:
                     if clock() >= end - 1e-3:
                         failure = DeadlineExceededError(
                             f"{what}: deadline of {policy.deadline:g} s exceeded", engine=engine
+                        )
+                    elif budget < left:
+                        failure = TransientProviderError(
+                            f"{what}: no answer within {budget:g} s", engine=engine
                         )
                     else:
                         failure = _classified(e, engine)

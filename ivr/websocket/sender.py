@@ -11,6 +11,11 @@ One task per session (never one per frame) writes whole prompts ahead in message
   (``first_frame_at``), completes it (the caller heard the end) and confirms frames for the window.
 * **Barge-in.** :meth:`Sender.clear` settles every live prompt at once and FLUSH_MEDIA goes out before
   any later frame; Asterisk drops its whole queue, marks included, so confirmations restart from there.
+* **Pause.** :meth:`Sender.pause` sends PAUSE_MEDIA: Asterisk stops dequeuing (it plays silence) and keeps
+  its queue, so :meth:`Sender.resume` (CONTINUE_MEDIA) plays on from the very frame where it stopped.
+* **What the caller hears.** A :class:`~ivr.transport.PlayedTap` is told each frame as it is sent, with the
+  time Asterisk's queue will reach it (one frame per ``frame_s`` after the previous one, from now when the
+  queue had run dry), told when a flush drops them, and shifted by a pause.
 * **Old Asterisks.** MARK_MEDIA arrived in 22.8.0: a probe mark goes out before any audio (and again
   after a flush that may have dropped it); ``on_marks_missing`` runs if none is answered in time.
 """
@@ -23,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ivr.transport import PcmSource, PlayoutState
+from ivr.transport import PcmSource, PlayedTap, PlayoutState
 from ivr.websocket.playout import WebSocketPlayout
 from ivr.websocket.protocol import Command, ControlForm, encode_command
 
@@ -80,6 +85,7 @@ class Sender:
         stream_buffer: int,
         stats: SessionStats,
         on_marks_missing: Callable[[], None],
+        frame_s: float = 0.02,
     ) -> None:
         self._ws = ws
         self._form = form
@@ -106,6 +112,12 @@ class Sender:
         self._closed = False
         self.marks_seen = False
         self._watchdog: asyncio.TimerHandle | None = None
+        self._frame_s = frame_s
+        self.tap: PlayedTap | None = None
+        self._play_clock = 0.0
+        """Loop time Asterisk's queue reaches the next frame sent (as if never paused)."""
+        self._paused_at: float | None = None
+        self._continue_after_flush = False
 
     # -- called by the session --------------------------------------------------------------------
 
@@ -122,11 +134,40 @@ class Sender:
         cleared = sum(1 for playout in self._live if playout.finish(PlayoutState.CLEARED))
         self._live.clear()
         self._queue.clear()
-        if cleared and not self._closed:
+        paused = self._paused_at is not None
+        if (cleared or paused) and not self._closed:
             self._flush_pending = True
             self._stats.flushes += 1
+            self._continue_after_flush = paused  # a later prompt must not wait in a paused queue
+            self._paused_at = None
             self.wake.set()
         return cleared
+
+    @property
+    def paused(self) -> bool:
+        return self._paused_at is not None
+
+    def pause(self) -> bool:
+        """PAUSE_MEDIA before any further audio; False when nothing plays (or already paused)."""
+        if self._closed or self._paused_at is not None or not any(not p.done for p in self._live):
+            return False
+        self._paused_at = now = self._loop.time()
+        self.queue_text(self.command("PAUSE_MEDIA"))
+        if self.tap is not None:
+            self.tap.held(now)
+        return True
+
+    def resume(self) -> None:
+        """CONTINUE_MEDIA: Asterisk plays on from the frame where it stopped."""
+        paused_at, self._paused_at = self._paused_at, None
+        if paused_at is None or self._closed:
+            return
+        now = self._loop.time()
+        if self._play_clock > paused_at:
+            self._play_clock += now - paused_at
+        self.queue_text(self.command("CONTINUE_MEDIA"))
+        if self.tap is not None:
+            self.tap.released(now)
 
     def command(self, verb: str, argument: str | None = None) -> str:
         return encode_command(Command(verb, argument), self._form)
@@ -234,10 +275,22 @@ class Sender:
         unconfirmed = self._sent - self._confirmed
         if unconfirmed > stats.max_unconfirmed:
             stats.max_unconfirmed = unconfirmed
+        tap = self.tap
+        if tap is not None:
+            self._tell(tap, chunk, frames)
         # aiohttp writes any bytes-like object; a memoryview slice of the prompt saves a copy.
         await self._ws.send_bytes(chunk)  # type: ignore[arg-type]
         if self._since_mark >= self._credit_every:
             await self._send_mark()
+
+    def _tell(self, tap: PlayedTap, chunk: bytes | memoryview, frames: int) -> None:
+        period = self._frame_s
+        at = max(self._loop.time(), self._play_clock)
+        size = self._frame_size
+        view = memoryview(chunk)
+        for i in range(frames):
+            tap.played(view[i * size : (i + 1) * size], at + i * period)
+        self._play_clock = at + frames * period
 
     async def _announce(self, playout: WebSocketPlayout) -> None:
         """Place the mark that starts ``playout``: the last mark if nothing was sent after it."""
@@ -270,11 +323,18 @@ class Sender:
     async def _flush(self) -> None:
         self._flush_pending = False
         await self._ws.send_str(self.command("FLUSH_MEDIA"))
+        if self._continue_after_flush:
+            self._continue_after_flush = False
+            await self._ws.send_str(self.command("CONTINUE_MEDIA"))
         # Asterisk drops everything queued before the flush, pending marks included.
         self._marks.clear()
         self._confirmed = self._sent
         self._since_mark = 0
         self._xoff = False
+        now = self._loop.time()
+        self._play_clock = now
+        if self.tap is not None:
+            self.tap.flushed(now)
         if not self.marks_seen:
             await self._send_mark(probe=True)  # the probe may have gone with the flush
 

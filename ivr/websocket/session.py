@@ -29,6 +29,7 @@ from ivr.transport import (
     MediaStats,
     PcmSource,
     PeerHangup,
+    PlayedTap,
     PlayoutState,
 )
 from ivr.websocket.playout import WebSocketPlayout
@@ -122,6 +123,7 @@ class WebSocketMediaSession:
             stream_buffer=rate * 2 * cfg.stream_buffer_ms // 1000,
             stats=self.stats,
             on_marks_missing=self._marks_missing,
+            frame_s=(start.ptime or 20) / 1000,
         )
         self._status_waiters: deque[asyncio.Future[Status]] = deque()
         self._hangup_requested = False
@@ -180,6 +182,16 @@ class WebSocketMediaSession:
     def clear(self) -> int:
         """Barge-in: settle every live prompt as cleared now; FLUSH_MEDIA precedes any later frame."""
         return self._out.clear()
+
+    def pause(self) -> bool:
+        """PAUSE_MEDIA: Asterisk keeps its queue and plays silence until :meth:`resume`."""
+        return self._out.pause()
+
+    def resume(self) -> None:
+        self._out.resume()
+
+    def on_played(self, tap: PlayedTap | None) -> None:
+        self._out.tap = tap
 
     def hangup(self, reason: str = "hangup by application") -> None:
         """Send HANGUP and close; Asterisk hangs the channel up and closes its side (1000)."""

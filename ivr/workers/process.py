@@ -47,6 +47,7 @@ from ivr.call.lifecycle import ReportSink
 from ivr.call.report import CallReport
 from ivr.call.services import CallServices
 from ivr.call.speech import registry_factory, speech_settings
+from ivr.call.turn_models import TurnModels
 from ivr.config import Settings, parse_hostport
 from ivr.flow.errors import FlowError, FlowIssue
 from ivr.flow.llm_matcher import LlmMatcher
@@ -239,6 +240,7 @@ async def serve(
             await registry.warm_up(uses)  # models, SDK modules, clients: before /readyz says ready
         except Exception as exc:
             raise StartupError(f"speech engines: {exc}") from None
+        turns = await load_turn_models(stack)
         classifier = None
         if os.environ.get("OPENAI_API_KEY"):
             classifier = LlmMatcher().classify  # flows with matcher: llm; keywords when it fails
@@ -289,6 +291,7 @@ async def serve(
             # Resumable calls need a socket Asterisk can reopen elsewhere: per-call mode. (In persistent
             # mode a caller stays in Stasis when the events socket drops; no other instance gets it.)
             checkpoints=records if settings.ari_mode == "per_call" and not no_ari else None,
+            turns=turns,
         )
         app_ref: list[AriApp] = []
         percall_ref: list[PerCallServer] = []
@@ -415,6 +418,17 @@ async def serve(
                 ws_server.stop_accepting()
             await dialplan.drain(settings.shutdown_grace_seconds, settings.shutdown_goodbye)
         return code
+
+
+async def load_turn_models(stack: contextlib.AsyncExitStack) -> TurnModels:
+    """The turn-taking models (neural VAD, end-of-turn model), loaded and run once in a thread now, before
+    the process says it is ready: never first on a live call. One INFO line each says what runs."""
+    try:
+        turns = await asyncio.to_thread(TurnModels.load)
+    except Exception as exc:  # a broken model file: one line, not a traceback
+        raise StartupError(f"turn-taking models: {exc}") from None
+    stack.callback(turns.close)
+    return turns
 
 
 async def open_records(settings: Settings, stack: contextlib.AsyncExitStack) -> Any:

@@ -20,7 +20,9 @@ from ivr.call.flows import FlowCatalog
 from ivr.call.ports import SpeechFactory
 from ivr.call.report import Tracer
 from ivr.call.services import CallServices
+from ivr.call.turn_models import TurnModels
 from ivr.flow.model import FlowSettings
+from ivr.ops.metrics import Metrics
 from ivr.sim.ari_server import SimAsterisk
 from ivr.sim.caller_leg import CallerLegs, CallerVoice
 from ivr.sim.ws_media import talking_legs
@@ -81,9 +83,13 @@ async def make_stack(
     *,
     ms_per_char: float = 4,
     tracer: Tracer | None = None,
+    speech: SpeechFactory | None = None,
+    metrics: Metrics | None = None,
+    turns: TurnModels | None = None,
+    legs: CallerLegs | None = None,
     **config: object,
 ) -> Stack:
-    legs = CallerLegs()
+    legs = legs or CallerLegs()
     sim = SimAsterisk(
         username="ivr", password="pw", media_connector=legs.connect, websocket_legs=talking_legs(legs)
     )
@@ -98,8 +104,10 @@ async def make_stack(
         websocket=websocket,
         services=CallServices(
             flows=FlowCatalog(flows, default=default),
-            speech=sim_speech(ms_per_char),
+            speech=speech or sim_speech(ms_per_char),
             tracer=tracer,
+            metrics=metrics,
+            turns=turns,
             max_call_seconds=float(config.pop("max_call_seconds", 3600.0)),  # type: ignore[arg-type]
             engine_executor=config.pop("engine_executor", None),  # type: ignore[arg-type]
         ),

@@ -175,6 +175,10 @@ async def test_speech_interrupts_a_barge_in_able_statement() -> None:
                 await asyncio.sleep(0.02)
         [barge] = [t for t in trace if t.kind == "barge_in"]
         assert barge.step == "hello"
+        # Short speech pauses the prompt; its words (not a backchannel) then move the say step on.
+        async with asyncio.timeout(5):
+            while len([t for t in trace if t.kind == "prompt"]) < 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
         assert [t.step for t in trace if t.kind == "prompt"][:2] == ["hello", "main"], "the say step moved on"
         await s.sim.hangup(caller.id)
         await s.wait_ended()

@@ -100,6 +100,10 @@ class RealtimeScript:
     handshake_failures: list[Fail] = field(default_factory=list)
     close_after_appends: int | None = None
     refuse_session: dict[str, Any] | None = None
+    hang: bool = False
+    """Accept prompts and commits but never answer them (until the client gives up)."""
+    garbage_audio: bool = False
+    """Answer prompts with audio deltas that are not base64."""
 
 
 class FakeOpenAI:
@@ -141,6 +145,8 @@ class FakeOpenAI:
             return await self._fail(action)
         if isinstance(action, Hang):
             await asyncio.sleep(3600)
+        if isinstance(action, Body):
+            return web.Response(body=action.body, headers={"Content-Type": action.content_type})
         assert isinstance(action, Audio)
         resp = web.StreamResponse(headers={"Content-Type": action.content_type})
         await resp.prepare(request)
@@ -262,6 +268,8 @@ class FakeOpenAI:
             elif kind == "input_audio_buffer.clear":
                 audio.clear()
                 await send({"type": "input_audio_buffer.cleared"})
+            elif kind == "input_audio_buffer.commit" and self.realtime.hang:
+                audio.clear()
             elif kind == "input_audio_buffer.commit":
                 self.ws_audio = bytearray(audio)
                 audio.clear()
@@ -291,8 +299,8 @@ class FakeOpenAI:
                 )
             elif kind == "conversation.item.delete":
                 await send({"type": "conversation.item.deleted", "item_id": event.get("item_id")})
-            elif kind == "response.cancel":
-                pass
+            elif kind == "response.cancel" or (kind == "response.create" and self.realtime.hang):
+                pass  # a hanging server never answers a prompt
             elif kind == "response.create":
                 script = self.realtime
                 resp_id = f"resp_{counter}"
@@ -315,6 +323,7 @@ class FakeOpenAI:
                         await ws.close()
                         return ws
                     part = payload[i * step : (i + 1) * step]
+                    delta = "%%not base64%%" if script.garbage_audio else base64.b64encode(part).decode()
                     await send(
                         {
                             "type": "response.output_audio.delta",
@@ -322,7 +331,7 @@ class FakeOpenAI:
                             "item_id": "item_out",
                             "output_index": 0,
                             "content_index": 0,
-                            "delta": base64.b64encode(part).decode(),
+                            "delta": delta,
                         }
                     )
                 await send({"type": "response.output_audio.done", "response_id": resp_id})

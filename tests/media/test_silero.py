@@ -158,3 +158,44 @@ def test_batched_choice_shares_one_batcher_and_closes_it(model):
 def test_endpointer_refuses_a_vad_of_another_rate(model):
     with pytest.raises(ValueError, match="8000 Hz"):
         Endpointer(16000, detector=SileroVad(8000, model))
+
+
+def test_a_short_quiet_word_is_heard_whatever_the_window_alignment(model):
+    """Silero scores fixed 32 ms windows: at 8 kHz a short word ("seven", -30 dBFS, telephone band) peaked
+    under the old 0.5 start threshold for some of the ways frames fall into windows, or after a state reset
+    just before it, and a call that answered with it heard nothing (found by ``ivr bench --turns`` end to
+    end: "Small." went unheard on one first call in six)."""
+    from ivr.bench.turn_corpus import telephone_band
+
+    from .audio import amp, speech
+
+    word = speech("caller", 8000)[int(2.04 * 8000) : int(2.5 * 8000)]
+    word = word * np.hanning(word.size) ** 0.3  # soft edges, as a word cut from a sentence has
+    word = word * amp(-30) / np.sqrt(np.mean(word**2))
+    clip = np.concatenate([np.zeros(2400), word, np.zeros(4000)])
+    clip = telephone_band(clip + np.random.default_rng(1).normal(0, amp(-55), clip.size), 8000)
+    clip = np.concatenate([noise(0.3, 8000, -47, seed=2), clip])  # line noise before the word
+    missed = []
+    # 0..99 frames of silence before: every alignment of 20 ms frames to 32 ms windows, and every moment
+    # of the 2 s reset cycle (a state reset just before the word left it cold and the word unheard).
+    for offset in range(100):
+        ep = Endpointer(8000, detector=SileroVad(8000, model))
+        for _ in range(offset):
+            ep.feed(bytes(320))
+        ep.listen(ListenSettings(no_input_ms=None))
+        if not any(isinstance(e, SpeechStarted) for _, e in run(ep, frames(clip, 8000))):
+            missed.append(offset)
+    assert missed == []
+
+
+@pytest.mark.parametrize("burst_ms", [400, 900])
+def test_noise_bursts_stay_unheard_at_every_alignment(model, burst_ms):
+    """The lower start threshold still keeps a loud burst of line noise (-24 dBFS) out."""
+    burst = noise(burst_ms / 1000, 8000, -24, seed=burst_ms)
+    clip = np.concatenate([np.zeros(2400), burst, np.zeros(4000)])
+    for offset in range(8):
+        ep = Endpointer(8000, detector=SileroVad(8000, model))
+        for _ in range(50 + offset):
+            ep.feed(bytes(320))
+        ep.listen(ListenSettings(no_input_ms=None))
+        assert run(ep, frames(clip, 8000)) == [], offset

@@ -319,3 +319,14 @@ async def test_transcription_empty_event_stream_is_a_provider_error(fake: FakeOp
     tr = OpenAITranscriber(source, policy=FAST)
     with pytest.raises(BadResponseError, match="no transcript events"):
         await tr.transcribe(tone_pcm(0.3, 8000), rate=8000)
+
+
+@pytest.mark.parametrize("ctype", ["audio/mpeg", "audio/wav", "text/html; charset=utf-8"])
+async def test_speech_of_another_kind_is_refused_not_played(fake: FakeOpenAI, source, ctype: str):
+    """A 200 with encoded audio or a page (asked for raw PCM) would play as noise: a provider error."""
+    fake.speech.append(Audio(b"\xff\xfb\x90\x64" * 500, content_type=ctype))
+    synth = OpenAISpeechSynthesizer(source, policy=FAST)
+    with pytest.raises(BadResponseError, match="expected PCM"):
+        async for _ in synth.synthesize("Hello.", rate=8000):
+            pass
+    assert fake.speech_finished <= 1, "never retried: the answer is wrong, not late"

@@ -111,3 +111,36 @@ async def test_deadline_with_injected_clock_and_sleep():
         await call_with_retry(attempt, engine="t", policy=policy, clock=lambda: now[0], sleep=sleep)
     assert slept == [0.6]  # 0.5 + 0.6 + 0.5 = 1.6; another 0.6 wait would end at 2.2 > 2.0
     assert info.value.attempts == 2
+
+
+@pytest.mark.virtual_time
+async def test_an_attempt_that_hangs_is_given_up_at_its_first_byte_timeout_and_retried():
+    policy = RetryPolicy(deadline=8.0, first_byte_timeout=2.0, backoff_initial=0.01, backoff_max=0.02)
+    loop = asyncio.get_running_loop()
+    starts: list[float] = []
+
+    async def attempt(left: float) -> str:
+        starts.append(loop.time())
+        assert left <= 2.0, "each attempt is told its own limit"
+        if len(starts) == 1:
+            await asyncio.sleep(3600)  # the provider accepted the request and never answers
+        return "transcript"
+
+    assert await call_with_retry(attempt, engine="t", policy=policy) == "transcript"
+    assert len(starts) == 2
+    assert 2.0 <= starts[1] - starts[0] < 2.5, "retried after 2 s, not after the 8 s deadline"
+
+
+@pytest.mark.virtual_time
+async def test_hanging_attempts_end_at_the_deadline_on_the_loops_clock():
+    policy = RetryPolicy(deadline=8.0, first_byte_timeout=4.0, backoff_initial=0.01, backoff_max=0.02)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+
+    async def attempt(left: float) -> str:
+        await asyncio.sleep(3600)
+        return ""
+
+    with pytest.raises(DeadlineExceededError):
+        await call_with_retry(attempt, engine="t", policy=policy)
+    assert 7.9 <= loop.time() - began < 8.5, "virtual seconds: the deadline follows the loop's clock"
