@@ -38,7 +38,7 @@ from urllib.parse import quote
 import aiohttp
 from aiohttp import web
 
-from ivr.ari.errors import AriError
+from ivr.ari.errors import AriError, NotFound
 from ivr.ari.models import Channel, Event, StasisEnd, StasisStart, parse_event
 from ivr.ari.rest_messages import MessageError, RestResponse, decode_message
 from ivr.ari.ws_client import WsAriClient
@@ -232,7 +232,10 @@ class PerCallConnection:
         self.application = info if isinstance(info, Mapping) else {}
         ids = self.application.get("channel_ids")
         for channel_id in ids if isinstance(ids, list) else []:
-            channel = await self.ari.get_channel(str(channel_id))
+            try:
+                channel = await self.ari.get_channel(str(channel_id))
+            except NotFound:
+                continue  # listed, and gone since (the previous owner's media channel being hung up)
             if channel.name == self.channel_name:
                 return channel
         return None

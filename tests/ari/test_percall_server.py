@@ -190,6 +190,32 @@ async def test_a_reopened_socket_is_handed_over_as_resumed() -> None:
         assert (conn.channel_id, conn.channel is not None and conn.channel.state) == ("c1", "Up")
 
 
+async def test_a_reopened_socket_skips_a_listed_channel_that_is_gone() -> None:
+    """Found on the real Asterisk: the application still lists the previous owner's media channel while
+    it is being hung up, and looking that one up is a 404; the caller is found all the same."""
+    got: list[PerCallConnection] = []
+    done = asyncio.Event()
+
+    async def on_call(conn: PerCallConnection) -> None:
+        got.append(conn)
+        done.set()
+        async for _ in conn.events():
+            pass
+
+    routes = {
+        **ROUTES,
+        ("GET", "applications/ivr%3APJSIP%2Falice-00000001"): (200, {"channel_ids": ["m1", "c1"]}),
+        ("GET", "channels/m1"): (404, {"message": "Channel not found"}),
+        ("GET", "channels/c1"): (200, {**channel(), "state": "Up"}),
+    }
+    async with serving(on_call) as server, asterisk(server, routes=routes) as fake:
+        await fake.register()
+        await asyncio.wait_for(done.wait(), 5)
+        (conn,) = got
+        assert conn.resumed
+        assert conn.channel_id == "c1"
+
+
 async def test_stasis_run_again_on_a_living_app_is_a_new_call_without_the_old_sockets_events() -> None:
     """Measured on Asterisk 22.10.1: after Stasis() failed (its socket could not be reopened) and the
     dialplan ran Stasis() again, the new socket gets no ApplicationRegistered, only the events Asterisk
