@@ -26,7 +26,7 @@ import time
 import uuid
 from array import array
 from collections.abc import Callable, Iterator
-from typing import cast
+from typing import Any, Protocol, cast
 
 import numpy as np
 
@@ -57,8 +57,103 @@ _monotonic = time.monotonic
 DtmfSender = Callable[["CallerLeg", str], None]
 
 
-class CallerLeg(asyncio.BufferedProtocol):
+class PoliteCaller:
+    """The bench caller's turn taking, shared by the AudioSocket legs here and the WebSocket media legs of
+    :mod:`ivr.bench.ws_shape`: noise while listening, a key or a burst of speech once a prompt has ended,
+    the latency from its end to the reply's first voiced frame. A leg calls :meth:`_init_turns` once,
+    :meth:`_heard` for every frame it hears and :meth:`_next_frame` for every frame it sends."""
+
+    gen: _CallerSource
+
+    def _init_turns(self, channel_id: str) -> None:
+        self.frames_sent = 0
+        self.keys_sent = 0
+        self.recording = False
+        self.latencies = array("d")
+        self.key_latencies = array("d")
+        self.overlapped = 0
+        self._state = _LISTEN
+        self._state_since = _monotonic()
+        self._heard_voice = self._heard_menu = self._awaiting_key = self._overlap = False
+        self._silent_run = 0
+        self._utt: list[bytes] | None = None
+        self._utt_i = 0
+        self._utt_end = 0.0
+        self._noise_i = hash(channel_id) % NOISE_FRAMES
+        self._next_key = "1"
+
+    def _heard(self, voiced: bool, now: float) -> None:
+        state = self._state
+        if state == _LISTEN:
+            if voiced:
+                self._heard_voice, self._silent_run = True, 0
+            else:
+                self._silent_run += 1
+        elif state == _AWAIT:
+            if voiced:
+                if self.recording:
+                    (self.key_latencies if self._awaiting_key else self.latencies).append(now - self._utt_end)
+                self._listen(now)
+                self._heard_voice = True
+        elif voiced:  # _SPEAK: the server talked over us; that answer's latency means nothing
+            self._overlap = True
+
+    def _listen(self, now: float) -> None:
+        self._state, self._state_since = _LISTEN, now
+        self._heard_voice = self._heard_menu = False
+        self._silent_run = 0
+
+    def _next_frame(self, at: float) -> bytes:
+        """The caller's next 20 ms frame (``at``: this tick's time, for the listen fallback)."""
+        gen = self.gen
+        if (
+            self._utt is None
+            and self._state == _LISTEN
+            and (
+                (self._heard_voice and self._silent_run >= PROMPT_END_FRAMES)
+                or at - self._state_since > LISTEN_FALLBACK_S
+            )
+        ):
+            if self._heard_menu:  # a key instead of words
+                key, self._next_key = self._next_key, ("2" if self._next_key == "1" else "1")
+                gen.send_key(self, key)
+                self.keys_sent += 1
+                self._state, self._awaiting_key = _AWAIT, True
+                self._utt_end = self._state_since = _monotonic()
+            else:
+                self._utt, self._utt_i, self._overlap, self._state = gen.utterance, 0, False, _SPEAK
+        self.frames_sent += 1
+        utt = self._utt
+        if utt is None:
+            i = self._noise_i
+            self._noise_i = i + 1 if i + 1 < NOISE_FRAMES else 0
+            return gen.noise[i]
+        frame = utt[self._utt_i]
+        self._utt_i += 1
+        if self._utt_i == len(utt):
+            self._utt = None
+            now = _monotonic()
+            if self._overlap:
+                if self.recording:
+                    self.overlapped += 1
+                self._listen(now)
+            else:
+                self._state, self._awaiting_key, self._utt_end = _AWAIT, False, now
+            self._state_since = now
+        return frame
+
+
+class _CallerSource(Protocol):
+    noise: list[bytes]
+    utterance: list[bytes]
+
+    def send_key(self, leg: Any, digit: str) -> None: ...
+
+
+class CallerLeg(PoliteCaller, asyncio.BufferedProtocol):
     """Asterisk's side of one AudioSocket session: paced caller frames out, timestamped server frames in."""
+
+    gen: LoadGenerator
 
     def __init__(self, gen: LoadGenerator, channel_id: str) -> None:
         self.gen = gen
@@ -70,30 +165,11 @@ class CallerLeg(asyncio.BufferedProtocol):
         self._closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.error: str | None = None
         self.closed_by_server = False
-        # what went out
-        self.frames_sent = 0
-        self.keys_sent = 0
-        self._utt: list[bytes] | None = None
-        self._utt_i = 0
-        self._noise_i = hash(channel_id) % NOISE_FRAMES
-        self._next_key = "1"
+        self._init_turns(channel_id)
         # what came in
         self.frames_received = 0
         self.first_rx: float | None = None
-        self.recording = False
         self.arrivals = array("d")
-        # the caller's turn taking
-        self._state = _LISTEN
-        self._state_since = _monotonic()
-        self._heard_voice = False
-        self._heard_menu = False
-        self._silent_run = 0
-        self._utt_end = 0.0
-        self._overlap = False
-        self._awaiting_key = False
-        self.latencies = array("d")
-        self.key_latencies = array("d")
-        self.overlapped = 0
         self.paused = 0
 
     # -- asyncio protocol ------------------------------------------------------------------------------
@@ -157,75 +233,12 @@ class CallerLeg(asyncio.BufferedProtocol):
 
     # -- caller behaviour ------------------------------------------------------------------------------
 
-    def _heard(self, voiced: bool, now: float) -> None:
-        state = self._state
-        if state == _LISTEN:
-            if voiced:
-                self._heard_voice = True
-                self._silent_run = 0
-            else:
-                self._silent_run += 1
-        elif state == _AWAIT:
-            if voiced:
-                if self.recording:
-                    (self.key_latencies if self._awaiting_key else self.latencies).append(now - self._utt_end)
-                self._listen(now)
-                self._heard_voice = True
-        elif voiced:  # _SPEAK: the server talked over us; that answer's latency means nothing
-            self._overlap = True
-
-    def _listen(self, now: float) -> None:
-        self._state, self._state_since = _LISTEN, now
-        self._heard_voice, self._heard_menu, self._silent_run = False, False, 0
-
     def tick(self, deadline: float) -> None:
         """One frame, at this leg's phase of the shared clock."""
         transport = self.transport
         if transport is None or self._closed.done():
             return
-        gen = self.gen
-        utt = self._utt
-        if (
-            utt is None
-            and self._state == _LISTEN
-            and (
-                (self._heard_voice and self._silent_run >= PROMPT_END_FRAMES)
-                or deadline - self._state_since > LISTEN_FALLBACK_S
-            )
-        ):
-            if self._heard_menu:  # a key instead of words
-                key, self._next_key = self._next_key, ("2" if self._next_key == "1" else "1")
-                gen.send_key(self, key)
-                self.keys_sent += 1
-                self._state, self._awaiting_key = _AWAIT, True
-                self._utt_end = self._state_since = _monotonic()
-            else:
-                utt = self._utt = gen.utterance
-                self._utt_i = 0
-                self._overlap = False
-                self._state = _SPEAK
-        if utt is None:
-            i = self._noise_i
-            transport.write(gen.noise[i])
-            self._noise_i = i + 1 if i + 1 < NOISE_FRAMES else 0
-        else:
-            i = self._utt_i
-            transport.write(utt[i])
-            i += 1
-            if i == len(utt):
-                self._utt = None
-                now = _monotonic()
-                if self._overlap:
-                    if self.recording:
-                        self.overlapped += 1
-                    self._listen(now)
-                else:
-                    self._state, self._awaiting_key = _AWAIT, False
-                    self._utt_end = now
-                self._state_since = now
-            else:
-                self._utt_i = i
-        self.frames_sent += 1
+        transport.write(self._next_frame(deadline))
 
     def write_key(self, digit: str) -> None:
         """``0x03`` over this socket (what a bridge delivers to the application)."""

@@ -472,6 +472,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--turns-out", type=Path, help="also write the figures as JSON here")
     p.add_argument("--vad-cost", action="store_true", help="also measure VAD CPU per frame (energy/Silero)")
+    p.add_argument(
+        "--end-to-end",
+        choices=["both", "stand-in", "offline", "none"],
+        default="both",
+        help="also run every answer as a whole call through the runtime, measuring speech end -> first "
+        "reply frame at the caller: with a local OpenAI stand-in, offline engines, both (default) or none",
+    )
 
 
 def cmd_turns(args: argparse.Namespace) -> int:
@@ -491,15 +498,36 @@ def cmd_turns(args: argparse.Namespace) -> int:
             progress=lambda line: print(line, file=sys.stderr),
         )
         cost = vad_cost() if args.vad_cost else None
+        calls = end_to_end(args) if args.end_to_end != "none" else []
     except ModelUnavailable as exc:
         print(f"ivr bench --turns: {exc}", file=sys.stderr)
         return 2
     print(table(results))
+    if calls:
+        from ivr.bench import turn_calls
+
+        print()
+        print(turn_calls.table(calls))
+        for line in turn_calls.misses(calls):
+            print("  miss (end to end): " + line)
     if cost is not None:
         print("VAD CPU per 20 ms frame and call (us): " + ", ".join(f"{k} {v:.1f}" for k, v in cost.items()))
     for line in misses(results):
         print("  miss: " + line)
     if args.turns_out is not None:
-        data = {"hint_style": args.hint_style, "results": [r.summary() for r in results], "vad_cost": cost}
+        data = {
+            "hint_style": args.hint_style,
+            "results": [r.summary() for r in results],
+            "vad_cost": cost,
+            "end_to_end": [c.summary() for c in calls],
+        }
         args.turns_out.write_text(json.dumps(data, indent=1), encoding="utf-8")
     return 0
+
+
+def end_to_end(args: argparse.Namespace) -> list[Any]:
+    """Whole calls per answer (``ivr.bench.turn_calls``), for the engines ``--end-to-end`` names."""
+    from ivr.bench import turn_calls
+
+    engines = turn_calls.ENGINES if args.end_to_end == "both" else (args.end_to_end,)
+    return list(turn_calls.run(args.turns_cache, engines, progress=lambda line: print(line, file=sys.stderr)))

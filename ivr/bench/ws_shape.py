@@ -30,7 +30,7 @@ import numpy as np
 
 from ivr.audiosocket.clock import FrameClock, LoopClock
 from ivr.audiosocket.stats import LatencyHistogram
-from ivr.bench.legs import CALLER_TEXT, LISTEN_FALLBACK_S, NOISE_FRAMES, NOISE_RMS, PROMPT_END_FRAMES
+from ivr.bench.legs import _LISTEN, CALLER_TEXT, NOISE_FRAMES, NOISE_RMS, PoliteCaller
 from ivr.bench.legs import _says_menu as says_menu  # the bench callers' one "Press 1" detector
 from ivr.sim.chan_websocket import ChanWebsocketModel
 from ivr.sim.ws_media import SimSocket, WebSocketMediaLeg
@@ -43,12 +43,13 @@ RESPONSE_P99_LIMIT_MS: Final = 500.0
 JUDGED_WINDOW_S: Final = 5.0
 """A window this long sees every caller answered at least once (``--quick``'s 1.5 s may see none)."""
 
-_LISTEN, _SPEAK, _AWAIT = 0, 1, 2
 _monotonic = time.monotonic
 
 
-class BenchWsLeg(WebSocketMediaLeg):
+class BenchWsLeg(PoliteCaller, WebSocketMediaLeg):
     """Asterisk's side of one call's WebSocket media, and a polite caller on it."""
+
+    gen: WsLoadGenerator
 
     def __init__(
         self, gen: WsLoadGenerator, ws: SimSocket, model: ChanWebsocketModel, channel_id: str, rate: int
@@ -56,22 +57,9 @@ class BenchWsLeg(WebSocketMediaLeg):
         super().__init__(ws, model, gen.clock, channel_id=channel_id, rate=rate)
         self.gen = gen
         self.first_rx: float | None = None
-        self.recording = False
         # self.arrivals stays empty: lateness at the caller is Asterisk's here (see the module docstring)
-        self.latencies = array("d")
-        self.key_latencies = array("d")
-        self.frames_sent = 0
-        self.keys_sent = 0
         self.paused = 0
-        self._state = _LISTEN
-        self._state_since = _monotonic()
-        self._heard_voice = self._heard_menu = self._awaiting_key = self._overlap = False
-        self._silent_run = 0
-        self._utt: list[bytes] | None = None
-        self._utt_i = 0
-        self._utt_end = 0.0
-        self._noise_i = hash(channel_id) % NOISE_FRAMES
-        self._next_key = "1"
+        self._init_turns(channel_id)
         self._base = (0, 0, 0, 0)
 
     @property
@@ -95,64 +83,10 @@ class BenchWsLeg(WebSocketMediaLeg):
     def heard_nothing(self, now: float) -> None:
         self._heard(False, _monotonic())
 
-    def _heard(self, voiced: bool, now: float) -> None:
-        state = self._state
-        if state == _LISTEN:
-            if voiced:
-                self._heard_voice, self._silent_run = True, 0
-            else:
-                self._silent_run += 1
-        elif state == _AWAIT:
-            if voiced:
-                if self.recording:
-                    (self.key_latencies if self._awaiting_key else self.latencies).append(now - self._utt_end)
-                self._listen(now)
-                self._heard_voice = True
-        elif voiced:  # _SPEAK: the app talked over us; that answer's latency means nothing
-            self._overlap = True
-
-    def _listen(self, now: float) -> None:
-        self._state, self._state_since = _LISTEN, now
-        self._heard_voice = self._heard_menu = False
-        self._silent_run = 0
-
     # -- what the caller says -------------------------------------------------------------------
 
     def caller_frame(self) -> bytes | None:
-        gen = self.gen
-        now = _monotonic()
-        if (
-            self._utt is None
-            and self._state == _LISTEN
-            and (
-                (self._heard_voice and self._silent_run >= PROMPT_END_FRAMES)
-                or now - self._state_since > LISTEN_FALLBACK_S
-            )
-        ):
-            if self._heard_menu:  # a key instead of words
-                key, self._next_key = self._next_key, ("2" if self._next_key == "1" else "1")
-                gen.send_key(self, key)
-                self.keys_sent += 1
-                self._state, self._awaiting_key = _AWAIT, True
-                self._utt_end = self._state_since = now
-            else:
-                self._utt, self._utt_i, self._overlap, self._state = gen.utterance, 0, False, _SPEAK
-        self.frames_sent += 1
-        utt = self._utt
-        if utt is None:
-            i = self._noise_i
-            self._noise_i = i + 1 if i + 1 < NOISE_FRAMES else 0
-            return gen.noise[i]
-        frame = utt[self._utt_i]
-        self._utt_i += 1
-        if self._utt_i == len(utt):
-            self._utt = None
-            if self._overlap:
-                self._listen(now)
-            else:
-                self._state, self._awaiting_key, self._utt_end = _AWAIT, False, now
-            self._state_since = now
-        return frame
+        return self._next_frame(_monotonic())
 
     # -- the window -----------------------------------------------------------------------------
 

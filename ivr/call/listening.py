@@ -35,10 +35,10 @@ from typing import Protocol
 
 from ivr.call.turn_models import TurnModels
 from ivr.flow import actions as act
-from ivr.media.bargein import BackchannelFilter, BackchannelSettings, EchoGate, frame_level_db
+from ivr.media.bargein import BackchannelFilter, BackchannelSettings, EchoGate, LastVerdict, frame_level_db
 from ivr.media.endpoint import Endpointer, ListenSettings, MaxLengthReached, SpeechEnded, SpeechStarted
 from ivr.media.turn import CheckTurn, TurnDetector, TurnSettings
-from ivr.media.vad import EnergyVad, FrameVad, level_update
+from ivr.media.vad import EnergyVad
 
 log = logging.getLogger(__name__)
 
@@ -132,47 +132,6 @@ class PlayedLine:
         if not told and now - self._last > 1.5 * FRAME_S:
             gate.note_playback_level(SILENT_DB)  # nothing played for this frame: the line carried silence
             self._last = now
-
-
-class LastVerdict:
-    """A ``FrameVad`` that remembers its last verdict (the backchannel filter reads it), without an echo gate."""
-
-    def __init__(self, inner: FrameVad) -> None:
-        self.inner = inner
-        self.rate = inner.rate
-        self.last = False
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def floor_db(self) -> float | None:
-        return self.inner.floor_db
-
-    @property
-    def level_db(self) -> float:
-        return self.inner.level_db
-
-    def note_playback(self, frame: bytes) -> None:
-        self.inner.note_playback(frame)
-
-    def note_playback_level(self, level: float) -> None:
-        self.inner.note_playback_level(level)
-
-    def reset_echo(self) -> None:
-        self.inner.reset_echo()
-
-    def update(self, frame: bytes, in_speech: bool = False, echo_guard: bool = False) -> bool:
-        self.last = self.inner.update(frame, in_speech, echo_guard)
-        return self.last
-
-    def update_level(
-        self, frame: bytes, level: float, in_speech: bool = False, echo_guard: bool = False
-    ) -> bool:
-        """:meth:`update` with the frame's level already measured (used when the inner VAD can)."""
-        self.last = level_update(self.inner, frame, level, in_speech, echo_guard)
-        return self.last
 
 
 class Listening:

@@ -206,24 +206,18 @@ class BackchannelFilter:
         return None
 
 
-class EchoGate:
-    """A ``FrameVad`` that hears a frame as voice only when ``EchoCheck`` finds more in it than echo.
+class LastVerdict:
+    """A ``FrameVad`` that remembers its last verdict (the backchannel filter reads it), without an echo gate
+    (the simulation's text carriers, which have no echo)."""
 
-    Wraps the call's VAD (energy or Silero): ``Endpointer(rate, detector=EchoGate(vad))`` and
-    ``endpointer.note_playback(frame)`` for every frame sent (silence included), and the prompt's echo,
-    its tail after the prompt stops included, can neither barge in nor join the caller's utterance.
-    """
-
-    def __init__(self, inner: FrameVad, check: EchoCheck | None = None) -> None:
+    def __init__(self, inner: FrameVad) -> None:
         self.inner = inner
         self.rate = inner.rate
-        self.check = check or EchoCheck(inner.rate)
         self.last = False
-        """The last frame's verdict (for a ``BackchannelFilter``)."""
 
     @property
     def name(self) -> str:
-        return f"{self.inner.name}+echo"
+        return self.inner.name
 
     @property
     def floor_db(self) -> float | None:
@@ -232,6 +226,43 @@ class EchoGate:
     @property
     def level_db(self) -> float:
         return self.inner.level_db
+
+    def note_playback(self, frame: bytes) -> None:
+        self.inner.note_playback(frame)
+
+    def note_playback_level(self, level: float) -> None:
+        self.inner.note_playback_level(level)
+
+    def reset_echo(self) -> None:
+        self.inner.reset_echo()
+
+    def update(self, frame: bytes, in_speech: bool = False, echo_guard: bool = False) -> bool:
+        self.last = self.inner.update(frame, in_speech, echo_guard)
+        return self.last
+
+    def update_level(
+        self, frame: bytes, level: float, in_speech: bool = False, echo_guard: bool = False
+    ) -> bool:
+        """:meth:`update` with the frame's level already measured (used when the inner VAD can)."""
+        self.last = level_update(self.inner, frame, level, in_speech, echo_guard)
+        return self.last
+
+
+class EchoGate(LastVerdict):
+    """A ``FrameVad`` that hears a frame as voice only when ``EchoCheck`` finds more in it than echo.
+
+    Wraps the call's VAD (energy or Silero): ``Endpointer(rate, detector=EchoGate(vad))`` and
+    ``endpointer.note_playback(frame)`` for every frame sent (silence included), and the prompt's echo,
+    its tail after the prompt stops included, can neither barge in nor join the caller's utterance.
+    """
+
+    def __init__(self, inner: FrameVad, check: EchoCheck | None = None) -> None:
+        super().__init__(inner)
+        self.check = check or EchoCheck(inner.rate)
+
+    @property
+    def name(self) -> str:
+        return f"{self.inner.name}+echo"
 
     def note_playback(self, frame: bytes) -> None:
         self.inner.note_playback(frame)

@@ -164,3 +164,28 @@ def test_telephone_band(freq: int, kept: bool) -> None:
     y = telephone_band(x, RATE)
     ratio = np.sqrt(np.mean(y**2) / np.mean(x**2))
     assert (ratio > 0.9) if kept else (ratio < 0.1)
+
+
+async def test_end_to_end_measures_speech_end_to_first_reply_frame_at_the_caller(tmp_path: Path) -> None:
+    """One whole call through the runtime with the local OpenAI stand-in: the caller's answer is taken
+    (the flow went to its choice) and the first audible reply frame after the speech's end is timed.
+    Checks that a figure exists and is sane, never how fast it is (README has the figures)."""
+    from ivr.bench import turn_calls
+    from ivr.call.turn_models import TurnModels
+
+    item = make_item(tmp_path, "complete", echo_db=-60.0, answer=True, expect="small")
+    spec = Spec(
+        "t-e2e", "complete", "Which size?", "small", "small", dict(SIZES), echo_db=-60.0, echo_delay_ms=100
+    )
+    item = Item(spec, item.caller, item.prompt, item.prompt_end_ms, item.speech_start_ms,
+                item.speech_end_ms, None)  # fmt: skip
+    models = TurnModels.load(vad="energy", turn=False)
+    try:
+        result = await turn_calls._run_engine("stand-in", [item], tmp_path, models, None)
+    finally:
+        models.close()
+    [outcome] = result.outcomes
+    assert outcome.answer == "small", outcome
+    assert outcome.reply_ms is not None
+    assert 0 < outcome.reply_ms < 5000, outcome
+    assert result.summary()["intent_accuracy"] == 1.0
