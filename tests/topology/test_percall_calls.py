@@ -24,7 +24,7 @@ from tests.asterisk.harness import caller_side
 from tests.asterisk.ivr_runs import ivr_env, ivr_process, ivr_run, ivr_settings
 from tests.asterisk.tcpproxy import TcpProxy
 from tests.conftest import AsteriskFactory
-from tests.real_asterisk import AriProbe, RealAsterisk
+from tests.real_asterisk import AriProbe, RealAsterisk, rerun_if_asterisk_crashed
 from tests.services import free_tcp_port
 
 from .asterisk_setup import APP, PERCALL_USER, configure_percall
@@ -38,6 +38,12 @@ class Kit:
         self.asterisk = asterisk
         self.relay_port = relay_port
         """Where Asterisk's per-call connection goes (the relay in front of ``ivr run``)."""
+
+    async def restart(self) -> None:
+        """Asterisk again after a crash, configured as before (start.sh rewrites the configuration)."""
+        self.asterisk.stop()
+        self.asterisk.start()
+        configure_percall(self.asterisk, port=self.relay_port, password=PASSWORD)
 
     def settings(self, ivr_port: int, **env: str) -> Settings:
         values = {
@@ -59,6 +65,13 @@ def kit(asterisk_factory: AsteriskFactory) -> Kit:
     relay_port = free_tcp_port()
     configure_percall(asterisk, port=relay_port, password=PASSWORD)
     return Kit(asterisk, relay_port)
+
+
+@pytest.fixture(autouse=True)
+async def asterisk_alive(kit: Kit) -> None:
+    """An Asterisk crash in one test (see ``rerun_if_asterisk_crashed``) does not fail the next ones."""
+    if not kit.asterisk.alive():
+        await kit.restart()
 
 
 class Relay(TcpProxy):
@@ -109,6 +122,10 @@ async def test_a_call_runs_over_its_own_socket_and_leaves_nothing_behind(kit: Ki
 
 
 async def test_a_call_whose_socket_drops_is_resumed_at_its_step_in_one_record(kit: Kit) -> None:
+    await rerun_if_asterisk_crashed(kit.asterisk, lambda: socket_drop_scenario(kit), kit.restart)
+
+
+async def socket_drop_scenario(kit: Kit) -> None:
     ivr_port = free_tcp_port()
     relay = Relay(kit.relay_port, ivr_port)
     await relay.start()
@@ -211,6 +228,10 @@ async def test_a_wrong_password_is_refused_and_the_call_goes_to_the_fallback(kit
 async def test_a_dead_workers_call_is_resumed_by_another_worker_of_the_instance(kit: Kit) -> None:
     """``--workers 2`` share the per-call port (SO_REUSEPORT): a worker's SIGKILL drops its call's
     socket, Asterisk reopens it on the same port, the kernel hands it to the live worker."""
+    await rerun_if_asterisk_crashed(kit.asterisk, lambda: dead_worker_scenario(kit), kit.restart)
+
+
+async def dead_worker_scenario(kit: Kit) -> None:
     relay = Relay(kit.relay_port, free_tcp_port())
     env = ivr_env(
         kit.asterisk,

@@ -21,7 +21,7 @@ import pytest
 
 from tests.asterisk.harness import Phone, caller_side
 from tests.conftest import AsteriskFactory, HAProxyFactory, PostgresFactory
-from tests.real_asterisk import AriProbe
+from tests.real_asterisk import AriProbe, rerun_if_asterisk_crashed
 
 from .asterisk_setup import configure_percall
 from .stack import PASSWORD, Instance, Topology
@@ -42,16 +42,30 @@ def services(
     return Topology(asterisk, postgres, database, haproxy, instances)
 
 
-@pytest.fixture
-async def topo(services: Topology) -> AsyncIterator[Topology]:
-    """Both instances up and ready (as HAProxy sees them too), fresh tables; stopped afterwards."""
+async def up(services: Topology) -> None:
+    """Both instances up and ready (as HAProxy sees them too), fresh tables; Asterisk restarted (and
+    configured again) if an earlier test crashed it (see ``rerun_if_asterisk_crashed``)."""
+    if not services.asterisk.alive():
+        services.asterisk.stop()
+        services.asterisk.start()
+        configure_percall(services.asterisk, port=services.haproxy.port, password=PASSWORD)
     await asyncio.gather(*(i.start() for i in services.instances))  # the first one creates the tables
     services.sql("DELETE FROM calls; DELETE FROM checkpoints")
     await until(lambda: set(services.haproxy.server_states().values()) == {"UP"}, 20)
+
+
+async def down(services: Topology) -> None:
+    await asyncio.gather(*(i.stop() for i in services.instances))
+
+
+@pytest.fixture
+async def topo(services: Topology) -> AsyncIterator[Topology]:
+    """The topology up for one test (:func:`up`); its instances stopped afterwards."""
+    await up(services)
     try:
         yield services
     finally:
-        await asyncio.gather(*(i.stop() for i in services.instances))
+        await down(services)
 
 
 async def until(check: object, timeout: float, interval: float = 0.1) -> None:
@@ -117,6 +131,14 @@ async def test_forty_calls_through_haproxy_are_split_across_the_two_instances(to
 async def test_sigkill_of_an_instance_mid_call_its_calls_resume_on_the_other_in_one_record_each(
     topo: Topology,
 ) -> None:
+    async def restart() -> None:
+        await down(topo)
+        await up(topo)
+
+    await rerun_if_asterisk_crashed(topo.asterisk, lambda: sigkill_scenario(topo), restart)
+
+
+async def sigkill_scenario(topo: Topology) -> None:
     asterisk = topo.asterisk
     async with caller_side(asterisk) as side:
         phones = [await side.call("ivr-lines", "7000", formats="slin16") for _ in range(4)]
