@@ -130,6 +130,28 @@ def free_port() -> int:
         return port
 
 
+def free_port_range(count: int, attempts: int = 50) -> int:
+    """A port P with P .. P + count - 1 all free now: ``ivr run --workers N`` in ARI mode listens for
+    AudioSocket on the base port + the worker's index (one free base port is not enough)."""
+    for _ in range(attempts):
+        base = free_port()
+        if base + count > 65536:
+            continue
+        held: list[socket.socket] = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket()
+                held.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+    raise OSError(f"no {count} consecutive free ports on 127.0.0.1")
+
+
 def cpu_model() -> str:
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -37,7 +37,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from ivr.bench.procfs import free_port
+from ivr.bench.procfs import free_port, free_port_range
 from ivr.bench.reference import build_reference
 from ivr.bench.ws_shape import WS_LABEL, WS_SHAPE
 from ivr.sim.ari_server import SimAsterisk
@@ -231,6 +231,8 @@ def ivr_env(
             "IVR_TTS": "sim-text",
             "IVR_PROMPT_CACHE": str(ctx.prompt_cache),
             "IVR_MAX_CALLS": str(max(1000, 2 * calls)),
+            # every call holds one media connection; the cap must not refuse what IVR_MAX_CALLS allows
+            "IVR_AUDIOSOCKET_MAX_CONNECTIONS": str(max(2000, 4 * calls)),
             "IVR_METRICS_LISTEN": f"127.0.0.1:{metrics}",
             "IVR_RECORDS_PATH": str(ctx.work_dir / f"calls-{uuid.uuid4().hex[:8]}.sqlite3"),
             "IVR_SHUTDOWN_GRACE_SECONDS": "2",
@@ -272,7 +274,10 @@ async def start_server(
             raise BenchError(f"the C reference server did not start: {server.tail() or line!r}")
         return server
 
-    port, metrics = free_port(), free_port()
+    metrics = free_port()
+    port = free_port_range(max(1, shape.workers))
+    while port <= metrics < port + max(1, shape.workers):
+        port = free_port_range(max(1, shape.workers))
     env = ivr_env(ctx, shape, rate, calls, port, metrics)
     sim: BenchAsterisk | None = None
     if shape.kind in ARI_SHAPES:

@@ -430,7 +430,7 @@ def table(results: Sequence[ConfigResult]) -> str:
     if all(v is None for v in replies):
         lines.append("")
         lines.append(
-            "speech end -> first reply frame: not measured here (needs the call runtime: run(reply_latency=...))"
+            "speech end -> first reply frame: not measured by these decision runs (see --end-to-end, whole calls)"
         )
     return "\n".join(lines)
 

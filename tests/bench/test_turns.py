@@ -121,7 +121,7 @@ def test_summary_and_table_leave_the_end_to_end_figure_to_the_runtime(tmp_path: 
     assert summary["reply_p50_ms"] is None
     text = turns.table([res])
     assert "energy VAD, 800 ms silence, static echo guard" in text
-    assert "speech end -> first reply frame: not measured here" in text
+    assert "speech end -> first reply frame: not measured by these decision runs" in text
 
 
 def test_reply_latency_hook_is_reported(tmp_path: Path) -> None:
