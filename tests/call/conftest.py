@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from ivr.ari.client import AriClient
 from ivr.audiosocket.server import AudioSocketConfig, AudioSocketServer
@@ -29,6 +30,7 @@ from ivr.sim.ws_media import talking_legs
 from ivr.speech.registry import CallSpeech
 from ivr.speech.simulated import TextTranscriber, ToneSynthesizer
 from ivr.websocket import WebSocketMediaClient
+from tests.fakes.openai_server import API_KEY, FakeOpenAI
 
 DATA = Path(__file__).parent / "data"
 FLOWS = Path(__file__).parents[2] / "flows"
@@ -144,3 +146,16 @@ async def stack() -> AsyncIterator[Stack]:
     s = await make_stack(DATA, "menu")
     yield s
     await close_stack(s)
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[tuple[FakeOpenAI, dict[str, str]]]:
+    """A local OpenAI stand-in (``tests.fakes.openai_server``) and the environment that points at it."""
+    fake = FakeOpenAI()
+    runner = web.AppRunner(fake.app(), handler_cancellation=True, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield fake, {"OPENAI_API_KEY": API_KEY, "OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1"}
+    await runner.cleanup()

@@ -11,19 +11,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from aiohttp import web
 
 from ivr.call.report import TraceEvent
 from ivr.call.speech import registry_factory
 from ivr.ops.metrics import Metrics
 from ivr.sim.caller_leg import CallerVoice
 from ivr.speech.registry import SpeechRegistry
-from tests.fakes.openai_server import API_KEY, Audio, Body, Fail, FakeOpenAI, Hang, Text, tone_pcm
+from tests.fakes.openai_server import Audio, Body, Fail, FakeOpenAI, Hang, Text, tone_pcm
 
 from .conftest import DATA, Stack, close_stack, make_stack
 
@@ -58,18 +57,6 @@ class Call:
     fake: FakeOpenAI
     metrics: Metrics
     trace: list[TraceEvent]
-
-
-@pytest.fixture
-async def api() -> AsyncIterator[tuple[FakeOpenAI, dict[str, str]]]:
-    fake = FakeOpenAI()
-    runner = web.AppRunner(fake.app(), handler_cancellation=True, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield fake, {"OPENAI_API_KEY": API_KEY, "OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1"}
-    await runner.cleanup()
 
 
 async def run_call(

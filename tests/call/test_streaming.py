@@ -9,7 +9,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from aiohttp import web
 
 from ivr.call.report import TraceEvent
 from ivr.call.speech import registry_factory
@@ -17,7 +16,7 @@ from ivr.flow.model import FlowSettings
 from ivr.speech.base import Synthesizer, VoiceIdentity
 from ivr.speech.registry import CallSpeech, SpeechRegistry
 from ivr.speech.simulated import TextTranscriber
-from tests.fakes.openai_server import API_KEY, FakeOpenAI
+from tests.fakes.openai_server import FakeOpenAI
 
 from .conftest import DATA, close_stack, make_stack
 
@@ -28,18 +27,6 @@ async def until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():  # noqa: ASYNC110 - the app's trace
             await asyncio.sleep(0.01)
-
-
-@pytest.fixture
-async def api() -> AsyncIterator[tuple[FakeOpenAI, dict[str, str]]]:
-    fake = FakeOpenAI()
-    runner = web.AppRunner(fake.app(), handler_cancellation=True, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield fake, {"OPENAI_API_KEY": API_KEY, "OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1"}
-    await runner.cleanup()
 
 
 async def test_realtime_hears_the_answer_while_the_caller_speaks(
