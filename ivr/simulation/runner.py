@@ -35,6 +35,7 @@ from ivr.call.ports import SpeechFactory, WebhookHandler
 from ivr.call.report import CallReport, TraceEvent
 from ivr.call.services import CallServices
 from ivr.call.speech import registry_factory
+from ivr.call.turn_models import TurnModels
 from ivr.flow.actions import HttpRequest
 from ivr.flow.events import WebhookFailed, WebhookResult
 from ivr.flow.model import FlowSettings
@@ -231,6 +232,10 @@ async def simulate(
             stack.push_async_callback(pool.aclose)
         if registry is not None:
             stack.push_async_callback(registry.aclose)
+        # Real speech listens as `ivr run` does: Silero and Smart Turn where installed, loaded now.
+        turns = await asyncio.to_thread(TurnModels.load) if mode == "offline" else None
+        if turns is not None:
+            stack.callback(turns.close)
         app = AriApp(
             ari=ari,
             audiosocket=server,
@@ -242,6 +247,7 @@ async def simulate(
                 webhook=_mock_webhooks(script, tracker),
                 recordings_dir=recordings,
                 clock=_pinned_clock(script),
+                turns=turns,
             ),
             config=AriAppConfig(advertise=f"127.0.0.1:{server.port}", step_timeout=10.0, media=media),
             websocket=websocket,
