@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
 from ivr.media.framing import FRAME_MS, frame_samples
-from ivr.media.vad import FrameVad, level_update
+from ivr.media.vad import FrameVad
 
 _SILENT_DB = -100.0
 
@@ -214,6 +215,12 @@ class LastVerdict:
         self.inner = inner
         self.rate = inner.rate
         self.last = False
+        inner_level = getattr(inner, "update_level", None)
+        self._inner_level: Callable[[bytes, float, bool, bool], bool] = (
+            inner_level if inner_level is not None else lambda frame, _level, s, e: inner.update(frame, s, e)
+        )
+        """The inner VAD with a measured level (looked up once, not per frame); one that measures
+        itself ignores the level."""
 
     @property
     def name(self) -> str:
@@ -244,7 +251,7 @@ class LastVerdict:
         self, frame: bytes, level: float, in_speech: bool = False, echo_guard: bool = False
     ) -> bool:
         """:meth:`update` with the frame's level already measured (used when the inner VAD can)."""
-        self.last = level_update(self.inner, frame, level, in_speech, echo_guard)
+        self.last = self._inner_level(frame, level, in_speech, echo_guard)
         return self.last
 
 
@@ -285,7 +292,7 @@ class EchoGate(LastVerdict):
         self, frame: bytes, level: float, in_speech: bool = False, echo_guard: bool = False
     ) -> bool:
         """:meth:`update` with the frame's level already measured (batched: ``ivr.media.batch``)."""
-        voiced = level_update(self.inner, frame, level, in_speech, echo_guard)
+        voiced = self._inner_level(frame, level, in_speech, echo_guard)
         own = self.check.heard(frame)
         self.last = voiced and own
         return self.last

@@ -184,15 +184,6 @@ class FrameVad(Protocol):
         ...
 
 
-def level_update(vad: FrameVad, frame: bytes, level: float, in_speech: bool, echo_guard: bool) -> bool:
-    """``vad.update_level`` when the detector takes a measured level, else ``vad.update`` (which measures
-    the frame itself): for wrappers that pass a batched level on to the detector they wrap."""
-    update_level = getattr(vad, "update_level", None)
-    if update_level is None:
-        return vad.update(frame, in_speech, echo_guard)
-    return bool(update_level(frame, level, in_speech, echo_guard))
-
-
 class EnergyVad:
     """Per-frame voiced/unvoiced decision with an adaptive noise floor.
 

@@ -138,22 +138,22 @@ class BadResponseError(ProviderError):
     """The provider answered something we cannot use (malformed JSON, no audio, wrong format)."""
 
 
+_KINDS: tuple[tuple[type[ProviderError], str], ...] = (
+    (DeadlineExceededError, "timeout"),  # before TransientProviderError, its base
+    (BadResponseError, "bad_response"),
+    (StreamInterruptedError, "stream_cut"),
+    (ProviderAuthError, "auth"),
+    (QuotaExceededError, "quota"),
+    (RequestRejectedError, "rejected"),
+    (ProviderConfigError, "config"),
+)
+
+
 def error_kind(exc: ProviderError) -> str:
     """A short, bounded label for a failure (the ``kind`` of ``ivr_provider_errors_total``)."""
-    if isinstance(exc, DeadlineExceededError):
-        return "timeout"
-    if isinstance(exc, BadResponseError):
-        return "bad_response"
-    if isinstance(exc, StreamInterruptedError):
-        return "stream_cut"
-    if isinstance(exc, ProviderAuthError):
-        return "auth"
-    if isinstance(exc, QuotaExceededError):
-        return "quota"
-    if isinstance(exc, RequestRejectedError):
-        return "rejected"
-    if isinstance(exc, ProviderConfigError):
-        return "config"
+    for cls, kind in _KINDS:
+        if isinstance(exc, cls):
+            return kind
     if isinstance(exc, TransientProviderError):
         if exc.status is not None and exc.status >= 500:
             return "http_5xx"
