@@ -2,8 +2,12 @@
 
 pip reads ``requires-python`` only after it has started resolving the dependencies, and on an older
 Python it then backtracks through their releases for minutes. Building the project's metadata (the
-first thing pip does with a local project) runs this file, so the check comes first. Everything else
-about the build is in pyproject.toml.
+first thing pip does with a local project) runs this file, so the check comes first.
+
+It also declares the one native part, ``ivr.audiosocket._pacer`` (the AudioSocket pacing thread, plain C
+and the Python C API, Linux): built when a C compiler is there, skipped otherwise (``optional``), and then
+``ivr run`` paces on the event loop as before (README, AudioSocket, "Pacing"). Everything else about the
+build is in pyproject.toml.
 """
 
 import sys
@@ -15,6 +19,13 @@ if sys.version_info < (3, 11):  # noqa: UP036
         "Create the venv with a newer Python, e.g.: python3.11 -m venv .venv"
     )
 
-from setuptools import setup
+from setuptools import Extension, setup
 
-setup()
+PACER = Extension(
+    "ivr.audiosocket._pacer",
+    sources=["ivr/audiosocket/_pacer.c"],
+    extra_compile_args=["-O2", "-std=gnu11", "-Wall"],
+    optional=True,
+)
+
+setup(ext_modules=[PACER] if sys.platform.startswith("linux") else [])

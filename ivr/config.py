@@ -116,6 +116,17 @@ class Settings(BaseModel):
     audiosocket_max_connections: int = Field(
         1000, ge=1, description="AudioSocket connections at once, from everyone (calls and not-yet-calls)"
     )
+    pacer: Literal["auto", "native", "loop"] = Field(
+        "auto",
+        description="who paces AudioSocket frames: native (a C thread, off the event loop), loop (the event "
+        "loop's frame clock), auto (native where it is built)",
+    )
+    pacer_realtime: int = Field(
+        0,
+        ge=0,
+        le=99,
+        description="SCHED_FIFO priority for the native pacing thread where allowed (0: normal)",
+    )
     audiosocket_max_per_source: int | None = Field(
         None,
         ge=0,

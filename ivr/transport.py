@@ -94,6 +94,10 @@ class PlayedTap(Protocol):
 
     def played(self, frame: bytes | memoryview | None, at: float) -> None: ...
 
+    def played_db(self, level_db: float, at: float) -> None:
+        """As :meth:`played`, with the frame's level (dBFS, DC removed; -100 for silence) measured by
+        whoever wrote it: the native pacer measures each frame as it writes it, off the event loop."""
+
     def flushed(self, at: float) -> None: ...
 
     def held(self, at: float) -> None: ...

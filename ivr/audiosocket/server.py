@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from typing import cast
 
 from ivr.audiosocket.clock import Clock, FrameClock, LoopClock
 from ivr.audiosocket.memory import release_free_memory
+from ivr.audiosocket.native import NativePacer, native_available, realtime_loop
 from ivr.audiosocket.protocol import (
     DEFAULT_MAX_PAYLOAD,
     HANGUP_MESSAGE,
@@ -70,6 +72,12 @@ class AudioSocketConfig:
     reuse_port: bool = False
     """SO_REUSEPORT: several worker processes share one port, the kernel spreads connections over them
     (dialplan-only mode with ``--workers N``)."""
+    pacer: str = "auto"
+    """Who paces outbound frames: ``native`` (a thread of ours in C: :mod:`ivr.audiosocket.native`),
+    ``loop`` (the event loop's frame clock) or ``auto`` (native where it is built and the loop runs on
+    the system clock, else the loop)."""
+    pacer_realtime: int = 0
+    """SCHED_FIFO priority of the native pacing thread (1-99) where the process may set it; 0: normal."""
     trim_interval: float | None = 30.0
     """Give freed memory back to the system (:mod:`ivr.audiosocket.memory`) this often while calls are
     live, and once as soon as the last call has ended (None: never)."""
@@ -124,6 +132,8 @@ class AudioSocketServer:
         self.on_session = on_session
         self._clock = clock
         self.frame_clock: FrameClock | None = None
+        self.pacer: NativePacer | None = None
+        """The native pacing thread, when it paces (see ``AudioSocketConfig.pacer``)."""
         self.stats = ServerStats()
         self.sessions: dict[uuid.UUID, AudioSocketSession] = {}
         self._expected: dict[uuid.UUID, Expectation] = {}
@@ -147,6 +157,7 @@ class AudioSocketServer:
         loop = asyncio.get_running_loop()
         clock = self._clock or LoopClock(loop)
         self.frame_clock = FrameClock(clock)
+        self.pacer = self._make_pacer(loop)
         self._server = await loop.create_server(
             lambda: _Connection(self),
             self.config.host,
@@ -159,7 +170,27 @@ class AudioSocketServer:
             self._sweeper = loop.create_task(self._sweep_idle(self.config.idle_timeout), name="ivr-as-idle")
         if self.config.trim_interval is not None:
             self._trimmer = loop.create_task(self._trim_memory(self.config.trim_interval), name="ivr-as-trim")
-        log.info("AudioSocket listening on %s:%d", *self.address)
+        log.info("AudioSocket listening on %s:%d, %s pacing", *self.address, self.pacing)
+
+    def _make_pacer(self, loop: asyncio.AbstractEventLoop) -> NativePacer | None:
+        choice = self.config.pacer
+        if choice not in ("auto", "native", "loop"):
+            raise ValueError(f"pacer must be auto, native or loop, not {choice!r}")
+        if choice == "loop" or self._clock is not None:
+            return None
+        if choice == "auto" and not (native_available() and realtime_loop(loop)):
+            return None
+        if not realtime_loop(loop):
+            raise RuntimeError("the native pacer needs a loop on the system clock (not virtual time)")
+        # The session's queue drops the oldest audio of a slow consumer; the thread's own bound (2 s, at least
+        # twice the queue's) only keeps a stalled loop from piling up memory.
+        inbound_max = max(100, 2 * self.config.inbound_max_frames)
+        return NativePacer(loop, realtime=self.config.pacer_realtime, inbound_max=inbound_max)
+
+    @property
+    def pacing(self) -> str:
+        """``native`` or ``loop``: who paces this server's sessions."""
+        return "native" if self.pacer is not None else "loop"
 
     @property
     def address(self) -> tuple[str, int]:
@@ -204,6 +235,8 @@ class AudioSocketServer:
             self._server = None
         if self.frame_clock is not None:
             self.frame_clock.close()
+        if self.pacer is not None:
+            self.pacer.close()
 
     async def __aenter__(self) -> AudioSocketServer:
         await self.start()
@@ -260,6 +293,7 @@ class AudioSocketServer:
             prebuffer_ms=self.config.prebuffer_ms,
             peer=conn.peer,
             close_transport=conn.close_gracefully,
+            pacer=self.pacer,
         )
         self.sessions[call_id] = session
         if expectation is not None:
@@ -345,6 +379,10 @@ class _Connection(asyncio.BufferedProtocol):
         self._uuid_timer: asyncio.TimerHandle | None = None
         self._lingering: asyncio.TimerHandle | None = None
         self._done = False
+        self._hand_over = False
+        """The session is paced natively: hand its socket's reading to the pacer's thread next."""
+        self._native_reading = False
+        self._native_error: OSError | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
@@ -391,9 +429,49 @@ class _Connection(asyncio.BufferedProtocol):
             if buf[0] == session.audio_kind and (buf[1] << 8) | buf[2] == nbytes - HEADER_SIZE:
                 self.decoder.skip(nbytes)
                 session.on_audio_payload(self._view[HEADER_SIZE:nbytes].tobytes())
+                if self._hand_over:
+                    self._to_native()
                 return
+        self._feed(self._view[:nbytes])
+        if self._hand_over:
+            self._to_native()
+
+    def _to_native(self) -> None:
+        """From here on the pacer's thread reads this socket (once no partial message is left here)."""
+        session = self.session
+        native = session.native if session is not None else None
+        if self._done or native is None:
+            self._hand_over = False
+            return
+        if self.decoder.buffered:
+            return  # the rest of that message comes with the next read
+        self._hand_over = False
+        self.transport.pause_reading()
+        self._native_reading = True
+        native.pacer.read(native, self)
+
+    # -- the native thread's reads (ivr.audiosocket.native.NativeReader) --
+
+    def native_audio(self, payload: bytes) -> None:
+        session = self.session
+        if not self._done and session is not None:
+            self.decoder.skip(HEADER_SIZE + len(payload))  # the stream offset stays true for error lines
+            session.on_audio_payload(payload)
+
+    def native_raw(self, data: bytes) -> None:
+        if not self._done:
+            self._feed(data)
+
+    def native_closed(self, err: int) -> None:
+        self._native_reading = False
+        if err:
+            self._native_error = OSError(err, os.strerror(err))
+        if not self.transport.is_closing():
+            self.transport.close()  # as eof_received: close our side at once (connection_lost follows)
+
+    def _feed(self, data: bytes | memoryview) -> None:
         try:
-            frames = self.decoder.feed(self._view[:nbytes])
+            frames = self.decoder.feed(data)
         except ProtocolError as exc:
             self._dispatch(exc.frames)
             if not self._done:
@@ -425,6 +503,7 @@ class _Connection(asyncio.BufferedProtocol):
             if self.session is None:
                 self.shutdown("refused")
                 return
+            self._hand_over = self.session.native is not None
 
     def _name(self) -> str:
         return str(self.session.uuid) if self.session else "no UUID yet"
@@ -458,6 +537,10 @@ class _Connection(asyncio.BufferedProtocol):
         if self.session is not None:
             self.server._forget(self.session)  # the call is over; only the socket lingers
         transport = self.transport
+        if self._native_reading:  # the session's end took the socket off the thread: read (and drop) here
+            self._native_reading = False
+            if not transport.is_closing():
+                transport.resume_reading()
         if transport.is_closing() or self._lingering is not None:
             return
         if not transport.can_write_eof():
@@ -484,6 +567,7 @@ class _Connection(asyncio.BufferedProtocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        exc = exc or self._native_error
         reading = not self._done  # the peer went away on its own while we were still reading
         self._done = True
         if self._uuid_timer is not None:

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Literal
 
 from ivr.audiosocket.clock import FrameClock
+from ivr.audiosocket.native import NativePacer, NativePlayback, NativePlayer
 from ivr.audiosocket.player import Playback, Player
 from ivr.audiosocket.protocol import (
     HANGUP_MESSAGE,
@@ -66,6 +67,7 @@ class AudioSocketSession:
         prebuffer_ms: int,
         peer: str,
         close_transport: Callable[[], None] | None = None,
+        pacer: NativePacer | None = None,
     ) -> None:
         self.uuid = call_id
         self.mode: SessionMode = mode
@@ -74,7 +76,14 @@ class AudioSocketSession:
         self._close_transport = close_transport or transport.close
         self._frame_clock = frame_clock
         self.inbound = InboundQueue(inbound_max_frames)
-        self.player = Player(self._write, rate, frame_clock.clock, prebuffer_ms=prebuffer_ms)
+        self.player: Player | NativePlayer
+        self._native: NativePlayer | None = None
+        if pacer is not None:
+            sock = transport.get_extra_info("socket")
+            self.player = self._native = pacer.player(sock.fileno(), rate, prebuffer_ms=prebuffer_ms)
+        else:
+            self.player = Player(self._write, rate, frame_clock.clock, prebuffer_ms=prebuffer_ms)
+        self._pacing = True
         self.frames_received = 0
         self.rx_since_sweep = False
         self.close_reason: str | None = None
@@ -92,7 +101,8 @@ class AudioSocketSession:
         if self._rate_locked:
             self._rate_known.set_result(rate)
             self._expect_audio(rate)
-        frame_clock.add(self.player)
+        if self._native is None:
+            frame_clock.add(self.player)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
         return f"<AudioSocketSession {self.uuid} {self.mode} {self.rate} Hz from {self.peer}>"
@@ -107,7 +117,8 @@ class AudioSocketSession:
 
     @property
     def dropped_audio(self) -> int:
-        return self.inbound.dropped_audio
+        native = self._native
+        return self.inbound.dropped_audio + (native.inbound_dropped if native is not None else 0)
 
     def media_stats(self) -> MediaStats:
         """What this call's media counted (read at the call's end): the app paces, so lateness too."""
@@ -154,7 +165,7 @@ class AudioSocketSession:
             self._expect_audio(self.rate)
         return self.rate
 
-    def play(self, source: PcmSource, *, prebuffer_ms: int | None = None) -> Playback:
+    def play(self, source: PcmSource, *, prebuffer_ms: int | None = None) -> Playback | NativePlayback:
         """Queue PCM at the session rate (see :attr:`rate`); resample upstream if needed.
 
         On a closed session this returns a playback that is already stopped (no frame is written): a
@@ -187,6 +198,7 @@ class AudioSocketSession:
         """
         if self.closed:
             return
+        self._stop_pacing()  # first: nothing else may write to the socket while the pacer does
         if not self._transport.is_closing():
             self._transport.write(HANGUP_MESSAGE)
         self._close(reason)
@@ -197,6 +209,18 @@ class AudioSocketSession:
 
     # -- called by the connection -------------------------------------------------------------
 
+    def _stop_pacing(self) -> None:
+        if not self._pacing:
+            return
+        self._pacing = False
+        native = self._native
+        if native is None:
+            self._frame_clock.remove(self.player)  # type: ignore[arg-type]
+            return
+        rest = native.close()
+        if rest and not self._transport.is_closing():
+            self._transport.write(rest)  # the rest of a message the pacer had half written
+
     def _write(self, message: bytes) -> None:
         transport = self._transport
         if not transport.is_closing():
@@ -205,6 +229,13 @@ class AudioSocketSession:
     def _expect_audio(self, rate: int) -> None:
         self.audio_kind = RATE_KINDS[rate]
         self.audio_message = HEADER_SIZE + frame_bytes(rate)
+        if self._native is not None:
+            self._native.expect_input(self.audio_kind, frame_bytes(rate))
+
+    @property
+    def native(self) -> NativePlayer | None:
+        """The native pacer's player when the thread paces (and reads) this session."""
+        return self._native
 
     def on_audio_payload(self, payload: bytes) -> None:
         """One 20 ms audio message of the settled rate, parsed by the connection's fast path (the usual
@@ -289,7 +320,7 @@ class AudioSocketSession:
         if self._closed.done():
             return
         self.close_reason = reason
-        self._frame_clock.remove(self.player)
+        self._stop_pacing()
         self.player.stop_all()
         self.inbound.put(MediaClosed(reason))
         self._closed.set_result(reason)

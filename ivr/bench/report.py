@@ -116,6 +116,7 @@ def document(
         "machine": machine(),
         "generator_loop": generator_loop,
         "server_loop": ctx.app_loop,
+        "server_pacer": ctx.app_pacer,
         "workers_flag": ctx.workers_flag,
         "reference_binary": str(ctx.reference) if ctx.reference else None,
         "skipped": skipped,
@@ -129,7 +130,8 @@ def describe_machine(doc: dict[str, Any]) -> str:
     m = doc["machine"]
     return (
         f"machine: {m['nproc']} CPUs ({m['cpu_model'] or 'unknown model'}), kernel {m['kernel']}, "
-        f"{m['implementation']} {m['python']}; ivr run on {doc['server_loop']}, generator on "
+        f"{m['implementation']} {m['python']}; ivr run on {doc['server_loop']} "
+        f"({doc.get('server_pacer', 'loop')} pacing), generator on "
         f"{doc['generator_loop']}; load average {m['loadavg_1m_at_start']} at start"
     )
 

@@ -92,6 +92,10 @@ class BenchContext:
     prompt_cache: Path | None = None
     workers_flag: bool = False
     app_loop: str = "asyncio"
+    pacer: str = "auto"
+    """``IVR_PACER`` for the ``ivr run`` shapes (auto, native or loop)."""
+    app_pacer: str = "loop"
+    """Who paced them: ``native`` when asked for (or auto) and the native pacer is built, else ``loop``."""
 
 
 def workers_supported(python: str = sys.executable) -> bool:
@@ -127,9 +131,11 @@ def prerender(python: str, cache: Path, work_dir: Path) -> None:
         raise BenchError(f"ivr prerender failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
 
 
-def prepare(shapes: list[Shape], work_dir: Path, python: str = sys.executable) -> BenchContext:
+def prepare(
+    shapes: list[Shape], work_dir: Path, python: str = sys.executable, pacer: str = "auto"
+) -> BenchContext:
     """Build what the shapes need once: the C reference, the prompt cache, the ``--workers`` check."""
-    ctx = BenchContext(work_dir=work_dir, python=python)
+    ctx = BenchContext(work_dir=work_dir, python=python, pacer=pacer)
     if any(s.kind == "ref" for s in shapes):
         ctx.reference = build_reference()
     if any(s.kind != "ref" for s in shapes):
@@ -137,6 +143,10 @@ def prepare(shapes: list[Shape], work_dir: Path, python: str = sys.executable) -
         prerender(python, ctx.prompt_cache, work_dir)
         ctx.workers_flag = workers_supported(python)
         ctx.app_loop = "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
+        built = importlib.util.find_spec("ivr.audiosocket._pacer") is not None
+        if pacer == "native" and not built:
+            raise BenchError("--pacer native: the native pacer is not built (reinstall with gcc)")
+        ctx.app_pacer = "native" if pacer != "loop" and built else "loop"
     return ctx
 
 
@@ -236,6 +246,7 @@ def ivr_env(
             "IVR_METRICS_LISTEN": f"127.0.0.1:{metrics}",
             "IVR_RECORDS_PATH": str(ctx.work_dir / f"calls-{uuid.uuid4().hex[:8]}.sqlite3"),
             "IVR_SHUTDOWN_GRACE_SECONDS": "2",
+            "IVR_PACER": ctx.pacer,
         }
     )
     if shape.kind in ARI_SHAPES:

@@ -101,6 +101,9 @@ class PlayedLine:
         level = SILENT_DB if frame is None else frame_level_db(frame)  # type: ignore[arg-type]
         self._due.append((at, level))
 
+    def played_db(self, level_db: float, at: float) -> None:
+        self._due.append((at, level_db))
+
     def flushed(self, at: float) -> None:
         due = self._due
         while due and due[-1][0] > at:

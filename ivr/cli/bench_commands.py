@@ -105,6 +105,12 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
         default=25.0,
         help="quiet: all CPUs together below this %% busy (default 25)",
     )
+    p.add_argument(
+        "--pacer",
+        choices=("auto", "native", "loop"),
+        default="auto",
+        help="who paces AudioSocket frames in the ivr run shapes (IVR_PACER; default auto: native where built)",
+    )
     p.add_argument("--out", type=Path, help="JSON result (default benchmarks/results/bench-DATE.json)")
     p.add_argument("--plot", type=Path, help="PNG plot, needs matplotlib (default: beside --out)")
     p.add_argument("--log-dir", type=Path, help="keep the servers' logs here (default: discarded)")
@@ -186,7 +192,7 @@ def run_search_command(args: argparse.Namespace) -> int:
     run, loop_name = _runner()
     with tempfile.TemporaryDirectory(prefix="ivr-bench-") as work:
         try:
-            ctx = prepare(plan.shapes, Path(work))
+            ctx = prepare(plan.shapes, Path(work), pacer=args.pacer)
         except ReferenceBuildError as exc:
             print(f"ivr bench: {exc} (or leave it out: --shapes dialplan,ari)", file=sys.stderr)
             return 1

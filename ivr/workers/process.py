@@ -325,6 +325,8 @@ async def serve(
                 max_connections=settings.audiosocket_max_connections,
                 max_per_source=settings.per_source_limit,
                 reuse_port=seat is not None and seat.reuse_port,
+                pacer=settings.pacer,
+                pacer_realtime=settings.pacer_realtime,
             ),
             on_session=dialplan.handle if dialplan else None,
         )

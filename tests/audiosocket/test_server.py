@@ -22,16 +22,28 @@ from ivr.audiosocket import (
     encode_dtmf,
     encode_hangup,
 )
+from ivr.audiosocket.native import native_available
 from ivr.audiosocket.protocol import FrameDecoder, Kind, encode_uuid
 from ivr.transport import AudioIn, DigitIn, MediaClosed, PeerHangup
 
 from .peer import AsteriskPeer
 
 
+@pytest.fixture(autouse=True, params=["native", "loop"])
+def pacing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every scenario twice: paced (and read) by the native thread, and on the event loop."""
+    if request.param == "loop":
+        monkeypatch.setattr("ivr.audiosocket.server.native_available", lambda: False)
+    elif not native_available():
+        pytest.skip("the native pacer is not built here (pip install -e . with gcc)")
+    return str(request.param)
+
+
 @pytest.fixture
-async def server() -> AsyncIterator[AudioSocketServer]:
+async def server(pacing: str) -> AsyncIterator[AudioSocketServer]:
     srv = AudioSocketServer(AudioSocketConfig(port=0, uuid_timeout=0.3))
     await srv.start()
+    assert srv.pacing == pacing
     yield srv
     await srv.close()
 

@@ -37,6 +37,9 @@ class Taps:
     def played(self, frame: bytes | memoryview | None, at: float) -> None:
         self.frames.append((None if frame is None else value_of(bytes(frame)), at))
 
+    def played_db(self, level_db: float, at: float) -> None:
+        self.frames.append((None, at))
+
     def flushed(self, at: float) -> None:
         self.events.append(("flushed", at))
 

@@ -1,0 +1,422 @@
+"""Outbound pacing on a native thread: the event loop hands prompts over and never paces a frame itself.
+
+:class:`NativePacer` wraps ``ivr.audiosocket._pacer`` (C, built with the package where a compiler is
+there): one thread per process that writes every session's 20 ms messages at their deadlines on its own
+clock, so a busy event loop (a garbage collection, a slow callback, hundreds of calls' inbound audio)
+delays no caller's audio. :class:`NativePlayer` and :class:`NativePlayback` have the interface of
+:class:`~ivr.audiosocket.player.Player` and :class:`~ivr.audiosocket.player.Playback`, so a session
+uses either the same way: a prompt's bytes go to the thread by reference (no copy), a stream's chunks as
+they come; the thread reports when each prompt starts and ends through an eventfd the loop watches, and
+the levels of what it played, which go to the echo check before the caller frames read with them.
+
+The same thread reads the sockets it paces, once a session is set up (:meth:`NativePacer.read`): it cuts
+the usual 20 ms audio messages out itself and hands everything read to the loop in one drain per wake-up
+(:class:`NativeReader`), so the loop runs one callback for all the calls' audio instead of one per read.
+
+Without the module (no compiler at install, not Linux) or with ``IVR_PACER=loop`` the server paces on
+the loop's :class:`~ivr.audiosocket.clock.FrameClock` as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterable
+from types import ModuleType
+from typing import Protocol
+
+from ivr.audiosocket.player import _aclose
+from ivr.audiosocket.protocol import RATE_KINDS, frame_bytes
+from ivr.audiosocket.stats import LatencyHistogram
+from ivr.transport import PcmSource, PlayedTap, PlayoutResult, PlayoutState
+
+log = logging.getLogger(__name__)
+
+_pacer: ModuleType | None
+try:
+    from ivr.audiosocket import _pacer  # type: ignore[attr-defined,no-redef]
+except ImportError:  # not built here: the loop paces
+    _pacer = None
+
+_NS = 1e-9
+_SPACE_POLL = 0.1
+"""Seconds between looks at a stream's unplayed audio while its producer waits for room (a stream is
+read at most ``max_ahead`` ahead; the room opens at real-time speed, so a coarse look is enough)."""
+
+
+def native_available() -> bool:
+    return _pacer is not None
+
+
+def realtime_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    """True when ``loop.time()`` is the system's monotonic clock (asyncio's and uvloop's loops), which the
+    native thread's deadlines are on; a virtual-time loop (``ivr test``, tests) paces on the loop."""
+    return type(loop).time is asyncio.BaseEventLoop.time or type(loop).__module__.startswith("uvloop")
+
+
+class NativeReader(Protocol):
+    """Who gets a session's inbound bytes once the thread reads its socket (the AudioSocket connection)."""
+
+    def native_audio(self, payload: bytes) -> None:
+        """One usual audio message's payload (the kind and size given by ``NativePlayer.expect_input``)."""
+
+    def native_raw(self, data: bytes) -> None:
+        """Any other bytes, whole messages (or the raw stream after a message too big to hold)."""
+
+    def native_closed(self, err: int) -> None:
+        """The peer closed (``err`` 0) or the socket failed (an errno); nothing more comes."""
+
+
+class NativePacer:
+    """The process's pacing thread; owned by the AudioSocket server, closed with it.
+
+    ``realtime``: run the thread at this SCHED_FIFO priority when the process may (CAP_SYS_NICE); 0 (the
+    default) keeps the usual scheduling. Real-time priority keeps frames on time even with every core busy.
+    ``inbound_max``: caller frames per session the thread holds for the loop between two drains; when the
+    loop falls further behind, the newest are dropped and counted (``NativePlayer.inbound_dropped``), as the
+    session's inbound queue drops its oldest.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, realtime: int = 0, inbound_max: int = 50) -> None:
+        if _pacer is None:
+            raise RuntimeError(
+                "the native pacer (ivr.audiosocket._pacer) is not built: reinstall with a C compiler "
+                "(apt-get install gcc python3-dev), or set IVR_PACER=loop"
+            )
+        self._loop = loop
+        self.c = _pacer.Pacer(realtime=realtime, inbound_max=inbound_max)
+        self._players: dict[int, NativePlayer] = {}
+        self._readers: dict[int, NativeReader] = {}
+        self._fd: int = self.c.fileno()
+        loop.add_reader(self._fd, self._drain)
+        self.closed = False
+
+    def player(self, fd: int, rate: int, *, prebuffer_ms: int = 60, max_ahead_ms: int = 5000) -> NativePlayer:
+        player = NativePlayer(self, fd, rate, prebuffer_ms=prebuffer_ms, max_ahead_ms=max_ahead_ms)
+        self._players[player.sid] = player
+        return player
+
+    def forget(self, player: NativePlayer) -> None:
+        self._players.pop(player.sid, None)
+        self._readers.pop(player.sid, None)
+
+    def read(self, player: NativePlayer, reader: NativeReader) -> None:
+        """Read ``player``'s socket on the thread from now on, for ``reader``. The loop must have stopped
+        reading it (``transport.pause_reading()``) with no partial message left in its decoder."""
+        self._readers[player.sid] = reader
+        self.c.watch(player.sid)
+
+    def clock_stats(self) -> tuple[LatencyHistogram, int, int, bool]:
+        """(how late the thread woke against its slots, wake-ups, periods skipped, real-time priority)."""
+        bins, wakeups, skipped, _live, realtime, _reads, _frames_in = self.c.clock_stats()
+        return _histogram(bins, wakeups, None, None), int(wakeups), int(skipped), bool(realtime)
+
+    def _drain(self) -> None:
+        assert _pacer is not None
+        events, played, inbound = self.c.drain()
+        players = self._players
+        for kind, sid, pid, frames, underruns, at_ns, err in events:
+            player = players.get(sid)
+            if player is not None:
+                player._event(kind, pid, frames, underruns, at_ns, err)
+        for sid, at_ns, level in played:  # before the caller frames read with them (the echo reference)
+            player = players.get(sid)
+            tap = player._tap if player is not None else None
+            if tap is not None:
+                tap.played_db(level, at_ns * _NS)
+        if not inbound:
+            return
+        readers = self._readers
+        audio, raw = _pacer.AUDIO, _pacer.RAW
+        for sid, kind, data in inbound:
+            reader = readers.get(sid)
+            if reader is None:
+                continue
+            if kind == audio:
+                reader.native_audio(data)
+            elif kind == raw:
+                reader.native_raw(data)
+            else:
+                readers.pop(sid, None)
+                reader.native_closed(data)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._loop.remove_reader(self._fd)
+        for player in list(self._players.values()):
+            player.close()
+        self.c.close()
+
+
+def _histogram(bins: list[int], count: int, total: float | None, maximum: float | None) -> LatencyHistogram:
+    hist = LatencyHistogram()
+    hist._bins = list(bins)
+    hist.count = int(count)
+    width = 0.0001
+    used = [i for i, n in enumerate(bins) if n]
+    hist.max = maximum if maximum is not None else ((used[-1] + 1) * width if used else 0.0)
+    hist.total = total if total is not None else sum(n * (i + 0.5) * width for i, n in enumerate(bins))
+    return hist
+
+
+class NativePlayback:
+    """One prompt on the native thread (an :class:`ivr.transport.Playout`); "written" is "played", as for
+    the loop's player. ``stop()`` acts before the next frame: the thread takes no frame of it after."""
+
+    __slots__ = (
+        "_done",
+        "_error",
+        "_player",
+        "_producer",
+        "_source",
+        "first_frame_at",
+        "frames",
+        "pid",
+        "state",
+        "underruns",
+    )
+
+    def __init__(
+        self, player: NativePlayer, pid: int, source: PcmSource, prebuffer: int, max_ahead: int
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        self._player = player
+        self.pid = pid
+        self._done: asyncio.Future[PlayoutResult] = loop.create_future()
+        self.state = PlayoutState.QUEUED
+        self.frames = 0
+        self.underruns = 0
+        self.first_frame_at: float | None = None
+        self._error: BaseException | None = None
+        self._source: bytes | None = None
+        self._producer: asyncio.Task[None] | None = None
+        c, sid = player.pacer.c, player.sid
+        if not c.play(sid, pid, prebuffer):
+            self._finish(PlayoutState.CLEARED, 0, 0)
+            return
+        if isinstance(source, bytes | bytearray | memoryview):
+            data = source if isinstance(source, bytes) else bytes(source)
+            self._source = data or None
+            c.append(sid, pid, data, True)
+        else:
+            self._producer = loop.create_task(self._produce(source, max_ahead), name="ivr-playback-producer")
+
+    @property
+    def done(self) -> bool:
+        return self._done.done()
+
+    @property
+    def source(self) -> bytes | None:
+        """The bytes this prompt plays (the very object it was given), or None once it is over."""
+        return None if self._done.done() else self._source
+
+    async def wait(self) -> PlayoutResult:
+        return await asyncio.shield(self._done)
+
+    def stop(self) -> None:
+        if self._done.done():
+            return
+        player = self._player
+        for _pid, frames, underruns, first_ns in player.pacer.c.stop(player.sid, self.pid):
+            self._started(first_ns)
+            self._finish(PlayoutState.CLEARED, frames, underruns)
+        self._finish(PlayoutState.CLEARED, self.frames, self.underruns)  # already gone from the thread
+
+    async def _produce(self, source: AsyncIterable[bytes], max_ahead: int) -> None:
+        c, sid, pid = self._player.pacer.c, self._player.sid, self.pid
+        try:
+            async for chunk in source:
+                if self._done.done():
+                    return
+                if not chunk:
+                    continue
+                if type(chunk) is not bytes:
+                    chunk = bytes(chunk)  # a mutable buffer may be reused by the stream: copy it once
+                if not c.append(sid, pid, chunk):
+                    return  # stopped meanwhile
+                # the room opens at the thread's pace and no event says so: a coarse look suffices
+                while c.queued(sid, pid) >= max_ahead and not self._done.done():  # noqa: ASYNC110
+                    await asyncio.sleep(_SPACE_POLL)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the source (a TTS stream) broke: play what we have, then report it
+            self._error = exc
+        finally:
+            if not self._done.done():
+                c.append(sid, pid, b"", True)
+            else:
+                await _aclose(source)
+
+    def _started(self, first_ns: int) -> None:
+        if first_ns and self.first_frame_at is None:
+            self.first_frame_at = first_ns * _NS
+            if self.state is PlayoutState.QUEUED:
+                self.state = PlayoutState.PLAYING
+
+    def _finish(self, state: PlayoutState, frames: int, underruns: int) -> None:
+        if self._done.done():
+            return
+        if state is PlayoutState.COMPLETED and self._error is not None:
+            state = PlayoutState.FAILED
+        self.state = state
+        self.frames = int(frames)
+        self.underruns = int(underruns)
+        self._source = None
+        self._done.set_result(PlayoutResult(state, self.frames, self.underruns, self._error))
+        self._player._playbacks.pop(self.pid, None)
+        producer = self._producer
+        if producer is not None and not producer.done() and producer is not asyncio.current_task():
+            producer.cancel()
+
+
+class NativePlayer:
+    """Paced output of one session on the native thread (the interface of ``Player``)."""
+
+    def __init__(
+        self, pacer: NativePacer, fd: int, rate: int, *, prebuffer_ms: int, max_ahead_ms: int
+    ) -> None:
+        self.pacer = pacer
+        self.prebuffer_ms = prebuffer_ms
+        self.max_ahead_ms = max_ahead_ms
+        self.paused = False
+        """Kept for the interface: the thread writes to the socket itself and counts what would block."""
+        self.held = False
+        self._tap: PlayedTap | None = None
+        self._playbacks: dict[int, NativePlayback] = {}
+        self._next_pid = 1
+        self.rate = rate
+        self.frame_size = frame_bytes(rate)
+        self.sid: int = pacer.c.open(fd, self.frame_size, RATE_KINDS[rate])
+        self._closed = False
+        self._final: tuple[int, int, int, int, int, list[int], int, float, float, int] | None = None
+
+    def set_rate(self, rate: int) -> None:
+        self.rate = rate
+        self.frame_size = frame_bytes(rate)
+        if not self._closed:
+            self.pacer.c.set_format(self.sid, self.frame_size, RATE_KINDS[rate])
+
+    @property
+    def is_playing(self) -> bool:
+        return any(not p.done for p in self._playbacks.values())
+
+    def play(self, source: PcmSource, *, prebuffer_ms: int | None = None) -> NativePlayback:
+        pre = self.prebuffer_ms if prebuffer_ms is None else prebuffer_ms
+        pid, self._next_pid = self._next_pid, self._next_pid + 1
+        playback = NativePlayback(
+            self,
+            pid,
+            source,
+            max(self.frame_size, frame_bytes(self.rate, pre)),
+            max(2 * self.frame_size, frame_bytes(self.rate, self.max_ahead_ms)),
+        )
+        if not playback.done:
+            self._playbacks[pid] = playback
+        return playback
+
+    def hold(self) -> bool:
+        if not self.is_playing:
+            return False
+        self.held = True
+        self.pacer.c.hold(self.sid, True)
+        return True
+
+    def release(self) -> None:
+        self.held = False
+        if not self._closed:
+            self.pacer.c.hold(self.sid, False)
+
+    def stop_all(self) -> int:
+        self.held = False
+        live = [p for p in self._playbacks.values() if not p.done]
+        if not self._closed:
+            for pid, frames, underruns, first_ns in self.pacer.c.stop(self.sid):
+                playback = self._playbacks.get(pid)
+                if playback is not None:
+                    playback._started(first_ns)
+                    playback._finish(PlayoutState.CLEARED, frames, underruns)
+        for playback in live:
+            playback._finish(PlayoutState.CLEARED, playback.frames, playback.underruns)
+        return len(live)
+
+    @property
+    def tap(self) -> PlayedTap | None:
+        return self._tap
+
+    @tap.setter
+    def tap(self, tap: PlayedTap | None) -> None:
+        self._tap = tap
+        if not self._closed:
+            self.pacer.c.tap(self.sid, tap is not None)
+
+    def expect_input(self, kind: int, size: int) -> None:
+        """The usual inbound message once the rate is settled: the thread cuts these out as audio."""
+        if not self._closed:
+            self.pacer.c.expect(self.sid, kind, size)
+
+    def _event(self, kind: int, pid: int, frames: int, underruns: int, at_ns: int, err: int) -> None:
+        assert _pacer is not None
+        if kind == _pacer.ERROR:
+            log.debug("native pacer: write to session %#x failed: %s", self.sid, os.strerror(err))
+            return
+        playback = self._playbacks.get(pid)
+        if playback is None:
+            return
+        if kind == _pacer.STARTED:
+            playback._started(at_ns)
+        elif kind == _pacer.DONE:
+            playback._finish(PlayoutState.COMPLETED, frames, underruns)
+
+    def close(self) -> bytes:
+        """Off the clock; every prompt ends (cleared). Returns the unsent rest of a message, which must go
+        out before anything else is written to the socket (empty when the last message went out whole)."""
+        if self._closed:
+            return b""
+        self.stop_all()
+        self._final = self.pacer.c.stats(self.sid)
+        self._closed = True
+        rest = self.pacer.c.close_session(self.sid)
+        self.pacer.forget(self)
+        return rest or b""
+
+    def _stats(self) -> tuple[int, int, int, int, int, list[int], int, float, float, int]:
+        if self._final is not None:
+            return self._final
+        stats = self.pacer.c.stats(self.sid)
+        return stats if stats is not None else (0, 0, 0, 0, 0, [], 0, 0.0, 0.0, 0)
+
+    @property
+    def lateness(self) -> LatencyHistogram:
+        """How late each frame was written against its deadline (read at the call's end)."""
+        _sent, _audio, _dropped, _first, _last, bins, count, total, maximum, _in = self._stats()
+        return _histogram(bins, count, total, maximum)
+
+    @property
+    def inbound_dropped(self) -> int:
+        """Caller frames the thread dropped because the loop fell behind by more than ``inbound_max``."""
+        return int(self._stats()[9])
+
+    @property
+    def frames_sent(self) -> int:
+        return int(self._stats()[0])
+
+    @property
+    def audio_frames(self) -> int:
+        return int(self._stats()[1])
+
+    @property
+    def dropped_frames(self) -> int:
+        return int(self._stats()[2])
+
+    @property
+    def first_deadline(self) -> float | None:
+        first = self._stats()[3]
+        return first * _NS if first else None
+
+    @property
+    def last_deadline(self) -> float | None:
+        last = self._stats()[4]
+        return last * _NS if last else None
