@@ -151,6 +151,14 @@ typedef struct {
     Py_ssize_t nplayed, capplayed;
     unsigned char *arena;
     Py_ssize_t narena, caparena;
+    /* Double buffers: drain() swaps these with the ones above, so the thread fills one set while Python reads
+     * the other, and neither is allocated again per drain (a drain of 1000 calls' audio is ~0.5 MB). */
+    inbound *in2;
+    Py_ssize_t capin2;
+    tap_entry *played2;
+    Py_ssize_t capplayed2;
+    unsigned char *arena2;
+    Py_ssize_t caparena2;
     int py_waiting; /* Python was told (eventfd) and has not drained yet */
     uint64_t drain_gen;
     int in_max; /* audio frames per session held for Python between drains; more are dropped (counted) */
@@ -756,6 +764,9 @@ static void Pacer_dealloc(Pacer *p) {
     free(p->in);
     free(p->arena);
     free(p->played);
+    free(p->in2);
+    free(p->arena2);
+    free(p->played2);
     if (p->evfd > 0) {
         close(p->evfd);
         pthread_mutex_destroy(&p->mu);
@@ -1078,17 +1089,29 @@ static PyObject *Pacer_drain(Pacer *p, PyObject *unused) {
     Py_ssize_t nev = p->nevents;
     p->events = NULL;
     p->nevents = p->capevents = 0;
+    /* Python reads the filled set; the thread gets the set the previous drain read (drains never overlap:
+     * they all run on the event loop's thread). */
     inbound *in = p->in;
-    Py_ssize_t nin = p->nin;
+    Py_ssize_t nin = p->nin, capin = p->capin;
     unsigned char *arena = p->arena;
+    Py_ssize_t caparena = p->caparena;
     tap_entry *played = p->played;
-    Py_ssize_t nplayed = p->nplayed;
-    p->played = NULL;
-    p->nplayed = p->capplayed = 0;
-    p->in = NULL;
-    p->nin = p->capin = 0;
-    p->arena = NULL;
-    p->narena = p->caparena = 0;
+    Py_ssize_t nplayed = p->nplayed, capplayed = p->capplayed;
+    p->in = p->in2;
+    p->capin = p->capin2;
+    p->nin = 0;
+    p->arena = p->arena2;
+    p->caparena = p->caparena2;
+    p->narena = 0;
+    p->played = p->played2;
+    p->capplayed = p->capplayed2;
+    p->nplayed = 0;
+    p->in2 = in;
+    p->capin2 = capin;
+    p->arena2 = arena;
+    p->caparena2 = caparena;
+    p->played2 = played;
+    p->capplayed2 = capplayed;
     p->py_waiting = 0;
     p->drain_gen++;
     Py_ssize_t n;
@@ -1126,10 +1149,7 @@ done:
     Py_XDECREF(out);
     Py_XDECREF(got);
     Py_XDECREF(heard);
-    free(played);
     free(evs);
-    free(in);
-    free(arena);
     return res;
 }
 

@@ -27,11 +27,17 @@ from ivr.audiosocket.native import native_available
 from ivr.audiosocket.protocol import FrameDecoder, encode_uuid
 from ivr.transport import PlayoutState
 
+from ..services import unavailable
 from .peer import AsteriskPeer
 
-pytestmark = pytest.mark.skipif(
-    not native_available(), reason="the native pacer is not built here (pip install -e . with gcc)"
-)
+HOW = "pip install -e . with gcc and the Python headers (apt-get install gcc python3-dev)"
+
+
+@pytest.fixture(autouse=True)
+def built() -> None:
+    if not native_available():
+        unavailable("native pacer (ivr.audiosocket._pacer)", HOW)
+
 
 RATE = 16000
 FRAME = 640

@@ -26,6 +26,7 @@ from ivr.audiosocket.native import native_available
 from ivr.audiosocket.protocol import FrameDecoder, Kind, encode_uuid
 from ivr.transport import AudioIn, DigitIn, MediaClosed, PeerHangup
 
+from ..services import unavailable
 from .peer import AsteriskPeer
 
 
@@ -35,7 +36,9 @@ def pacing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
     if request.param == "loop":
         monkeypatch.setattr("ivr.audiosocket.server.native_available", lambda: False)
     elif not native_available():
-        pytest.skip("the native pacer is not built here (pip install -e . with gcc)")
+        unavailable(
+            "native pacer (ivr.audiosocket._pacer)", "pip install -e . with gcc and the Python headers"
+        )
     return str(request.param)
 
 
