@@ -35,8 +35,9 @@ import numpy.typing as npt
 from ivr.media.wav import read_wav, write_wav
 
 RATE: Final = 8000
-VERSION: Final = 4
-"""4: piper seeded per utterance (earlier builds differed from each other)."""
+VERSION: Final = 5
+"""4: piper seeded per utterance (earlier builds differed from each other); 5: digit items carry the
+capture's ``min_length``."""
 LEAD_MS: Final = 500
 """The prompt starts this long after the item does."""
 Samples = npt.NDArray[np.float64]
@@ -67,6 +68,8 @@ class Spec:
     burst_ms: int = 0
     """noise_only: length of the noise burst (at -24 dBFS) that starts ``gap_ms`` after the prompt."""
     seed: int = 0
+    min_digits: int = 0
+    """digits: the capture's ``min_length`` (a card number here has eight)."""
 
 
 SIZES = {"small": ("small",), "medium": ("medium", "regular size"), "large": ("large", "big one")}
@@ -153,7 +156,13 @@ def specs() -> list[Spec]:
         ("Six one two zero, eight eight three one.", "61208831", 1000),
     ]:
         add(
-            kind="number_pause", prompt=Q_CARD, answer=answer, expect=expect, capture="digits", pause_ms=pause
+            kind="number_pause",
+            prompt=Q_CARD,
+            answer=answer,
+            expect=expect,
+            capture="digits",
+            pause_ms=pause,
+            min_digits=8,
         )
     for answer, expect, pause in [
         ("I'd like, uhm, a large.", "large", 900),
