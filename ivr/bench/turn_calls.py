@@ -62,6 +62,8 @@ class CallOutcome:
     reply_ms: float | None
     answer: str | None
     expect: str | None
+    heard: tuple[str, ...] = ()
+    """What the call's STT heard (its ``heard`` traces), for the misses' detail."""
 
     @property
     def correct(self) -> bool:
@@ -116,7 +118,12 @@ def flow_yaml(item: Item, name: str) -> str:
         for name in spec.choices:
             steps[f"got_{name}"] = {"say": "Got it.", "next": "done"}
     else:
-        capture = {"slot": "value", "type": "digits" if spec.capture == "digits" else "yes_no"}
+        capture: dict[str, Any] = {
+            "slot": "value",
+            "type": "digits" if spec.capture == "digits" else "yes_no",
+        }
+        if spec.min_digits:
+            capture["min_length"] = spec.min_digits
         steps["ask"] = {
             "ask": spec.prompt,
             "capture": capture,
@@ -284,8 +291,9 @@ async def _run_engine(
             pcm, end_s = answer_pcm(item, cache)
             reply, path, variables = await _one_call(app, sim, legs, trace, f"t{n}", pcm, end_s)
             answer = _answer(item, path, variables)
+            heard = tuple(t.text for t in trace if t.kind == "heard")
             result.outcomes.append(
-                CallOutcome(item.spec.name, item.spec.kind, reply, answer, item.spec.expect)
+                CallOutcome(item.spec.name, item.spec.kind, reply, answer, item.spec.expect, heard)
             )
         if progress is not None:
             progress(f"end to end, {engine}: done")
@@ -332,7 +340,8 @@ def table(results: Sequence[EngineResult]) -> str:
 
 def misses(results: Sequence[EngineResult]) -> list[str]:
     return [
-        f"{r.engine}: {o.item} -> {o.answer} (expected {o.expect})"
+        f"{r.engine}: {o.item} heard {' / '.join(map(repr, o.heard)) or 'nothing'} -> {o.answer} "
+        f"(expected {o.expect})"
         for r in results
         for o in r.outcomes
         if not o.correct

@@ -15,14 +15,16 @@ plays, so a prompt stopped by a barge-in stops echoing. Kinds:
 
 The pauses are put *inside* one synthesised sentence (the silence piper leaves at a comma is stretched),
 so the words before a pause keep the rising, unfinished prosody a caller's would have; two sentences
-glued together would each sound finished. Generated once into a cache directory (WAV + a manifest, ~10 MB)
-and reused: nothing here is committed. Needs the ``offline`` extra (piper).
+glued together would each sound finished. Every utterance is synthesised with a fixed seed
+(``piper_reproducible``), so every build of the corpus is the same. Generated once into a cache directory
+(WAV + a manifest, ~10 MB) and reused: nothing here is committed. Needs the ``offline`` extra (piper).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -33,7 +35,9 @@ import numpy.typing as npt
 from ivr.media.wav import read_wav, write_wav
 
 RATE: Final = 8000
-VERSION: Final = 3
+VERSION: Final = 5
+"""4: piper seeded per utterance (earlier builds differed from each other); 5: digit items carry the
+capture's ``min_length``."""
 LEAD_MS: Final = 500
 """The prompt starts this long after the item does."""
 Samples = npt.NDArray[np.float64]
@@ -64,6 +68,8 @@ class Spec:
     burst_ms: int = 0
     """noise_only: length of the noise burst (at -24 dBFS) that starts ``gap_ms`` after the prompt."""
     seed: int = 0
+    min_digits: int = 0
+    """digits: the capture's ``min_length`` (a card number here has eight)."""
 
 
 SIZES = {"small": ("small",), "medium": ("medium", "regular size"), "large": ("large", "big one")}
@@ -150,7 +156,13 @@ def specs() -> list[Spec]:
         ("Six one two zero, eight eight three one.", "61208831", 1000),
     ]:
         add(
-            kind="number_pause", prompt=Q_CARD, answer=answer, expect=expect, capture="digits", pause_ms=pause
+            kind="number_pause",
+            prompt=Q_CARD,
+            answer=answer,
+            expect=expect,
+            capture="digits",
+            pause_ms=pause,
+            min_digits=8,
         )
     for answer, expect, pause in [
         ("I'd like, uhm, a large.", "large", 900),
@@ -248,25 +260,28 @@ def _stretch_pause(x: Samples, rate: int, pause_ms: int, search_from: float) -> 
     return np.concatenate([x[:cut], np.zeros(rate * pause_ms // 1000), x[cut:]]), cut
 
 
-async def _say(text: str) -> Samples:
-    from ivr.speech.offline import PiperSynthesizer
+async def _say(text: str, seed: int) -> Samples:
+    """piper's voice, reproducibly: the same text and seed give the same samples in every build (piper
+    alone draws new prosody noise each time, and a rebuilt corpus moved the benchmark's figures)."""
+    from ivr.speech.offline import piper_reproducible
 
-    frames = [f async for f in PiperSynthesizer().synthesize(text, rate=RATE)]
-    return np.frombuffer(b"".join(frames), dtype="<i2").astype(np.float64)
+    pcm = await asyncio.to_thread(piper_reproducible, text, rate=RATE, seed=seed)
+    return np.frombuffer(pcm, dtype="<i2").astype(np.float64)
 
 
 async def _render(spec: Spec, prompts: dict[str, Samples]) -> tuple[Samples, Samples, dict[str, int | None]]:
     rate = RATE
     prompt = prompts.get(spec.prompt)
     if prompt is None:
-        prompt = prompts[spec.prompt] = telephone_band(_trim(await _say(spec.prompt)), rate)
+        seed = zlib.crc32(spec.prompt.encode())
+        prompt = prompts[spec.prompt] = telephone_band(_trim(await _say(spec.prompt, seed)), rate)
     rng = np.random.default_rng(spec.seed)
     lead = rate * LEAD_MS // 1000
     played_end = lead + prompt.size
     caller = np.zeros(0)
     pause_at: int | None = None
     if spec.answer:
-        caller = _trim(await _say(spec.answer))
+        caller = _trim(await _say(spec.answer, spec.seed))
         if spec.pause_ms:
             at = spec.answer.find(spec.pause_after)
             frac = max(0.1, (at + len(spec.pause_after)) / len(spec.answer) - 0.15) if at >= 0 else 0.4

@@ -35,6 +35,7 @@ import numpy.typing as npt
 
 from ivr.bench.turn_corpus import LEAD_MS, RATE, Item, build, load_pcm
 from ivr.flow.intents import Candidate, match, parse_digits, parse_yes_no
+from ivr.flow.questions import DIGIT_HINTS, YES_NO_HINTS
 from ivr.media.bargein import BackchannelFilter, EchoGate
 from ivr.media.endpoint import Endpointer, ListenSettings, MaxLengthReached, SpeechEnded, SpeechStarted
 from ivr.media.framing import frame_bytes
@@ -45,6 +46,8 @@ FRAME_MS = 20
 BASELINE_SILENCE_MS = 800
 """Trailing silence without a turn model: the flows' default ``endpointing_silence_ms``."""
 DIGITS_SILENCE_MS = 1500
+DIGITS_INCOMPLETE_MS = 2500
+"""Silence that ends a digit string still shorter than the capture's ``min_length`` (words checked)."""
 ReplyLatency = Callable[[Item, SpeechEnded], float]
 
 
@@ -58,6 +61,10 @@ class Config:
     """Barge-in through ``EchoGate`` (+ ``note_playback``) and ``BackchannelFilter``; else today's static guard."""
     digits_by_silence: bool = False
     """Digit captures skip the model and wait DIGITS_SILENCE_MS (the per-step setting README suggests)."""
+    words_check: bool = False
+    """At each pause the words so far are transcribed too: the turn ends early only when they already
+    make a whole answer for the step (``words_finished``); a digit string shorter than the capture's
+    ``min_length`` waits up to DIGITS_INCOMPLETE_MS."""
 
     @property
     def label(self) -> str:
@@ -65,7 +72,8 @@ class Config:
         if self.digits_by_silence:
             turn += f" (digits: {DIGITS_SILENCE_MS} ms silence)"
         guard = "EchoGate + backchannel filter" if self.echo_gate else "static echo guard"
-        return f"{self.vad} VAD, {turn}, {guard}"
+        words = ", words checked at pauses" if self.words_check else ""
+        return f"{self.vad} VAD, {turn}, {guard}{words}"
 
 
 CONFIGS = (
@@ -77,6 +85,8 @@ CONFIGS = (
     Config("silero", True, True),
     Config("energy", True, True, digits_by_silence=True),
     Config("silero", True, True, digits_by_silence=True),
+    Config("energy", True, True, digits_by_silence=True, words_check=True),
+    Config("silero", True, True, digits_by_silence=True, words_check=True),
 )
 
 
@@ -103,6 +113,8 @@ class ConfigResult:
     config: Config
     outcomes: list[Outcome] = field(default_factory=list)
     model_ms: list[float] = field(default_factory=list)
+    words_ms: list[float] = field(default_factory=list)
+    """STT time of each words check at a pause (``Config.words_check``)."""
     vad_us_per_frame: float = 0.0
 
     def delays(self) -> list[float]:
@@ -135,6 +147,8 @@ class ConfigResult:
             "noise_items": len(noise),
             "model_checks": len(self.model_ms),
             "model_ms_p50": _pct(self.model_ms, 50),
+            "words_checks": len(self.words_ms),
+            "words_ms_p50": _pct(self.words_ms, 50),
             "vad_us_per_frame": round(self.vad_us_per_frame, 1),
             "reply_p50_ms": _pct(replies, 50),
         }
@@ -151,9 +165,12 @@ def _candidates(item: Item) -> list[Candidate]:
 
 
 def hints_for(item: Item) -> list[str]:
-    """What the runtime passes today (ivr/flow/questions.py): choice names and phrases; none for captures."""
-    if item.spec.capture != "choice":
-        return []
+    """What the runtime passes (``ivr.flow.questions.listen_for``): choice names and phrases; digit words
+    for a digit capture, "yes" and "no" for a yes/no one."""
+    if item.spec.capture == "digits":
+        return list(DIGIT_HINTS["en"])
+    if item.spec.capture == "yes_no":
+        return list(YES_NO_HINTS["en"])
     return [p for name, phrases in item.spec.choices.items() for p in (name.replace("_", " "), *phrases)]
 
 
@@ -166,24 +183,42 @@ def interpret(item: Item, text: str) -> str | None:
     return match(text, _candidates(item))
 
 
+def words_finished(item: Item, text: str) -> bool:
+    """Do the words heard so far already make a whole answer for the step?
+
+    VoiceXML's complete and incomplete timeouts: an utterance that matches the step's grammar may end on
+    a short silence, one that does not yet ("Let me think", "Maybe a", a card number of four digits when
+    the capture's ``min_length`` is eight) waits for more. Here "matches" is what the step would accept:
+    a choice, a yes or a no, a digit string of at least ``min_length`` digits.
+    """
+    answer = interpret(item, text)
+    if answer is None:
+        return False
+    return item.spec.capture != "digits" or len(answer) >= max(1, item.spec.min_digits)
+
+
 class _Stt:
-    """faster-whisper with a per-run cache: the same utterance (same cut) is transcribed once."""
+    """faster-whisper with a per-run cache: the same utterance (same cut) is transcribed once.
+    ``last_ms``: how long the last utterance took to transcribe (measured once, when it was)."""
 
     def __init__(self, hint_style: str) -> None:
         from ivr.speech.offline import WhisperTranscriber
 
         self.engine = WhisperTranscriber(hint_style=hint_style)  # type: ignore[arg-type]
-        self.cache: dict[tuple[str, tuple[str, ...]], str] = {}
+        self.cache: dict[tuple[str, tuple[str, ...]], tuple[str, float]] = {}
         self.loop = asyncio.new_event_loop()
+        self.last_ms = 0.0
 
     def text(self, pcm: bytes, hints: list[str]) -> str:
         key = (hashlib.sha256(pcm).hexdigest(), tuple(hints))
         if key not in self.cache:
+            t0 = time.perf_counter()
             t = self.loop.run_until_complete(
                 self.engine.transcribe(pcm, rate=RATE, hints=hints, language="en")
             )
-            self.cache[key] = t.text
-        return self.cache[key]
+            self.cache[key] = (t.text, (time.perf_counter() - t0) * 1000)
+        text, self.last_ms = self.cache[key]
+        return text
 
     def close(self) -> None:
         self.loop.close()
@@ -228,13 +263,16 @@ def run_item(
     inner = _vad(config.vad, silero_model)
     gate = EchoGate(inner) if config.echo_gate else None
     ep = Endpointer(RATE, detector=gate if gate is not None else inner)
-    td = TurnDetector(ep, model=turn_model is not None and config.turn)
     filt = BackchannelFilter() if config.echo_gate else None
     listen = ListenSettings(trailing_silence_ms=BASELINE_SILENCE_MS, no_input_ms=None)
-    turn_settings = turn if config.turn else None
+    step_model = config.turn and turn_model is not None
+    turn_settings = turn if step_model else None
     if config.digits_by_silence and item.spec.capture == "digits":
         listen = ListenSettings(trailing_silence_ms=DIGITS_SILENCE_MS, no_input_ms=None)
-        turn_settings = None
+        step_model = False  # the words alone judge a pause of DIGITS_SILENCE_MS (if checked)
+        turn_settings = TurnSettings(DIGITS_SILENCE_MS, DIGITS_INCOMPLETE_MS) if config.words_check else None
+    td = TurnDetector(ep, model=turn_settings is not None)
+    hints = hints_for(item)
     td.listen(listen, turn=turn_settings, echo_guard=True)
     lead = LEAD_MS // FRAME_MS
     state, src = "waiting", 0
@@ -282,10 +320,18 @@ def run_item(
             if decision == "interrupt":
                 state = "stopped"
         if isinstance(ev, CheckTurn):
-            t1 = time.perf_counter()
-            p = turn_model.probability(ev.pcm, ev.rate)
-            ms = (time.perf_counter() - t1) * 1000
-            result.model_ms.append(ms)
+            p: float | None = 1.0
+            ms = 0.0
+            if step_model:
+                t1 = time.perf_counter()
+                p = turn_model.probability(ev.pcm, ev.rate)
+                ms = (time.perf_counter() - t1) * 1000
+                result.model_ms.append(ms)
+            if config.words_check:  # transcribed beside the model (another thread): the later one decides
+                if not words_finished(item, stt.text(ev.pcm, hints)):
+                    p = 0.0
+                result.words_ms.append(stt.last_ms)
+                ms = max(ms, stt.last_ms)
             due.setdefault(i + max(1, math.ceil(ms / FRAME_MS)), []).append((ev.request, p))
         elif isinstance(ev, SpeechEnded):
             ended = ev
@@ -304,7 +350,7 @@ def run_item(
     out.prompt_stopped = state in ("stopped", "paused")
     result.vad_us_per_frame += vad_time / max(1, frames_total) * 1e6
     if ended is not None and len(ended.pcm) >= 2 * RATE // 10:
-        out.transcript = stt.text(ended.pcm, hints_for(item))
+        out.transcript = stt.text(ended.pcm, hints)
         out.answer = interpret(item, out.transcript)
         if reply_latency is not None:
             out.reply_ms = reply_latency(item, ended)
@@ -414,8 +460,9 @@ def table(results: Sequence[ConfigResult]) -> str:
     lines = [
         "| configuration | end of turn after speech, p50 / p95 (ms) | complete answers p50 | cut at a pause "
         "| intent accuracy | echo only: prompt stopped (paused) | backchannels: prompt stopped (paused) "
-        "| noise: heard as speech / taken as an answer | model checks, p50 ms | VAD us/frame |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| noise: heard as speech / taken as an answer | model checks, p50 ms | words checks, p50 ms "
+        "| VAD us/frame |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
@@ -424,7 +471,8 @@ def table(results: Sequence[ConfigResult]) -> str:
             f"| {r['false_barge_ins_echo']} ({r['echo_pauses']}) of {r['echo_items']} "
             f"| {r['backchannel_stops']} ({r['backchannel_pauses']}) of {r['backchannel_items']} "
             f"| {r['noise_taken']} / {r['noise_answers']} of {r['noise_items']} "
-            f"| {r['model_checks']}, {f(r['model_ms_p50'])} | {r['vad_us_per_frame']} |"
+            f"| {r['model_checks']}, {f(r['model_ms_p50'])} | {r['words_checks']}, {f(r['words_ms_p50'])} "
+            f"| {r['vad_us_per_frame']} |"
         )
     replies = [r["reply_p50_ms"] for r in rows]
     if all(v is None for v in replies):

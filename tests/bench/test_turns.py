@@ -6,6 +6,7 @@ Checks what each configuration decides and counts, never speed: the figures come
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -50,9 +51,10 @@ def make_item(tmp: Path, kind: str, *, echo_db: float, answer: bool, expect: str
 
 
 class FakeStt:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, ms: float = 0.0) -> None:
         self.said = text
         self.calls: list[list[str]] = []
+        self.last_ms = ms
 
     def text(self, pcm: bytes, hints: list[str]) -> str:
         self.calls.append(hints)
@@ -99,6 +101,66 @@ def test_turn_model_ends_the_turn_at_the_first_pause(tmp_path: Path) -> None:
     assert out.delay_ms is not None
     assert out.delay_ms < 450  # 200 ms pause + the measured model time (in frames) + VAD lag
     assert len(res.model_ms) >= 1
+
+
+WORDS = turns.Config("energy", True, True, digits_by_silence=True, words_check=True)
+
+
+def test_words_that_are_no_answer_yet_keep_the_turn_open_despite_the_model(tmp_path: Path) -> None:
+    item = make_item(tmp_path, "complete", echo_db=-20.0, answer=True, expect="large")
+    stt = FakeStt("Let me think.")
+    out, res = run_one(item, tmp_path, WORDS, stt)
+    assert len(res.model_ms) >= 1  # the model was asked (and said "finished": SureModel)
+    assert len(res.words_ms) == len(res.model_ms)
+    assert out.delay_ms is not None
+    assert out.delay_ms >= 1400  # max_silence_ms ended it, not the pause
+    assert out.answer is None
+
+
+def test_words_that_answer_end_the_turn_at_the_pause_once_transcribed(tmp_path: Path) -> None:
+    item = make_item(tmp_path, "complete", echo_db=-20.0, answer=True, expect="large")
+    quick, _ = run_one(item, tmp_path, WORDS, FakeStt("Large.", ms=0.0))
+    slow, _ = run_one(item, tmp_path, WORDS, FakeStt("Large.", ms=300.0))
+    assert quick.correct
+    assert slow.correct
+    assert quick.delay_ms is not None
+    assert slow.delay_ms is not None
+    assert quick.delay_ms < 450
+    assert slow.delay_ms - quick.delay_ms >= 280  # the transcript came later than the model's verdict
+
+
+def test_a_digit_string_shorter_than_the_capture_waits_longer(tmp_path: Path) -> None:
+    item = make_item(tmp_path, "number_pause", echo_db=-20.0, answer=True, expect="55667788")
+    item.spec = replace(item.spec, capture="digits", min_digits=8)
+    short, res = run_one(item, tmp_path, WORDS, FakeStt("5 5 6 6"))
+    assert res.model_ms == []  # digit strings: the words alone judge the pause
+    assert len(res.words_ms) == 1
+    assert short.delay_ms is not None
+    assert short.delay_ms >= turns.DIGITS_INCOMPLETE_MS - 100
+    whole, _ = run_one(item, tmp_path, WORDS, FakeStt("five five six six seven seven eight eight"))
+    assert whole.correct
+    assert whole.delay_ms is not None
+    assert whole.delay_ms < turns.DIGITS_SILENCE_MS + 200
+    plain, _ = run_one(item, tmp_path, replace(WORDS, words_check=False), FakeStt("5 5 6 6"))
+    assert plain.delay_ms is not None
+    assert plain.delay_ms < turns.DIGITS_SILENCE_MS + 200
+
+
+def test_words_finished_is_what_the_step_would_accept() -> None:
+    sizes = Item(Spec("s", "complete", "p", "a", "large", dict(SIZES)), "c", "p", 0, 0, 0, None)
+    assert turns.words_finished(sizes, "A large one.")
+    assert not turns.words_finished(sizes, "Let me think.")
+    assert not turns.words_finished(sizes, "Maybe a")
+    card = Item(
+        Spec("c", "number_pause", "p", "a", "1", capture="digits", min_digits=8), "c", "p", 0, 0, 0, None
+    )
+    assert not turns.words_finished(card, "5 5 6 6")
+    assert turns.words_finished(card, "5566 7788")
+    yes_no = Item(Spec("y", "complete", "p", "a", "yes", capture="yes_no"), "c", "p", 0, 0, 0, None)
+    assert turns.words_finished(yes_no, "Yes.")
+    assert not turns.words_finished(yes_no, "Well,")
+    assert turns.hints_for(card)[:3] == ["zero", "oh", "one"]  # as the runtime passes for digit captures
+    assert turns.hints_for(yes_no) == ["yes", "no"]
 
 
 def test_loud_echo_stops_the_prompt_only_without_the_echo_gate(tmp_path: Path) -> None:
@@ -188,4 +250,20 @@ async def test_end_to_end_measures_speech_end_to_first_reply_frame_at_the_caller
     assert outcome.answer == "small", outcome
     assert outcome.reply_ms is not None
     assert 0 < outcome.reply_ms < 5000, outcome
+    assert outcome.heard == ("small",)  # what the call's STT heard, for the misses' detail
     assert result.summary()["intent_accuracy"] == 1.0
+
+
+def test_a_card_number_question_asks_for_its_length(tmp_path: Path) -> None:
+    from ivr.bench import turn_calls
+    from ivr.flow.loader import load_flow
+
+    spec = next(s for s in specs() if s.kind == "number_pause")
+    assert spec.min_digits == 8
+    item = Item(spec, "c.wav", "p.wav", 0, 0, 0, None)
+    path = tmp_path / "card.yaml"
+    path.write_text(turn_calls.flow_yaml(item, "card"), encoding="utf-8")
+    flow, _report = load_flow(path)
+    capture = flow.steps["ask"].capture  # type: ignore[union-attr]
+    assert capture is not None
+    assert capture.min_length == 8
