@@ -14,6 +14,7 @@ nearly the same Metaphone key) matches it. Both are conservative: a wrong match 
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -272,12 +273,24 @@ class Candidate:
     dtmf: str | None = None
 
 
-def _contains(haystack: list[str], needle: list[str]) -> bool:
+@functools.lru_cache(maxsize=4096)
+def _phrase(phrase: str) -> tuple[str, ...]:
+    """A flow's phrase normalised once: the phrases are the flow's (a bounded set), the transcripts are not."""
+    return tuple(normalise(phrase))
+
+
+@functools.lru_cache(maxsize=4096)
+def _content_phrase(phrase: str) -> tuple[str, ...]:
+    words = _phrase(phrase)
+    return tuple(w for w in words if w not in _FILLER) or words
+
+
+def _contains(haystack: Sequence[str], needle: Sequence[str]) -> bool:
     n = len(needle)
     return n > 0 and any(haystack[i : i + n] == needle for i in range(len(haystack) - n + 1))
 
 
-def _contains_spread(haystack: list[str], needle: list[str]) -> bool:
+def _contains_spread(haystack: Sequence[str], needle: Sequence[str]) -> bool:
     """A phrase of several words said with one word slipped in between ("lost my card" for "lost card")."""
     if len(needle) < 2:
         return False
@@ -298,15 +311,15 @@ def _contains_spread(haystack: list[str], needle: list[str]) -> bool:
 
 def match(text: str, candidates: Iterable[Candidate]) -> str | None:
     """Name of the best matching candidate for a transcript, or None."""
-    said = normalise(text)
+    said = tuple(normalise(text))
     if not said:
         return None
     best: tuple[int, str] | None = None
-    content = [w for w in said if w not in _FILLER]
+    content = tuple(w for w in said if w not in _FILLER)
     for cand in candidates:
         score = 0
         for phrase in (*cand.phrases, cand.name.replace("_", " ")):
-            needle = normalise(phrase)
+            needle = _phrase(phrase)
             if _contains(said, needle):
                 score = max(score, len(needle) * 10)
             elif _contains_spread(said, needle):
@@ -329,22 +342,35 @@ _FUZZY_MARGIN = 0.1
 _FUZZY_MIN_CHARS = 5
 
 
-def _near_match(said: list[str], candidates: Iterable[Candidate]) -> str | None:
+_NEAR_FLOOR = FUZZY_MIN_RATIO - _FUZZY_MARGIN
+"""A likeness at or below this can neither win nor block a winner (which needs FUZZY_MIN_RATIO and a margin)."""
+
+
+def _near_match(said: Sequence[str], candidates: Iterable[Candidate]) -> str | None:
     """STT mishears short words; when nothing matched exactly, accept one clearly closest phrase.
 
     Only phrases of five characters or more take part ("no" and "yes" never match by likeness), and the
     winner must beat every other candidate by a margin, so an unclear answer stays a no-match.
+
+    Cost: the flow engine runs this for every answer that matched nothing, on a thread sharing the GIL with
+    the calls' audio, so each phrase is analysed once (``SequenceMatcher``'s second sequence) and a window
+    whose cheap upper bounds cannot beat what is known is never compared in full; the result is the same.
     """
     scores: dict[str, float] = {}
     for cand in candidates:
         for phrase in (*cand.phrases, cand.name.replace("_", " ")):
-            needle = normalise(phrase)
+            needle = _phrase(phrase)
             joined = " ".join(needle)
             if len(joined) < _FUZZY_MIN_CHARS or not needle or len(needle) > len(said):
                 continue
             n = len(needle)
+            matcher = difflib.SequenceMatcher(None, b=joined)
             for i in range(len(said) - n + 1):
-                ratio = difflib.SequenceMatcher(None, " ".join(said[i : i + n]), joined).ratio()
+                floor = max(scores.get(cand.name, 0.0), _NEAR_FLOOR)
+                matcher.set_seq1(" ".join(said[i : i + n]))
+                if matcher.real_quick_ratio() <= floor or matcher.quick_ratio() <= floor:
+                    continue
+                ratio = matcher.ratio()
                 if ratio > scores.get(cand.name, 0.0):
                     scores[cand.name] = ratio
     ranked = sorted(scores.items(), key=lambda item: -item[1])
@@ -360,6 +386,7 @@ PHONETIC_MAX_WORDS = 4
 _PHONETIC_NEAR_SIMILARITY = 0.8
 
 
+@functools.lru_cache(maxsize=8192)
 def _key(word: str) -> str:
     return jellyfish.metaphone(word) if word.isalpha() else word
 
@@ -390,7 +417,7 @@ def _sound_tier(said: Sequence[str], phrase: Sequence[str]) -> int:
     return 2 if off == 0 else 1 if off == 1 else 0
 
 
-def _sounds_like(content: list[str], candidates: Iterable[Candidate]) -> str | None:
+def _sounds_like(content: Sequence[str], candidates: Iterable[Candidate]) -> str | None:
     """The one candidate a short answer sounds like; None when none does or several do equally."""
     if not content or len(content) > PHONETIC_MAX_WORDS:
         return None
@@ -398,15 +425,19 @@ def _sounds_like(content: list[str], candidates: Iterable[Candidate]) -> str | N
     spelled: dict[str, float] = {}
     for cand in candidates:
         for phrase in (*cand.phrases, cand.name.replace("_", " ")):
-            needle = [w for w in normalise(phrase) if w not in _FILLER] or normalise(phrase)
+            needle = _content_phrase(phrase)
             n = len(needle)
+            matcher = difflib.SequenceMatcher(None, b=" ".join(needle))
             for i in range(len(content) - n + 1):
                 window = content[i : i + n]
                 tier = _sound_tier(window, needle)
                 if tier > tiers.get(cand.name, 0):
                     tiers[cand.name] = tier
-                ratio = difflib.SequenceMatcher(None, " ".join(window), " ".join(needle)).ratio()
-                spelled[cand.name] = max(spelled.get(cand.name, 0.0), ratio)
+                matcher.set_seq1(" ".join(window))
+                # only a likeness of FUZZY_MIN_RATIO or more counts below: skip what cannot reach it
+                if matcher.real_quick_ratio() < FUZZY_MIN_RATIO or matcher.quick_ratio() < FUZZY_MIN_RATIO:
+                    continue
+                spelled[cand.name] = max(spelled.get(cand.name, 0.0), matcher.ratio())
     if not tiers:
         return None
     top = max(tiers.values())
