@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import uuid
@@ -338,6 +339,9 @@ class AudioSocketServer:
                 continue
             else:
                 had_calls = False
+                # The last call has ended: collect the calls' reference cycles first (a full collection is
+                # rare under gc's own thresholds, so their memory would wait for it), then give pages back.
+                gc.collect()
             live_for = 0.0
             release_free_memory()
             self.trims += 1

@@ -497,11 +497,18 @@ async def test_freed_memory_goes_back_while_calls_are_live_and_once_they_have_en
     trims: list[tuple[float, int]] = []
     srv = AudioSocketServer(AudioSocketConfig(port=0, trim_interval=5.0))
 
+    collections: list[int] = []
+
     def release() -> bool:
         trims.append((asyncio.get_running_loop().time(), len(srv._connections)))
         return True
 
+    def collect() -> int:
+        collections.append(len(trims))
+        return 0
+
     monkeypatch.setattr("ivr.audiosocket.server.release_free_memory", release)
+    monkeypatch.setattr("ivr.audiosocket.server.gc.collect", collect)
     async with srv:
         loop = asyncio.get_running_loop()
         await asyncio.sleep(10)
@@ -520,4 +527,7 @@ async def test_freed_memory_goes_back_while_calls_are_live_and_once_they_have_en
         assert trims[2][1] == 0
         assert trims[2][0] - ended <= 1.5
         assert all(t > started for t, _ in trims)
+        assert collections == [2], (
+            "the calls' cycles are collected once, after the last call, before its trim"
+        )
     assert srv.trims == 3
