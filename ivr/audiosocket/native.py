@@ -26,7 +26,7 @@ from collections.abc import AsyncIterable
 from types import ModuleType
 from typing import Protocol
 
-from ivr.audiosocket.player import _aclose
+from ivr.audiosocket.player import PlayoutRecord, _aclose
 from ivr.audiosocket.protocol import RATE_KINDS, frame_bytes
 from ivr.audiosocket.stats import LatencyHistogram
 from ivr.transport import PcmSource, PlayedTap, PlayoutResult, PlayoutState
@@ -162,37 +162,20 @@ def _histogram(bins: list[int], count: int, total: float | None, maximum: float 
     return hist
 
 
-class NativePlayback:
+class NativePlayback(PlayoutRecord):
     """One prompt on the native thread (an :class:`ivr.transport.Playout`); "written" is "played", as for
     the loop's player. ``stop()`` acts before the next frame: the thread takes no frame of it after."""
 
-    __slots__ = (
-        "_done",
-        "_error",
-        "_player",
-        "_producer",
-        "_source",
-        "first_frame_at",
-        "frames",
-        "pid",
-        "state",
-        "underruns",
-    )
+    __slots__ = ("_player", "_source", "pid")
 
     def __init__(
         self, player: NativePlayer, pid: int, source: PcmSource, prebuffer: int, max_ahead: int
     ) -> None:
+        super().__init__()
         loop = asyncio.get_running_loop()
         self._player = player
         self.pid = pid
-        self._done: asyncio.Future[PlayoutResult] = loop.create_future()
-        self.state = PlayoutState.QUEUED
-        self.frames = 0
-        self.underruns = 0
-        self.first_frame_at: float | None = None
-        self._error: BaseException | None = None
         self._source: bytes | None = None
-        self._producer: asyncio.Task[None] | None = None
         c, sid = player.pacer.c, player.sid
         if not c.play(sid, pid, prebuffer):
             self._finish(PlayoutState.CLEARED, 0, 0)
@@ -205,16 +188,9 @@ class NativePlayback:
             self._producer = loop.create_task(self._produce(source, max_ahead), name="ivr-playback-producer")
 
     @property
-    def done(self) -> bool:
-        return self._done.done()
-
-    @property
     def source(self) -> bytes | None:
         """The bytes this prompt plays (the very object it was given), or None once it is over."""
         return None if self._done.done() else self._source
-
-    async def wait(self) -> PlayoutResult:
-        return await asyncio.shield(self._done)
 
     def stop(self) -> None:
         if self._done.done():
@@ -227,23 +203,17 @@ class NativePlayback:
 
     async def _produce(self, source: AsyncIterable[bytes], max_ahead: int) -> None:
         c, sid, pid = self._player.pacer.c, self._player.sid, self.pid
+
+        async def put(chunk: bytes) -> bool:
+            if not c.append(sid, pid, chunk):
+                return False  # stopped meanwhile
+            # the room opens at the thread's pace and no event says so: a coarse look suffices
+            while c.queued(sid, pid) >= max_ahead and not self._done.done():  # noqa: ASYNC110
+                await asyncio.sleep(_SPACE_POLL)
+            return True
+
         try:
-            async for chunk in source:
-                if self._done.done():
-                    return
-                if not chunk:
-                    continue
-                if type(chunk) is not bytes:
-                    chunk = bytes(chunk)  # a mutable buffer may be reused by the stream: copy it once
-                if not c.append(sid, pid, chunk):
-                    return  # stopped meanwhile
-                # the room opens at the thread's pace and no event says so: a coarse look suffices
-                while c.queued(sid, pid) >= max_ahead and not self._done.done():  # noqa: ASYNC110
-                    await asyncio.sleep(_SPACE_POLL)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the source (a TTS stream) broke: play what we have, then report it
-            self._error = exc
+            await self._read(source, put)
         finally:
             if not self._done.done():
                 c.append(sid, pid, b"", True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable
 
 from ivr.audiosocket.clock import Clock
 from ivr.audiosocket.protocol import audio_header, frame_bytes
@@ -24,7 +24,50 @@ from ivr.transport import PcmSource, PlayedTap, PlayoutResult, PlayoutState
 log = logging.getLogger(__name__)
 
 
-class Playback:
+class PlayoutRecord:
+    """What every AudioSocket prompt keeps about itself, whoever paces it (the loop's :class:`Player` or
+    the native thread's ``NativePlayer``): its state, counters, first frame and the future ``wait()`` gives."""
+
+    __slots__ = ("_done", "_error", "_producer", "first_frame_at", "frames", "state", "underruns")
+
+    def __init__(self) -> None:
+        self._done: asyncio.Future[PlayoutResult] = asyncio.get_running_loop().create_future()
+        self.state = PlayoutState.QUEUED
+        self.frames = 0
+        self.underruns = 0
+        self.first_frame_at: float | None = None
+        """Clock deadline of this prompt's first frame (for response-latency measurement)."""
+        self._error: BaseException | None = None
+        self._producer: asyncio.Task[None] | None = None
+
+    @property
+    def done(self) -> bool:
+        return self._done.done()
+
+    async def wait(self) -> PlayoutResult:
+        """Wait until the prompt has been fully written, stopped or has failed."""
+        return await asyncio.shield(self._done)
+
+    async def _read(self, source: AsyncIterable[bytes], put: Callable[[bytes], Awaitable[bool]]) -> None:
+        """A stream's chunks into ``put`` (False: stop reading) until it ends, the prompt is over or the
+        stream breaks: then what was read still plays, and the error is reported with the result."""
+        try:
+            async for chunk in source:
+                if self._done.done():
+                    return
+                if not chunk:
+                    continue
+                if type(chunk) is not bytes:
+                    chunk = bytes(chunk)  # a mutable buffer may be reused by the stream: copy it once
+                if not await put(chunk):
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the source (a TTS stream) broke: play what we have, then report it
+            self._error = exc
+
+
+class Playback(PlayoutRecord):
     """One prompt queued on a player (an :class:`ivr.transport.Playout`): "written on the clock" is
     "played", since Asterisk forwards AudioSocket frames at once. ``stop()`` acts before the next frame.
 
@@ -36,22 +79,15 @@ class Playback:
 
     __slots__ = (
         "_chunks",
-        "_done",
         "_ended",
-        "_error",
         "_frame_size",
         "_header",
         "_max_ahead",
         "_off",
         "_prebuffer",
-        "_producer",
         "_queued",
         "_space",
         "_started",
-        "first_frame_at",
-        "frames",
-        "state",
-        "underruns",
     )
 
     def __init__(
@@ -63,18 +99,12 @@ class Playback:
         prebuffer: int,
         max_ahead: int,
     ) -> None:
+        super().__init__()
         loop = asyncio.get_running_loop()
         self._frame_size = frame_size
         self._header = header
         self._prebuffer = prebuffer
         self._max_ahead = max_ahead
-        self._done: asyncio.Future[PlayoutResult] = loop.create_future()
-        self.state = PlayoutState.QUEUED
-        self.frames = 0
-        self.underruns = 0
-        self.first_frame_at: float | None = None
-        """Clock deadline of this prompt's first frame (for response-latency measurement)."""
-        self._error: BaseException | None = None
         self._chunks: deque[bytes] = deque()
         """Audio not yet written, by reference: the first chunk from ``_off`` on, then the others whole."""
         self._off = 0
@@ -83,7 +113,6 @@ class Playback:
         self._ended = False
         self._started = False
         self._space: asyncio.Event | None = None
-        self._producer: asyncio.Task[None] | None = None
         if isinstance(source, bytes | bytearray | memoryview):
             # bytes are kept as they are (shared); a mutable buffer is copied once, as the caller may reuse it
             data = source if isinstance(source, bytes) else bytes(source)
@@ -97,18 +126,10 @@ class Playback:
             self._producer = loop.create_task(self._produce(source), name="ivr-playback-producer")
 
     @property
-    def done(self) -> bool:
-        return self._done.done()
-
-    @property
     def source(self) -> bytes | None:
         """The audio this prompt is playing from now (the very object it was given, for a ``bytes``
         source), or None once nothing is queued."""
         return self._chunks[0] if self._chunks else None
-
-    async def wait(self) -> PlayoutResult:
-        """Wait until the prompt has been fully written, stopped or has failed."""
-        return await asyncio.shield(self._done)
 
     def stop(self) -> None:
         """Stop now (barge-in): no further frame of this prompt is written."""
@@ -172,28 +193,22 @@ class Playback:
         return b"".join(parts)
 
     async def _produce(self, source: AsyncIterable[bytes]) -> None:
-        assert self._space is not None
         try:
-            async for chunk in source:
-                if self._done.done():
-                    return
-                if not chunk:
-                    continue
-                if type(chunk) is not bytes:
-                    chunk = bytes(chunk)  # a mutable buffer may be reused by the stream: copy it once
-                self._chunks.append(chunk)  # bytes by reference: immutable, maybe shared with other calls
-                self._queued += len(chunk)
-                if self._queued >= self._max_ahead:
-                    self._space.clear()
-                    await self._space.wait()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the source (a TTS stream) broke: play what we have, then report it
-            self._error = exc
+            await self._read(source, self._put)
         finally:
             self._ended = True
             if self._done.done():
                 await _aclose(source)
+
+    async def _put(self, chunk: bytes) -> bool:
+        space = self._space
+        assert space is not None
+        self._chunks.append(chunk)  # bytes by reference: immutable, maybe shared with other calls
+        self._queued += len(chunk)
+        if self._queued >= self._max_ahead:
+            space.clear()
+            await space.wait()
+        return True
 
     def _finish(self, state: PlayoutState) -> None:
         if self._done.done():

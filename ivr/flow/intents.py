@@ -373,6 +373,11 @@ def _near_match(said: Sequence[str], candidates: Iterable[Candidate]) -> str | N
                 ratio = matcher.ratio()
                 if ratio > scores.get(cand.name, 0.0):
                     scores[cand.name] = ratio
+    return near_winner(scores)
+
+
+def near_winner(scores: dict[str, float]) -> str | None:
+    """The candidate whose best likeness reaches FUZZY_MIN_RATIO and beats every other by the margin."""
     ranked = sorted(scores.items(), key=lambda item: -item[1])
     if not ranked or ranked[0][1] < FUZZY_MIN_RATIO:
         return None
@@ -438,6 +443,11 @@ def _sounds_like(content: Sequence[str], candidates: Iterable[Candidate]) -> str
                 if matcher.real_quick_ratio() < FUZZY_MIN_RATIO or matcher.quick_ratio() < FUZZY_MIN_RATIO:
                     continue
                 spelled[cand.name] = max(spelled.get(cand.name, 0.0), matcher.ratio())
+    return sound_winner(tiers, spelled)
+
+
+def sound_winner(tiers: dict[str, int], spelled: dict[str, float]) -> str | None:
+    """The one candidate of the best sound tier, unless another is spelled as closely (too close to call)."""
     if not tiers:
         return None
     top = max(tiers.values())
@@ -445,7 +455,7 @@ def _sounds_like(content: Sequence[str], candidates: Iterable[Candidate]) -> str
     if len(winners) != 1:
         return None
     rivals = [name for name, ratio in spelled.items() if name != winners[0] and ratio >= FUZZY_MIN_RATIO]
-    return None if rivals else winners[0]  # another choice spelled as closely: too close to call
+    return None if rivals else winners[0]
 
 
 def match_dtmf(digit: str, candidates: Iterable[Candidate]) -> str | None:

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ivr.flow import intents
-from ivr.flow.intents import FUZZY_MIN_RATIO, Candidate, normalise
+from ivr.flow.intents import Candidate, normalise
 
 
 def plain_near_match(said: list[str], candidates: list[Candidate]) -> str | None:
@@ -25,12 +25,7 @@ def plain_near_match(said: list[str], candidates: list[Candidate]) -> str | None
                 ratio = difflib.SequenceMatcher(None, " ".join(said[i : i + n]), joined).ratio()
                 if ratio > scores.get(cand.name, 0.0):
                     scores[cand.name] = ratio
-    ranked = sorted(scores.items(), key=lambda item: -item[1])
-    if not ranked or ranked[0][1] < FUZZY_MIN_RATIO:
-        return None
-    if len(ranked) > 1 and ranked[1][1] > ranked[0][1] - 0.1:
-        return None
-    return ranked[0][0]
+    return intents.near_winner(scores)  # the same decision on the plainly computed scores
 
 
 def plain_sounds_like(content: list[str], candidates: list[Candidate]) -> str | None:
@@ -49,14 +44,7 @@ def plain_sounds_like(content: list[str], candidates: list[Candidate]) -> str | 
                     tiers[cand.name] = tier
                 ratio = difflib.SequenceMatcher(None, " ".join(window), " ".join(needle)).ratio()
                 spelled[cand.name] = max(spelled.get(cand.name, 0.0), ratio)
-    if not tiers:
-        return None
-    top = max(tiers.values())
-    winners = [name for name, tier in tiers.items() if tier == top]
-    if len(winners) != 1:
-        return None
-    rivals = [name for name, ratio in spelled.items() if name != winners[0] and ratio >= FUZZY_MIN_RATIO]
-    return None if rivals else winners[0]
+    return intents.sound_winner(tiers, spelled)
 
 
 CHOICES = [
