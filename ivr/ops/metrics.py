@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import bisect
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
@@ -128,6 +128,36 @@ class _FoldedHistogram(Collector):
         yield HistogramMetricFamily(self.name, self.documentation)
 
 
+PacerStats = Callable[[], tuple[LatencyHistogram, int, int, bool]]
+"""Reads a native pacing thread: (wake-up lateness, wake-ups, periods skipped, real-time priority)."""
+
+
+class _PacerCollector(Collector):
+    """The native pacing thread's own health, read at scrape time (its counters are cumulative)."""
+
+    def __init__(self, ns: str, read: PacerStats) -> None:
+        self._prefix = f"{ns}_" if ns else ""
+        self._read = read
+
+    def collect(self) -> Iterable[Metric]:
+        lateness, _wakeups, skipped, _realtime = self._read()
+        folded = _FoldedHistogram(
+            f"{self._prefix}pacer_wakeup_lateness_seconds",
+            "How late the native pacing thread woke for its 1 ms slots (what every frame's lateness starts from)",
+            LATENESS_BUCKETS,
+        )
+        folded.fold(lateness)
+        yield from folded.collect()
+        yield CounterMetricFamily(
+            f"{self._prefix}pacer_skipped_periods",
+            "20 ms periods the native pacing thread skipped after waking over 3 periods late",
+            value=skipped,
+        )
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+
 def _fmt(bound: float) -> str:
     return repr(float(bound))
 
@@ -156,6 +186,7 @@ class Metrics:
             self._exported = CollectorRegistry(auto_describe=False)
             self._exported.register(InstanceLabelled(self.registry, instance))
         ns, reg = namespace, self.registry
+        self._namespace = ns
         self.active_calls = Gauge("active_calls", "Calls in progress", namespace=ns, registry=reg)
         self.calls = Counter("calls", "Finished calls by outcome", ["outcome"], namespace=ns, registry=reg)
         self.call_duration = Histogram(
@@ -270,6 +301,10 @@ class Metrics:
     def observe_lateness_summary(self, histogram: LatencyHistogram) -> None:
         """Fold one call's outbound frame lateness (``session.player.lateness``) in, at call end."""
         self.frame_lateness.fold(histogram)
+
+    def watch_pacer(self, read: PacerStats) -> None:
+        """Export a native pacing thread's health (``ivr_pacer_*``), read from ``read`` at each scrape."""
+        self.registry.register(_PacerCollector(self._namespace, read))
 
     def ari_reconnected(self) -> None:
         self.ari_reconnects.inc()

@@ -337,6 +337,8 @@ async def serve(
                 f"cannot listen for AudioSocket on {host}:{port}: {exc.strerror or exc}"
             ) from None
         stack.push_async_callback(server.close)
+        if server.pacer is not None:
+            metrics.watch_pacer(server.pacer.clock_stats)
         # -- media: the WebSocket media server of dialplan-only mode (ARI mode's client: _start_ari) --
         ws_server = None
         if dialplan is not None and websocket_server_wanted(settings):
