@@ -470,6 +470,10 @@ class _Connection(asyncio.BufferedProtocol):
         self._native_reading = False
         if err:
             self._native_error = OSError(err, os.strerror(err))
+        if self.session is not None:
+            # Off the thread before the socket can close: a loop that closes the descriptor before it
+            # calls connection_lost (uvloop may) must not leave the thread writing to a number reused.
+            self.session.stop_pacing()
         if not self.transport.is_closing():
             self.transport.close()  # as eof_received: close our side at once (connection_lost follows)
 

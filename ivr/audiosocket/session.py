@@ -198,7 +198,7 @@ class AudioSocketSession:
         """
         if self.closed:
             return
-        self._stop_pacing()  # first: nothing else may write to the socket while the pacer does
+        self.stop_pacing()  # first: nothing else may write to the socket while the pacer does
         if not self._transport.is_closing():
             self._transport.write(HANGUP_MESSAGE)
         self._close(reason)
@@ -209,7 +209,9 @@ class AudioSocketSession:
 
     # -- called by the connection -------------------------------------------------------------
 
-    def _stop_pacing(self) -> None:
+    def stop_pacing(self) -> None:
+        """No frame is written from now on (the session ends soon): first on hangup, so nothing else writes
+        while the pacer does, and before the socket may close."""
         if not self._pacing:
             return
         self._pacing = False
@@ -320,7 +322,7 @@ class AudioSocketSession:
         if self._closed.done():
             return
         self.close_reason = reason
-        self._stop_pacing()
+        self.stop_pacing()
         self.player.stop_all()
         self.inbound.put(MediaClosed(reason))
         self._closed.set_result(reason)
