@@ -78,6 +78,12 @@ AudioSink = Callable[[bytes], None]
 wakes no task and allocates no event (control events still come through ``events()``)."""
 
 
+def discard_audio(payload: bytes) -> None:
+    """The sink for caller audio once the call's runtime has ended but the media is still open (its
+    teardown under way): nobody will listen, so it is let go on purpose; queued instead, it would pile up
+    and count as a slow consumer's loss (``dropped_audio``) when no consumer is slow."""
+
+
 class PlayedTap(Protocol):
     """Told what the caller hears from us, frame by frame: the reference an echo check compares the caller's
     line with (carriers cancel no echo, so our prompt comes back on it).

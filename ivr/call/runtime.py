@@ -53,6 +53,7 @@ from ivr.transport import (
     Playout,
     PlayoutResult,
     PlayoutState,
+    discard_audio,
 )
 
 log = logging.getLogger(__name__)
@@ -556,7 +557,7 @@ class CallRuntime:
                 elif type(event) is PeerHangup or type(event) is MediaClosed:
                     break
         finally:
-            self.media.on_audio(None)
+            self.media.on_audio(discard_audio)  # the call is over: what still arrives is nobody's
         if not self._hung_up:
             self._post(ev.Hangup())
 

@@ -185,3 +185,33 @@ async def test_speech_interrupts_a_barge_in_able_statement() -> None:
         s.assert_clean()
     finally:
         await close_stack(s)
+
+
+async def test_audio_after_the_call_ended_is_let_go_not_counted_as_dropped(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the end of a call's runtime and its media closing (the ARI teardown, slow under load), the
+    caller's frames still arrive: they are discarded, never queued and counted as a slow consumer's loss."""
+    from ivr.audiosocket import AudioSocketSession
+    from ivr.transport import discard_audio
+
+    sessions: list[AudioSocketSession] = []
+    real = AudioSocketSession.on_audio
+
+    def on_audio(self: AudioSocketSession, sink: object) -> None:
+        if self not in sessions:
+            sessions.append(self)
+        real(self, sink)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(AudioSocketSession, "on_audio", on_audio)
+    caller = await stack.sim.place_call(args=["flow=menu"], native_format="slin16")
+    leg = await stack.leg(caller.id)
+    await leg.wait_heard("Welcome")
+    await stack.sim.hangup(caller.id)
+    await stack.wait_ended()
+    [session] = sessions
+    assert session.inbound.sink is discard_audio
+    for _ in range(200):  # 4 s of audio arriving after the end
+        session.inbound.put_audio(16000, bytes(640))
+    assert session.dropped_audio == 0
+    assert session.inbound.get_nowait() is None or session.closed
