@@ -570,7 +570,6 @@ static PyObject *Pacer_clock_stats(Pacer *p, PyObject *unused) {
     return Py_BuildValue("(NKKniKK)", list, wakeups, skipped, live, realtime, reads, frames_in);
 }
 
-static PyObject *Pacer_now_ns(PyObject *unused, PyObject *unused2) { return PyLong_FromLongLong(mono_ns()); }
 
 static PyMethodDef Pacer_methods[] = {
     {"close", (PyCFunction)Pacer_close, METH_NOARGS, "Stop the thread and release every queued prompt."},
@@ -612,13 +611,8 @@ static PyTypeObject PacerType = {
     .tp_methods = Pacer_methods,
 };
 
-static PyMethodDef module_methods[] = {
-    {"now_ns", Pacer_now_ns, METH_NOARGS, "CLOCK_MONOTONIC in ns (the clock deadlines are given in)."},
-    {NULL, NULL, 0, NULL},
-};
-
 static struct PyModuleDef moduledef = {
-    PyModuleDef_HEAD_INIT, "ivr.audiosocket._pacer", "Native AudioSocket pacing thread.", -1, module_methods,
+    PyModuleDef_HEAD_INIT, "ivr.audiosocket._pacer", "Native AudioSocket pacing thread.", -1, NULL,
 };
 
 PyMODINIT_FUNC PyInit__pacer(void) {

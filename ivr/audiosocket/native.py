@@ -152,14 +152,14 @@ class NativePacer:
 
 
 def _histogram(bins: list[int], count: int, total: float | None, maximum: float | None) -> LatencyHistogram:
-    hist = LatencyHistogram()
-    hist._bins = list(bins)
-    hist.count = int(count)
+    """The thread's bins as a histogram; where it kept no sum or maximum (its wake-ups), from the bins."""
     width = 0.0001
     used = [i for i, n in enumerate(bins) if n]
-    hist.max = maximum if maximum is not None else ((used[-1] + 1) * width if used else 0.0)
-    hist.total = total if total is not None else sum(n * (i + 0.5) * width for i, n in enumerate(bins))
-    return hist
+    if maximum is None:
+        maximum = (used[-1] + 1) * width if used else 0.0
+    if total is None:
+        total = sum(n * (i + 0.5) * width for i, n in enumerate(bins))
+    return LatencyHistogram.from_bins(bins, count, total, maximum)
 
 
 class NativePlayback(PlayoutRecord):

@@ -64,7 +64,6 @@ typedef struct session {
     unsigned char header[3];
     playback *head, *tail;
     int held, dead, tap_on;
-    int err;
     unsigned char *pend; /* the unsent rest of a partially written message */
     int pend_len;
     uint64_t frames_sent, audio_frames, dropped;

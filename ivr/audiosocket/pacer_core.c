@@ -268,7 +268,6 @@ static void tick(Pacer *p, session *s, int64_t deadline) {
     return;
 failed:
     s->dead = 1;
-    s->err = errno;
     push_event(p, EV_ERROR, s, NULL, deadline, errno);
 }
 

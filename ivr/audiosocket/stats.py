@@ -50,6 +50,14 @@ class LatencyHistogram:
         if seconds > self.max:
             self.max = seconds
 
+    @classmethod
+    def from_bins(cls, bins: list[int], count: int, total: float, maximum: float) -> LatencyHistogram:
+        """A histogram measured elsewhere in the same 0.1 ms bins (the native pacer counts in C)."""
+        hist = cls()
+        hist._bins = list(bins[: _BINS + 1])
+        hist.count, hist.total, hist.max = int(count), float(total), float(maximum)
+        return hist
+
     def merge(self, other: LatencyHistogram) -> None:
         bins = self._bins
         if len(other._bins) > len(bins):

@@ -24,8 +24,8 @@ import pytest
 
 from ivr.audiosocket import Audio, AudioSocketConfig, AudioSocketServer, AudioSocketSession, Hangup
 from ivr.audiosocket.native import native_available
-from ivr.audiosocket.protocol import FrameDecoder, encode_uuid
-from ivr.transport import PlayoutState
+from ivr.audiosocket.protocol import FrameDecoder, encode_audio, encode_dtmf, encode_uuid
+from ivr.transport import AudioIn, DigitIn, PlayoutState
 
 from ..services import unavailable
 from .peer import AsteriskPeer
@@ -344,8 +344,6 @@ async def test_frames_keep_coming_while_the_event_loop_is_blocked(server: AudioS
 
 async def test_the_thread_reads_the_socket_once_the_session_is_set_up(server: AudioSocketServer) -> None:
     """Audio cut out by the thread, other messages to the decoder, in the order they were sent."""
-    from ivr.audiosocket.protocol import encode_audio, encode_dtmf
-    from ivr.transport import AudioIn, DigitIn
 
     peer, session = await open_call(server)
     assert server.pacer is not None
@@ -370,8 +368,6 @@ async def test_a_stalled_loop_costs_the_thread_bounded_memory_and_counted_drops(
 ) -> None:
     """The thread holds at most 2 s of a caller's audio for a loop that does not drain (100 frames here);
     the session's queue then keeps its newest 50: everything else is counted as dropped."""
-    from ivr.audiosocket.protocol import encode_audio
-    from ivr.transport import AudioIn
 
     call_id = uuid.uuid4()
     expectation = server.expect(call_id, "slin")

@@ -6,6 +6,9 @@ import asyncio
 
 import pytest
 
+from ivr.audiosocket import AudioSocketSession
+from ivr.transport import discard_audio
+
 from .conftest import Stack
 
 pytestmark = pytest.mark.virtual_time
@@ -192,9 +195,6 @@ async def test_audio_after_the_call_ended_is_let_go_not_counted_as_dropped(
 ) -> None:
     """Between the end of a call's runtime and its media closing (the ARI teardown, slow under load), the
     caller's frames still arrive: they are discarded, never queued and counted as a slow consumer's loss."""
-    from ivr.audiosocket import AudioSocketSession
-    from ivr.transport import discard_audio
-
     sessions: list[AudioSocketSession] = []
     real = AudioSocketSession.on_audio
 
