@@ -172,6 +172,8 @@ class MediaStats:
     """The app's outbound frame lateness histogram, where the app paces (``LatencyHistogram``)."""
     xoff: int = 0
     """Times Asterisk said its queue was full (WebSocket media: sending paused, nothing dropped)."""
+    preroll_discarded: int = 0
+    """Caller frames from before the call listened, older than the pre-roll it keeps (not drops)."""
 
 
 class MediaTransport(Protocol):
@@ -220,9 +222,16 @@ class InboundQueue:
     Audio is perishable: when the consumer falls behind, the oldest audio is dropped (and counted) so
     memory stays bounded and the consumer catches up with the present. Digits, hangups and the final
     :class:`MediaClosed` are never dropped, and nothing is accepted after :class:`MediaClosed`.
+
+    Until a consumer first sets a :attr:`sink` the queue is the call's pre-roll: audio from before the
+    call listens (the greeting has not started). Only the newest ``max_audio`` frames of it are kept, and
+    what it lets go is counted apart (:attr:`preroll_discarded`), not as a slow consumer's drops.
     """
 
-    __slots__ = ("_audio", "_closed", "_items", "_waiter", "dropped_audio", "max_audio", "sink")
+    __slots__ = (
+        "_audio", "_closed", "_items", "_listened", "_sink", "_waiter",
+        "dropped_audio", "max_audio", "preroll_discarded",
+    )  # fmt: skip
 
     def __init__(self, max_audio: int) -> None:
         if max_audio < 1:
@@ -233,8 +242,20 @@ class InboundQueue:
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
         self.dropped_audio = 0
-        self.sink: AudioSink | None = None
+        self.preroll_discarded = 0
+        self._listened = False
+        self._sink: AudioSink | None = None
+
+    @property
+    def sink(self) -> AudioSink | None:
         """When set, :meth:`put_audio` hands audio to it at once instead of queueing it."""
+        return self._sink
+
+    @sink.setter
+    def sink(self, sink: AudioSink | None) -> None:
+        self._sink = sink
+        if sink is not None:
+            self._listened = True
 
     def __len__(self) -> int:
         return len(self._items)
@@ -247,7 +268,7 @@ class InboundQueue:
         """Caller audio: to the sink if there is one (no allocation, no wake-up), else queued."""
         if self._closed:
             return
-        sink = self.sink
+        sink = self._sink
         if sink is not None:
             sink(payload)
         else:
@@ -275,7 +296,10 @@ class InboundQueue:
             if type(item) is AudioIn:
                 del items[i]
                 self._audio -= 1
-                self.dropped_audio += 1
+                if self._listened:
+                    self.dropped_audio += 1
+                else:
+                    self.preroll_discarded += 1
                 return
 
     async def get(self) -> InboundEvent | None:

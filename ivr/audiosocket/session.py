@@ -123,7 +123,10 @@ class AudioSocketSession:
     def media_stats(self) -> MediaStats:
         """What this call's media counted (read at the call's end): the app paces, so lateness too."""
         player = self.player
-        return MediaStats("audiosocket", self.dropped_audio, player.dropped_frames, player.lateness)
+        return MediaStats(
+            "audiosocket", self.dropped_audio, player.dropped_frames, player.lateness,
+            preroll_discarded=self.inbound.preroll_discarded,
+        )  # fmt: skip
 
     def __aiter__(self) -> AsyncIterator[InboundEvent]:
         return self.events()

@@ -261,11 +261,12 @@ async def _run(cfg: BenchConfig, ctx: BenchContext, index: int, tmp: Path) -> di
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, 0, nice_before)  # the next server starts at the usual priority
 
+    preroll = 0
     if server.final_stats is not None:  # the C reference counts what it could not send
         inbound, outbound = 0, int(server.final_stats.get("write_drops", 0))
         drops_source = "reference server counters"
     elif drops is not None:
-        inbound, outbound = drops["inbound"], drops["outbound"]
+        inbound, outbound, preroll = drops["inbound"], drops["outbound"], drops.get("preroll", 0)
         drops_source = "ivr /metrics (ivr_frames_dropped_total)"
     else:
         inbound = outbound = 0
@@ -285,6 +286,7 @@ async def _run(cfg: BenchConfig, ctx: BenchContext, index: int, tmp: Path) -> di
         "frames_expected": int(cfg.seconds / PERIOD) * len(live),
         **frames,
         "drops": {"inbound": inbound, "outbound": outbound, "source": drops_source},
+        "preroll_discarded": preroll,
         **({"asterisk_paced": paced} if paced is not None else {}),
         "response_latency_ms": pcts(latencies * 1000.0),
         "responses": int(latencies.size),

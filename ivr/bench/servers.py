@@ -352,6 +352,7 @@ _METRIC_LINE = re.compile(
 )
 
 
+_PREROLL_LINE = re.compile(r"^ivr_preroll_frames_discarded_total\s+([0-9.eE+-]+)$", re.M)
 _ACTIVE_LINE = re.compile(r"^ivr_active_calls\s+([0-9.eE+-]+)$", re.M)
 
 
@@ -385,7 +386,9 @@ async def wait_calls_ended(port: int | None, timeout: float) -> bool:
 
 
 async def scrape_drops(port: int | None) -> dict[str, int] | None:
-    """The app's dropped-frame counters from its /metrics, or None if it exposes none."""
+    """The app's dropped-frame counters from its /metrics, or None if it exposes none; ``preroll``: caller
+    frames from before a call listened that it let go (not drops: the generator talks from the connect,
+    where a real Asterisk sends nothing to a media channel until it is bridged)."""
     if port is None:
         return None
     text = await _metrics_text(port)
@@ -394,4 +397,9 @@ async def scrape_drops(port: int | None) -> dict[str, int] | None:
     if "ivr_frames_dropped_total" not in text:
         return None
     found = {m.group(1): int(float(m.group(2))) for m in _METRIC_LINE.finditer(text)}
-    return {"inbound": found.get("inbound", 0), "outbound": found.get("outbound", 0)}
+    preroll = _PREROLL_LINE.search(text)
+    return {
+        "inbound": found.get("inbound", 0),
+        "outbound": found.get("outbound", 0),
+        "preroll": int(float(preroll.group(1))) if preroll is not None else 0,
+    }

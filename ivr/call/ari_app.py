@@ -438,8 +438,7 @@ class AriCall(Resumable):
         try:
             if await self._adopted():
                 return
-            await self._setup()
-            await self._run_flow()
+            await self._run_flow(await self._set_up_and_decide())
         except SetupError as exc:
             self.report.outcome, self.report.reason = "error", str(exc)
             self.report.errors.append(str(exc))
@@ -528,13 +527,38 @@ class AriCall(Resumable):
 
     # -- the flow --------------------------------------------------------------------------------
 
-    async def _run_flow(self) -> None:
+    async def _set_up_and_decide(self) -> tuple[FlowEngine, ev.CallStarted | ev.CallResumed] | None:
+        """Set up the media and decide the flow; None when another instance took the call over.
+
+        A new call's flow (its channel variables: one or two REST round trips) is decided while the media
+        is set up, so the runtime starts listening the moment the caller is bridged: under a burst of
+        set-ups those round trips took over a second after the bridge. A call that may continue a
+        checkpoint decides after the set-up, as the takeover's clean-up of the old bridge expects.
+        """
+        if self.checkpoints is not None:
+            await self._setup()
+            return await self._decide()
+        decided = asyncio.ensure_future(self._decide())
+        try:
+            await self._setup()
+        except BaseException:
+            decided.cancel()
+            await asyncio.gather(decided, return_exceptions=True)
+            raise
+        return await decided
+
+    async def _decide(self) -> tuple[FlowEngine, ev.CallStarted | ev.CallResumed] | None:
+        if (await self._claimed()).lost:  # another instance took the call over first: it is theirs
+            return None
+        return await self._flow()
+
+    async def _run_flow(self, decided: tuple[FlowEngine, ev.CallStarted | ev.CallResumed] | None) -> None:
         assert self.session is not None
         app = self.app
-        if (await self._claimed()).lost:  # another instance took the call over first: it is theirs
+        if decided is None:
             self.connection_lost(superseded=True)
             return
-        engine, first = await self._flow()
+        engine, first = decided
         self.runtime = CallRuntime(
             engine=engine,
             media=self.session,

@@ -33,3 +33,4 @@ def observe_call(
         metrics.observe_lateness_summary(stats.lateness)
     metrics.frames_dropped("inbound", stats.inbound_dropped)
     metrics.frames_dropped("outbound", stats.outbound_dropped)
+    metrics.preroll_discarded(stats.preroll_discarded)

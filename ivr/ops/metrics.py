@@ -234,6 +234,12 @@ class Metrics:
             namespace=ns,
             registry=reg,
         )
+        self.preroll_discarded_total = Counter(
+            "preroll_frames_discarded",
+            "Caller frames from before a call listened (set-up), older than the newest second it keeps",
+            namespace=ns,
+            registry=reg,
+        )
         self.ari_reconnects = Counter(
             "ari_reconnects", "ARI WebSocket reconnections", namespace=ns, registry=reg
         )
@@ -288,6 +294,11 @@ class Metrics:
         self.provider_retries.labels(provider=provider, kind=kind).inc()
 
     # -- media and telephony ------------------------------------------------------------------------
+
+    def preroll_discarded(self, n: int) -> None:
+        """Add a call's pre-roll frames let go before it listened (at its end, not per frame)."""
+        if n > 0:
+            self.preroll_discarded_total.inc(n)
 
     def frames_dropped(self, direction: str, n: int = 1) -> None:
         """Add ``n`` dropped frames; call with a call's total at its end, not once per frame."""

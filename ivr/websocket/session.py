@@ -163,7 +163,10 @@ class WebSocketMediaSession:
     def media_stats(self) -> MediaStats:
         """What this call's media counted (read at the call's end): Asterisk paces, so no lateness of
         ours; nothing outbound is ever dropped (the sender waits on XOFF instead)."""
-        return MediaStats("websocket", self.dropped_audio, 0, None, self.stats.xoff)
+        return MediaStats(
+            "websocket", self.dropped_audio, 0, None, self.stats.xoff,
+            preroll_discarded=self._inbound.preroll_discarded,
+        )  # fmt: skip
 
     def events(self) -> AsyncIterator[InboundEvent]:
         return self._inbound.events()

@@ -374,6 +374,8 @@ async def test_a_stalled_loop_costs_the_thread_bounded_memory_and_counted_drops(
     sock = socket.create_connection(("127.0.0.1", server.port))
     sock.sendall(encode_uuid(call_id))
     session = await expectation.wait(2)
+    session.on_audio(lambda payload: None)
+    session.on_audio(None)  # a consumer that listened, then fell behind (not a call's pre-roll)
     await asyncio.sleep(0.1)  # the loop hands the socket to the thread
     burst = b"".join(encode_audio(i.to_bytes(2, "little") * 160, 8000) for i in range(300))
     sock.sendall(burst)

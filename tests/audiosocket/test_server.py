@@ -217,6 +217,8 @@ async def test_slow_consumer_drops_oldest_audio_never_control_events() -> None:
         exp = srv.expect(call_id, "slin")
         peer = await AsteriskPeer.connect(srv.port, call_id)
         session = await exp.wait(2)
+        session.on_audio(lambda payload: None)
+        session.on_audio(None)  # a consumer that listened and fell behind (before: the call's pre-roll)
         burst = b"".join(
             encode_audio(i.to_bytes(2, "little") * 160, 8000) + (encode_dtmf("9") if i == 5 else b"")
             for i in range(50)
@@ -233,6 +235,7 @@ async def test_slow_consumer_drops_oldest_audio_never_control_events() -> None:
         assert [int.from_bytes(a.payload[:2], "little") for a in audio] == list(range(40, 50))
         assert DigitIn("9") in events
         assert session.dropped_audio == 40
+        assert session.media_stats().preroll_discarded == 0
         await peer.close()
 
 

@@ -46,6 +46,8 @@ def test_providers_media_and_ari() -> None:
     m.provider_retry("openai", "http_5xx")
     m.frames_dropped("inbound", 5)
     m.frames_dropped("outbound", 0)
+    m.preroll_discarded(7)
+    m.preroll_discarded(0)
     m.ari_reconnected()
     assert value(m, "ivr_stt_latency_seconds_bucket", le="0.5") == 1
     assert value(m, "ivr_stt_latency_seconds_bucket", le="0.3") == 0
@@ -55,6 +57,7 @@ def test_providers_media_and_ari() -> None:
     assert value(m, "ivr_provider_retries_total", provider="openai", kind="http_5xx") == 1
     assert value(m, "ivr_frames_dropped_total", direction="inbound") == 5
     assert value(m, "ivr_frames_dropped_total", direction="outbound") == 0
+    assert value(m, "ivr_preroll_frames_discarded_total") == 7
     assert value(m, "ivr_ari_reconnects_total") == 1
     with pytest.raises(ValueError, match="direction"):
         m.frames_dropped("sideways", 1)
