@@ -78,6 +78,12 @@ AudioSink = Callable[[bytes], None]
 wakes no task and allocates no event (control events still come through ``events()``)."""
 
 
+MeasuredSink = Callable[[bytes, float], None]
+"""Receives a caller audio payload of exactly 20 ms with its level in dBFS (DC removed, as
+``ivr.media.vad.EnergyVad`` measures it), where the transport measured it already (AudioSocket's native
+reading thread measures every frame off the loop's thread)."""
+
+
 def discard_audio(payload: bytes) -> None:
     """The sink for caller audio once the call's runtime has ended but the media is still open (its
     teardown under way): nobody will listen, so it is let go on purpose; queued instead, it would pile up
@@ -191,6 +197,10 @@ class MediaTransport(Protocol):
         """Deliver caller audio to ``sink`` as it arrives instead of as :class:`AudioIn` events
         (``None``: back to events)."""
 
+    def on_measured_audio(self, sink: MeasuredSink | None) -> None:
+        """Deliver the 20 ms frames whose level the transport measured to ``sink`` instead, with it; the
+        others still go to :meth:`on_audio`'s sink. A transport that measures nothing never calls it."""
+
     def play(self, source: PcmSource) -> Playout:
         """Queue a prompt after whatever is queued; never raises on a closed transport (the returned
         playout fails instead), because a caller may hang up at any moment."""
@@ -230,7 +240,7 @@ class InboundQueue:
 
     __slots__ = (
         "_audio", "_closed", "_items", "_listened", "_sink", "_waiter",
-        "dropped_audio", "max_audio", "preroll_discarded",
+        "dropped_audio", "max_audio", "measured", "preroll_discarded",
     )  # fmt: skip
 
     def __init__(self, max_audio: int) -> None:
@@ -245,6 +255,8 @@ class InboundQueue:
         self.preroll_discarded = 0
         self._listened = False
         self._sink: AudioSink | None = None
+        self.measured: MeasuredSink | None = None
+        """Where :meth:`put_audio` hands audio whose level came with it (taken only while a sink is set)."""
 
     @property
     def sink(self) -> AudioSink | None:
@@ -264,13 +276,18 @@ class InboundQueue:
     def closed(self) -> bool:
         return self._closed
 
-    def put_audio(self, rate: int, payload: bytes) -> None:
-        """Caller audio: to the sink if there is one (no allocation, no wake-up), else queued."""
+    def put_audio(self, rate: int, payload: bytes, level: float | None = None) -> None:
+        """Caller audio: to the sink if there is one (no allocation, no wake-up), else queued;
+        ``level``: its dBFS when the transport measured it (then to :attr:`measured`, if set)."""
         if self._closed:
             return
         sink = self._sink
         if sink is not None:
-            sink(payload)
+            measured = self.measured
+            if level is not None and measured is not None:
+                measured(payload, level)
+            else:
+                sink(payload)
         else:
             self.put(AudioIn(rate, payload))
 

@@ -501,9 +501,10 @@ static PyObject *Pacer_drain(Pacer *p, PyObject *unused) {
         inbound *e = &in[i];
         PyObject *t;
         if (e->type == IN_AUDIO || e->type == IN_RAW)
-            t = Py_BuildValue("(Kiy#)", (unsigned long long)e->sid, e->type, (const char *)arena + e->off, e->len);
+            t = Py_BuildValue("(Kiy#d)", (unsigned long long)e->sid, e->type, (const char *)arena + e->off, e->len,
+                              e->level_db);
         else
-            t = Py_BuildValue("(Kii)", (unsigned long long)e->sid, e->type, e->err);
+            t = Py_BuildValue("(Kiid)", (unsigned long long)e->sid, e->type, e->err, 0.0);
         if (!t) goto done;
         PyList_SET_ITEM(got, i, t);
     }
@@ -589,7 +590,7 @@ static PyMethodDef Pacer_methods[] = {
     {"drain", (PyCFunction)Pacer_drain, METH_NOARGS,
      "drain() -> (events, played, inbound): events [(type, sid, pid, frames, underruns, at_ns, errno)], "
      "played [(sid, at_ns, level_db)] of tapped sessions, inbound "
-     "[(sid, AUDIO|RAW, bytes) | (sid, EOF|FAILED, errno)]; releases finished chunks."},
+     "[(sid, AUDIO|RAW, bytes, level_db) | (sid, EOF|FAILED, errno, 0.0)]; releases finished chunks."},
     {"watch", (PyCFunction)Pacer_watch, METH_VARARGS,
      "watch(sid) -> bool: read the socket here from now on (the loop must have stopped reading it)."},
     {"expect", (PyCFunction)Pacer_expect, METH_VARARGS,

@@ -58,8 +58,9 @@ def realtime_loop(loop: asyncio.AbstractEventLoop) -> bool:
 class NativeReader(Protocol):
     """Who gets a session's inbound bytes once the thread reads its socket (the AudioSocket connection)."""
 
-    def native_audio(self, payload: bytes) -> None:
-        """One usual audio message's payload (the kind and size given by ``NativePlayer.expect_input``)."""
+    def native_audio(self, payload: bytes, level: float) -> None:
+        """One usual audio message's payload (the kind and size given by ``NativePlayer.expect_input``)
+        and its level in dBFS, measured by the thread."""
 
     def native_raw(self, data: bytes) -> None:
         """Any other bytes, whole messages (or the raw stream after a message too big to hold)."""
@@ -129,17 +130,20 @@ class NativePacer:
             return
         readers = self._readers
         audio, raw = _pacer.AUDIO, _pacer.RAW
-        for sid, kind, data in inbound:
+        for sid, kind, data, level in inbound:
             reader = readers.get(sid)
             if reader is None:
                 continue
-            if kind == audio:
-                reader.native_audio(data)
-            elif kind == raw:
-                reader.native_raw(data)
-            else:
-                readers.pop(sid, None)
-                reader.native_closed(data)
+            try:
+                if kind == audio:
+                    reader.native_audio(data, level)
+                elif kind == raw:
+                    reader.native_raw(data)
+                else:
+                    readers.pop(sid, None)
+                    reader.native_closed(data)
+            except Exception:  # one session's handler costs its own frame, never the others' of the drain
+                log.exception("AudioSocket: a caller frame's handler failed (only that frame is lost)")
 
     def close(self) -> None:
         if self.closed:

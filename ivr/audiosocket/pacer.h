@@ -87,6 +87,7 @@ typedef struct {
     int type;
     int err;
     Py_ssize_t off, len; /* into the inbound arena */
+    double level_db;     /* IN_AUDIO: the frame's level, measured here so the loop need not */
 } inbound;
 
 typedef struct {

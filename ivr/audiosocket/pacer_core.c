@@ -36,6 +36,20 @@ void push_event(Pacer *p, int type, session *s, playback *pb, int64_t at, int er
     p->signalled = 1;
 }
 
+/* dBFS of s16le samples, DC removed: the formula of ivr.media.vad._power_db, on exact integer sums. */
+static double pcm_level_db(const unsigned char *b, Py_ssize_t len) {
+    int64_t sum = 0, sq = 0;
+    Py_ssize_t n = len / 2;
+    for (Py_ssize_t j = 0; j < n; j++) {
+        int32_t v = (int16_t)(b[2 * j] | (b[2 * j + 1] << 8));
+        sum += v;
+        sq += (int64_t)v * v;
+    }
+    if (!n) return SILENT_DB;
+    double s = (double)sum, power = ((double)sq - s * s / (double)n) / ((double)n * 32768.0 * 32768.0);
+    return power > 1e-10 ? 10.0 * log10(power) : SILENT_DB;
+}
+
 static void push_in(Pacer *p, session *s, int type, const unsigned char *data, Py_ssize_t len, int err) {
     if (grow((void **)&p->in, &p->capin, p->nin + 1, sizeof(inbound)) < 0) return;
     if (len && grow((void **)&p->arena, &p->caparena, p->narena + len, 1) < 0) return;
@@ -45,6 +59,7 @@ static void push_in(Pacer *p, session *s, int type, const unsigned char *data, P
     e->err = err;
     e->off = p->narena;
     e->len = len;
+    e->level_db = type == IN_AUDIO ? pcm_level_db(data, len) : 0.0;
     if (len) memcpy(p->arena + p->narena, data, (size_t)len);
     p->narena += len;
     p->signalled = 1;

@@ -456,11 +456,11 @@ class _Connection(asyncio.BufferedProtocol):
 
     # -- the native thread's reads (ivr.audiosocket.native.NativeReader) --
 
-    def native_audio(self, payload: bytes) -> None:
+    def native_audio(self, payload: bytes, level: float) -> None:
         session = self.session
         if not self._done and session is not None:
             self.decoder.skip(HEADER_SIZE + len(payload))  # the stream offset stays true for error lines
-            session.on_audio_payload(payload)
+            session.on_audio_payload(payload, level)
 
     def native_raw(self, data: bytes) -> None:
         if not self._done:

@@ -34,6 +34,7 @@ from ivr.transport import (
     DigitIn,
     InboundEvent,
     InboundQueue,
+    MeasuredSink,
     MediaClosed,
     MediaStats,
     PcmSource,
@@ -136,6 +137,9 @@ class AudioSocketSession:
 
     def on_audio(self, sink: AudioSink | None) -> None:
         self.inbound.sink = sink
+
+    def on_measured_audio(self, sink: MeasuredSink | None) -> None:
+        self.inbound.measured = sink
 
     @property
     def rate_known(self) -> bool:
@@ -242,12 +246,12 @@ class AudioSocketSession:
         """The native pacer's player when the thread paces (and reads) this session."""
         return self._native
 
-    def on_audio_payload(self, payload: bytes) -> None:
+    def on_audio_payload(self, payload: bytes, level: float | None = None) -> None:
         """One 20 ms audio message of the settled rate, parsed by the connection's fast path (the usual
-        message: no frame object, no checks left to make)."""
+        message: no frame object, no checks left to make); ``level``: measured by the native thread."""
         self.frames_received += 1
         self.rx_since_sweep = True
-        self.inbound.put_audio(self.player.rate, payload)
+        self.inbound.put_audio(self.player.rate, payload, level)
 
     def on_frame(self, frame: Frame) -> None:
         self.frames_received += 1

@@ -23,7 +23,7 @@ from typing import Any
 
 import aiohttp
 
-from ivr.call.frame_batch import loop_batch
+from ivr.call.frame_batch import FrameIntake
 from ivr.call.listening import FrameSink, Listening
 from ivr.call.ports import CallControl, CallSpeech, Classifier, WebhookHandler
 from ivr.call.prompt_audio import first_audio, prompt_audio
@@ -39,7 +39,6 @@ from ivr.flow.builtins import MASK
 from ivr.flow.engine import FlowEngine
 from ivr.flow.questions import backchannel_ms, is_backchannel
 from ivr.flow.webhook import perform_request
-from ivr.media.framing import Framer
 from ivr.media.resample import resample
 from ivr.media.wav import read_wav
 from ivr.speech.errors import ProviderError, error_kind
@@ -119,10 +118,7 @@ class CallRuntime:
         self.metrics = services.metrics
         speech_audio = getattr(speech.transcriber, "engine", "") != "sim-text"  # a text carrier, not speech
         self.listening = Listening(media.rate, self, models=services.turns, speech_audio=speech_audio)
-        self._framer = Framer(self.listening.frame_bytes)
-        self._frame_size = self.listening.frame_bytes
-        self._levels = loop_batch()
-        """Caller frames of all calls, measured in one numpy step per loop iteration (see _on_audio)."""
+        self._intake = FrameIntake(self.listening.frame_bytes, self._on_frame)
         settings = engine.settings
         self.hold = HoldLine(
             rate=media.rate,
@@ -546,29 +542,22 @@ class CallRuntime:
         # only digits and the end of the media come through the events. What we play is told to the
         # echo gate the same way.
         self.media.on_played(self.listening.played)
-        self.media.on_audio(self._on_audio)
+        self.media.on_audio(self._intake.audio)
+        self.media.on_measured_audio(self._intake.measured)
         try:
             async for event in self.media.events():
                 if type(event) is AudioIn:  # queued before the sink was set
-                    self._on_audio(event.payload)
+                    self._intake.audio(event.payload)
                 elif type(event) is DigitIn:
                     if self.dtmf_from_media:
                         self.on_dtmf(event.digit)
                 elif type(event) is PeerHangup or type(event) is MediaClosed:
                     break
         finally:
+            self.media.on_measured_audio(None)
             self.media.on_audio(discard_audio)  # the call is over: what still arrives is nobody's
         if not self._hung_up:
             self._post(ev.Hangup())
-
-    def _on_audio(self, payload: bytes) -> None:
-        # Straight from the socket callback: queued on the loop's batch, whose one flush per loop
-        # iteration measures the energy of every call's frames at once and then calls _on_frame.
-        if len(payload) == self._frame_size:
-            self._levels.add(self._on_frame, payload)
-        else:  # Asterisk sends 20 ms; anything else is cut (or gathered) into 20 ms frames
-            for frame in self._framer.push(payload):
-                self._levels.add(self._on_frame, bytes(frame))
 
     def _on_frame(self, frame: bytes, level: float | None = None) -> None:
         if self.finished:

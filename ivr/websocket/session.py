@@ -25,6 +25,7 @@ from ivr.transport import (
     DigitIn,
     InboundEvent,
     InboundQueue,
+    MeasuredSink,
     MediaClosed,
     MediaStats,
     PcmSource,
@@ -170,6 +171,9 @@ class WebSocketMediaSession:
 
     def events(self) -> AsyncIterator[InboundEvent]:
         return self._inbound.events()
+
+    def on_measured_audio(self, sink: MeasuredSink | None) -> None:
+        """WebSocket media measures nothing: every frame goes to :meth:`on_audio`'s sink."""
 
     def on_audio(self, sink: AudioSink | None) -> None:
         self._inbound.sink = sink

@@ -20,11 +20,13 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import numpy as np
 import pytest
 
 from ivr.audiosocket import Audio, AudioSocketConfig, AudioSocketServer, AudioSocketSession, Hangup
 from ivr.audiosocket.native import native_available
 from ivr.audiosocket.protocol import FrameDecoder, encode_audio, encode_dtmf, encode_uuid
+from ivr.media.vad import frame_levels
 from ivr.transport import AudioIn, DigitIn, PlayoutState
 
 from ..services import unavailable
@@ -360,6 +362,40 @@ async def test_the_thread_reads_the_socket_once_the_session_is_set_up(server: Au
     assert got == [*range(1, 16), DigitIn("5"), *range(16, 31)]
     *_, frames_in = server.pacer.c.clock_stats()
     assert frames_in >= 29, "the thread, not the loop, cut the audio out"
+    await peer.close()
+
+
+async def test_the_thread_measures_each_caller_frame_as_the_endpointer_would(
+    server: AudioSocketServer,
+) -> None:
+    """Frames the thread cut out reach the measured sink with the level ``frame_levels`` gives them (DC
+    removed, digital silence at the floor); frames without a level still reach the plain sink."""
+
+    peer, session = await open_call(server)
+    plain: list[bytes] = []
+    measured: list[tuple[bytes, float]] = []
+    session.on_audio(plain.append)
+    session.on_measured_audio(lambda payload, level: measured.append((payload, level)))
+    n = FRAME // 2
+    rng = np.random.default_rng(7)
+    frames = [
+        bytes(FRAME),  # digital silence
+        struct.pack("<h", 1000) * n,  # pure DC: no power once DC is removed
+        np.round(8000 * np.sin(np.arange(n) * 0.3)).astype("<i2").tobytes(),
+        rng.integers(-32768, 32768, n).astype("<i2").tobytes(),  # full scale noise
+        (np.round(30 * np.sin(np.arange(n) * 1.7)) + 500).astype("<i2").tobytes(),  # quiet, off-centre
+    ]
+    await asyncio.sleep(0.1)  # the loop hands the socket to the thread
+    for frame in frames:
+        await peer.send(encode_audio(frame, RATE))
+    async with asyncio.timeout(5):
+        while len(measured) + len(plain) < len(frames):  # noqa: ASYNC110 - sinks filled by the drain
+            await asyncio.sleep(0.01)
+    assert plain == []
+    assert [payload for payload, _ in measured] == frames
+    expected = frame_levels(frames, n)
+    assert [level for _, level in measured] == pytest.approx(expected, abs=1e-9)
+    assert expected[0] == expected[1] == -100.0
     await peer.close()
 
 
