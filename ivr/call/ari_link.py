@@ -1,6 +1,6 @@
 """How one ARI call reaches Asterisk: its REST client, the Stasis app it names, the route of its events.
 
-One call code (:class:`~ivr.call.ari_app.AriCall`, :class:`~ivr.call.transfer.EndpointTransfer`) serves
+One call code (:class:`~ivr.call.ari_call.AriCall`, :class:`~ivr.call.transfer.EndpointTransfer`) serves
 both ARI deployments; what differs is this link:
 
 * **persistent** (:class:`SharedLink`): every call shares the process's REST client and its one events

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from ivr.audiosocket.session import AudioSocketSession
 from ivr.call.languages import call_speech
 from ivr.call.lifecycle import CallLife
-from ivr.call.report import RECENT_REPORTS, CallReport
+from ivr.call.report import CallReport
 from ivr.call.runtime import CallRuntime
 from ivr.call.services import CallServices
 from ivr.flow import actions as act
@@ -55,7 +55,7 @@ class DialplanApp:
         self.runtimes: set[CallRuntime] = set()
         self._live = 0
         """Calls between their session opening and their record (waiting for audio included)."""
-        self.reports: deque[CallReport] = deque(maxlen=RECENT_REPORTS)
+        self.reports: deque[CallReport] = deque(maxlen=services.recent_reports)
         """The most recent finished calls (records keep them all): bounded, a long-running app never grows."""
 
     @property

@@ -1,4 +1,4 @@
-"""Per-call ARI mode: each of Asterisk's per-call sockets becomes one :class:`~ivr.call.ari_app.AriCall`.
+"""Per-call ARI mode: each of Asterisk's per-call sockets becomes one :class:`~ivr.call.ari_call.AriCall`.
 
 :class:`~ivr.ari.percall_server.PerCallServer` accepts the socket and finds out which call it carries;
 :func:`serve_connection` (its call handler) gives the call its own link (REST over the socket, resources
@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from ivr.ari.models import StasisStart
 from ivr.ari.percall import PerCallConnection
-from ivr.call.ari_app import AriApp, AriCall
+from ivr.call.ari_app import AriApp
+from ivr.call.ari_call import AriCall
 from ivr.call.ari_link import ConnectionLink
 
 

@@ -33,7 +33,7 @@ from ivr.flow.engine import FlowEngine, SnapshotError
 from ivr.ops.records.model import CallRecord, Checkpoint, RecordsError
 
 if TYPE_CHECKING:
-    from ivr.call.ari_app import AriApp, AriCall
+    from ivr.call.ari_call import AriCall, CallHost
     from ivr.call.ari_link import CallLink
     from ivr.call.runtime import CallRuntime
 
@@ -283,9 +283,9 @@ class CallCheckpoints:
 
 class Resumable:
     """What an ARI call does when it continues a call another owner began (a mixin of
-    :class:`~ivr.call.ari_app.AriCall`; the attributes below are the call's)."""
+    :class:`~ivr.call.ari_call.AriCall`; the attributes below are the call's)."""
 
-    app: AriApp
+    app: CallHost
     link: CallLink
     caller_id: str
     leftovers: Mapping[str, Any] | None

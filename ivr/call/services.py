@@ -16,7 +16,7 @@ import aiohttp
 from ivr.call.flows import FlowCatalog
 from ivr.call.lifecycle import ReportSink
 from ivr.call.ports import Classifier, SpeechFactory, WebhookHandler
-from ivr.call.report import Tracer
+from ivr.call.report import RECENT_REPORTS, Tracer
 from ivr.call.resume import CheckpointStore
 from ivr.call.turn_models import TurnModels
 from ivr.ops.metrics import Metrics
@@ -53,3 +53,6 @@ class CallServices:
     instance serving them died (the records store; None: calls are not resumable)."""
     turns: TurnModels | None = None
     """The process's turn-taking models (neural VAD, end-of-turn model); None: energy VAD, silence only."""
+    recent_reports: int = RECENT_REPORTS
+    """Finished calls' reports the app keeps in memory (``app.reports``, for whoever embeds it: tests, the
+    simulator); a serving process keeps few, its records hold every call."""

@@ -24,7 +24,7 @@ from ivr.flow import actions as act
 from ivr.flow import events as ev
 
 if TYPE_CHECKING:
-    from ivr.call.ari_app import AriCall
+    from ivr.call.ari_call import AriCall
 
 log = logging.getLogger(__name__)
 

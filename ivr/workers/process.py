@@ -74,6 +74,9 @@ log = logging.getLogger("ivr.run")
 
 ReadyHook = Callable[[dict[str, Any]], Awaitable[None] | None]
 
+SERVING_RECENT_REPORTS = 50
+"""Finished calls' reports a serving process keeps in memory (the records have every call)."""
+
 ENGINE_SWITCH_INTERVAL = 0.001
 """Seconds a thread may hold the GIL while another waits (CPython's default is 5 ms)."""
 
@@ -292,6 +295,8 @@ async def serve(
             # mode a caller stays in Stasis when the events socket drops; no other instance gets it.)
             checkpoints=records if settings.ari_mode == "per_call" and not no_ari else None,
             turns=turns,
+            # every call is in the records; 1000 reports in memory (~5 MB) would keep RSS above idle
+            recent_reports=SERVING_RECENT_REPORTS,
         )
         app_ref: list[AriApp] = []
         percall_ref: list[PerCallServer] = []
