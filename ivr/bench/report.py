@@ -117,6 +117,7 @@ def document(
         "generator_loop": generator_loop,
         "server_loop": ctx.app_loop,
         "server_pacer": ctx.app_pacer,
+        "server_pacer_realtime": ctx.pacer_realtime,
         "workers_flag": ctx.workers_flag,
         "reference_binary": str(ctx.reference) if ctx.reference else None,
         "skipped": skipped,
@@ -131,9 +132,14 @@ def describe_machine(doc: dict[str, Any]) -> str:
     return (
         f"machine: {m['nproc']} CPUs ({m['cpu_model'] or 'unknown model'}), kernel {m['kernel']}, "
         f"{m['implementation']} {m['python']}; ivr run on {doc['server_loop']} "
-        f"({doc.get('server_pacer', 'loop')} pacing), generator on "
+        f"({doc.get('server_pacer', 'loop')} pacing{_realtime(doc)}), generator on "
         f"{doc['generator_loop']}; load average {m['loadavg_1m_at_start']} at start"
     )
+
+
+def _realtime(doc: dict[str, Any]) -> str:
+    priority = doc.get("server_pacer_realtime") or 0
+    return f", SCHED_FIFO {priority}" if priority and doc.get("server_pacer") == "native" else ""
 
 
 def _f(value: float | None, digits: int = 1) -> str:

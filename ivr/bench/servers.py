@@ -96,6 +96,8 @@ class BenchContext:
     """``IVR_PACER`` for the ``ivr run`` shapes (auto, native or loop)."""
     app_pacer: str = "loop"
     """Who paced them: ``native`` when asked for (or auto) and the native pacer is built, else ``loop``."""
+    pacer_realtime: int = 0
+    """``IVR_PACER_REALTIME``: the native thread's SCHED_FIFO priority (0: the usual scheduling)."""
 
 
 def workers_supported(python: str = sys.executable) -> bool:
@@ -132,10 +134,14 @@ def prerender(python: str, cache: Path, work_dir: Path) -> None:
 
 
 def prepare(
-    shapes: list[Shape], work_dir: Path, python: str = sys.executable, pacer: str = "auto"
+    shapes: list[Shape],
+    work_dir: Path,
+    python: str = sys.executable,
+    pacer: str = "auto",
+    pacer_realtime: int = 0,
 ) -> BenchContext:
     """Build what the shapes need once: the C reference, the prompt cache, the ``--workers`` check."""
-    ctx = BenchContext(work_dir=work_dir, python=python, pacer=pacer)
+    ctx = BenchContext(work_dir=work_dir, python=python, pacer=pacer, pacer_realtime=pacer_realtime)
     if any(s.kind == "ref" for s in shapes):
         ctx.reference = build_reference()
     if any(s.kind != "ref" for s in shapes):
@@ -247,6 +253,7 @@ def ivr_env(
             "IVR_RECORDS_PATH": str(ctx.work_dir / f"calls-{uuid.uuid4().hex[:8]}.sqlite3"),
             "IVR_SHUTDOWN_GRACE_SECONDS": "2",
             "IVR_PACER": ctx.pacer,
+            "IVR_PACER_REALTIME": str(ctx.pacer_realtime),
         }
     )
     if shape.kind in ARI_SHAPES:

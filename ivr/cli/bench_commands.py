@@ -111,6 +111,14 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
         default="auto",
         help="who paces AudioSocket frames in the ivr run shapes (IVR_PACER; default auto: native where built)",
     )
+    p.add_argument(
+        "--pacer-realtime",
+        type=int,
+        default=0,
+        metavar="PRIORITY",
+        help="run the native pacing thread at this SCHED_FIFO priority (IVR_PACER_REALTIME; needs "
+        "CAP_SYS_NICE; default 0: the usual scheduling)",
+    )
     p.add_argument("--out", type=Path, help="JSON result (default benchmarks/results/bench-DATE.json)")
     p.add_argument("--plot", type=Path, help="PNG plot, needs matplotlib (default: beside --out)")
     p.add_argument("--log-dir", type=Path, help="keep the servers' logs here (default: discarded)")
@@ -192,7 +200,7 @@ def run_search_command(args: argparse.Namespace) -> int:
     run, loop_name = _runner()
     with tempfile.TemporaryDirectory(prefix="ivr-bench-") as work:
         try:
-            ctx = prepare(plan.shapes, Path(work), pacer=args.pacer)
+            ctx = prepare(plan.shapes, Path(work), pacer=args.pacer, pacer_realtime=args.pacer_realtime)
         except ReferenceBuildError as exc:
             print(f"ivr bench: {exc} (or leave it out: --shapes dialplan,ari)", file=sys.stderr)
             return 1
