@@ -36,18 +36,28 @@ void push_event(Pacer *p, int type, session *s, playback *pb, int64_t at, int er
     p->signalled = 1;
 }
 
-/* dBFS of s16le samples, DC removed: the formula of ivr.media.vad._power_db, on exact integer sums. */
-static double pcm_level_db(const unsigned char *b, Py_ssize_t len) {
-    int64_t sum = 0, sq = 0;
+/* Sums of s16le samples (exact in integers), added to *sum and *sq; returns the sample count. */
+static Py_ssize_t add_samples(const unsigned char *b, Py_ssize_t len, int64_t *sum, int64_t *sq) {
     Py_ssize_t n = len / 2;
     for (Py_ssize_t j = 0; j < n; j++) {
         int32_t v = (int16_t)(b[2 * j] | (b[2 * j + 1] << 8));
-        sum += v;
-        sq += (int64_t)v * v;
+        *sum += v;
+        *sq += (int64_t)v * v;
     }
+    return n;
+}
+
+/* dBFS from those sums, DC removed: the formula of ivr.media.vad._power_db. */
+static double sums_db(int64_t sum, int64_t sq, Py_ssize_t n) {
     if (!n) return SILENT_DB;
     double s = (double)sum, power = ((double)sq - s * s / (double)n) / ((double)n * 32768.0 * 32768.0);
     return power > 1e-10 ? 10.0 * log10(power) : SILENT_DB;
+}
+
+static double pcm_level_db(const unsigned char *b, Py_ssize_t len) {
+    int64_t sum = 0, sq = 0;
+    Py_ssize_t n = add_samples(b, len, &sum, &sq);
+    return sums_db(sum, sq, n);
 }
 
 static void push_in(Pacer *p, session *s, int type, const unsigned char *data, Py_ssize_t len, int err) {
@@ -130,24 +140,12 @@ int slot_add(Pacer *p, session *s) {
 
 /* -- the thread's per-frame work ------------------------------------------------------------------ */
 
+/* The level of a frame written from several pieces (prompt chunks, padding): as pcm_level_db. */
 static float level_db(struct iovec *iov, int n) {
-    double sum = 0.0, sq = 0.0;
-    long count = 0;
-    for (int i = 0; i < n; i++) {
-        const unsigned char *b = iov[i].iov_base;
-        size_t len = iov[i].iov_len / 2;
-        for (size_t j = 0; j < len; j++) {
-            int16_t v = (int16_t)(b[2 * j] | (b[2 * j + 1] << 8));
-            sum += v;
-            sq += (double)v * v;
-        }
-        count += (long)len;
-    }
-    if (!count) return (float)SILENT_DB;
-    double mean = sum / count;
-    double var = sq / count - mean * mean;
-    double pw = var / (32768.0 * 32768.0);
-    return pw > 1e-10 ? (float)(10.0 * log10(pw)) : (float)SILENT_DB;
+    int64_t sum = 0, sq = 0;
+    Py_ssize_t count = 0;
+    for (int i = 0; i < n; i++) count += add_samples(iov[i].iov_base, (Py_ssize_t)iov[i].iov_len, &sum, &sq);
+    return (float)sums_db(sum, sq, count);
 }
 
 /* Fill iov[1..] with the next frame of the session's queue; returns the iov count (1: silence). */

@@ -42,31 +42,37 @@ def test_one_batch_per_loop_and_the_batch_does_not_keep_its_loop() -> None:
     batch.add(lambda frame, level: None, bytes(320))  # the loop is gone: nothing to schedule on, no error
 
 
-@pytest.mark.virtual_time
-async def test_speaking_callers_are_measured_in_batches() -> None:
+async def _menu_calls(pacer: str, words: tuple[str, ...]) -> tuple[DialplanApp, int]:
+    """Dialplan calls of the menu flow, one per word said: (the app, frames the loop's batch measured)."""
     app = DialplanApp(services=CallServices(flows=FlowCatalog(DATA, default="menu"), speech=sim_speech()))
-    server = AudioSocketServer(AudioSocketConfig(port=0, idle_timeout=5.0), on_session=app.handle)
+    config = AudioSocketConfig(port=0, idle_timeout=5.0, pacer=pacer)
+    server = AudioSocketServer(config, on_session=app.handle)
     batch = loop_batch()
     frames_before = batch.frames
     async with server:
+        assert server.pacing == pacer
         legs = CallerLegs()
         callers = [
             await legs.connect("127.0.0.1", server.port, uuid.uuid4(), "slin", f"AudioSocket-{i}")
-            for i in range(3)
+            for i in range(len(words))
         ]
         for leg in callers:
             await leg.wait_heard("Say sales")
-        await asyncio.gather(
-            *(leg.say(word) for leg, word in zip(callers, ("sales", "support", "sales"), strict=True))
-        )
-        for leg, answer in zip(callers, ("Sales it is", "Support it is", "Sales it is"), strict=True):
-            await leg.wait_heard(answer)
+        await asyncio.gather(*(leg.say(word) for leg, word in zip(callers, words, strict=True)))
+        for leg, word in zip(callers, words, strict=True):
+            await leg.wait_heard(f"{word.capitalize()} it is")
         for leg in callers:
             await leg.wait_closed()
             await leg.close()
-    assert sorted(r.path[2] for r in app.reports) == ["sales", "sales", "support"]
-    assert batch.frames > frames_before, "the callers' frames went through the loop's batch"
+    assert sorted(r.path[2] for r in app.reports) == sorted(words)
     assert len(batch) == 0, "nothing is left waiting once the calls are over"
+    return app, batch.frames - frames_before
+
+
+@pytest.mark.virtual_time
+async def test_speaking_callers_are_measured_in_batches() -> None:
+    _app, batched = await _menu_calls("loop", ("sales", "support", "sales"))
+    assert batched > 0, "the callers' frames went through the loop's batch"
 
 
 def test_measured_frames_never_overtake_frames_still_in_the_batch() -> None:
@@ -98,28 +104,5 @@ async def test_natively_read_callers_are_heard_without_the_batch() -> None:
     answered while hardly any frame goes through the loop's batch (only those read before the hand-off)."""
     if not native_available():
         unavailable("native pacer (ivr.audiosocket._pacer)", NATIVE_HOW)
-    app = DialplanApp(services=CallServices(flows=FlowCatalog(DATA, default="menu"), speech=sim_speech()))
-    server = AudioSocketServer(
-        AudioSocketConfig(port=0, idle_timeout=5.0, pacer="native"), on_session=app.handle
-    )
-    batch = loop_batch()
-    frames_before = batch.frames
-    async with server:
-        assert server.pacing == "native"
-        legs = CallerLegs()
-        callers = [
-            await legs.connect("127.0.0.1", server.port, uuid.uuid4(), "slin", f"AudioSocket-{i}")
-            for i in range(2)
-        ]
-        for leg in callers:
-            await leg.wait_heard("Say sales")
-        await asyncio.gather(
-            *(leg.say(word) for leg, word in zip(callers, ("sales", "support"), strict=True))
-        )
-        for leg, answer in zip(callers, ("Sales it is", "Support it is"), strict=True):
-            await leg.wait_heard(answer)
-        for leg in callers:
-            await leg.wait_closed()
-            await leg.close()
-    assert sorted(r.path[2] for r in app.reports) == ["sales", "support"]
-    assert batch.frames - frames_before < 20, "the thread measured the frames, not the loop's batch"
+    _app, batched = await _menu_calls("native", ("sales", "support"))
+    assert batched < 20, "the thread measured the frames, not the loop's batch"
