@@ -19,6 +19,7 @@ from ivr.ops.records import (
     RecordsDatabase,
     RecordsError,
 )
+from ivr.ops.records.sqlite_db import open_sqlite
 from tests.ops.conftest import Engine
 from tests.ops.helpers import make_report
 
@@ -208,3 +209,22 @@ def test_migration_steps_exist_for_both_engines() -> None:
     for migration in MIGRATIONS:
         assert migration.sqlite
         assert migration.postgres
+
+
+def test_opening_waits_for_a_lock_held_while_it_leaves_the_rollback_journal(tmp_path: Path) -> None:
+    """Another process holds the write lock of an old (rollback-journal) file just as this one opens it:
+    SQLite refuses the switch to WAL at once ("database is locked": waiting could deadlock, so its busy
+    handler is not called), so the open retries until the lock is gone (within the busy timeout) instead
+    of failing the process's start (seen in CI: several workers opening the file together)."""
+    path = v1_file(tmp_path / "calls.sqlite3")
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")  # the write lock, as a process migrating the file holds it
+    release = threading.Timer(0.3, lambda: holder.execute("COMMIT"))
+    release.start()
+    try:
+        conn = open_sqlite(path, create=False, busy_timeout=5, what="call records")
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        conn.close()
+    finally:
+        release.join()
+        holder.close()

@@ -209,6 +209,20 @@ def transaction(conn: sqlite3.Connection) -> Iterator[None]:
         raise
 
 
+def _switch_to_wal(conn: sqlite3.Connection, busy_timeout: float) -> object:
+    """``PRAGMA journal_mode = WAL``, retried for up to ``busy_timeout``: leaving a rollback journal needs
+    the file's exclusive lock, and SQLite reports "database is locked" at once, without its busy handler,
+    while another process opening the same file holds a lock (several workers starting together)."""
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            return conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)  # opening a records file: startup or a worker thread, never the pacing thread
+
+
 def open_sqlite(path: Path, *, create: bool, busy_timeout: float, what: str) -> sqlite3.Connection:
     """An autocommit connection in WAL mode with ``synchronous=FULL``; a new file is private (0600)."""
     if not path.exists():
@@ -220,7 +234,7 @@ def open_sqlite(path: Path, *, create: bool, busy_timeout: float, what: str) -> 
     except sqlite3.Error as exc:
         raise RecordsError(f"{path}: cannot open {what}: {exc}") from None
     try:
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        mode = _switch_to_wal(conn, busy_timeout)
         if str(mode).lower() != "wal":
             raise RecordsError(f"{path}: cannot switch to WAL mode (got {mode!r})")
         conn.execute("PRAGMA synchronous = FULL")
