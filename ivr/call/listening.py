@@ -35,18 +35,16 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
-from functools import partial
 from typing import Protocol
 
-from ivr.call.transcribing import AnswerText, PauseCheck, PauseHeard, PauseWords
+from ivr.call.pause_checks import PauseChecks
+from ivr.call.transcribing import AnswerText, PauseWords
 from ivr.call.turn_models import TurnModels
 from ivr.flow import actions as act
 from ivr.media.bargein import BackchannelFilter, BackchannelSettings, EchoGate, LastVerdict, frame_level_db
 from ivr.media.endpoint import Endpointer, ListenSettings, MaxLengthReached, SpeechEnded, SpeechStarted
 from ivr.media.turn import CheckTurn, TurnDetector, TurnSettings
 from ivr.media.vad import EnergyVad
-from ivr.speech.errors import ProviderError
 
 log = logging.getLogger(__name__)
 
@@ -174,14 +172,12 @@ class Listening:
         self.gate: EchoGate | LastVerdict = EchoGate(vad) if speech_audio else LastVerdict(vad)
         self.endpointer = Endpointer(rate, detector=self.gate)
         self.frame_bytes = self.endpointer.frame_bytes
-        self._model = models.turn if models is not None and speech_audio else None
-        self._words = words if speech_audio else None
-        self.turns = TurnDetector(self.endpointer, model=self._model is not None or self._words is not None)
-        self._ask_model_now = False
-        self._ask_words_now = False
-        """What the current question checks at a pause (set when it arms)."""
-        self._pause: _Pause | None = None
-        """The latest checked pause, while its verdict or its transcript may still matter."""
+        model = models.turn if models is not None and speech_audio else None
+        self.turns = TurnDetector(self.endpointer)
+        self.pauses = PauseChecks(
+            self.turns, model=model, words=words if speech_audio else None, ended=self._verdict_ended
+        )
+        self.turns.model = self.pauses.available
         self.played: PlayedLine | None = PlayedLine(self.endpointer) if speech_audio else None
         self.listen: act.Listen | None = None
         self.gen = 0
@@ -195,7 +191,6 @@ class Listening:
         self._live: FrameSink | None = None
         self._no_input: asyncio.TimerHandle | None = None
         self._digit_timer: asyncio.TimerHandle | None = None
-        self._checks: set[asyncio.Future[float]] = set()
         self._closed = False
         self._prompt_backchannel = 0
         self.vad_kind = vad.name
@@ -206,7 +201,7 @@ class Listening:
         """A question's ``Listen``: listen now (with the echo guard while its prompt plays), or after it."""
         self.listen = listen
         self.gen += 1
-        self._drop_pause()
+        self.pauses.drop()
         self._onset_only = False
         self._short = False
         if listen.speech and (not playing or barge_in):
@@ -217,7 +212,7 @@ class Listening:
     def start_onset_only(self, backchannel_ms: int) -> None:
         """A barge-in-able statement (``say``/``play``) plays and no question listens: speech onset only."""
         self._onset_only = True
-        self._ask_model_now = self._ask_words_now = False
+        self.pauses.arm(None)
         self._prompt_backchannel = backchannel_ms
         self._settings = (ListenSettings(no_input_ms=None), None)
         self.turns.listen(self._settings[0], turn=None, echo_guard=True)
@@ -232,15 +227,7 @@ class Listening:
             max_utterance_ms=listen.max_utterance_ms,
             no_input_ms=None,  # wall clock, see module docstring
         )
-        model = listen.turn_model and self._model is not None
-        words = self._words is not None and self._words.wanted(listen)
-        turn = None
-        if model:
-            turn = TurnSettings(listen.turn_min_silence_ms, listen.turn_max_silence_ms, listen.turn_threshold)
-        elif words:  # the words alone judge the pause that silence would have ended the turn on
-            silence = listen.endpointing_silence_ms
-            turn = TurnSettings(silence, max(silence, listen.incomplete_silence_ms))
-        self._ask_model_now, self._ask_words_now = model, words
+        turn = self.pauses.arm(listen)
         self._settings = (settings, turn)
         self.turns.listen(settings, turn=turn, echo_guard=echo_guard)
         self.armed = True
@@ -263,7 +250,7 @@ class Listening:
         """The flow moved on (or a provider is busy with the answer): disarm, drop any partial answer."""
         self.listen = None
         self.gen += 1
-        self._drop_pause()
+        self.pauses.drop()
         self.armed = False
         self._onset_only = False
         self._filter = None
@@ -335,8 +322,7 @@ class Listening:
         if self.played is not None:
             self.played.advance(now)
         event = self.turns.feed(frame, level)
-        if self._pause is not None and self.turns.pause is None and self.endpointer.in_speech:
-            self._drop_pause()  # the caller went on after the pause: what was heard there is not the answer
+        self.pauses.frame(self.endpointer.in_speech)
         if self._live is not None and self.endpointer.in_speech:
             self._live(frame)
         flt = self._filter
@@ -351,7 +337,7 @@ class Listening:
             if kind is SpeechStarted:
                 self._speech_started()
             elif kind is CheckTurn:
-                self._check_pause(event)  # type: ignore[arg-type]
+                self.pauses.check(event, self.listen)  # type: ignore[arg-type]
             elif kind is SpeechEnded or kind is MaxLengthReached:
                 self._ended(event)  # type: ignore[arg-type]
         if decision == "resume":
@@ -404,7 +390,7 @@ class Listening:
         self.cancel_timers()
         trailing = self.endpointer.elapsed_ms - ended.ended_at_ms
         listen = None if self._onset_only else self.listen
-        heard = self._take_heard()
+        heard = self.pauses.take()
         self.ears.answer(ended.pcm, trailing, listen, self.gen, over_prompt=True, heard=heard)
 
     def resume(self) -> None:
@@ -419,7 +405,7 @@ class Listening:
         """A backchannel: the prompt plays on and the answer heard so far is forgotten."""
         self._filter = None
         self._held_end = None
-        self._drop_pause()
+        self.pauses.drop()
         if self._live is not None:
             self._live = None
             self.ears.answer_dropped()
@@ -443,7 +429,7 @@ class Listening:
         self.armed = False
         self._live = None
         short, self._short = self._short, False
-        heard = self._take_heard()
+        heard = self.pauses.take()
         if listen is None or not listen.speech or self._onset_only:
             if heard is not None:
                 heard.cancel()
@@ -452,109 +438,12 @@ class Listening:
         self.cancel_timers()
         self.ears.answer(event.pcm, trailing, listen, self.gen, over_prompt=short, heard=heard)
 
-    # -- end-of-turn model and words at pauses --------------------------------------------------
-
-    def _check_pause(self, check: CheckTurn) -> None:
-        """A pause: ask the model (its worker thread) and/or the words (the call's STT), both at once."""
-        self._drop_pause()
-        model: asyncio.Future[float] | None = None
-        executor = self._model
-        if self._ask_model_now and executor is not None:
-            loop = asyncio.get_running_loop()
-            model = loop.run_in_executor(executor.pool, executor.model.probability, check.pcm, check.rate)
-            self._checks.add(model)
-        words = None
-        if self._ask_words_now and self._words is not None and self.listen is not None:
-            words = self._words.check(check.pcm, self.listen)
-        if model is None and words is None:
-            return
-        pause = _Pause(check.request, self.gen, model, words)
-        self._pause = pause
-        if model is not None:
-            model.add_done_callback(partial(self._model_done, pause))
-        if words is not None:
-            words.task.add_done_callback(partial(self._words_done, pause))
-
-    def _model_done(self, pause: _Pause, future: asyncio.Future[float]) -> None:
-        self._checks.discard(future)
-        if self._closed or future.cancelled():
-            return
-        exc = future.exception()
-        if exc is not None:
-            log.warning("end-of-turn check failed (%s); silence ends this turn", exc)
-        pause.probability = None if exc is not None else future.result()
-        pause.model_done = True
-        self._decide(pause)
-
-    def _words_done(self, pause: _Pause, task: asyncio.Task[PauseHeard | ProviderError]) -> None:
-        if self._closed or task.cancelled():
-            return
-        heard = task.result()
-        if isinstance(heard, ProviderError):
-            log.info("words check at a pause failed (%s); the model or silence decides", heard)
-        self._decide(pause)
-
-    def _decide(self, pause: _Pause) -> None:
-        """The pause's verdict once it is known: "not finished" as soon as either check says so,
-        "finished" once every check asked agrees (a failed words check leaves it to the model)."""
-        if pause.decided or pause is not self._pause or pause.gen != self.gen:
-            return
-        settings = self.turns.settings
-        threshold = settings.threshold if settings is not None else 0.5
-        heard = pause.words.heard if pause.words is not None else None
-        words_pending = pause.words is not None and not pause.words.task.done()
-        if pause.model is not None and pause.model_done:
-            if pause.probability is None or pause.probability < threshold:
-                verdict: float | None = pause.probability  # not finished (or unknown): wait
-            elif isinstance(heard, PauseHeard):
-                verdict = pause.probability if heard.complete else 0.0
-            elif words_pending:
-                return  # the model says finished: do the words agree?
-            else:
-                verdict = pause.probability  # no words check (or it failed): the model alone
-        elif isinstance(heard, PauseHeard) and not heard.complete:
-            verdict = 0.0  # the words are not an answer yet, whatever the model will say
-        elif pause.model is None and not words_pending:
-            verdict = 1.0 if isinstance(heard, PauseHeard) else None
-        else:
-            return
-        pause.decided = True
-        ended = self.turns.verdict(pause.request, verdict)
-        if ended is not None and self.armed:
+    def _verdict_ended(self, ended: SpeechEnded) -> None:
+        """A pause's verdict ended the turn (:class:`~ivr.call.pause_checks.PauseChecks`)."""
+        if self.armed:
             self._ended(ended)
-
-    def _take_heard(self) -> PauseCheck | None:
-        """The turn ended: the words check of the pause it ended in, if no speech came after it."""
-        pause, self._pause = self._pause, None
-        if pause is None or pause.words is None:
-            return None
-        if pause.gen != self.gen or self.turns.pause != pause.request:
-            pause.words.cancel()
-            return None
-        return pause.words
-
-    def _drop_pause(self) -> None:
-        pause, self._pause = self._pause, None
-        if pause is not None and pause.words is not None:
-            pause.words.cancel()
 
     def close(self) -> None:
         self._closed = True
         self.cancel_timers()
-        self._drop_pause()
-        for future in list(self._checks):
-            future.cancel()
-        self._checks.clear()
-
-
-@dataclass(slots=True, eq=False)
-class _Pause:
-    """One checked pause: the model's future and/or the words check, and what they said so far."""
-
-    request: int
-    gen: int
-    model: asyncio.Future[float] | None
-    words: PauseCheck | None
-    probability: float | None = None
-    model_done: bool = False
-    decided: bool = False
+        self.pauses.close()
