@@ -341,7 +341,11 @@ def listen_for(
         if step.options is not None:
             hints = [p for o in options for p in (o.label, *o.phrases)]
         hints += capture_hints(step, language)
-    hints += [p for c in intent_candidates(flow, step, language) for p in c.phrases]
+    # The flow's own intents, but not the built-in repeat's phrases ("say that again", "what did you say"):
+    # a dozen generic words in Whisper's prompt drown the question's own answers (tiny.en heard "Large."
+    # as "Watch." with them, "large." without), and speech-to-text hears such phrases unaided.
+    own = [c for c in intent_candidates(flow, step, language) if c.name != REPEAT or REPEAT in flow.intents]
+    hints += [p for c in own for p in c.phrases]
     max_digits: int | None = 1
     terminator: str | None = None
     if keyed and cap is not None:
