@@ -228,11 +228,12 @@ class PauseWords:
             transcript = await run(pcm)
         except ProviderError as exc:
             return exc  # the answer's own transcription meets it (or not): never the call's failure here
+        text, confidence = transcript.text, transcript.confidence
         if self._executor is None:
-            complete = self._engine.answer_complete(transcript.text)
+            complete = self._engine.answer_complete(text, confidence)
         else:
             loop = asyncio.get_running_loop()
             complete = await loop.run_in_executor(
-                self._executor, self._engine.answer_complete, transcript.text
+                self._executor, self._engine.answer_complete, text, confidence
             )
         return PauseHeard(transcript, complete)

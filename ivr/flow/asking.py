@@ -219,12 +219,14 @@ class QuestionsMixin:
         self._on_dtmf(keys[0])
         return True
 
-    def answer_complete(self, text: str) -> bool:
+    def answer_complete(self, text: str, confidence: float | None = None) -> bool:
         """Would ``text`` already answer the question being asked (a choice, a yes or no, a digit string
         of the capture's ``min_length``...)? Asked at a pause in the caller's speech; changes nothing.
-        False when no question is listening (:mod:`ivr.flow.completion`)."""
+        False when no question is listening, or below ``min_confidence`` (:mod:`ivr.flow.completion`)."""
         if self.waiting_for != "input":
             return False
+        if confidence is not None and confidence < self.settings.min_confidence:
+            return False  # the answer itself would be a no_match
         step = self._current_ask()
         if step.input == "dtmf":
             return False

@@ -19,6 +19,7 @@ intents:
     next: done
 settings:
   digits_incomplete_ms: 3000
+  min_confidence: 0.3
 steps:
   size:
     ask: Small or large?
@@ -73,6 +74,7 @@ def test_the_engine_judges_its_current_question_and_changes_nothing() -> None:
     d.send(PromptFinished())
     assert d.step == "size"
     assert d.engine.answer_complete("large")
+    assert not d.engine.answer_complete("large", 0.2), "min_confidence: the answer would be a no_match"
     assert not d.engine.answer_complete("card please maybe")
     before = d.engine.snapshot()
     d.engine.answer_complete("small")
