@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import math
 import os
 import tempfile
@@ -35,11 +34,13 @@ from aiohttp import web
 from ivr.ari.client import AriClient
 from ivr.audiosocket.server import AudioSocketConfig, AudioSocketServer
 from ivr.bench.turn_corpus import RATE, Item, build, load_pcm
+from ivr.bench.turns import flow_yaml
 from ivr.call.ari_app import AriApp, AriAppConfig
 from ivr.call.flows import FlowCatalog
 from ivr.call.report import TraceEvent
 from ivr.call.services import CallServices
 from ivr.call.speech import registry_factory
+from ivr.call.transcribing import LOCAL_STT
 from ivr.call.turn_models import TurnModels
 from ivr.sim.ari_server import SimAsterisk
 from ivr.sim.caller_leg import CallerLegs, CallerVoice
@@ -75,6 +76,8 @@ class EngineResult:
     engine: str
     vad: str
     turn_model: bool
+    words: bool = False
+    """Words checked at pauses (``end_of_turn.words: auto``, the default, with a local speech-to-text)."""
     outcomes: list[CallOutcome] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
@@ -84,6 +87,7 @@ class EngineResult:
             "engine": self.engine,
             "vad": self.vad,
             "turn_model": self.turn_model,
+            "words_checked": self.words,
             "answers": len(self.outcomes),
             "reply_p50_ms": _pct(replies, 50),
             "reply_p95_ms": _pct(replies, 95),
@@ -98,42 +102,6 @@ def _pct(values: Sequence[float], q: float) -> float | None:
     if not values:
         return None
     return float(np.percentile(np.asarray(values, dtype=np.float64), q, method="nearest"))
-
-
-def flow_yaml(item: Item, name: str) -> str:
-    """The item's question as a flow: the answer leads to a short reply whose first frame is measured."""
-    spec = item.spec
-    head: dict[str, Any] = {
-        "name": name,
-        "start": "ask",
-        "on_error": "done",
-        "settings": {"no_input_timeout_ms": 8000, "filler": None},
-    }
-    steps: dict[str, Any] = {}
-    if spec.capture == "choice":
-        choices = {
-            name: {"phrases": list(phrases), "next": f"got_{name}"} for name, phrases in spec.choices.items()
-        }
-        steps["ask"] = {"ask": spec.prompt, "choices": choices, "no_match": {"retries": 0, "next": "missed"}}
-        for name in spec.choices:
-            steps[f"got_{name}"] = {"say": "Got it.", "next": "done"}
-    else:
-        capture: dict[str, Any] = {
-            "slot": "value",
-            "type": "digits" if spec.capture == "digits" else "yes_no",
-        }
-        if spec.min_digits:
-            capture["min_length"] = spec.min_digits
-        steps["ask"] = {
-            "ask": spec.prompt,
-            "capture": capture,
-            "next": "got",
-            "no_match": {"retries": 0, "next": "missed"},
-        }
-        steps["got"] = {"say": "Got it.", "next": "done"}
-    steps["missed"] = {"say": "Sorry.", "next": "done"}
-    steps["done"] = {"hangup": None}
-    return json.dumps({**head, "steps": steps})  # JSON is YAML
 
 
 def _answer(item: Item, path: list[str], variables: dict[str, Any]) -> str | None:
@@ -248,7 +216,8 @@ async def _run_engine(
     turns: TurnModels,
     progress: Callable[[str], None] | None,
 ) -> EngineResult:
-    result = EngineResult(engine, turns.vad_kind, turns.turn is not None)
+    stt = "openai" if engine == "stand-in" else "offline"
+    result = EngineResult(engine, turns.vad_kind, turns.turn is not None, words=stt in LOCAL_STT)
     standin: StandIn | None = None
     async with contextlib.AsyncExitStack() as stack:
         # A prompt cache as `ivr run` has by default (IVR_PROMPT_CACHE): fixed texts render once.
@@ -259,13 +228,13 @@ async def _run_engine(
             stack.push_async_callback(standin.close)
             env = {"OPENAI_API_KEY": "sk-stand-in-not-a-real-key", "OPENAI_BASE_URL": standin.url}
             registry = SpeechRegistry(env=env, cache_dir=prompts)
-            speech = registry_factory(registry, default_stt="openai", default_tts="openai-speech")
+            speech = registry_factory(registry, default_stt=stt, default_tts="openai-speech")
         else:  # as `ivr run` runs them: in one speech worker process (IVR_SPEECH_WORKERS=1)
             pool = SpeechPool([EngineSpec("stt", "offline", language="en"), EngineSpec("tts", "offline")])
             await pool.start()
             stack.push_async_callback(pool.aclose)
             registry = SpeechRegistry(env=dict(os.environ), cache_dir=prompts, pool=pool)
-            speech = registry_factory(registry, default_stt="offline", default_tts="offline")
+            speech = registry_factory(registry, default_stt=stt, default_tts="offline")
         stack.push_async_callback(registry.aclose)
         flows_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ivr-turn-calls-")))
         legs = CallerLegs()
@@ -331,6 +300,8 @@ def table(results: Sequence[EngineResult]) -> str:
     for r in results:
         s = r.summary()
         turn = "Smart Turn" if s["turn_model"] else "silence"
+        if s["words_checked"]:
+            turn += ", words checked at pauses"
         lines.append(
             f"| {s['engine']} | {s['vad']}, {turn} | {s['answers']} | {f(s['reply_p50_ms'])} / "
             f"{f(s['reply_p95_ms'])} | {f(s['complete_p50_ms'])} | {f(s['intent_accuracy'], '{:.0%}')} |"

@@ -34,8 +34,11 @@ import numpy as np
 import numpy.typing as npt
 
 from ivr.bench.turn_corpus import LEAD_MS, RATE, Item, build, load_pcm
+from ivr.flow.completion import answer_complete
 from ivr.flow.intents import Candidate, match, parse_digits, parse_yes_no
+from ivr.flow.model import AskStep, Flow, FlowSettings
 from ivr.flow.questions import DIGIT_HINTS, YES_NO_HINTS
+from ivr.flow.validate import validate_source
 from ivr.media.bargein import BackchannelFilter, EchoGate
 from ivr.media.endpoint import Endpointer, ListenSettings, MaxLengthReached, SpeechEnded, SpeechStarted
 from ivr.media.framing import frame_bytes
@@ -45,9 +48,11 @@ from ivr.media.vad import EnergyVad, FrameVad
 FRAME_MS = 20
 BASELINE_SILENCE_MS = 800
 """Trailing silence without a turn model: the flows' default ``endpointing_silence_ms``."""
-DIGITS_SILENCE_MS = 1500
-DIGITS_INCOMPLETE_MS = 2500
-"""Silence that ends a digit string still shorter than the capture's ``min_length`` (words checked)."""
+DIGITS_SILENCE_MS = FlowSettings().digits_silence_ms
+"""A digit capture's trailing silence: the flows' default ``digits_silence_ms``."""
+DIGITS_INCOMPLETE_MS = FlowSettings().digits_incomplete_ms
+"""Silence that ends a digit string still shorter than the capture's ``min_length`` (words checked): the
+flows' default ``digits_incomplete_ms``."""
 ReplyLatency = Callable[[Item, SpeechEnded], float]
 
 
@@ -184,17 +189,63 @@ def interpret(item: Item, text: str) -> str | None:
 
 
 def words_finished(item: Item, text: str) -> bool:
-    """Do the words heard so far already make a whole answer for the step?
+    """Do the words heard so far already make a whole answer for the step? The flow engine's own
+    judgement (:func:`ivr.flow.completion.answer_complete`, what the call runtime asks at a pause) on the
+    item's question as a flow (:func:`flow_yaml`): a choice, a yes or a no, a digit string of at least
+    the capture's ``min_length`` digits."""
+    flow = _flow(item)
+    step = flow.steps["ask"]
+    assert isinstance(step, AskStep)
+    return answer_complete(flow, step, text)
 
-    VoiceXML's complete and incomplete timeouts: an utterance that matches the step's grammar may end on
-    a short silence, one that does not yet ("Let me think", "Maybe a", a card number of four digits when
-    the capture's ``min_length`` is eight) waits for more. Here "matches" is what the step would accept:
-    a choice, a yes or a no, a digit string of at least ``min_length`` digits.
-    """
-    answer = interpret(item, text)
-    if answer is None:
-        return False
-    return item.spec.capture != "digits" or len(answer) >= max(1, item.spec.min_digits)
+
+def flow_yaml(item: Item, name: str) -> str:
+    """The item's question as a flow: the answer leads to a short reply whose first frame is measured."""
+    spec = item.spec
+    head: dict[str, Any] = {
+        "name": name,
+        "start": "ask",
+        "on_error": "done",
+        "settings": {"no_input_timeout_ms": 8000, "filler": None},
+    }
+    steps: dict[str, Any] = {}
+    if spec.capture == "choice":
+        choices = {
+            name: {"phrases": list(phrases), "next": f"got_{name}"} for name, phrases in spec.choices.items()
+        }
+        steps["ask"] = {"ask": spec.prompt, "choices": choices, "no_match": {"retries": 0, "next": "missed"}}
+        for name in spec.choices:
+            steps[f"got_{name}"] = {"say": "Got it.", "next": "done"}
+    else:
+        capture: dict[str, Any] = {
+            "slot": "value",
+            "type": "digits" if spec.capture == "digits" else "yes_no",
+        }
+        if spec.min_digits:
+            capture["min_length"] = spec.min_digits
+        steps["ask"] = {
+            "ask": spec.prompt,
+            "capture": capture,
+            "next": "got",
+            "no_match": {"retries": 0, "next": "missed"},
+        }
+        steps["got"] = {"say": "Got it.", "next": "done"}
+    steps["missed"] = {"say": "Sorry.", "next": "done"}
+    steps["done"] = {"hangup": None}
+    return json.dumps({**head, "steps": steps})  # JSON is YAML
+
+
+_FLOWS: dict[str, Flow] = {}
+
+
+def _flow(item: Item) -> Flow:
+    text = flow_yaml(item, "question")
+    flow = _FLOWS.get(text)
+    if flow is None:
+        report = validate_source(text, "question.yaml")
+        assert report.flow is not None, report.errors
+        flow = _FLOWS[text] = report.flow
+    return flow
 
 
 class _Stt:

@@ -3,7 +3,12 @@
 Per frame (straight from the transport's socket callback, nothing else runs per frame): the echo gate, the
 VAD (Silero or energy, :mod:`ivr.call.turn_models`), the endpointer and the end-of-turn detector. At each
 pause of an answer the end-of-turn model is asked on its own worker thread (never on the pacing thread);
-its verdict comes back through the loop and may end the turn at once. Listening rules (VoiceXML/jambonz
+its verdict comes back through the loop and may end the turn at once. Where the question checks words
+(:class:`ivr.call.transcribing.PauseWords`: ``end_of_turn.words``) the words said so far are transcribed at
+the pause too, and the turn ends early only when the model says finished *and* the words already answer
+the question; a digit string (no model) is judged by its words alone at its ``digits_silence_ms`` pause
+and waits up to ``incomplete_silence_ms`` while still short. When the turn then ends in that pause (no
+speech since), the pause's transcript is the answer's; speech after the pause drops it. Listening rules (VoiceXML/jambonz
 gather semantics, as before):
 
 * a question with a barge-in-able prompt listens at once, with the echo guard on; speech onset over the
@@ -30,9 +35,10 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
-from functools import partial
 from typing import Protocol
 
+from ivr.call.pause_checks import PauseChecks
+from ivr.call.transcribing import AnswerText, PauseWords
 from ivr.call.turn_models import TurnModels
 from ivr.flow import actions as act
 from ivr.media.bargein import BackchannelFilter, BackchannelSettings, EchoGate, LastVerdict, frame_level_db
@@ -66,10 +72,18 @@ class Ears(Protocol):
         """Answer speech began; a sink to stream its frames to (a live transcriber), or None."""
 
     def answer(
-        self, pcm: bytes, trailing_ms: int, listen: act.Listen | None, gen: int, *, over_prompt: bool
+        self,
+        pcm: bytes,
+        trailing_ms: int,
+        listen: act.Listen | None,
+        gen: int,
+        *,
+        over_prompt: bool,
+        heard: AnswerText | None = None,
     ) -> None:
         """The turn ended: ``pcm`` is the answer, ``trailing_ms`` how long the caller has been silent.
-        ``over_prompt``: short speech over the (paused) prompt: a backchannel if its transcript says so."""
+        ``over_prompt``: short speech over the (paused) prompt: a backchannel if its transcript says so.
+        ``heard``: the answer's transcript is already under way (the words check of the pause it ended in)."""
 
     def answer_dropped(self) -> None:
         """The speech that began was a backchannel after all: forget its live stream."""
@@ -140,7 +154,15 @@ class PlayedLine:
 class Listening:
     """Listening of one call (see the module docstring). Create once per call, ``close()`` at its end."""
 
-    def __init__(self, rate: int, ears: Ears, *, models: TurnModels | None, speech_audio: bool) -> None:
+    def __init__(
+        self,
+        rate: int,
+        ears: Ears,
+        *,
+        models: TurnModels | None,
+        speech_audio: bool,
+        words: PauseWords | None = None,
+    ) -> None:
         self.rate = rate
         self.ears = ears
         self.models = models
@@ -150,8 +172,12 @@ class Listening:
         self.gate: EchoGate | LastVerdict = EchoGate(vad) if speech_audio else LastVerdict(vad)
         self.endpointer = Endpointer(rate, detector=self.gate)
         self.frame_bytes = self.endpointer.frame_bytes
-        self._model = models.turn if models is not None and speech_audio else None
-        self.turns = TurnDetector(self.endpointer, model=self._model is not None)
+        model = models.turn if models is not None and speech_audio else None
+        self.turns = TurnDetector(self.endpointer)
+        self.pauses = PauseChecks(
+            self.turns, model=model, words=words if speech_audio else None, ended=self._verdict_ended
+        )
+        self.turns.model = self.pauses.available
         self.played: PlayedLine | None = PlayedLine(self.endpointer) if speech_audio else None
         self.listen: act.Listen | None = None
         self.gen = 0
@@ -165,7 +191,6 @@ class Listening:
         self._live: FrameSink | None = None
         self._no_input: asyncio.TimerHandle | None = None
         self._digit_timer: asyncio.TimerHandle | None = None
-        self._checks: set[asyncio.Future[float]] = set()
         self._closed = False
         self._prompt_backchannel = 0
         self.vad_kind = vad.name
@@ -176,6 +201,7 @@ class Listening:
         """A question's ``Listen``: listen now (with the echo guard while its prompt plays), or after it."""
         self.listen = listen
         self.gen += 1
+        self.pauses.drop()
         self._onset_only = False
         self._short = False
         if listen.speech and (not playing or barge_in):
@@ -186,6 +212,7 @@ class Listening:
     def start_onset_only(self, backchannel_ms: int) -> None:
         """A barge-in-able statement (``say``/``play``) plays and no question listens: speech onset only."""
         self._onset_only = True
+        self.pauses.arm(None)
         self._prompt_backchannel = backchannel_ms
         self._settings = (ListenSettings(no_input_ms=None), None)
         self.turns.listen(self._settings[0], turn=None, echo_guard=True)
@@ -200,9 +227,7 @@ class Listening:
             max_utterance_ms=listen.max_utterance_ms,
             no_input_ms=None,  # wall clock, see module docstring
         )
-        turn = None
-        if listen.turn_model and self._model is not None:
-            turn = TurnSettings(listen.turn_min_silence_ms, listen.turn_max_silence_ms, listen.turn_threshold)
+        turn = self.pauses.arm(listen)
         self._settings = (settings, turn)
         self.turns.listen(settings, turn=turn, echo_guard=echo_guard)
         self.armed = True
@@ -225,6 +250,7 @@ class Listening:
         """The flow moved on (or a provider is busy with the answer): disarm, drop any partial answer."""
         self.listen = None
         self.gen += 1
+        self.pauses.drop()
         self.armed = False
         self._onset_only = False
         self._filter = None
@@ -296,6 +322,7 @@ class Listening:
         if self.played is not None:
             self.played.advance(now)
         event = self.turns.feed(frame, level)
+        self.pauses.frame(self.endpointer.in_speech)
         if self._live is not None and self.endpointer.in_speech:
             self._live(frame)
         flt = self._filter
@@ -310,7 +337,7 @@ class Listening:
             if kind is SpeechStarted:
                 self._speech_started()
             elif kind is CheckTurn:
-                self._ask_model(event)  # type: ignore[arg-type]
+                self.pauses.check(event, self.listen)  # type: ignore[arg-type]
             elif kind is SpeechEnded or kind is MaxLengthReached:
                 self._ended(event)  # type: ignore[arg-type]
         if decision == "resume":
@@ -363,7 +390,8 @@ class Listening:
         self.cancel_timers()
         trailing = self.endpointer.elapsed_ms - ended.ended_at_ms
         listen = None if self._onset_only else self.listen
-        self.ears.answer(ended.pcm, trailing, listen, self.gen, over_prompt=True)
+        heard = self.pauses.take()
+        self.ears.answer(ended.pcm, trailing, listen, self.gen, over_prompt=True, heard=heard)
 
     def resume(self) -> None:
         """The short speech was a backchannel: the prompt plays on and listening goes on as before."""
@@ -377,6 +405,7 @@ class Listening:
         """A backchannel: the prompt plays on and the answer heard so far is forgotten."""
         self._filter = None
         self._held_end = None
+        self.pauses.drop()
         if self._live is not None:
             self._live = None
             self.ears.answer_dropped()
@@ -400,37 +429,21 @@ class Listening:
         self.armed = False
         self._live = None
         short, self._short = self._short, False
+        heard = self.pauses.take()
         if listen is None or not listen.speech or self._onset_only:
+            if heard is not None:
+                heard.cancel()
             return
         trailing = self.endpointer.elapsed_ms - event.ended_at_ms if type(event) is SpeechEnded else 0
         self.cancel_timers()
-        self.ears.answer(event.pcm, trailing, listen, self.gen, over_prompt=short)
+        self.ears.answer(event.pcm, trailing, listen, self.gen, over_prompt=short, heard=heard)
 
-    # -- end-of-turn model ------------------------------------------------------------------------
-
-    def _ask_model(self, check: CheckTurn) -> None:
-        executor = self._model
-        if executor is None:
-            return
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(executor.pool, executor.model.probability, check.pcm, check.rate)
-        self._checks.add(future)
-        future.add_done_callback(partial(self._verdict, check.request, self.gen))
-
-    def _verdict(self, request: int, gen: int, future: asyncio.Future[float]) -> None:
-        self._checks.discard(future)
-        if self._closed or gen != self.gen or future.cancelled():
-            return
-        exc = future.exception()
-        if exc is not None:
-            log.warning("end-of-turn check failed (%s); silence ends this turn", exc)
-        ended = self.turns.verdict(request, None if exc is not None else future.result())
-        if ended is not None and self.armed:
+    def _verdict_ended(self, ended: SpeechEnded) -> None:
+        """A pause's verdict ended the turn (:class:`~ivr.call.pause_checks.PauseChecks`)."""
+        if self.armed:
             self._ended(ended)
 
     def close(self) -> None:
         self._closed = True
         self.cancel_timers()
-        for future in list(self._checks):
-            future.cancel()
-        self._checks.clear()
+        self.pauses.close()

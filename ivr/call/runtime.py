@@ -31,7 +31,7 @@ from ivr.call.recording import Recorder
 from ivr.call.recording import finish as finish_recording
 from ivr.call.report import MASKED_DIGIT, CallReport, TraceEvent, Tracer
 from ivr.call.services import CallServices
-from ivr.call.transcribing import LiveTranscription, takes_live_audio, transcribe
+from ivr.call.transcribing import AnswerText, LiveTranscription, PauseWords, takes_live_audio, transcribe
 from ivr.call.waiting import HoldLine
 from ivr.flow import actions as act
 from ivr.flow import events as ev
@@ -117,7 +117,12 @@ class CallRuntime:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.metrics = services.metrics
         speech_audio = getattr(speech.transcriber, "engine", "") != "sim-text"  # a text carrier, not speech
-        self.listening = Listening(media.rate, self, models=services.turns, speech_audio=speech_audio)
+        words = PauseWords(
+            speech, rate=media.rate, engine=engine, executor=services.engine_executor, spawn=self._spawn
+        )
+        self.listening = Listening(
+            media.rate, self, models=services.turns, speech_audio=speech_audio, words=words
+        )
         self._intake = FrameIntake(self.listening.frame_bytes, self._on_frame)
         settings = engine.settings
         self.hold = HoldLine(
@@ -493,7 +498,14 @@ class CallRuntime:
             live.cancel()
 
     def answer(
-        self, pcm: bytes, trailing_ms: int, listen: act.Listen | None, gen: int, *, over_prompt: bool
+        self,
+        pcm: bytes,
+        trailing_ms: int,
+        listen: act.Listen | None,
+        gen: int,
+        *,
+        over_prompt: bool,
+        heard: AnswerText | None = None,
     ) -> None:
         # The caller stopped speaking a trailing silence (or a model check) before the turn was taken.
         now = asyncio.get_running_loop().time()
@@ -501,7 +513,10 @@ class CallRuntime:
         if not over_prompt:
             self._settle_reply_latency()
             self._reply_since, self._reply_playbacks = since, []
-        live, self._live = self._live, None
+        live: AnswerText | None = heard or self._live
+        if heard is not None and self._live is not None:
+            self._live.cancel()  # the words check at the pause the turn ended in already has the text
+        self._live = None
         self._spawn(self._transcribe(pcm, listen, gen, live, since, over_prompt), "stt")
 
     def no_input(self) -> None:
@@ -591,7 +606,7 @@ class CallRuntime:
         pcm: bytes,
         listen: act.Listen | None,
         gen: int,
-        live: LiveTranscription | None,
+        live: AnswerText | None,
         since: float,
         over_prompt: bool = False,
     ) -> None:

@@ -92,6 +92,11 @@ class Listen:
     turn_min_silence_ms: int = 200
     turn_max_silence_ms: int = 1500
     turn_threshold: float = 0.5
+    words_check: bool | Literal["auto"] = False
+    """Transcribe the words so far at each pause and end the turn early only when they already answer the
+    question (``auto``: only where the call's speech-to-text runs on this machine)."""
+    incomplete_silence_ms: int = 1500
+    """With ``words_check``: silence that ends an answer whose words are not whole yet."""
     backchannel_ms: int = 600
     """Speech over the prompt shorter than this pauses it, then it plays on (0: any speech interrupts)."""
 

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from ivr.flow.actions import Action, Classify, ClassifyOption, PromptPart
 from ivr.flow.builtins import MASK
 from ivr.flow.captures import CaptureContext, readback
+from ivr.flow.completion import answer_complete
 from ivr.flow.engine_state import Frame, Waiting
 from ivr.flow.events import (
     ClassificationResult,
@@ -51,6 +52,7 @@ from ivr.flow.questions import (
     is_digit_capture,
     listen_for,
 )
+from ivr.flow.template_budget import template_budget
 from ivr.flow.templates import TemplateError, evaluate, render, whole_expression
 
 RetryKind = Literal["no_input", "no_match", "invalid", "rejected"]
@@ -216,6 +218,26 @@ class QuestionsMixin:
             return False  # a stray key: ask properly instead of counting a failure
         self._on_dtmf(keys[0])
         return True
+
+    def answer_complete(self, text: str, confidence: float | None = None) -> bool:
+        """Would ``text`` already answer the question being asked (a choice, a yes or no, a digit string
+        of the capture's ``min_length``...)? Asked at a pause in the caller's speech; changes nothing.
+        False when no question is listening, or below ``min_confidence`` (:mod:`ivr.flow.completion`)."""
+        if self.waiting_for != "input":
+            return False
+        if confidence is not None and confidence < self.settings.min_confidence:
+            return False  # the answer itself would be a no_match
+        step = self._current_ask()
+        if step.input == "dtmf":
+            return False
+        with template_budget():  # a capture's `allowed` may be a template
+            try:
+                ctx = self._capture_context(step)
+            except TemplateError:
+                return True  # the answer itself will meet the error; no reason to wait for more words
+            return answer_complete(
+                self.flow, step, text, ctx, self._options, confirming=self._pending is not None
+            )
 
     def _masked(self, step: AskStep, value: str) -> str:
         return MASK if step.capture is not None and step.capture.sensitive else value

@@ -139,6 +139,11 @@ class FlowSettings(_Model):
         default=1500,
         description="Trailing silence that ends a spoken digit string (digits, phone, alphanumeric captures).",
     )
+    digits_incomplete_ms: Millis = Field(
+        default=2500,
+        description="Silence that ends a spoken digit string whose words, checked at its digits_silence_ms "
+        "pause, are still shorter than the capture's min_length (end_of_turn.words).",
+    )
     backchannel_ms: BackchannelMs = Field(
         default=600,
         description="Speech over a prompt shorter than this (mm-hm, okay) lets the prompt play on; 0: any interrupts.",

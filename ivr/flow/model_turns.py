@@ -7,6 +7,12 @@ no model installed) silence alone decides, after ``endpointing_silence_ms``. Spo
 (``digits``, ``phone`` and ``alphanumeric`` captures) default to silence alone, after
 ``digits_silence_ms``: the model judges prosody and cannot know how many digits are still due.
 
+With ``words`` (on by default where speech-to-text runs on this machine) the words said so far are
+transcribed at each pause too, and the turn ends early only when they already answer the question (a
+choice, a yes or no, a digit string of the capture's ``min_length``): VoiceXML's complete timeout. Words
+that do not answer it yet wait up to ``max_silence_ms``; a digit string, which has no model, is judged at
+its ``digits_silence_ms`` pause and, when still short, waits up to ``digits_incomplete_ms``.
+
 ``backchannel_ms``: speech over a prompt that ends within this long ("mm-hm", "okay") pauses the prompt
 and then lets it play on; longer speech interrupts it. ``0`` makes any speech interrupt at once.
 
@@ -16,7 +22,7 @@ the settings), ``say`` and ``play`` steps their ``backchannel_ms``.
 
 from __future__ import annotations
 
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import Field, model_validator
 
@@ -25,6 +31,10 @@ from ivr.flow.model_types import _Model
 SilenceMs = Annotated[int, Field(ge=20, le=10_000)]
 Probability = Annotated[float, Field(gt=0.0, le=1.0)]
 BackchannelMs = Annotated[int, Field(ge=0, le=3000)]
+
+WordsCheck = bool | Literal["auto"]
+"""Whether the words said so far are checked at a pause: ``auto`` where the call's speech-to-text runs on
+this machine (offline Whisper), ``true`` with any engine (a cloud one bills each check), ``false`` never."""
 
 DIGIT_STRING_TYPES = frozenset({"digits", "phone", "alphanumeric"})
 """Captures spoken as strings of symbols: the end-of-turn model is off for them by default."""
@@ -46,6 +56,11 @@ class EndOfTurnSettings(_Model):
     threshold: Probability = Field(
         default=0.5, description="How sure the model must be that the caller has finished."
     )
+    words: WordsCheck = Field(
+        default="auto",
+        description="At each pause also transcribe the words so far; the turn ends early only when they "
+        "already answer the question. auto: where speech-to-text runs locally; true: always; false: never.",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
@@ -65,6 +80,7 @@ class EndOfTurn(_Model):
     min_silence_ms: SilenceMs | None = None
     max_silence_ms: SilenceMs | None = None
     threshold: Probability | None = None
+    words: WordsCheck | None = None
 
     def over(self, base: EndOfTurnSettings) -> EndOfTurnSettings:
         """These overrides applied to ``base`` (raises ValueError when the result is out of order)."""

@@ -341,18 +341,25 @@ def listen_for(
         if step.options is not None:
             hints = [p for o in options for p in (o.label, *o.phrases)]
         hints += capture_hints(step, language)
-    hints += [p for c in intent_candidates(flow, step, language) for p in c.phrases]
+    # The flow's own intents, but not the built-in repeat's phrases ("say that again", "what did you say"):
+    # a dozen generic words in Whisper's prompt drown the question's own answers (tiny.en heard "Large."
+    # as "Watch." with them, "large." without), and speech-to-text hears such phrases unaided.
+    own = [c for c in intent_candidates(flow, step, language) if c.name != REPEAT or REPEAT in flow.intents]
+    hints += [p for c in own for p in c.phrases]
     max_digits: int | None = 1
     terminator: str | None = None
     if keyed and cap is not None:
         max_digits, terminator = captures.key_entry(cap)
     turn = end_of_turn(step, settings, confirming=confirming)
+    silence = endpointing_silence(step, settings, confirming=confirming)
+    digit_string = cap is not None and cap.type in DIGIT_STRING_TYPES and not confirming
+    incomplete = settings.digits_incomplete_ms if digit_string and not turn.model else turn.max_silence_ms
     return Listen(
         step=step_name,
         speech=step.input != "dtmf",
         dtmf=step.input != "speech",
         no_input_timeout_ms=_first(step.no_input_timeout_ms, settings.no_input_timeout_ms),
-        endpointing_silence_ms=endpointing_silence(step, settings, confirming=confirming),
+        endpointing_silence_ms=silence,
         max_utterance_ms=settings.max_utterance_ms,
         inter_digit_timeout_ms=_first(
             cap.inter_digit_timeout_ms if cap else None, settings.inter_digit_timeout_ms
@@ -369,5 +376,7 @@ def listen_for(
         turn_min_silence_ms=turn.min_silence_ms,
         turn_max_silence_ms=turn.max_silence_ms,
         turn_threshold=turn.threshold,
+        words_check=turn.words,
+        incomplete_silence_ms=max(silence, incomplete),
         backchannel_ms=backchannel_ms(step, settings),
     )

@@ -10,6 +10,9 @@ keeps a caller who said "large." waiting most of a second. ``TurnDetector`` asks
   (a new pause asks again) or ``max_silence_ms`` of silence ends the turn as before;
 - the model is slow or fails: its verdict never comes or comes late, and ``max_silence_ms`` ends the turn
   (a late verdict for a pause that is over is ignored);
+- the words said so far are checked too (the runtime's choice, ``ivr.call.listening``): its verdict is
+  "finished" only when the model and the words agree; :attr:`TurnDetector.pause` tells it whether the
+  caller is still in the pause that was checked;
 - no model at all: plain endpointing on ``ListenSettings.trailing_silence_ms``, as without this class.
 
 Pure and synchronous like the endpointer: time is the endpointer's frame count, the model runs
@@ -76,6 +79,9 @@ class TurnDetector:
         self.model = model
         self.settings: TurnSettings | None = None
         self._pending: int | None = None
+        self.pause: int | None = None
+        """The request of the pause the caller is still in (no speech since it; kept when the turn ends
+        in it): what was heard at that pause is the whole answer. None once they speak again."""
         self._next = 0
         self.last_reason: EndReason | None = None
         self.checks = 0
@@ -92,6 +98,7 @@ class TurnDetector:
         ``turn.max_silence_ms`` and pauses of ``turn.min_silence_ms`` ask the model."""
         base = listen or ListenSettings()
         self._pending = None
+        self.pause = None
         self.last_reason = None
         if self.model and turn is not None:
             self.settings = turn
@@ -109,11 +116,11 @@ class TurnDetector:
             if self.settings is None:
                 return None
             self._next += 1
-            self._pending = self._next
+            self._pending = self.pause = self._next
             self.checks += 1
             return CheckTurn(self._pending, event.pcm, self.endpointer.rate, event.paused_at_ms)
         if isinstance(event, SpeechResumed):
-            self._pending = None  # the caller went on: that pause's verdict no longer matters
+            self._pending = self.pause = None  # the caller went on: that pause's verdict no longer matters
             return None
         if isinstance(event, SpeechEnded):
             self._pending = None

@@ -255,14 +255,13 @@ async def test_end_to_end_measures_speech_end_to_first_reply_frame_at_the_caller
 
 
 def test_a_card_number_question_asks_for_its_length(tmp_path: Path) -> None:
-    from ivr.bench import turn_calls
     from ivr.flow.loader import load_flow
 
     spec = next(s for s in specs() if s.kind == "number_pause")
     assert spec.min_digits == 8
     item = Item(spec, "c.wav", "p.wav", 0, 0, 0, None)
     path = tmp_path / "card.yaml"
-    path.write_text(turn_calls.flow_yaml(item, "card"), encoding="utf-8")
+    path.write_text(turns.flow_yaml(item, "card"), encoding="utf-8")
     flow, _report = load_flow(path)
     capture = flow.steps["ask"].capture  # type: ignore[union-attr]
     assert capture is not None
