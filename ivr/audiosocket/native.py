@@ -89,6 +89,8 @@ class NativePacer:
         self.c = _pacer.Pacer(realtime=realtime, inbound_max=inbound_max)
         self._players: dict[int, NativePlayer] = {}
         self._readers: dict[int, NativeReader] = {}
+        self._lost: dict[int, int] = {}
+        """Caller frames each session's handler failed on (logged once with its traceback, counted after)."""
         self._fd: int = self.c.fileno()
         loop.add_reader(self._fd, self._drain)
         self.closed = False
@@ -101,6 +103,7 @@ class NativePacer:
     def forget(self, player: NativePlayer) -> None:
         self._players.pop(player.sid, None)
         self._readers.pop(player.sid, None)
+        self._report_lost(player.sid)
 
     def read(self, player: NativePlayer, reader: NativeReader) -> None:
         """Read ``player``'s socket on the thread from now on, for ``reader``. The loop must have stopped
@@ -141,9 +144,26 @@ class NativePacer:
                     reader.native_raw(data)
                 else:
                     readers.pop(sid, None)
+                    self._report_lost(sid)
                     reader.native_closed(data)
             except Exception:  # one session's handler costs its own frame, never the others' of the drain
-                log.exception("AudioSocket: a caller frame's handler failed (only that frame is lost)")
+                self._handler_failed(sid)
+
+    def _handler_failed(self, sid: int) -> None:
+        """One traceback per session, not one per frame (a broken handler fails 50 times a second)."""
+        lost = self._lost.get(sid, 0) + 1
+        self._lost[sid] = lost
+        if lost == 1:
+            log.exception(
+                "AudioSocket: session %d: a caller frame's handler failed (that frame is lost; later "
+                "failures of this session are counted, not logged)",
+                sid,
+            )
+
+    def _report_lost(self, sid: int) -> None:
+        lost = self._lost.pop(sid, 0)
+        if lost > 1:
+            log.warning("AudioSocket: session %d: %d caller frames lost to handler errors", sid, lost)
 
     def close(self) -> None:
         if self.closed:

@@ -14,6 +14,7 @@ millisecond instead of at once; nothing else changes (each call's frames keep th
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 from ivr.media.vad import frame_levels
@@ -26,6 +27,9 @@ LevelSink = Callable[[bytes, float], None]
 Schedule = Callable[[Callable[[], None]], object]
 """Runs a callback soon, once, after the current callbacks (``loop.call_soon``)."""
 
+FAILURE_LOG_INTERVAL_S = 1.0
+"""A sink that fails on every frame fails 50 times a second per call: one traceback a second at most."""
+
 
 class LevelBatch:
     """Frames from many calls, measured in one step when the batch is flushed.
@@ -34,10 +38,14 @@ class LevelBatch:
     raises costs only its own frame: the others of the batch are still delivered.
     """
 
-    __slots__ = ("_groups", "_schedule", "_scheduled", "flushes", "frames")
+    __slots__ = ("_clock", "_failed", "_groups", "_logged_at", "_schedule", "_scheduled", "flushes", "frames")
 
-    def __init__(self, schedule: Schedule) -> None:
+    def __init__(self, schedule: Schedule, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._schedule = schedule
+        self._clock = clock
+        self._failed = 0
+        """Frames whose sink failed since the last traceback logged (at most one a second)."""
+        self._logged_at = -FAILURE_LOG_INTERVAL_S
         self._groups: dict[int, tuple[list[LevelSink], list[bytes]]] = {}
         self._scheduled = False
         self.flushes = 0
@@ -70,4 +78,16 @@ class LevelBatch:
                 try:
                     sink(frame, level)
                 except Exception:
-                    log.exception("a caller frame's handler failed (only that frame is lost)")
+                    self._sink_failed()
+
+    def _sink_failed(self) -> None:
+        self._failed += 1
+        now = self._clock()
+        if now - self._logged_at >= FAILURE_LOG_INTERVAL_S:
+            self._logged_at = now
+            failed, self._failed = self._failed, 0
+            log.exception(
+                "a caller frame's handler failed (only that frame is lost; %d frames lost since the last "
+                "such line)",
+                failed,
+            )

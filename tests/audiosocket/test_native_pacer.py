@@ -425,3 +425,35 @@ async def test_a_stalled_loop_costs_the_thread_bounded_memory_and_counted_drops(
     assert session.dropped_audio == 250
     session.hangup()
     sock.close()
+
+
+async def test_a_handler_failing_on_every_frame_is_logged_once_and_counted_at_the_end(
+    server: AudioSocketServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A call whose frame handler raises loses those frames, not the log: one traceback for the session,
+    then one line with how many frames it lost when its socket closes."""
+
+    peer, session = await open_call(server)
+    seen: list[bytes] = []
+
+    def broken(payload: bytes, level: float) -> None:
+        seen.append(payload)
+        raise RuntimeError("handler bug")
+
+    session.on_audio(lambda payload: None)
+    session.on_measured_audio(broken)
+    await asyncio.sleep(0.1)  # the loop hands the socket to the thread
+    for k in range(20):
+        await peer.send(encode_audio(struct.pack("<h", k + 1) * (FRAME // 2), RATE))
+    async with asyncio.timeout(5):
+        while len(seen) < 20:  # noqa: ASYNC110 - filled by the drain
+            await asyncio.sleep(0.01)
+    failures = [r for r in caplog.records if "handler failed" in r.getMessage()]
+    assert len(failures) == 1
+    assert failures[0].exc_info is not None
+    await peer.close()
+    async with asyncio.timeout(5):
+        while not any("frames lost" in r.getMessage() for r in caplog.records):  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    (summary,) = [r.getMessage() for r in caplog.records if "frames lost" in r.getMessage()]
+    assert "20 caller frames lost" in summary

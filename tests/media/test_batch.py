@@ -132,3 +132,30 @@ def test_a_failing_sink_costs_only_its_own_frame(caplog: pytest.LogCaptureFixtur
         scheduler.run()
     assert seen == [frames[0], frames[2]]
     assert "only that frame is lost" in caplog.text
+
+
+def test_a_sink_failing_on_every_frame_logs_one_traceback_per_second_not_per_frame(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [100.0]
+    scheduler = _Scheduler()
+    batch = LevelBatch(scheduler, clock=lambda: now[0])
+
+    def broken(frame: bytes, level: float) -> None:
+        raise RuntimeError("boom")
+
+    with caplog.at_level(logging.ERROR, logger="ivr.media.batch"):
+        for _ in range(5):  # five batches of 10 frames, 20 ms apart
+            for frame in _frames(8000, 10):
+                batch.add(broken, frame)
+            scheduler.run()
+            now[0] += 0.02
+        records = [r for r in caplog.records if "handler failed" in r.getMessage()]
+        assert len(records) == 1
+        assert records[0].exc_info is not None
+        now[0] += 1.0  # a second later the next failure is logged, with the count it stood for
+        batch.add(broken, _frames(8000, 1)[0])
+        scheduler.run()
+    records = [r for r in caplog.records if "handler failed" in r.getMessage()]
+    assert len(records) == 2
+    assert "50 frames lost" in records[1].getMessage()
