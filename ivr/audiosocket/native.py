@@ -73,7 +73,8 @@ class NativePacer:
     """The process's pacing thread; owned by the AudioSocket server, closed with it.
 
     ``realtime``: run the thread at this SCHED_FIFO priority when the process may (CAP_SYS_NICE); 0 (the
-    default) keeps the usual scheduling. Real-time priority keeps frames on time even with every core busy.
+    default) keeps the usual scheduling. Meant for hosts where other work shares the cores (README: it
+    measured worse with the process pinned to one CPU).
     ``inbound_max``: caller frames per session the thread holds for the loop between two drains; when the
     loop falls further behind, the newest are dropped and counted (``NativePlayer.inbound_dropped``), as the
     session's inbound queue drops its oldest.
