@@ -288,10 +288,15 @@ class SpeechPool:
         request = child.submit(
             request_id, ("stt", request_id, spec, bytes(pcm), rate, tuple(hints), language)
         )
+        answered = False
         try:
             kind, value = await request.chunks.get()
+            answered = True
         finally:
-            child.requests.pop(request_id, None)
+            if answered:
+                child.requests.pop(request_id, None)
+            else:  # cancelled (a words check made moot, a hangup): a request still queued never runs
+                child.cancel(request_id)
         if kind == "error":
             raise ProviderError(f"offline transcription failed: {value}", engine=spec.engine)
         result: Transcript = request.result

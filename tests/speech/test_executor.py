@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -53,6 +55,36 @@ async def test_closing_a_stream_early_cancels_it_in_the_worker(pool: SpeechPool)
     assert not any(c.requests for c in pool._children)
     # the pool still serves
     assert [f async for f in remote.synthesize("ok", rate=8000)]
+
+
+async def test_a_cancelled_transcription_is_cancelled_in_the_worker(pool: SpeechPool) -> None:
+    """A words check the caller's speech made moot (or a hangup) must not keep its place in the worker's
+    queue: the worker is told, so a request not started yet never runs."""
+    sent: list[tuple[object, ...]] = []
+    for child in pool._children:
+        channel = child.channel
+        assert channel is not None
+        original = channel.send
+
+        def spy(message: tuple[Any, ...], original: Callable[[tuple[Any, ...]], None] = original) -> None:
+            sent.append(message)
+            original(message)
+
+        channel.send = spy  # type: ignore[method-assign]
+    transcriber = RemoteTranscriber(pool, STT, engine="sim-text")
+    task = asyncio.ensure_future(transcriber.transcribe(encode_text_speech("large", 8000), rate=8000))
+    for _ in range(100):
+        if sent:
+            break
+        await asyncio.sleep(0)
+    (request,) = sent
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert ("cancel", request[1]) in sent
+    assert not any(c.requests for c in pool._children)
+    heard = await transcriber.transcribe(encode_text_speech("small", 8000), rate=8000)
+    assert heard.text == "small"
 
 
 async def test_a_dead_worker_fails_its_requests_and_is_replaced(pool: SpeechPool) -> None:
