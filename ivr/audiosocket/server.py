@@ -464,6 +464,10 @@ class _Connection(asyncio.BufferedProtocol):
 
     def native_raw(self, data: bytes) -> None:
         if not self._done:
+            session = self.session
+            if session is not None and session.routed_bytes:  # audio routed past us came first
+                self.decoder.skip(session.routed_bytes)
+                session.routed_bytes = 0
             self._feed(data)
 
     def native_closed(self, err: int) -> None:

@@ -457,3 +457,32 @@ async def test_a_handler_failing_on_every_frame_is_logged_once_and_counted_at_th
             await asyncio.sleep(0.01)
     (summary,) = [r.getMessage() for r in caplog.records if "frames lost" in r.getMessage()]
     assert "20 caller frames lost" in summary
+
+
+async def test_frames_routed_straight_to_a_listening_call_keep_the_stream_offset_true(
+    server: AudioSocketServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While the call takes measured frames, the drain hands them to it directly (past the connection's
+    decoder); a protocol error after them still names its true offset on the wire, and a closed session is
+    routed no more."""
+
+    peer, session = await open_call(server)
+    assert server.pacer is not None
+    measured: list[bytes] = []
+    session.on_audio(lambda payload: None)
+    session.on_measured_audio(lambda payload, level: measured.append(payload))
+    native = session.native
+    assert native is not None
+    assert native.sid in server.pacer._routes
+    await asyncio.sleep(0.1)  # the loop hands the socket to the thread
+    for k in range(10):
+        await peer.send(encode_audio(struct.pack("<h", k + 1) * (FRAME // 2), RATE))
+    async with asyncio.timeout(5):
+        while len(measured) < 10:  # noqa: ASYNC110 - filled by the drain
+            await asyncio.sleep(0.01)
+    await peer.send(bytes([0x12, 0xFF, 0xFF]))  # a payload larger than any cap
+    await session.wait_closed()
+    uuid_message = 3 + 16
+    assert f"offset={uuid_message + 10 * (3 + FRAME)})" in caplog.text
+    assert native.sid not in server.pacer._routes
+    assert [int(struct.unpack_from("<h", p)[0]) for p in measured] == list(range(1, 11))
