@@ -427,6 +427,17 @@ async def test_a_stalled_loop_costs_the_thread_bounded_memory_and_counted_drops(
     sock.close()
 
 
+async def send_numbered_to_the_thread(peer: AsteriskPeer, count: int, received: list[bytes]) -> None:
+    """Frames 1..count (sample value k), once the thread reads the socket; back when ``received`` (filled
+    by a sink on the drain) holds them all."""
+    await asyncio.sleep(0.1)  # the loop hands the socket to the thread
+    for k in range(count):
+        await peer.send(encode_audio(struct.pack("<h", k + 1) * (FRAME // 2), RATE))
+    async with asyncio.timeout(5):
+        while len(received) < count:  # noqa: ASYNC110 - filled by the drain
+            await asyncio.sleep(0.01)
+
+
 async def test_a_handler_failing_on_every_frame_is_logged_once_and_counted_at_the_end(
     server: AudioSocketServer, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -442,12 +453,7 @@ async def test_a_handler_failing_on_every_frame_is_logged_once_and_counted_at_th
 
     session.on_audio(lambda payload: None)
     session.on_measured_audio(broken)
-    await asyncio.sleep(0.1)  # the loop hands the socket to the thread
-    for k in range(20):
-        await peer.send(encode_audio(struct.pack("<h", k + 1) * (FRAME // 2), RATE))
-    async with asyncio.timeout(5):
-        while len(seen) < 20:  # noqa: ASYNC110 - filled by the drain
-            await asyncio.sleep(0.01)
+    await send_numbered_to_the_thread(peer, 20, seen)
     failures = [r for r in caplog.records if "handler failed" in r.getMessage()]
     assert len(failures) == 1
     assert failures[0].exc_info is not None
@@ -474,12 +480,7 @@ async def test_frames_routed_straight_to_a_listening_call_keep_the_stream_offset
     native = session.native
     assert native is not None
     assert native.sid in server.pacer._routes
-    await asyncio.sleep(0.1)  # the loop hands the socket to the thread
-    for k in range(10):
-        await peer.send(encode_audio(struct.pack("<h", k + 1) * (FRAME // 2), RATE))
-    async with asyncio.timeout(5):
-        while len(measured) < 10:  # noqa: ASYNC110 - filled by the drain
-            await asyncio.sleep(0.01)
+    await send_numbered_to_the_thread(peer, 10, measured)
     await peer.send(bytes([0x12, 0xFF, 0xFF]))  # a payload larger than any cap
     await session.wait_closed()
     uuid_message = 3 + 16
