@@ -68,6 +68,9 @@ class NativeReader(Protocol):
     def native_closed(self, err: int) -> None:
         """The peer closed (``err`` 0) or the socket failed (an errno); nothing more comes."""
 
+    def native_name(self) -> str:
+        """Who this is in a log line (the call's UUID)."""
+
 
 class NativePacer:
     """The process's pacing thread; owned by the AudioSocket server, closed with it.
@@ -104,10 +107,10 @@ class NativePacer:
         return player
 
     def forget(self, player: NativePlayer) -> None:
+        self._report_lost(player.sid)
         self._players.pop(player.sid, None)
         self._readers.pop(player.sid, None)
         self._routes.pop(player.sid, None)
-        self._report_lost(player.sid)
 
     def read(self, player: NativePlayer, reader: NativeReader) -> None:
         """Read ``player``'s socket on the thread from now on, for ``reader``. The loop must have stopped
@@ -164,9 +167,9 @@ class NativePacer:
                 elif kind == raw:
                     reader.native_raw(data)
                 else:
+                    self._report_lost(sid)
                     readers.pop(sid, None)
                     routes.pop(sid, None)
-                    self._report_lost(sid)
                     reader.native_closed(data)
             except Exception:  # one session's handler costs its own frame, never the others' of the drain
                 self._handler_failed(sid)
@@ -177,15 +180,19 @@ class NativePacer:
         self._lost[sid] = lost
         if lost == 1:
             log.exception(
-                "AudioSocket: session %d: a caller frame's handler failed (that frame is lost; later "
-                "failures of this session are counted, not logged)",
-                sid,
+                "AudioSocket %s: a caller frame's handler failed (that frame is lost; later failures of "
+                "this session are counted, not logged)",
+                self._name(sid),
             )
 
     def _report_lost(self, sid: int) -> None:
         lost = self._lost.pop(sid, 0)
         if lost > 1:
-            log.warning("AudioSocket: session %d: %d caller frames lost to handler errors", sid, lost)
+            log.warning("AudioSocket %s: %d caller frames lost to handler errors", self._name(sid), lost)
+
+    def _name(self, sid: int) -> str:
+        reader = self._readers.get(sid)
+        return reader.native_name() if reader is not None else f"session {sid}"
 
     def close(self) -> None:
         if self.closed:

@@ -470,6 +470,9 @@ class _Connection(asyncio.BufferedProtocol):
                 session.routed_bytes = 0
             self._feed(data)
 
+    def native_name(self) -> str:
+        return self._name()
+
     def native_closed(self, err: int) -> None:
         self._native_reading = False
         if err:

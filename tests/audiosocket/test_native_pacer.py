@@ -457,12 +457,14 @@ async def test_a_handler_failing_on_every_frame_is_logged_once_and_counted_at_th
     failures = [r for r in caplog.records if "handler failed" in r.getMessage()]
     assert len(failures) == 1
     assert failures[0].exc_info is not None
+    assert str(session.uuid) in failures[0].getMessage(), "the call it happened on"
     await peer.close()
     async with asyncio.timeout(5):
         while not any("frames lost" in r.getMessage() for r in caplog.records):  # noqa: ASYNC110
             await asyncio.sleep(0.01)
     (summary,) = [r.getMessage() for r in caplog.records if "frames lost" in r.getMessage()]
     assert "20 caller frames lost" in summary
+    assert str(session.uuid) in summary
 
 
 async def test_frames_routed_straight_to_a_listening_call_keep_the_stream_offset_true(
