@@ -269,6 +269,13 @@ class InboundQueue:
         if sink is not None:
             self._listened = True
 
+    @property
+    def measured_route(self) -> MeasuredSink | None:
+        """Where a measured frame goes at once right now (as :meth:`put_audio` would send it), or None
+        while it would be queued, dropped or sent to the plain sink: a transport may hand such frames
+        straight to it."""
+        return self.measured if self._sink is not None and not self._closed else None
+
     def __len__(self) -> int:
         return len(self._items)
 

@@ -317,8 +317,8 @@ class NativePlayer:
         self._final: tuple[int, int, int, int, int, list[int], int, float, float, int] | None = None
 
     def route(self, audio: Callable[[bytes, float], None] | None) -> None:
-        """See :meth:`NativePacer.route`; a closed player routes nothing."""
-        self.pacer.route(self.sid, None if self._closed else audio)
+        """See :meth:`NativePacer.route` (which routes nothing for a player it has forgotten: closed)."""
+        self.pacer.route(self.sid, audio)
 
     def set_rate(self, rate: int) -> None:
         self.rate = rate

@@ -47,6 +47,10 @@ log = logging.getLogger(__name__)
 SessionMode = Literal["expected", "accepted"]
 
 
+def _unrouted(payload: bytes, level: float) -> None:
+    """The session's route while none is installed (the drain never calls it then)."""
+
+
 class AudioSocketSession:
     """A live AudioSocket connection, known by the UUID it announced: an :class:`ivr.transport.MediaTransport`.
 
@@ -89,7 +93,7 @@ class AudioSocketSession:
         self.rx_since_sweep = False
         self.routed_bytes = 0
         """Wire bytes of audio messages routed past the connection's decoder since it last counted them."""
-        self._route_to: MeasuredSink | None = None
+        self._route_to: MeasuredSink = _unrouted
         self.close_reason: str | None = None
         self._closed = asyncio.get_running_loop().create_future()
         self._expected_size = frame_bytes(rate)
@@ -153,18 +157,15 @@ class AudioSocketSession:
         native = self._native
         if native is None:
             return
-        inbound = self.inbound
-        sink = inbound.measured if inbound.sink is not None and not inbound.closed else None
-        self._route_to = sink
+        sink = self.inbound.measured_route
+        self._route_to = sink or _unrouted
         native.route(self._routed_audio if sink is not None else None)
 
     def _routed_audio(self, payload: bytes, level: float) -> None:
         self.frames_received += 1
         self.rx_since_sweep = True
         self.routed_bytes += HEADER_SIZE + len(payload)
-        sink = self._route_to
-        if sink is not None:
-            sink(payload, level)
+        self._route_to(payload, level)
 
     @property
     def rate_known(self) -> bool:

@@ -9,7 +9,7 @@ import pytest
 from aiohttp import web
 
 from ivr.sim.ari_server import SimAsterisk
-from ivr.transport import AudioIn, InboundQueue
+from ivr.transport import AudioIn, InboundQueue, MediaClosed
 
 from .conftest import DATA, close_stack, make_stack
 
@@ -104,3 +104,26 @@ def test_once_a_consumer_listened_an_overflow_is_a_drop() -> None:
         queue.put(frame)
     assert queue.dropped_audio == 10
     assert queue.preroll_discarded == 0
+
+
+def test_measured_frames_have_a_direct_route_only_while_put_audio_would_deliver_them() -> None:
+    queue = InboundQueue(max_audio=50)
+    got: list[tuple[bytes, float]] = []
+
+    def measured(payload: bytes, level: float) -> None:
+        got.append((payload, level))
+
+    def route() -> object:  # read afresh each time (no narrowing across the steps below)
+        return queue.measured_route
+
+    queue.measured = measured
+    assert route() is None, "no consumer yet: put_audio queues (pre-roll)"
+    queue.sink = lambda payload: None
+    assert route() is measured
+    queue.put_audio(8000, b"\x01\x00", -20.0)
+    assert got == [(b"\x01\x00", -20.0)], "the route is where put_audio sends the frame"
+    queue.sink = None
+    assert route() is None
+    queue.sink = lambda payload: None
+    queue.put(MediaClosed("hangup"))
+    assert route() is None, "nothing is accepted after MediaClosed"
