@@ -113,6 +113,16 @@ class Settings(BaseModel):
     stt: str = Field("offline", description="speech-to-text engine name")
     tts: str = Field("offline", description="text-to-speech engine name")
     max_calls: int = Field(100, ge=1, description="concurrent calls; more get a busy message")
+    setup_concurrency: int = Field(
+        32,
+        ge=1,
+        description="ARI calls one process (worker) sets up at once; a burst over it waits, ringing, in order",
+    )
+    setup_queue_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="longest an ARI caller waits for a set-up slot; then it is refused (congestion)",
+    )
     audiosocket_max_connections: int = Field(
         1000, ge=1, description="AudioSocket connections at once, from everyone (calls and not-yet-calls)"
     )

@@ -33,6 +33,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from ivr.ari.errors import AriError
 from ivr.ari.percall import ARI_PROTOCOL, DEFAULT_PATH, MAX_MESSAGE_BYTES, CallHandler, PerCallConnection
+from ivr.listener import BatchedSite
 
 log = logging.getLogger("ivr.ari.percall")
 
@@ -147,7 +148,9 @@ class PerCallServer:
         )
         await runner.setup()
         try:
-            await web.TCPSite(runner, self.host, self.port, reuse_port=self.reuse_port or None).start()
+            # accepted in batches: Asterisk opens one socket per call, and a burst of calls must not
+            # wait one turn of a busy loop each (uvloop's own server accepts one per turn)
+            await BatchedSite(runner, self.host, self.port, reuse_port=self.reuse_port).start()
         except BaseException:
             await runner.cleanup()
             raise

@@ -44,6 +44,7 @@ from ivr.audiosocket.protocol import (
     rate_for_format,
 )
 from ivr.audiosocket.session import AudioSocketSession, SessionMode
+from ivr.listener import BatchedListener
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ class AudioSocketServer:
         self._connections: set[_Connection] = set()
         self._per_source: dict[str, int] = {}
         self._handlers: set[asyncio.Task[None]] = set()
-        self._server: asyncio.Server | None = None
+        self._server: BatchedListener | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._trimmer: asyncio.Task[None] | None = None
         self.trims = 0
@@ -159,14 +160,17 @@ class AudioSocketServer:
         clock = self._clock or LoopClock(loop)
         self.frame_clock = FrameClock(clock)
         self.pacer = self._make_pacer(loop)
-        self._server = await loop.create_server(
+        # Accepted in batches: a busy loop turns every 100-300 ms, and one accept per turn (uvloop's own
+        # server) left a burst of Asterisk's connections queued past their set-up deadline.
+        server = BatchedListener(
             lambda: _Connection(self),
             self.config.host,
             self.config.port,
-            reuse_address=True,
-            reuse_port=self.config.reuse_port or None,
+            reuse_port=self.config.reuse_port,
             backlog=1024,
         )
+        await server.start()
+        self._server = server
         if self.on_session is not None and self.config.idle_timeout:
             self._sweeper = loop.create_task(self._sweep_idle(self.config.idle_timeout), name="ivr-as-idle")
         if self.config.trim_interval is not None:

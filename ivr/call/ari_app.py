@@ -38,6 +38,7 @@ from ivr.call.media_attach import (
 )
 from ivr.call.report import CallReport
 from ivr.call.services import CallServices
+from ivr.call.setup_gate import SetupGate
 from ivr.call.transfer import TRANSFER_MARKER
 from ivr.websocket.client import WebSocketMediaClient
 
@@ -78,6 +79,12 @@ class AriApp:
         self.reports: deque[CallReport] = deque(maxlen=services.recent_reports)
         """The most recent finished calls (records keep them all): bounded, a long-running app never grows."""
         self.draining = False
+        self.setup_gate = SetupGate(
+            config.setup_concurrency,
+            config.setup_queue_seconds,
+            on_change=self.metrics.setup_queue if self.metrics is not None else None,
+        )
+        """At most ``setup_concurrency`` calls set up at once: a burst cannot starve them all."""
 
     async def start(self, *, heartbeat: float = 4.0, connect_timeout: float = 10.0) -> None:
         """Persistent mode: open the app's events socket."""

@@ -63,6 +63,7 @@ from ivr.call.report import CallReport
 from ivr.call.resume import CallCheckpoints, Resumable
 from ivr.call.runtime import CallRuntime, stasis_args
 from ivr.call.services import CallServices
+from ivr.call.setup_gate import SetupGate, SetupQueueTimeout
 from ivr.call.transfer import AriControl, EndpointTransfer
 from ivr.flow import events as ev
 from ivr.flow.engine import FlowEngine
@@ -87,6 +88,10 @@ class AriAppConfig:
     """Each setup step (answer, bridge, externalMedia, UUID, media StasisStart, addChannel)."""
     media: str = "audiosocket"
     """The calls' media transport unless a call asks for another: ``audiosocket`` or ``websocket``."""
+    setup_concurrency: int = 32
+    """Calls set up at once; the others wait in order (:mod:`ivr.call.setup_gate`)."""
+    setup_queue_seconds: float = 10.0
+    """Longest a caller waits for a set-up slot before it is refused with congestion."""
 
 
 NARROWBAND_FORMATS = frozenset(
@@ -131,6 +136,8 @@ class CallHost(Protocol):
     """How calls get their media (one strategy per transport)."""
     calls: dict[str, AriCall]
     """The live calls by caller channel id."""
+    setup_gate: SetupGate
+    """How many calls are set up at once (the rest wait their turn)."""
     reports: deque[CallReport]
     draining: bool
     flows: FlowCatalog
@@ -318,7 +325,13 @@ class AriCall(Resumable):
         try:
             if await self._adopted():
                 return
-            await self._run_flow(await self._set_up_and_decide())
+            async with app.setup_gate.slot() as waited:
+                if app.metrics is not None:
+                    app.metrics.setup_wait.observe(waited)
+                decided = await self._set_up_and_decide()
+            await self._run_flow(decided)
+        except SetupQueueTimeout as exc:
+            await self._busy(str(exc))
         except SetupError as exc:
             self.report.outcome, self.report.reason = "error", str(exc)
             self.report.errors.append(str(exc))
@@ -333,11 +346,15 @@ class AriCall(Resumable):
         except AriError as exc:
             raise SetupError(name, str(exc)) from None
 
-    async def _busy(self) -> None:
-        """Over the concurrent-call limit, or shutting down: the caller hears congestion, never silence."""
-        reason = (
-            "shutting down" if self.app.draining else f"over the limit of {self.app.config.max_calls} calls"
-        )
+    async def _busy(self, reason: str | None = None) -> None:
+        """Over the concurrent-call limit, shutting down, or no set-up slot in time: the caller hears
+        congestion, never silence."""
+        if reason is None:
+            reason = (
+                "shutting down"
+                if self.app.draining
+                else f"over the limit of {self.app.config.max_calls} calls"
+            )
         log.warning("call %s: refused with congestion: %s", self.caller_id, reason)
         self.report.outcome, self.report.reason = "busy", reason
         with contextlib.suppress(AriError):

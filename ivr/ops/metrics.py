@@ -250,6 +250,19 @@ class Metrics:
             registry=reg,
             buckets=LOOP_LAG_BUCKETS,
         )
+        self.setups_waiting = Gauge(
+            "call_setups_waiting",
+            "ARI calls waiting for a set-up slot (a burst over IVR_SETUP_CONCURRENCY at once)",
+            namespace=ns,
+            registry=reg,
+        )
+        self.setup_wait = Histogram(
+            "call_setup_wait_seconds",
+            "ARI calls: time from StasisStart to the start of their set-up (waiting for a slot)",
+            namespace=ns,
+            registry=reg,
+            buckets=SPEECH_BUCKETS,
+        )
         self.frame_lateness = _FoldedHistogram(
             f"{ns}_frame_lateness_seconds" if ns else "frame_lateness_seconds",
             "Outbound audio frames: lateness against their 20 ms deadline (folded in at call end)",
@@ -316,6 +329,10 @@ class Metrics:
     def watch_pacer(self, read: PacerStats) -> None:
         """Export a native pacing thread's health (``ivr_pacer_*``), read from ``read`` at each scrape."""
         self.registry.register(_PacerCollector(self._namespace, read))
+
+    def setup_queue(self, running: int, waiting: int) -> None:
+        """The set-up gate changed (:class:`ivr.call.setup_gate.SetupGate`'s ``on_change``)."""
+        self.setups_waiting.set(waiting)
 
     def ari_reconnected(self) -> None:
         self.ari_reconnects.inc()

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from ivr.listener import BatchedSite
 from ivr.websocket.protocol import SUBPROTOCOL
 from ivr.websocket.session import SessionConfig, WebSocketMediaSession, read_media_start
 
@@ -107,7 +108,7 @@ class WebSocketMediaServer:
         self._open = 0
         self._closing = False
         self._runner: web.AppRunner | None = None
-        self._site: web.TCPSite | None = None
+        self._site: BatchedSite | None = None
         self._credentials = f"{config.username}:{config.password}".encode()
 
     # -- lifecycle ----------------------------------------------------------------------------------
@@ -119,12 +120,12 @@ class WebSocketMediaServer:
         app.router.add_get(path + "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await self._runner.setup()
-        self._site = web.TCPSite(
+        self._site = BatchedSite(  # a burst of calls' connections accepted at one turn of the loop
             self._runner,
             self.config.host,
             self.config.port,
             backlog=1024,
-            reuse_port=self.config.reuse_port or None,
+            reuse_port=self.config.reuse_port,
         )
         await self._site.start()
         log.info("WebSocket media listening on ws://%s:%d%s", *self.address, path)

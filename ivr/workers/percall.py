@@ -38,6 +38,8 @@ def app_config(settings: Settings, seat: SeatIndex | None, advertise: str) -> Ar
         max_calls=settings.max_calls,
         id_prefix=f"ivr-w{seat.index}-" if seat is not None else "ivr-",
         media=settings.media,
+        setup_concurrency=settings.setup_concurrency,
+        setup_queue_seconds=settings.setup_queue_seconds,
     )
 
 
