@@ -55,7 +55,9 @@ class CallReport:
     decision a trailing silence later) to the first frame of whatever the IVR played next (a filler
     included), recorded even when a hangup or barge-in cuts that reply short."""
     stt_ms: list[float] = field(default_factory=list)
-    """How long each transcription took."""
+    """Per answer: from the end of the caller's turn to its transcript, what the reply waited for
+    speech-to-text. About 0 when a pause's words check had transcribed the answer already (the work ran
+    during the pause, while the caller might still have gone on)."""
     tts_first_audio_ms: list[float] = field(default_factory=list)
     """From asking for each synthesised prompt to its first frame on the wire."""
     provider_errors: list[str] = field(default_factory=list)

@@ -201,7 +201,7 @@ class Metrics:
         )
         self.stt_latency = Histogram(
             "stt_latency_seconds",
-            "Speech-to-text: end of caller speech to final transcript",
+            "Speech-to-text: end of the caller's turn to its transcript (0 when a pause's words check had it)",
             namespace=ns,
             registry=reg,
             buckets=SPEECH_BUCKETS,
