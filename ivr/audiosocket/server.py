@@ -48,6 +48,9 @@ from ivr.listener import BatchedListener
 
 log = logging.getLogger(__name__)
 
+HANDLER_GRACE_S = 1.0
+"""At close, how long the handlers of the sessions just closed get to end by themselves."""
+
 SessionHandler = Callable[[AudioSocketSession], Awaitable[None]]
 
 
@@ -224,6 +227,10 @@ class AudioSocketServer:
             expectation.cancel()
         for conn in list(self._connections):
             conn.shutdown("server closing")
+        # Their sessions are closed: let the handlers end on their own first (bounded). A handler task
+        # cancelled before its first step would never run at all, and its call would have no record.
+        if self._handlers:
+            await asyncio.wait(set(self._handlers), timeout=HANDLER_GRACE_S)
         for task in list(self._handlers):
             task.cancel()
         owned = [*self._handlers, *(t for t in (self._sweeper, self._trimmer) if t is not None)]

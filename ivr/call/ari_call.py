@@ -206,6 +206,8 @@ class AriCall(Resumable):
         self._bridge_created = False
         self._media_created = False
         self._task: asyncio.Task[None] | None = None
+        self._running = False
+        """The task has begun its body: from then on a cancel reaches it (see :meth:`_stop_task`)."""
         self._last_state: Mapping[str, Any] | None = None
         self._arrived = 0.0
 
@@ -248,8 +250,10 @@ class AriCall(Resumable):
         log.info("call %s: %s", self.caller_id, reason)
         if self.runtime is not None:
             self.runtime.caller_hung_up()
-        elif self._task is not None and not self._task.done():
-            self._task.cancel()
+        else:
+            if not self._running:  # gone before its task ran: the body ends at once with this outcome
+                self.life.fail("caller_hangup", reason)
+            self._stop_task()
 
     def connection_lost(self, *, superseded: bool = False) -> None:
         """Per-call mode: the call's socket is gone while the caller is still in Stasis. Asterisk
@@ -272,8 +276,10 @@ class AriCall(Resumable):
         )
         if self.runtime is not None:
             self.runtime.caller_hung_up()  # ends the flow without hanging anything up
-        elif self._task is not None and not self._task.done():
-            self._task.cancel()
+        else:
+            if not self._running:
+                self.life.fail("aborted", "the per-call ARI connection was lost before the call began")
+            self._stop_task()
 
     @property
     def report(self) -> CallReport:
@@ -294,14 +300,23 @@ class AriCall(Resumable):
             self.runtime.abort(reason, goodbye)
         elif self._task is not None and not self._task.done():
             self.life.fail("aborted", reason)
-            self._task.cancel()
+            self._stop_task()
         elif self._task is None:  # its StasisStart is still queued: end it before it begins, with a record
             self.life.fail("aborted", reason)
             self.begin()
 
+    def _stop_task(self) -> None:
+        """Stop the call's body. A task cancelled before its first step never runs its coroutine at all
+        (no teardown, no record, ``done`` never set: shutdown then waited for the call forever), so a
+        task not running yet is left to start: its body finds the outcome already set and ends at once."""
+        task = self._task
+        if task is not None and not task.done() and self._running:
+            task.cancel()
+
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        self._running = True
         self._arrived = asyncio.get_running_loop().time()
         await self.life.run(
             self._body,
@@ -315,7 +330,7 @@ class AriCall(Resumable):
         app = self.app
         caller = self.start_event.channel.caller
         self.report.caller = f"{caller.name} <{caller.number}>" if caller.name else caller.number
-        if self.report.outcome:  # aborted before it began (shutdown): teardown hangs the caller up
+        if self.report.outcome:  # aborted (shutdown) or gone before it began: teardown does the rest
             return
         if len(app.calls) > app.config.max_calls or app.draining:
             await self._busy()

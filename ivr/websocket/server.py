@@ -32,6 +32,9 @@ from ivr.websocket.session import SessionConfig, WebSocketMediaSession, read_med
 
 log = logging.getLogger(__name__)
 
+HANDLER_GRACE_S = 1.0
+"""At close, how long the handlers of the sessions just closed get to end by themselves."""
+
 SessionHandler = Callable[[WebSocketMediaSession], Awaitable[None]]
 
 
@@ -154,6 +157,10 @@ class WebSocketMediaServer:
             expectation.cancel()
         for session in list(self.sessions.values()):
             session.hangup("server closing")
+        # Their sessions are closed: let the handlers end on their own first (bounded). A handler task
+        # cancelled before its first step would never run at all, and its call would have no record.
+        if self._handlers:
+            await asyncio.wait(set(self._handlers), timeout=HANDLER_GRACE_S)
         for task in list(self._handlers):
             task.cancel()
         await asyncio.gather(*self._handlers, return_exceptions=True)

@@ -413,3 +413,62 @@ async def test_ari_call_aborted_before_it_began_still_has_its_record(
         ledger.check(caplog, ["early-1"])
     finally:
         await stop_ari(ari)
+
+
+@pytest.mark.parametrize("gone", ["ChannelHangupRequest", "StasisEnd", "ChannelDestroyed"])
+async def test_a_caller_gone_before_the_call_task_ran_still_ends_in_one_record(
+    gone: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The caller hangs up as it enters Stasis: its StasisStart and hang-up are handled in one step of
+    its event route, so the call's task is stopped before it ever ran. It still ends in one record (the
+    task was cancelled unstarted: no record, and shutdown waited for the call forever)."""
+    caplog.set_level(logging.INFO)
+    ledger = Ledger()
+    ari = await start_ari(ledger, hooked_speech())
+    channel = {"id": "early-2", "name": "PJSIP/5551234-00000002", "state": "Ring"}
+    try:
+        ari.app.dispatcher.dispatch(
+            parse_event(
+                {"type": "StasisStart", "application": "ivr", "args": ["flow=menu"], "channel": channel}
+            )
+        )
+        ended: dict[str, object] = {"type": gone, "application": "ivr", "channel": channel}
+        if gone == "ChannelDestroyed":
+            ended |= {"cause": 16, "cause_txt": "Normal Clearing"}
+        ari.app.dispatcher.dispatch(parse_event(ended))
+        [report] = await ledger.wait(1)
+        assert (report.call_id, report.outcome) == ("early-2", "caller_hangup")
+        async with asyncio.timeout(5):
+            await ari.app.close()
+        assert not ari.app.calls
+        ledger.check(caplog, ["early-2"])
+    finally:
+        async with asyncio.timeout(10):  # a call that never ends would hold the app's close forever
+            await stop_ari(ari)
+
+
+async def test_a_dialplan_call_whose_handler_had_not_run_at_shutdown_still_has_its_record(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The UUID arrives in the same step as the server's close: the call's handler task exists but has
+    not run. Cancelled then, it would never run at all (no record, its session left open)."""
+    caplog.set_level(logging.INFO)
+    ledger = Ledger()
+    dp = await start_dialplan(ledger, hooked_speech())
+    _reader, writer = await asyncio.open_connection("127.0.0.1", dp.server.port)
+    call_id = uuid.uuid4()
+    try:
+        async with asyncio.timeout(5):
+            while not dp.server._connections:  # noqa: ASYNC110 - the server's own set
+                await asyncio.sleep(0.01)
+        [conn] = dp.server._connections
+        conn._feed(encode_uuid(call_id))  # the session and its handler task, in this very step
+        assert call_id in dp.server.sessions
+        async with asyncio.timeout(10):
+            await dp.server.close()
+        [report] = await ledger.wait(1)
+        assert report.call_id == str(call_id)
+        ledger.check(caplog, [str(call_id)])
+    finally:
+        writer.close()
+        await dp.server.close()
