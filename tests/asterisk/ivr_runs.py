@@ -94,7 +94,16 @@ async def ivr_run(settings: Settings, *, no_ari: bool = False) -> AsyncIterator[
         yield run
     finally:
         stop.set()
-        code = await asyncio.wait_for(run.task, 60)
+        # bounded even if the shutdown ignores its cancellation: a failure naming it, never a hung suite
+        done, _ = await asyncio.wait({run.task}, timeout=60)
+        if not done:
+            run.task.cancel()
+            done, _ = await asyncio.wait({run.task}, timeout=10)
+            raise AssertionError(
+                "ivr run did not stop within 60 s of being told to"
+                + ("" if done else ", nor within 10 s of being cancelled")
+            )
+    code = run.task.result()
     assert code == 0, f"ivr run exited {code}"
 
 
