@@ -318,11 +318,20 @@ class AriCall(Resumable):
     async def _run(self) -> None:
         self._running = True
         self._arrived = asyncio.get_running_loop().time()
-        await self.life.run(
-            self._body,
-            teardown=self._teardown,
-            cancelled_outcome=lambda: "caller_hangup" if self._gone.is_set() else "aborted",
-        )
+        try:
+            await self.life.run(
+                self._body,
+                teardown=self._teardown,
+                cancelled_outcome=lambda: "caller_hangup" if self._gone.is_set() else "aborted",
+            )
+        finally:
+            finishing = self.life.finishing
+            if finishing is None or finishing.done():
+                self._forget()
+            else:  # cancelled again during its teardown, which goes on (shielded): leave when it ends
+                finishing.add_done_callback(lambda _: self._forget())
+
+    def _forget(self) -> None:
         if self.app.calls.get(self.caller_id) is self:
             del self.app.calls[self.caller_id]
 

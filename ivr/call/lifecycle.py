@@ -54,6 +54,9 @@ class CallLife:
         """The call's media once it has one, whatever its transport (what it counted goes into the
         metrics: dropped frames, and frame lateness where the app paces)."""
         self.done = asyncio.Event()
+        self.finishing: asyncio.Task[None] | None = None
+        """The teardown and report, once begun (shielded: a second cancel of the call's task leaves it
+        running, and whoever tidies up after the call waits for this, not for that task)."""
         self._started = False
         self._ended = False
 
@@ -97,7 +100,8 @@ class CallLife:
             log.error("call %s: internal error: %r", self.call_id, exc)
             log.debug("call %s: internal error", self.call_id, exc_info=True)
         finally:
-            await asyncio.shield(self._finish(teardown))
+            self.finishing = asyncio.ensure_future(self._finish(teardown))
+            await asyncio.shield(self.finishing)
         return self.report
 
     async def end_without_body(self) -> CallReport:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from aiohttp import web
 
-from ivr.sim.ari_server import OriginateOutcome
+from ivr.sim.ari_server import OriginateOutcome, SimAsterisk
 from ivr.sim.caller_leg import CallerLeg
 
 from .conftest import DATA, Stack, close_stack, make_stack
@@ -163,3 +164,42 @@ async def test_max_call_duration_hangs_up() -> None:
         s.assert_clean()
     finally:
         await close_stack(s)
+
+
+async def test_a_call_stopped_twice_during_its_teardown_still_leaves_the_app(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The caller hangs up during set-up (the call's task is cancelled, its teardown starts) and the app
+    closes while that teardown still waits on Asterisk (a second cancel). The teardown finishes in the
+    background, and the call then leaves the app's table: before, it stayed there for good."""
+
+    released = asyncio.Event()
+
+    async def stuck(self: SimAsterisk, request: web.Request) -> web.Response:
+        await released.wait()
+        raise web.HTTPServiceUnavailable(text="gone")
+
+    real_destroy = SimAsterisk._h_destroy_bridge
+
+    async def slow_destroy(self: SimAsterisk, request: web.Request) -> web.Response:
+        await asyncio.sleep(2.0)
+        return await real_destroy(self, request)
+
+    monkeypatch.setattr(SimAsterisk, "_h_external_media", stuck)  # set-up stuck after the bridge
+    monkeypatch.setattr(SimAsterisk, "_h_destroy_bridge", slow_destroy)
+    stack = await make_stack(DATA, "menu", step_timeout=3600.0)
+    try:
+        caller = await stack.sim.place_call(native_format="slin16")
+        await stack.sim.wait_for(lambda: bool(stack.sim.bridges), 5)
+        await stack.sim.hangup(caller.id)  # teardown starts: destroying the bridge takes 2 s
+        await asyncio.sleep(0.5)
+        assert caller.id in stack.app.calls
+        async with asyncio.timeout(10):
+            await stack.app.close()  # aborts the call again while its teardown runs
+        await asyncio.sleep(3.0)  # the teardown's own end
+        assert not stack.app.calls
+        [report] = stack.app.reports
+        assert report.outcome == "caller_hangup"
+    finally:
+        released.set()
+        await close_stack(stack)
