@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import socket
 from collections.abc import Callable
@@ -25,8 +24,7 @@ from aiohttp import web
 log = logging.getLogger(__name__)
 
 RETRY_AFTER = 1.0
-"""Seconds before accepting again after the process ran out of descriptors or memory (as asyncio)."""
-_RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+"""Seconds before accepting again after accepting failed (out of descriptors or memory), as asyncio."""
 
 
 class BatchedListener:
@@ -50,35 +48,47 @@ class BatchedListener:
         self.batch = batch
         self.sockets: list[socket.socket] = []
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._sock: socket.socket | None = None
         self._pending: set[asyncio.Task[None]] = set()
         self._retry: asyncio.TimerHandle | None = None
-        self._resource_errors = 0
+        self._errors = 0
 
     async def start(self) -> None:
-        """Bind and listen (``OSError`` if the address is taken); accepting starts at once."""
+        """Bind and listen on every address ``host`` names, as ``create_server`` does (``localhost``:
+        127.0.0.1 and ::1); ``OSError`` if one is taken. Accepting starts at once."""
         self._loop = loop = asyncio.get_running_loop()
         infos = await loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        family, kind, proto, _name, address = infos[0]
-        sock = socket.socket(family, kind, proto)
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if self.reuse_port:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind(address)
-            sock.listen(self.backlog)
-            sock.setblocking(False)
+            for family, kind, proto, _name, address in dict.fromkeys(infos):
+                sock = socket.socket(family, kind, proto)
+                self.sockets.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if self.reuse_port:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # IPv4 has its own
+                sock.bind(address)
+                sock.listen(self.backlog)
+                sock.setblocking(False)
         except OSError:
-            sock.close()
+            for sock in self.sockets:
+                sock.close()
+            self.sockets = []
             raise
-        self._sock = sock
-        self.sockets = [sock]
-        loop.add_reader(sock.fileno(), self._accept)
+        self._watch()
 
-    def _accept(self) -> None:
-        sock, loop = self._sock, self._loop
-        if sock is None or loop is None:
-            return
+    def _watch(self) -> None:
+        assert self._loop is not None
+        for sock in self.sockets:
+            self._loop.add_reader(sock.fileno(), self._accept, sock)
+
+    def _unwatch(self) -> None:
+        assert self._loop is not None
+        for sock in self.sockets:
+            self._loop.remove_reader(sock.fileno())
+
+    def _accept(self, sock: socket.socket) -> None:
+        loop = self._loop
+        assert loop is not None
         for _ in range(self.batch):
             try:
                 conn, _peer = sock.accept()
@@ -86,9 +96,7 @@ class BatchedListener:
                 return
             except ConnectionAbortedError:
                 continue  # the peer gave up while it waited in the queue
-            except OSError as exc:
-                if exc.errno not in _RESOURCE_ERRORS:
-                    raise
+            except OSError as exc:  # out of descriptors or memory, mostly
                 self._pause(exc)
                 return
             conn.setblocking(False)
@@ -108,36 +116,35 @@ class BatchedListener:
             conn.close()
 
     def _pause(self, exc: OSError) -> None:
-        """Out of descriptors (or memory): stop accepting for a moment instead of spinning on it."""
-        self._resource_errors += 1
-        if self._resource_errors == 1 or self._resource_errors % 100 == 0:
+        """Accepting failed (out of descriptors, say): stop for a moment instead of spinning on it."""
+        self._errors += 1
+        if self._errors == 1 or self._errors % 100 == 0:
             log.warning(
                 "cannot accept on %s:%d: %s; retrying in %g s (%d times so far)",
                 self.host,
                 self.port,
-                exc.strerror,
+                exc.strerror or exc,
                 RETRY_AFTER,
-                self._resource_errors,
+                self._errors,
             )
-        assert self._loop is not None
-        assert self._sock is not None
-        self._loop.remove_reader(self._sock.fileno())
-        self._retry = self._loop.call_later(RETRY_AFTER, self._resume)
+        if self._retry is None:
+            self._unwatch()
+            assert self._loop is not None
+            self._retry = self._loop.call_later(RETRY_AFTER, self._resume)
 
     def _resume(self) -> None:
         self._retry = None
-        if self._sock is not None and self._loop is not None:
-            self._loop.add_reader(self._sock.fileno(), self._accept)
+        if self.sockets:
+            self._watch()
 
     def close(self) -> None:
         """Stop listening (new connections are refused by the kernel); accepted ones go on."""
         if self._retry is not None:
             self._retry.cancel()
             self._retry = None
-        sock, self._sock = self._sock, None
-        if sock is not None:
-            assert self._loop is not None
-            self._loop.remove_reader(sock.fileno())
+        elif self.sockets:
+            self._unwatch()
+        for sock in self.sockets:
             sock.close()
         self.sockets = []
 

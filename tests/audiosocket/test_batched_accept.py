@@ -115,3 +115,44 @@ def test_an_audiosocket_burst_on_uvloop_becomes_sessions_within_a_few_turns() ->
             await server.close()
 
     run_on("uvloop", main())
+
+
+def test_a_host_name_listens_on_every_address_it_names() -> None:
+    """A name with an IPv6 and an IPv4 address (``localhost`` on many systems, ::1 first) gets a
+    listener on each, as ``create_server`` binds them: Asterisk dialling 127.0.0.1 must not miss a
+    listener bound to ::1 alone."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        both = [
+            (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::1", 0, 0, 0)),
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 0)),
+        ]
+
+        async def resolve(*args: Any, **kwargs: Any) -> list[Any]:
+            return both
+
+        loop.getaddrinfo = resolve  # type: ignore[method-assign]
+        made: list[asyncio.BaseTransport] = []
+        listener = BatchedListener(lambda: Recorder(made), "dual-stack.test", 0)
+        try:
+            await listener.start()
+        except OSError as exc:  # no IPv6 loopback on this machine: nothing to show
+            pytest.skip(f"IPv6 loopback unavailable: {exc}")
+        try:
+            assert {s.family for s in listener.sockets} == {socket.AF_INET, socket.AF_INET6}
+            clients = [
+                socket.create_connection((s.getsockname()[0], s.getsockname()[1])) for s in listener.sockets
+            ]
+            try:
+                assert await turns_until(lambda: len(made) == 2) <= MOST_TURNS
+            finally:
+                for client in clients:
+                    client.close()
+                for transport in made:
+                    transport.close()
+        finally:
+            listener.close()
+            await listener.wait_closed()
+
+    run_on("uvloop", main())
