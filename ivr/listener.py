@@ -164,7 +164,6 @@ class BatchedSite(web.BaseSite):
         self._host = host
         self._port = port
         self._reuse_port = reuse_port
-        self._listener: BatchedListener | None = None
 
     @property
     def name(self) -> str:
@@ -179,9 +178,9 @@ class BatchedSite(web.BaseSite):
         )
         await listener.start()
         self._server = listener  # type: ignore[assignment]  # what BaseSite uses of asyncio.Server
-        self._listener = listener
 
     async def stop(self) -> None:
+        listener: object = self._server  # typed as asyncio's server by BaseSite; ours since start()
         await super().stop()
-        if self._listener is not None:
-            await self._listener.wait_closed()  # no accepted connection's start left pending
+        if isinstance(listener, BatchedListener):
+            await listener.wait_closed()  # no accepted connection's start left pending

@@ -350,3 +350,18 @@ class InboundQueue:
     async def events(self) -> AsyncIterator[InboundEvent]:
         while (event := await self.get()) is not None:
             yield event
+
+
+HANDLER_GRACE_S = 1.0
+"""At a server's close, how long the handlers of the sessions it just closed get to end by themselves."""
+
+
+async def end_handlers(tasks: set[asyncio.Task[None]], grace: float = HANDLER_GRACE_S) -> None:
+    """A media server closes: its sessions are closed, so let their call handlers end on their own
+    (bounded by ``grace``), then cancel the rest. A handler task cancelled before its first step would
+    never run at all, and its call would have no record."""
+    if tasks:
+        await asyncio.wait(set(tasks), timeout=grace)
+    for task in list(tasks):
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

@@ -45,11 +45,9 @@ from ivr.audiosocket.protocol import (
 )
 from ivr.audiosocket.session import AudioSocketSession, SessionMode
 from ivr.listener import BatchedListener
+from ivr.transport import end_handlers
 
 log = logging.getLogger(__name__)
-
-HANDLER_GRACE_S = 1.0
-"""At close, how long the handlers of the sessions just closed get to end by themselves."""
 
 SessionHandler = Callable[[AudioSocketSession], Awaitable[None]]
 
@@ -227,14 +225,10 @@ class AudioSocketServer:
             expectation.cancel()
         for conn in list(self._connections):
             conn.shutdown("server closing")
-        # Their sessions are closed: let the handlers end on their own first (bounded). A handler task
-        # cancelled before its first step would never run at all, and its call would have no record.
-        if self._handlers:
-            await asyncio.wait(set(self._handlers), timeout=HANDLER_GRACE_S)
-        for task in list(self._handlers):
-            task.cancel()
-        owned = [*self._handlers, *(t for t in (self._sweeper, self._trimmer) if t is not None)]
-        await asyncio.gather(*owned, return_exceptions=True)
+        await end_handlers(self._handlers)
+        await asyncio.gather(
+            *(t for t in (self._sweeper, self._trimmer) if t is not None), return_exceptions=True
+        )
         # Let every peer answer our FIN with its own before the process goes (no reset at exit).
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.config.linger):

@@ -82,7 +82,7 @@ class AriApp:
         self.setup_gate = SetupGate(
             config.setup_concurrency,
             config.setup_queue_seconds,
-            on_change=self.metrics.setup_queue if self.metrics is not None else None,
+            on_waiting=self.metrics.setup_waiting if self.metrics is not None else None,
         )
         """At most ``setup_concurrency`` calls set up at once: a burst cannot starve them all."""
 

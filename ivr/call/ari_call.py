@@ -251,9 +251,7 @@ class AriCall(Resumable):
         if self.runtime is not None:
             self.runtime.caller_hung_up()
         else:
-            if not self._running:  # gone before its task ran: the body ends at once with this outcome
-                self.life.fail("caller_hangup", reason)
-            self._stop_task()
+            self._stop_task("caller_hangup", reason)
 
     def connection_lost(self, *, superseded: bool = False) -> None:
         """Per-call mode: the call's socket is gone while the caller is still in Stasis. Asterisk
@@ -277,9 +275,7 @@ class AriCall(Resumable):
         if self.runtime is not None:
             self.runtime.caller_hung_up()  # ends the flow without hanging anything up
         else:
-            if not self._running:
-                self.life.fail("aborted", "the per-call ARI connection was lost before the call began")
-            self._stop_task()
+            self._stop_task("aborted", "the per-call ARI connection was lost before the call began")
 
     @property
     def report(self) -> CallReport:
@@ -300,18 +296,19 @@ class AriCall(Resumable):
             self.runtime.abort(reason, goodbye)
         elif self._task is not None and not self._task.done():
             self.life.fail("aborted", reason)
-            self._stop_task()
+            self._stop_task("aborted", reason)
         elif self._task is None:  # its StasisStart is still queued: end it before it begins, with a record
             self.life.fail("aborted", reason)
             self.begin()
 
-    def _stop_task(self) -> None:
+    def _stop_task(self, outcome: str, reason: str) -> None:
         """Stop the call's body. A task cancelled before its first step never runs its coroutine at all
         (no teardown, no record, ``done`` never set: shutdown then waited for the call forever), so a
-        task not running yet is left to start: its body finds the outcome already set and ends at once."""
-        task = self._task
-        if task is not None and not task.done() and self._running:
-            task.cancel()
+        task not running yet is left to start with ``outcome`` set: its body ends at once."""
+        if not self._running:
+            self.life.fail(outcome, reason)
+        elif self._task is not None and not self._task.done():
+            self._task.cancel()
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -351,7 +348,7 @@ class AriCall(Resumable):
                 return
             async with app.setup_gate.slot() as waited:
                 if app.metrics is not None:
-                    app.metrics.setup_wait.observe(waited)
+                    app.metrics.observe_setup_wait(waited)
                 decided = await self._set_up_and_decide()
             await self._run_flow(decided)
         except SetupQueueTimeout as exc:

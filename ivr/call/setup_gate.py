@@ -33,8 +33,8 @@ class SetupGate:
 
     limit: int = 32
     max_wait: float = 10.0
-    on_change: Callable[[int, int], None] | None = None
-    """Called with (in flight, waiting) whenever either changes: the metrics' gauges."""
+    on_waiting: Callable[[int], None] | None = None
+    """Told how many callers wait whenever that changes (the metrics' gauge)."""
     running: int = 0
     waiting: int = 0
     _slots: asyncio.Semaphore = field(init=False, repr=False)
@@ -50,33 +50,30 @@ class SetupGate:
         ``max_wait`` without one."""
         loop = asyncio.get_running_loop()
         asked = loop.time()
-        if self._slots.locked() or self.waiting:
-            self.waiting += 1
-            self._changed()
+        if self._slots.locked():  # no slot free, or others already waiting for one
+            self._waiting(+1)
             try:
                 async with asyncio.timeout(self.max_wait):
                     await self._slots.acquire()
             except BaseException as exc:  # a timeout, or the call ended while it waited
-                self.waiting -= 1
-                self._changed()
+                self._waiting(-1)
                 if isinstance(exc, TimeoutError):
                     raise SetupQueueTimeout(
                         f"no set-up slot within {self.max_wait:g} s ({self.limit} set-ups at once, "
                         f"{self.waiting} others waiting)"
                     ) from None
                 raise
-            self.waiting -= 1
+            self._waiting(-1)
         else:
             await self._slots.acquire()
         self.running += 1
-        self._changed()
         try:
             yield loop.time() - asked
         finally:
             self.running -= 1
             self._slots.release()
-            self._changed()
 
-    def _changed(self) -> None:
-        if self.on_change is not None:
-            self.on_change(self.running, self.waiting)
+    def _waiting(self, change: int) -> None:
+        self.waiting += change
+        if self.on_waiting is not None:
+            self.on_waiting(self.waiting)

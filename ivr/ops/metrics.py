@@ -330,9 +330,12 @@ class Metrics:
         """Export a native pacing thread's health (``ivr_pacer_*``), read from ``read`` at each scrape."""
         self.registry.register(_PacerCollector(self._namespace, read))
 
-    def setup_queue(self, running: int, waiting: int) -> None:
-        """The set-up gate changed (:class:`ivr.call.setup_gate.SetupGate`'s ``on_change``)."""
+    def setup_waiting(self, waiting: int) -> None:
+        """ARI callers waiting for a set-up slot now (:class:`ivr.call.setup_gate.SetupGate`)."""
         self.setups_waiting.set(waiting)
+
+    def observe_setup_wait(self, seconds: float) -> None:
+        self.setup_wait.observe(seconds)
 
     def ari_reconnected(self) -> None:
         self.ari_reconnects.inc()

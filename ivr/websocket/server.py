@@ -27,13 +27,11 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from ivr.listener import BatchedSite
+from ivr.transport import end_handlers
 from ivr.websocket.protocol import SUBPROTOCOL
 from ivr.websocket.session import SessionConfig, WebSocketMediaSession, read_media_start
 
 log = logging.getLogger(__name__)
-
-HANDLER_GRACE_S = 1.0
-"""At close, how long the handlers of the sessions just closed get to end by themselves."""
 
 SessionHandler = Callable[[WebSocketMediaSession], Awaitable[None]]
 
@@ -157,13 +155,7 @@ class WebSocketMediaServer:
             expectation.cancel()
         for session in list(self.sessions.values()):
             session.hangup("server closing")
-        # Their sessions are closed: let the handlers end on their own first (bounded). A handler task
-        # cancelled before its first step would never run at all, and its call would have no record.
-        if self._handlers:
-            await asyncio.wait(set(self._handlers), timeout=HANDLER_GRACE_S)
-        for task in list(self._handlers):
-            task.cancel()
-        await asyncio.gather(*self._handlers, return_exceptions=True)
+        await end_handlers(self._handlers)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
