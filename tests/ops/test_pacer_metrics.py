@@ -15,6 +15,17 @@ from ivr.ops.metrics import Metrics
 from ..audiosocket.peer import AsteriskPeer
 from ..services import unavailable
 
+MAX_CATCHUP = 3
+"""Frames the native pacer writes at most at one wake-up (``_pacer.Pacer``'s ``max_catchup``)."""
+
+
+def bucket(text: str, le: str) -> float:
+    """The count of the wake-up lateness bucket ``le`` in a Prometheus exposition."""
+    pattern = rf'^ivr_pacer_wakeup_lateness_seconds_bucket\{{le="{re.escape(le)}"\}} ([0-9.e+]+)$'
+    found = re.search(pattern, text, re.M)
+    assert found is not None, le
+    return float(found.group(1))
+
 
 def test_the_pacer_families_come_from_what_the_reader_returns() -> None:
     metrics = Metrics()
@@ -42,8 +53,10 @@ async def test_a_running_pacer_reports_its_wake_ups() -> None:
         await expectation.wait(2)
         await peer.read_frames(10)
         text = metrics.exposition()[0].decode()
-        found = re.search(r'^ivr_pacer_wakeup_lateness_seconds_bucket\{le="\+Inf"\} ([0-9.]+)$', text, re.M)
-        assert found is not None
-        assert float(found.group(1)) >= 10, "one wake-up per frame at least"
+        wakeups = bucket(text, "+Inf")
+        on_time = bucket(text, "0.02")  # woke within a period: that wake-up wrote one frame
+        # A wake-up a period late or more writes the frames it owes at once (up to MAX_CATCHUP, the rest
+        # are skipped), so a loaded machine shows fewer wake-ups than frames, never fewer than this:
+        assert on_time + MAX_CATCHUP * (wakeups - on_time) >= 10, (wakeups, on_time)
         await peer.close()
         await asyncio.sleep(0)
