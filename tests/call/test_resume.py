@@ -15,6 +15,7 @@ from ivr.call.report import CallReport
 from ivr.call.resume import CallCheckpoints, carry_report
 from ivr.flow import events as ev
 from ivr.ops.records import RecordStore, create_store
+from ivr.ops.records.model import CallRecord, Checkpoint
 
 FLOWS = Path(__file__).resolve().parents[1] / "topology" / "data"
 
@@ -43,9 +44,36 @@ async def a_call_at_its_second_question(store: RecordStore) -> CallCheckpoints:
     return points
 
 
+class ReadTogether:
+    """A records store whose checkpoint reads wait for each other: the racers below all read the row
+    before any of them takes it over, the race a single failover can produce (left to the scheduler, a
+    racer may read only after another's takeover, which is the next test's case instead)."""
+
+    def __init__(self, store: RecordStore, barrier: asyncio.Barrier) -> None:
+        self.store, self.barrier = store, barrier
+        self.instance = store.instance
+
+    def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        self.store.save_checkpoint(checkpoint)
+
+    async def load_checkpoint(
+        self, call_id: str | None = None, *, channel_id: str | None = None, linkedid: str | None = None
+    ) -> Checkpoint | None:
+        found = await self.store.load_checkpoint(call_id, channel_id=channel_id, linkedid=linkedid)
+        await self.barrier.wait()
+        return found
+
+    async def resume_checkpoint(self, checkpoint: Checkpoint) -> Checkpoint | None:
+        return await self.store.resume_checkpoint(checkpoint)
+
+    async def get(self, call_id: str) -> CallRecord | None:
+        return await self.store.get(call_id)
+
+
 async def test_of_instances_racing_for_a_call_exactly_one_takes_it(stores: list[RecordStore]) -> None:
     await a_call_at_its_second_question(stores[0])
-    racers = [CallCheckpoints(store, "c1", "c1") for store in stores[1:]]
+    barrier = asyncio.Barrier(2)
+    racers = [CallCheckpoints(ReadTogether(store, barrier), "c1", "c1") for store in stores[1:]]
     for racer in racers:
         racer.start_lookup()
     claims = await asyncio.gather(*(r.claimed() for r in racers))
@@ -60,6 +88,26 @@ async def test_of_instances_racing_for_a_call_exactly_one_takes_it(stores: list[
     state = won.engine_state
     assert state is not None
     assert state["step"] == "second"
+
+
+async def test_a_second_failover_takes_the_call_from_the_instance_that_resumed_it(
+    stores: list[RecordStore],
+) -> None:
+    """Asterisk gives a call's socket to one instance at a time, so a takeover read after another
+    instance's takeover is a second failover (that instance lost the socket too): it wins, and the
+    instance it took the call from learns who has it now (and writes no record)."""
+    await a_call_at_its_second_question(stores[0])
+    first = CallCheckpoints(stores[1], "c1", "c1")
+    first.start_lookup()
+    assert (await first.claimed()).checkpoint is not None
+    second = CallCheckpoints(stores[2], "c1", "c1")
+    second.start_lookup()
+    claim = await second.claimed()
+    assert claim.checkpoint is not None
+    assert not claim.lost
+    assert claim.checkpoint.instances == ("a", "b", "c")
+    assert claim.checkpoint.resumes == 2
+    assert await first.taken_over(wait=1) == "c"
 
 
 async def test_the_restored_engine_and_report_continue_the_call(stores: list[RecordStore]) -> None:
