@@ -37,7 +37,7 @@ from ivr.bench.turn_corpus import LEAD_MS, RATE, Item, build, load_pcm
 from ivr.flow.completion import answer_complete
 from ivr.flow.intents import Candidate, match, parse_digits, parse_yes_no
 from ivr.flow.model import AskStep, Flow, FlowSettings
-from ivr.flow.questions import DIGIT_HINTS, YES_NO_HINTS
+from ivr.flow.questions import DIGIT_HINTS, YES_NO_HINTS, end_of_turn
 from ivr.flow.validate import validate_source
 from ivr.media.bargein import BackchannelFilter, EchoGate
 from ivr.media.endpoint import Endpointer, ListenSettings, MaxLengthReached, SpeechEnded, SpeechStarted
@@ -188,14 +188,17 @@ def interpret(item: Item, text: str) -> str | None:
     return match(text, _candidates(item))
 
 
-def words_finished(item: Item, text: str) -> bool:
+def words_finished(item: Item, text: str, confidence: float | None = None) -> bool:
     """Do the words heard so far already make a whole answer for the step? The flow engine's own
     judgement (:func:`ivr.flow.completion.answer_complete`, what the call runtime asks at a pause) on the
     item's question as a flow (:func:`flow_yaml`): a choice, a yes or a no, a digit string of at least
-    the capture's ``min_length`` digits."""
+    the capture's ``min_length`` digits; never words heard below the step's ``words_min_confidence``."""
     flow = _flow(item)
     step = flow.steps["ask"]
     assert isinstance(step, AskStep)
+    floor = end_of_turn(step, flow.settings).words_min_confidence
+    if confidence is not None and confidence < floor:
+        return False
     return answer_complete(flow, step, text)
 
 
@@ -250,15 +253,16 @@ def _flow(item: Item) -> Flow:
 
 class _Stt:
     """faster-whisper with a per-run cache: the same utterance (same cut) is transcribed once.
-    ``last_ms``: how long the last utterance took to transcribe (measured once, when it was)."""
+    ``last_ms``, ``last_confidence``: the last utterance's time to transcribe (measured once) and confidence."""
 
     def __init__(self, hint_style: str) -> None:
         from ivr.speech.offline import WhisperTranscriber
 
         self.engine = WhisperTranscriber(hint_style=hint_style)  # type: ignore[arg-type]
-        self.cache: dict[tuple[str, tuple[str, ...]], tuple[str, float]] = {}
+        self.cache: dict[tuple[str, tuple[str, ...]], tuple[str, float | None, float]] = {}
         self.loop = asyncio.new_event_loop()
         self.last_ms = 0.0
+        self.last_confidence: float | None = None
 
     def text(self, pcm: bytes, hints: list[str]) -> str:
         key = (hashlib.sha256(pcm).hexdigest(), tuple(hints))
@@ -267,8 +271,8 @@ class _Stt:
             t = self.loop.run_until_complete(
                 self.engine.transcribe(pcm, rate=RATE, hints=hints, language="en")
             )
-            self.cache[key] = (t.text, (time.perf_counter() - t0) * 1000)
-        text, self.last_ms = self.cache[key]
+            self.cache[key] = (t.text, t.confidence, (time.perf_counter() - t0) * 1000)
+        text, self.last_confidence, self.last_ms = self.cache[key]
         return text
 
     def close(self) -> None:
@@ -379,7 +383,7 @@ def run_item(
                 ms = (time.perf_counter() - t1) * 1000
                 result.model_ms.append(ms)
             if config.words_check:  # transcribed beside the model (another thread): the later one decides
-                if not words_finished(item, stt.text(ev.pcm, hints)):
+                if not words_finished(item, stt.text(ev.pcm, hints), stt.last_confidence):
                     p = 0.0
                 result.words_ms.append(stt.last_ms)
                 ms = max(ms, stt.last_ms)

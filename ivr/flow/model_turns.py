@@ -10,7 +10,9 @@ no model installed) silence alone decides, after ``endpointing_silence_ms``. Spo
 With ``words`` (on by default where speech-to-text runs on this machine) the words said so far are
 transcribed at each pause too, and the turn ends early only when they already answer the question (a
 choice, a yes or no, a digit string of the capture's ``min_length``): VoiceXML's complete timeout. Words
-that do not answer it yet wait up to ``max_silence_ms``; a digit string, which has no model, is judged at
+heard with less than ``words_min_confidence`` never end it early: biased towards the question's choices,
+Whisper writes a filler's "uhm" as "Medium." with low confidence, and ending there would take the wrong
+answer while waiting costs only silence. Words that do not answer it yet wait up to ``max_silence_ms``; a digit string, which has no model, is judged at
 its ``digits_silence_ms`` pause and, when still short, waits up to ``digits_incomplete_ms``.
 
 ``backchannel_ms``: speech over a prompt that ends within this long ("mm-hm", "okay") pauses the prompt
@@ -30,6 +32,7 @@ from ivr.flow.model_types import _Model
 
 SilenceMs = Annotated[int, Field(ge=20, le=10_000)]
 Probability = Annotated[float, Field(gt=0.0, le=1.0)]
+Confidence = Annotated[float, Field(ge=0.0, le=1.0)]
 BackchannelMs = Annotated[int, Field(ge=0, le=3000)]
 
 WordsCheck = bool | Literal["auto"]
@@ -61,6 +64,11 @@ class EndOfTurnSettings(_Model):
         description="At each pause also transcribe the words so far; the turn ends early only when they "
         "already answer the question. auto: where speech-to-text runs locally; true: always; false: never.",
     )
+    words_min_confidence: Confidence = Field(
+        default=0.6,
+        description="Lowest speech-to-text confidence at which a pause's words may end the turn early; "
+        "below it the turn waits for more speech or max_silence_ms (the answer is judged as usual).",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
@@ -81,6 +89,7 @@ class EndOfTurn(_Model):
     max_silence_ms: SilenceMs | None = None
     threshold: Probability | None = None
     words: WordsCheck | None = None
+    words_min_confidence: Confidence | None = None
 
     def over(self, base: EndOfTurnSettings) -> EndOfTurnSettings:
         """These overrides applied to ``base`` (raises ValueError when the result is out of order)."""

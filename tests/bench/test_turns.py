@@ -55,6 +55,7 @@ class FakeStt:
         self.said = text
         self.calls: list[list[str]] = []
         self.last_ms = ms
+        self.last_confidence: float | None = None
 
     def text(self, pcm: bytes, hints: list[str]) -> str:
         self.calls.append(hints)
@@ -149,6 +150,8 @@ def test_a_digit_string_shorter_than_the_capture_waits_longer(tmp_path: Path) ->
 def test_words_finished_is_what_the_step_would_accept() -> None:
     sizes = Item(Spec("s", "complete", "p", "a", "large", dict(SIZES)), "c", "p", 0, 0, 0, None)
     assert turns.words_finished(sizes, "A large one.")
+    assert turns.words_finished(sizes, "Large.", 0.6)
+    assert not turns.words_finished(sizes, "Medium.", 0.5), "below words_min_confidence: a misheard filler"
     assert not turns.words_finished(sizes, "Let me think.")
     assert not turns.words_finished(sizes, "Maybe a")
     card = Item(

@@ -141,6 +141,38 @@ async def test_words_that_are_no_answer_yet_keep_the_turn_open(trace: list[Trace
         await finish(stack, turns, caller)
 
 
+class MishearingText(CountingText):
+    """Hears ``uhm`` alone as ``large`` with low confidence, as tiny.en biased with the choices heard a
+    filler as "Medium." (confidence 0.32-0.57 over the seeds tried; real answers 0.60-0.98)."""
+
+    async def transcribe(
+        self, pcm: BytesLike, *, rate: int, hints: Sequence[str] = (), language: str | None = None
+    ) -> Transcript:
+        heard = await super().transcribe(pcm, rate=rate, hints=hints, language=language)
+        if heard.text == "uhm":
+            return Transcript("large", 0.5, True)
+        return Transcript(heard.text, 0.9, True)
+
+
+async def test_words_heard_with_low_confidence_do_not_end_the_turn_at_the_pause(
+    trace: list[TraceEvent],
+) -> None:
+    """The end-to-end miss of 2026-12-02: "Uhm, small." ended at its pause as "medium" (the filler, misheard
+    towards the choices). Below ``words_min_confidence`` (0.6) the turn stays open for the real answer."""
+    model = ScriptedTurnModel(0.99)
+    stt = MishearingText()
+    stack, caller, turns = await start(trace, model, stt)
+    try:
+        await say_after_prompt(stack, trace, caller, "uhm", 0.6, "small")
+        await stack.wait_ended(timeout=20)
+        [report] = stack.app.reports
+        assert "small" in report.path, report.path
+        assert "large" not in report.path
+        assert stt.heard == ["uhm", "uhm small"]
+    finally:
+        await finish(stack, turns, caller)
+
+
 async def test_incomplete_words_wait_for_max_silence_and_are_still_transcribed_once(
     trace: list[TraceEvent],
 ) -> None:
