@@ -222,11 +222,14 @@ def interpret_speech(
         matcher = step.matcher or flow.settings.matcher
         return NeedsModel() if matcher == "llm" and step.choices else NoMatch()
     cap = step.capture
-    name = match(text, intents)
-    if name is not None and (
-        confirming or cap is None or cap.type != "text" or _exact(text, _intent_phrases(flow, name, language))
-    ):
-        return IntentHit(name)
+    free_text = not confirming and cap is not None and cap.type == "text"
+    # Free text takes an intent only when said exactly as one of its phrases; with none said so, the
+    # answer is the caller's words, and the fuzzy tiers (the engine's costliest work, once per answer on
+    # a thread that shares the GIL with the calls' audio) could change nothing.
+    if not free_text or any(_exact(text, _intent_phrases(flow, c.name, language)) for c in intents):
+        name = match(text, intents)
+        if name is not None and (not free_text or _exact(text, _intent_phrases(flow, name, language))):
+            return IntentHit(name)
     if confirming or is_yes_no(step):
         answer = yes_no(text, language)
         if answer is None:

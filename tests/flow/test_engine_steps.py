@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import pytest
 
+from ivr.flow import questions
 from ivr.flow.actions import Classify, End, HangupCall, HttpRequest, Listen, Log, Play, Transfer
 from ivr.flow.builtins import MASK
 from ivr.flow.events import (
@@ -23,6 +26,7 @@ from ivr.flow.events import (
     WebhookFailed,
     WebhookResult,
 )
+from ivr.flow.intents import Candidate
 from ivr.flow.loader import FlowLibrary
 
 from .helpers import Driver, flow_from_yaml, only, played
@@ -436,6 +440,45 @@ def test_text_capture_keeps_free_speech_and_only_exact_intents() -> None:
     d.start()
     d.send(SpeechRecognized("Agent."))
     assert d.engine.waiting_for == "transfer"
+    d = make(steps)
+    d.start()
+    d.send(SpeechRecognized("Say that again."))
+    assert d.engine.variables.get("notes") is None, "the built-in repeat, said exactly, is the intent"
+    d = make(steps)
+    d.start()
+    d.send(SpeechRecognized("say that again about the agent"))
+    assert d.engine.variables["notes"] == "say that again about the agent", "not exact: the caller's words"
+
+
+def test_a_free_text_answer_that_is_no_intent_phrase_skips_the_fuzzy_matching(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Free text takes an intent only when said exactly, so an answer that is none of their phrases never
+    pays for the likeness and sound tiers (the engine's costliest step, on every free-text answer)."""
+    steps = """
+    q:
+      ask: Any notes?
+      capture: {slot: notes, type: text}
+      next: bye
+    """
+    calls: list[str] = []
+    real = questions.match
+
+    def counted(text: str, candidates: Iterable[Candidate]) -> str | None:
+        calls.append(text)
+        return real(text, candidates)
+
+    monkeypatch.setattr(questions, "match", counted)
+    d = make(steps)
+    d.start()
+    d.send(SpeechRecognized("hello from the benchmark caller"))
+    assert d.engine.variables["notes"] == "hello from the benchmark caller"
+    assert calls == []
+    d = make(steps)
+    d.start()
+    d.send(SpeechRecognized("Agent."))
+    assert d.engine.waiting_for == "transfer"
+    assert calls == ["Agent."]
 
 
 def test_branch_uses_expressions_not_strings() -> None:
