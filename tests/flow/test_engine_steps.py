@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import pytest
 
-from ivr.flow import questions
+from ivr.flow import intents, questions
 from ivr.flow.actions import Classify, End, HangupCall, HttpRequest, Listen, Log, Play, Transfer
 from ivr.flow.builtins import MASK
 from ivr.flow.events import (
@@ -462,7 +462,7 @@ def test_a_free_text_answer_that_is_no_intent_phrase_skips_the_fuzzy_matching(
       next: bye
     """
     calls: list[str] = []
-    real = questions.match
+    real = intents.match
 
     def counted(text: str, candidates: Iterable[Candidate]) -> str | None:
         calls.append(text)
