@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from ivr.flow import model, model_captures, model_hours
+from ivr.flow import model, model_captures, model_hours, model_settings, model_turns
 from ivr.flow.builtins import BUILTIN_ROOTS, CALL_FIELDS, LAST_FIELDS
 from ivr.flow.calendar import HOURS_FIELDS
 from ivr.flow.clock import TIME_FIELDS
@@ -17,7 +17,7 @@ DOC = _README[_README.index("## Flow language reference") :]
 DOC = DOC[: DOC.index("\n## ", 10)]
 MODELS = [
     m
-    for module in (model, model_captures, model_hours)
+    for module in (model, model_captures, model_hours, model_settings, model_turns)
     for m in vars(module).values()
     if isinstance(m, type)
     and issubclass(m, BaseModel)
