@@ -26,7 +26,8 @@ gather semantics, as before):
   sends no frames while the caller's side sends none, so inbound audio is not a clock.
 
 The runtime (:class:`ivr.call.runtime.CallRuntime`) owns prompts and providers and is this module's
-:class:`Ears` owner: it is told what to do with the prompt and with each finished answer.
+:class:`Ears` owner: it is told what to do with the prompt (:mod:`ivr.call.prompting`) and with each
+finished answer (:mod:`ivr.call.answering`).
 """
 
 from __future__ import annotations

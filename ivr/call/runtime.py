@@ -1,14 +1,18 @@
 """One call: the pure flow engine, driven by real media, speech and telephony.
 
-The engine decides; this module performs. It owns every task it starts (prompt watchers, STT, webhooks,
+The engine decides; the runtime performs. It owns every task it starts (prompt watchers, STT, webhooks,
 transfers, the media reader) and cancels them all when the call ends, whichever way it ends. Flow events
 reach the engine through one inbox, handled by one loop, so the engine never sees two events at once.
 
 Its parts, one owner each: :mod:`ivr.call.listening` hears the caller (VAD, end of turn, barge-in and
 backchannels, the no-input and digit timers); :mod:`ivr.call.waiting` keeps a waiting caller out of dead
 air (fillers, hold tones); :mod:`ivr.call.transcribing` turns each answer into text (streamed where the
-engine takes live audio); this module plays prompts (a prompt's text-to-speech is read ahead to its first
-audio, under a deadline, while the hold line fills the wait) and performs the engine's other actions.
+engine takes live audio). The runtime's own work is in three mixins: :mod:`ivr.call.prompting` plays
+prompts (a prompt's text-to-speech is read ahead to its first audio, under a deadline, while the hold line
+fills the wait), :mod:`ivr.call.answering` takes each answer to the engine, and
+:mod:`ivr.call.action_tasks` performs the actions that run as tasks (record, classify, webhook,
+transfer). This module holds the call's loop and its tasks, the action dispatch and the caller's frames
+and keys (the per-frame path stays here, on the class).
 """
 
 from __future__ import annotations
@@ -23,59 +27,29 @@ from typing import Any
 
 import aiohttp
 
+from ivr.call.action_tasks import ActionTasks
+from ivr.call.answering import Answering
 from ivr.call.frame_batch import FrameIntake
-from ivr.call.listening import FrameSink, Listening
+from ivr.call.listening import Listening
 from ivr.call.ports import CallControl, CallSpeech, Classifier, WebhookHandler
-from ivr.call.prompt_audio import first_audio, prompt_audio
+from ivr.call.prompting import Prompting, _Pending
 from ivr.call.recording import Recorder
 from ivr.call.recording import finish as finish_recording
 from ivr.call.report import MASKED_DIGIT, CallReport, TraceEvent, Tracer
 from ivr.call.services import CallServices
-from ivr.call.transcribing import AnswerText, LiveTranscription, PauseWords, takes_live_audio, transcribe
+from ivr.call.transcribing import LiveTranscription, PauseWords
 from ivr.call.waiting import HoldLine
 from ivr.flow import actions as act
 from ivr.flow import events as ev
-from ivr.flow.builtins import MASK
 from ivr.flow.engine import FlowEngine
-from ivr.flow.questions import backchannel_ms, is_backchannel
-from ivr.flow.webhook import perform_request
-from ivr.media.resample import resample
-from ivr.media.wav import read_wav
+from ivr.flow.questions import backchannel_ms
 from ivr.speech.errors import ProviderError, error_kind
-from ivr.transport import (
-    AudioIn,
-    DigitIn,
-    MediaClosed,
-    MediaTransport,
-    PcmSource,
-    PeerHangup,
-    Playout,
-    PlayoutResult,
-    PlayoutState,
-    discard_audio,
-)
+from ivr.transport import AudioIn, DigitIn, MediaClosed, MediaTransport, PeerHangup, Playout, discard_audio
 
 log = logging.getLogger(__name__)
 
-FIRST_AUDIO_S = 10.0
-"""A prompt whose text-to-speech gives no audio within this long takes the flow's error path (a backstop
-over the providers' own first-audio deadlines, 8 s with retries)."""
 
-
-class _Pending:
-    """The prompt being read ahead to its first audio: it counts as playing (barge-in, echo guard)."""
-
-    done = False
-    first_frame_at: float | None = None
-
-    async def wait(self) -> PlayoutResult:  # pragma: no cover - never awaited
-        raise AssertionError("a pending prompt is not awaited")
-
-
-_PENDING = _Pending()
-
-
-class CallRuntime:
+class CallRuntime(Prompting, Answering, ActionTasks):
     """Runs one call to its end. Create one per call; ``run()`` returns the call's report."""
 
     def __init__(
@@ -318,212 +292,8 @@ class CallRuntime:
         if not self.media.closed:
             self.media.hangup(reason)
 
-    # -- prompts ---------------------------------------------------------------------------------
-
-    async def _play(self, action: act.Play) -> None:
-        self._stop_playback()  # whatever played belongs to a step the engine has left
-        self._stop_listening()
-        self._use_language(action.language)
-        self._play_gen += 1
-        gen = self._play_gen
-        asked = asyncio.get_running_loop().time()
-        try:
-            source = await self._prompt_source(action)
-        except (ProviderError, OSError, ValueError) as exc:
-            self._record_error(f"prompt for step {action.step} unavailable: {exc}")
-            self._post(ev.ProviderError("tts", str(exc)))
-            return
-        self._trace("prompt", action.text or f"[audio {action.audio}]", action.step)
-        self._playback, self._play_action = _PENDING, action
-        self._prompt_task = self._spawn(self._run_prompt(source, gen, asked), "prompt")
-
-    async def _run_prompt(self, source: PcmSource, gen: int, asked: float) -> None:
-        """Read the prompt to its first audio (the hold line fills a slow start), then play and watch it."""
-        engine = getattr(self.speech.synthesizer, "engine", "tts")
-        try:
-            with self.hold.waiting(self._reply_since or asked, self.engine.filler_text()):
-                source = await first_audio(source, FIRST_AUDIO_S, engine=engine)
-        except ProviderError as exc:
-            if gen == self._play_gen:
-                self._playback = None
-                self._provider_failed("tts", "text-to-speech failed before its first audio", exc)
-                self._post(ev.ProviderError("tts", str(exc)))
-            return
-        if gen != self._play_gen:
-            return
-        self.media.clear()  # a hold tone or filler gives way to the prompt
-        playback = self._start_prompt(source)
-        self._playback = playback
-        await self._watch_playback(playback, gen, asked)
-
-    async def _prompt_source(self, action: act.Play) -> PcmSource:
-        rate = self.media.rate
-        if action.audio is not None:
-            if self.audio_dir is None:
-                raise ValueError(f"audio {action.audio!r}: no audio directory configured")
-            path = self.audio_dir / f"{action.audio}.wav"
-            wav = await asyncio.to_thread(read_wav, path, channels=1)
-            return wav.pcm if wav.rate == rate else await asyncio.to_thread(resample, wav.pcm, wav.rate, rate)
-        return prompt_audio(self.speech.synthesizer, action, rate)
-
-    def _start_prompt(self, source: PcmSource) -> Playout:
-        """Every prompt (filler, hold tone and goodbye included) starts here: the first frame of whichever
-        plays first after the caller's utterance is the reply the caller waited for."""
-        playback = self.media.play(source)
-        if self._reply_since is not None:
-            self._reply_playbacks.append(playback)
-        return playback
-
-    def _settle_reply_latency(self) -> None:
-        """Record end of speech -> first reply frame once a reply frame has been written (cut or not)."""
-        since = self._reply_since
-        if since is None:
-            return
-        firsts = [p.first_frame_at for p in self._reply_playbacks if p.first_frame_at is not None]
-        if firsts:
-            self.report.response_latency_ms.append(max(0.0, min(firsts) - since) * 1000)
-            self._reply_since = None
-            self._reply_playbacks = []
-
-    async def _watch_playback(self, playback: Playout, gen: int, asked: float) -> None:
-        try:
-            result = await playback.wait()
-        finally:
-            self._settle_reply_latency()
-        if playback.first_frame_at is not None:
-            self.report.tts_first_audio_ms.append(max(0.0, playback.first_frame_at - asked) * 1000)
-        if self.first_audio_at is None and playback.first_frame_at is not None:
-            self.first_audio_at = playback.first_frame_at
-        if gen != self._play_gen:
-            return  # superseded or barged in: the engine was told already
-        self._playback = None
-        if result.state is PlayoutState.FAILED:
-            error = result.error
-            if isinstance(error, ProviderError):
-                self._provider_failed("tts", f"prompt failed after {result.frames} frames", error)
-            else:
-                self._record_error(f"prompt failed after {result.frames} frames: {error}")
-            self._post(ev.ProviderError("tts", str(error)))
-            return
-        if result.state is PlayoutState.COMPLETED:
-            self._prompt_ended()
-            self._post(ev.PromptFinished())
-
-    async def _say_and_wait(self, text: str, timeout: float = 10.0) -> None:
-        self._stop_listening()
-        self._stop_playback()
-        try:
-            source = await self._prompt_source(self.engine.fixed_prompt("goodbye", text))
-            playback = self._start_prompt(source)
-            self._trace("prompt", text, "goodbye")
-            async with asyncio.timeout(timeout):
-                await playback.wait()
-        except (ProviderError, OSError, ValueError, TimeoutError) as exc:
-            self._record_error(f"goodbye not played: {exc}")
-
-    def _stop_playback(self) -> None:
-        if self._playback is not None:
-            self._play_gen += 1
-            self._playback = None
-            self._play_action = None
-        task, self._prompt_task = self._prompt_task, None
-        if task is not None and not task.done() and task is not asyncio.current_task():
-            task.cancel()  # a prompt still waiting for its first audio
-        self.media.clear()
-
-    def _prompt_ended(self) -> None:
-        """The prompt finished or was interrupted: listening proper (and its timer) starts."""
-        self.listening.prompt_ended()
-        if self.listening.listen is not None:
-            self._trace("listen", step=self.listening.listen.step)
-
-    def _barge_in(self) -> None:
-        barged = self._play_action is not None and self._play_action.barge_in
-        self._trace_barge_in()
-        self._stop_playback()
-        self.listening.interrupted()
-        if self.listening.listen is not None:
-            self._trace("listen", step=self.listening.listen.step)
-        if barged and self.listening.listen is None:
-            self._post(ev.BargeIn())  # a say step moves on; a question keeps listening
-
     def _step_model(self, name: str) -> object:
         return self.engine.flow.steps.get(name)
-
-    # -- what listening asks (ivr.call.listening.Ears) ------------------------------------------
-
-    def prompt_audible(self) -> bool:
-        return self._playback is not None and not self._playback.done and self._play_action_barge()
-
-    def _trace_barge_in(self) -> None:
-        """``barge_in`` once per prompt, when the caller stopped hearing it (paused or stopped)."""
-        if self._barge_traced != self._play_gen:
-            self._barge_traced = self._play_gen
-            self._trace("barge_in", step=self._play_action.step if self._play_action else None)
-
-    def pause_prompt(self) -> bool:
-        if not isinstance(self._playback, _Pending) and self.media.pause():
-            self._trace_barge_in()
-            if self.listening.listen is not None:
-                self._trace("listen", step=self.listening.listen.step)  # the caller has the floor
-            return True
-        return False  # still waiting for its first audio (a hold sound plays): interrupt instead
-
-    def resume_prompt(self) -> None:
-        self.media.resume()
-        self._barge_traced = -1
-        self._trace("resumed", step=self._play_action.step if self._play_action else None)
-
-    def interrupt_prompt(self) -> None:
-        self._barge_in()
-
-    def speech_started(self, listen: act.Listen) -> FrameSink | None:
-        transcriber = self.speech.transcriber
-        if not takes_live_audio(transcriber):
-            return None
-        if self._live is not None:
-            self._live.cancel()
-        self._live = LiveTranscription(
-            transcriber,
-            rate=self.media.rate,
-            hints=listen.hints,
-            language=listen.language.split("-")[0],
-            spawn=self._spawn,
-        )
-        return self._live.push
-
-    def answer_dropped(self) -> None:
-        live, self._live = self._live, None
-        if live is not None:
-            live.cancel()
-
-    def answer(
-        self,
-        pcm: bytes,
-        trailing_ms: int,
-        listen: act.Listen | None,
-        gen: int,
-        *,
-        over_prompt: bool,
-        heard: AnswerText | None = None,
-    ) -> None:
-        # The caller stopped speaking a trailing silence (or a model check) before the turn was taken.
-        now = asyncio.get_running_loop().time()
-        since = now - trailing_ms / 1000
-        if not over_prompt:
-            self._settle_reply_latency()
-            self._reply_since, self._reply_playbacks = since, []
-        live: AnswerText | None = heard or self._live
-        if heard is not None and self._live is not None:
-            self._live.cancel()  # the words check at the pause the turn ended in already has the text
-        self._live = None
-        self._spawn(self._transcribe(pcm, listen, gen, live, since, over_prompt), "stt")
-
-    def no_input(self) -> None:
-        self._post(ev.NoInput())
-
-    def digit_timeout(self) -> None:
-        self._post(ev.DigitTimeout())
 
     # -- listening -------------------------------------------------------------------------------
 
@@ -532,20 +302,6 @@ class CallRuntime:
         use = getattr(self.speech, "use", None)
         if use is not None:
             use(language)
-
-    def _start_listen(self, listen: act.Listen) -> None:
-        carried, self._carried = self._carried, None
-        if carried is not None and listen.speech:
-            self._stop_playback()  # the caller answered already, over the statement before the question
-            self.listening.start(listen, playing=False, barge_in=False)
-            self._trace("heard", "•••" if listen.sensitive else carried.text, listen.step)
-            self._post(carried)
-            return
-        self._use_language(listen.language)
-        playing = self._playback is not None and not self._playback.done
-        self.listening.start(listen, playing=playing, barge_in=self._play_action_barge())
-        if not playing:
-            self._trace("listen", step=listen.step)
 
     def _stop_listening(self) -> None:
         self.listening.stop()
@@ -598,128 +354,6 @@ class CallRuntime:
 
     def _play_action_barge(self) -> bool:
         return self._play_action is not None and self._play_action.barge_in
-
-    # -- providers -------------------------------------------------------------------------------
-
-    async def _transcribe(
-        self,
-        pcm: bytes,
-        listen: act.Listen | None,
-        gen: int,
-        live: AnswerText | None,
-        since: float,
-        over_prompt: bool = False,
-    ) -> None:
-        """One answer to text, then to the engine. ``over_prompt``: short speech while the prompt is paused
-        (``listen`` None: over a ``say`` step), which lets the prompt play on when it was only a backchannel."""
-        transcriber = self.speech.transcriber
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        hints = listen.hints if listen is not None else ()
-        language = (listen.language if listen is not None else self.engine.language).split("-")[0]
-        try:
-            with self.hold.waiting(since, self.engine.filler_text()):
-                if live is not None:
-                    result = await live.finish()
-                else:
-                    result = await transcribe(
-                        transcriber, pcm, rate=self.media.rate, hints=hints, language=language
-                    )
-            self.report.stt_ms.append((loop.time() - started) * 1000)
-        except ProviderError as exc:
-            self._provider_failed("stt", "speech-to-text failed", exc)
-            if gen == self.listening.gen:
-                self._post(ev.ProviderError("stt", str(exc)))
-            return
-        if gen != self.listening.gen:
-            return
-        sensitive = listen is not None and listen.sensitive
-        if over_prompt:
-            if is_backchannel(result.text, hints):
-                self._trace("backchannel", "•••" if sensitive else result.text)
-                self.listening.resume()
-                return
-            self._barge_in()  # words after all: the paused prompt is over (a say step moves on)
-            self._settle_reply_latency()
-            self._reply_since, self._reply_playbacks = since, []
-            if listen is None:
-                # Said over a statement: the answer to the question that follows, if one does.
-                self._carried = ev.SpeechRecognized(
-                    result.text, 1.0 if result.confidence is None else result.confidence
-                )
-                return
-        if listen is None:
-            return
-        confidence = 1.0 if result.confidence is None else result.confidence
-        self._trace("heard", "•••" if sensitive else result.text, listen.step)
-        self._post(ev.SpeechRecognized(result.text, confidence))
-
-    async def _record(self, action: act.Record) -> None:
-        recorder = Recorder(
-            action,
-            media=self.media,
-            directory=self.recordings_dir,
-            call_id=self.call_id,
-            index=len(self.report.recordings) + 1,
-            on_start=lambda: self._trace("record", action.step, action.step),
-        )
-        self._recorder = recorder
-        result = await recorder.run()
-        if recorder.info is not None:
-            info = recorder.info
-            self.report.recordings.append(
-                {
-                    "step": info.step,
-                    "path": info.path,
-                    "duration_s": info.duration_s,
-                    "ended_by": info.ended_by,
-                }
-            )
-        if isinstance(result, ev.RecordingFailed):
-            self._record_error(f"recording at step {action.step}: {result.reason}")
-        self._post(result)
-
-    async def _classify(self, action: act.Classify) -> None:
-        if self.classifier is None:
-            self._post(ev.ProviderError("llm", "no llm matcher configured"))
-            return
-        try:
-            self._post(await self.classifier(action))
-        except Exception as exc:
-            self._record_error(f"llm matcher failed: {exc}")
-            self._post(ev.ProviderError("llm", str(exc)))
-
-    async def _webhook(self, action: act.HttpRequest) -> None:
-        if self.webhook is not None:
-            self._post(await self.webhook(action))
-            return
-        if self.http is None:
-            self._post(ev.WebhookFailed("no HTTP client"))
-            return
-        self._post(await perform_request(self.http, action))
-
-    async def _transfer(self, action: act.Transfer) -> None:
-        # Collected values travel with the call as IVR_<NAME> channel variables; sensitive ones never do.
-        variables = {
-            f"IVR_{k.upper()}": str(v)
-            for k, v in self.engine.safe_variables().items()
-            if isinstance(v, str | int | float | bool) and v != MASK
-        }
-        variables.update(action.variables)
-        try:
-            result = await self.control.transfer(action, variables)
-        except Exception as exc:
-            self._record_error(f"transfer failed: {exc}")
-            result = ev.TransferFailed("failed")
-        self._post(result)
-
-    async def _waited(self, work: Coroutine[Any, Any, None], filler: str | None = None) -> None:
-        """Run ``work`` while the hold line keeps the caller out of dead air (``filler``: a webhook step's
-        own, "" for none: hold tones only; default the flow's, in the call's language)."""
-        text = self.engine.filler_text() if filler is None else filler
-        since = self._reply_since or asyncio.get_running_loop().time()
-        with self.hold.waiting(since, text or None):
-            await work
 
 
 def stasis_args(args: list[str]) -> tuple[dict[str, str], list[str]]:
