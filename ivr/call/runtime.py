@@ -21,7 +21,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -367,7 +367,3 @@ def stasis_args(args: list[str]) -> tuple[dict[str, str], list[str]]:
         else:
             positional.append(arg)
     return pairs, positional
-
-
-def string_vars(values: Mapping[str, Any]) -> dict[str, str]:
-    return {k: str(v) for k, v in values.items()}
