@@ -19,9 +19,10 @@ Per call, in order (each step under a timeout; a failure ends the call with one 
 7. tear down whichever way the call ended: media channel deleted, bridge destroyed, caller hung up unless
    handed to the dialplan or an agent; nothing is left in Asterisk.
 
-How a call reaches Asterisk is its :class:`CallLink` (:mod:`ivr.call.ari_link`); what it needs of the app
-that serves it is :class:`CallHost` (the app, :mod:`ivr.call.ari_app`, is one). A call whose instance
-died comes back and continues from its checkpoint (:mod:`ivr.call.resume`).
+Steps 1-5, the media set-up, are a mixin's (:class:`~ivr.call.ari_setup.CallSetup`). How a call reaches
+Asterisk is its :class:`CallLink` (:mod:`ivr.call.ari_link`); what it needs of the app that serves it is
+:class:`CallHost` (the app, :mod:`ivr.call.ari_app`, is one). A call whose instance died comes back and
+continues from its checkpoint (:mod:`ivr.call.resume`).
 """
 
 from __future__ import annotations
@@ -31,11 +32,11 @@ import contextlib
 import logging
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ivr.ari.errors import AriError, NotFound
+from ivr.ari.errors import AriError
 from ivr.ari.models import (
     ChannelDestroyed,
     ChannelDtmfReceived,
@@ -45,23 +46,19 @@ from ivr.ari.models import (
     StasisStart,
 )
 from ivr.call.ari_link import CallLink
+from ivr.call.ari_setup import NARROWBAND_FORMATS as NARROWBAND_FORMATS  # where callers import it from
+from ivr.call.ari_setup import CallSetup
+from ivr.call.ari_setup import media_format_for as media_format_for
 from ivr.call.ari_start import ORIGINATE_PREFIX as ORIGINATE_PREFIX  # where callers import it from
 from ivr.call.ari_start import new_call
 from ivr.call.flows import FlowCatalog
 from ivr.call.languages import call_speech
 from ivr.call.lifecycle import CallLife, ReportSink
-from ivr.call.media_attach import (
-    MEDIA_ARG,
-    MEDIA_VARIABLE,
-    AttachRequest,
-    MediaAttach,
-    MediaAttachments,
-    SetupError,
-)
+from ivr.call.media_attach import MediaAttach, MediaAttachments, SetupError
 from ivr.call.ports import SpeechFactory
 from ivr.call.report import CallReport
 from ivr.call.resume import CallCheckpoints, Resumable
-from ivr.call.runtime import CallRuntime, stasis_args
+from ivr.call.runtime import CallRuntime
 from ivr.call.services import CallServices
 from ivr.call.setup_gate import SetupGate, SetupQueueTimeout
 from ivr.call.transfer import AriControl, EndpointTransfer
@@ -94,39 +91,6 @@ class AriAppConfig:
     """Longest a caller waits for a set-up slot before it is refused with congestion."""
 
 
-NARROWBAND_FORMATS = frozenset(
-    {
-        "ulaw",
-        "alaw",
-        "gsm",
-        "g729",
-        "g723",
-        "g726",
-        "g726aal2",
-        "adpcm",
-        "ilbc",
-        "lpc10",
-        "speex",
-        "slin",
-        "codec2",
-    }
-)
-"""Asterisk formats that carry 8 kHz audio: their callers get ``slin`` media."""
-
-
-def media_format_for(native: str) -> str:
-    """The externalMedia format for a caller whose ``CHANNEL(audionativeformat)`` is ``native``.
-
-    ``(ulaw)``, ``(alaw)``, ``(gsm)``, ``(slin)`` ... (8 kHz) give ``slin``; anything wider (``(g722)``,
-    ``(slin16)``, ``(opus)``, a Local channel's ``(slin192)``) gives ``slin16``. The first format listed is
-    the caller's preferred one. Rates above 16 kHz are not passed through: the speech engines work at
-    16 kHz (STT) and 22-24 kHz (TTS), so a wider socket would only multiply every frame's cost while
-    Asterisk resamples to the caller's rate anyway.
-    """
-    names = [name.strip().lower() for name in native.strip().strip("()").split("|") if name.strip()]
-    return "slin" if names and names[0] in NARROWBAND_FORMATS else "slin16"
-
-
 class CallHost(Protocol):
     """What an :class:`AriCall` needs of the app serving it (:class:`ivr.call.ari_app.AriApp` is one)."""
 
@@ -146,7 +110,7 @@ class CallHost(Protocol):
     on_report: ReportSink | None
 
 
-class AriCall(Resumable):
+class AriCall(CallSetup, Resumable):
     """One caller: setup, flow, teardown. Its handler gets the call's events in order.
 
     ``link`` is how the call reaches Asterisk (persistent or per-call). ``leftovers`` is set for a call
@@ -358,15 +322,6 @@ class AriCall(Resumable):
             self.report.errors.append(str(exc))
             log.warning("call %s: %s", self.caller_id, exc)
 
-    async def _step(self, name: str, work: Awaitable[Any]) -> Any:
-        try:
-            async with asyncio.timeout(self.app.config.step_timeout):
-                return await work
-        except TimeoutError:
-            raise SetupError(name, f"no answer within {self.app.config.step_timeout:g} s") from None
-        except AriError as exc:
-            raise SetupError(name, str(exc)) from None
-
     async def _busy(self, reason: str | None = None) -> None:
         """Over the concurrent-call limit, shutting down, or no set-up slot in time: the caller hears
         congestion, never silence."""
@@ -381,55 +336,6 @@ class AriCall(Resumable):
         with contextlib.suppress(AriError):
             await self.link.ari.hangup(self.caller_id, reason="congestion")
         self._gone.set()
-
-    async def _setup(self) -> None:
-        app, ari, caller = self.app, self.link.ari, self.start_event.channel
-        if caller.state != "Up":
-            await self._step("answer", ari.answer(self.caller_id))
-        fmt, attach = await self._step("format", self._pick_media())
-        # -- ARI: the bridge, and the media channel's id routed to this call before it exists ------------
-        await self._step("bridge", ari.create_bridge(type="mixing", bridge_id=self.bridge_id))
-        self._bridge_created = True
-        self.link.bind_bridge(self.bridge_id)
-        self.link.bind(self.media_id)
-        # -- media attach (the transport's strategy) -----------------------------------------------------
-        self.attach = attach
-        self.session = await attach.attach(
-            AttachRequest(ari, self.link.app, self.media_id, fmt, app.config.step_timeout, self._created),
-            self._step,
-        )
-        self.life.media = self.session
-        await self._step("media StasisStart", self.media_in_stasis.wait())
-        # -- ARI: caller and media in the bridge ----------------------------------------------------------
-        await self._step("addChannel", ari.add_channel(self.bridge_id, [self.caller_id, self.media_id]))
-
-    def _created(self) -> None:
-        self._media_created = True
-
-    async def _pick_media(self) -> tuple[str, MediaAttach]:
-        """The media format and transport, asked of Asterisk together (one round trip at most)."""
-        app = self.app
-        pairs, _positional = stasis_args(list(self.start_event.args))
-        asked = pairs.get(MEDIA_ARG) or self.start_event.channel.channelvars.get(MEDIA_VARIABLE)
-        lookup = asked is None and app.media.choosable
-        configured = app.config.format
-        fmt_task = None if configured else asyncio.ensure_future(self._pick_format())
-        try:
-            if lookup:
-                with contextlib.suppress(NotFound, AriError):
-                    asked = await self.link.ari.get_variable(self.caller_id, MEDIA_VARIABLE) or None
-            fmt = await fmt_task if fmt_task is not None else (configured or "slin16")
-        finally:
-            if fmt_task is not None and not fmt_task.done():
-                fmt_task.cancel()
-        return fmt, app.media.choose(self.caller_id, asked)
-
-    async def _pick_format(self) -> str:
-        try:
-            native = await self.link.ari.get_variable(self.caller_id, "CHANNEL(audionativeformat)")
-        except NotFound:
-            return "slin16"
-        return media_format_for(native)
 
     async def _flow(self) -> tuple[FlowEngine, ev.CallStarted | ev.CallResumed]:
         """The call's engine and its first event: restored from its checkpoint, or a new call."""
