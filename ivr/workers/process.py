@@ -17,6 +17,9 @@ process's :class:`~ivr.ari.percall_server.PerCallServer` and the call's REST goe
 Asterisk at all; any number of instances behind a load balancer). Under a supervisor every worker runs
 its own per-call server on the one per-call port (``SO_REUSEPORT``: the kernel spreads the sockets),
 so a worker that dies drops only its own calls' sockets, which Asterisk reopens on another worker.
+
+The checks and resources it shares with the supervisor (flows, ARI, records, turn models, stop signals)
+live in :mod:`ivr.workers.startup`; this module keeps the assembly itself and the :class:`Seat`.
 """
 
 from __future__ import annotations
@@ -29,37 +32,32 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiohttp
 
 from ivr.ari.client import AriClient
-from ivr.ari.errors import ApplicationReplacedError, AriConnectionError, AriError, BadReply, Unauthorized
-from ivr.ari.models import AsteriskInfo
+from ivr.ari.errors import ApplicationReplacedError, AriError
 from ivr.ari.percall_server import PerCallServer
 from ivr.audiosocket.server import AudioSocketConfig, AudioSocketServer
 from ivr.call.ari_app import AriApp
 from ivr.call.dialplan_app import DialplanApp
-from ivr.call.flows import FlowCatalog, install_reload
+from ivr.call.flows import install_reload
 from ivr.call.lifecycle import ReportSink
 from ivr.call.report import CallReport
 from ivr.call.services import CallServices
-from ivr.call.speech import registry_factory, speech_settings
-from ivr.call.turn_models import TurnModels
+from ivr.call.speech import registry_factory
 from ivr.config import Settings, parse_hostport
-from ivr.flow.errors import FlowError, FlowIssue
 from ivr.flow.llm_matcher import LlmMatcher
-from ivr.flow.modes import dialplan_mode_issues
-from ivr.flow.source import find_flow_file
 from ivr.flow.webhook import WebhookClient
 from ivr.ops.health import HealthServer
 from ivr.ops.looplag import LoopMonitor
 from ivr.ops.metrics import Metrics
-from ivr.ops.records import RecordsError, create_store
-from ivr.speech.executor import EngineSpec, SpeechPool
-from ivr.speech.registry import SpeechRegistry, SpeechSettings
+from ivr.ops.records import RecordsError
+from ivr.speech.executor import SpeechPool
+from ivr.speech.registry import SpeechRegistry
 from ivr.workers.errors import StartupError as StartupError  # re-exported: callers import it from here
 from ivr.workers.media import (
     check_media_settings,
@@ -69,6 +67,16 @@ from ivr.workers.media import (
     websocket_server_wanted,
 )
 from ivr.workers.percall import app_config, start_percall, sweep_orphans
+from ivr.workers.startup import (
+    check_ari,
+    check_dialplan_mode,
+    load_catalog,
+    load_turn_models,
+    offloaded_specs,
+    open_records,
+    speech_uses,
+    stop_on_signals,
+)
 
 log = logging.getLogger("ivr.run")
 
@@ -79,9 +87,6 @@ SERVING_RECENT_REPORTS = 50
 
 ENGINE_SWITCH_INTERVAL = 0.001
 """Seconds a thread may hold the GIL while another waits (CPython's default is 5 ms)."""
-
-OFFLOADED_ENGINES = frozenset({"offline"})
-"""Engines whose inference runs in speech worker processes (CPU-bound), never on the pacing loop."""
 
 
 class Seat(Protocol):
@@ -122,88 +127,9 @@ class ServeOptions:
     seat: Seat | None = None
 
 
-def stop_on_signals(stop: asyncio.Event, stack: contextlib.AsyncExitStack) -> None:
-    """SIGTERM and SIGINT set ``stop``; given back when ``stack`` closes (serve() may run inside a bigger
-    program, such as a test run, whose Ctrl-C must work again afterwards)."""
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-            stack.callback(loop.remove_signal_handler, sig)
-
-
 def _forget_sighup() -> None:
     with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
         asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
-
-
-def load_catalog(settings: Settings) -> FlowCatalog:
-    try:
-        return FlowCatalog(settings.flows, settings.default_flow)
-    except FlowError as exc:
-        raise StartupError(flow_error(exc.issues)) from None
-    except FileNotFoundError as exc:
-        raise StartupError(str(exc)) from None
-
-
-def flow_error(issues: Sequence[FlowIssue]) -> str:
-    more = f" (and {len(issues) - 1} more; run ivr validate)" if len(issues) > 1 else ""
-    return f"flow error: {issues[0] if issues else '?'}{more}"
-
-
-def check_dialplan_mode(catalog: FlowCatalog) -> None:
-    """Dialplan-only mode runs the default flow and its subflows: none may transfer (no ARI channel to
-    move), exactly as ``ivr validate --mode dialplan`` says."""
-    library = catalog.library(None)
-    issues: list[FlowIssue] = []
-    for name, flow in library.flows.items():
-        path = find_flow_file(catalog.directory, name) or catalog.directory / f"{name}.yaml"
-        issues += dialplan_mode_issues(path, flow)
-    if issues:
-        raise StartupError(flow_error(issues))
-
-
-def speech_uses(settings: Settings, catalog: FlowCatalog) -> list[SpeechSettings]:
-    """The engines every flow of the catalog will ask for (flow settings over the process defaults)."""
-    uses = [
-        speech_settings(flow.settings, default_stt=settings.stt, default_tts=settings.tts)
-        for name in catalog.names
-        for flow in catalog.library(name).flows.values()
-    ]
-    return list(dict.fromkeys(uses))
-
-
-def offloaded_specs(uses: Sequence[SpeechSettings]) -> list[EngineSpec]:
-    specs: list[EngineSpec] = []
-    for use in uses:
-        if use.stt_engine in OFFLOADED_ENGINES:
-            specs.append(
-                EngineSpec("stt", use.stt_engine, model=use.stt_model, language=use.language or "en")
-            )
-        if use.tts_engine in OFFLOADED_ENGINES:
-            specs.append(
-                EngineSpec(
-                    "tts", use.tts_engine, model=use.tts_model, voice=use.voice, instructions=use.instructions
-                )
-            )
-    return list(dict.fromkeys(specs))
-
-
-async def check_ari(ari: AriClient, settings: Settings) -> AsteriskInfo:
-    try:
-        info = await ari.asterisk_info()
-    except Unauthorized:
-        raise StartupError(
-            f"ARI at {settings.ari_url} refused user '{settings.ari_user}': check IVR_ARI_USER and IVR_ARI_PASSWORD"
-        ) from None
-    except BadReply as exc:
-        raise StartupError(f"ARI at {settings.ari_url} answered, but not like Asterisk: {exc}") from None
-    except AriConnectionError as exc:
-        raise StartupError(f"cannot reach ARI at {settings.ari_url}: {exc}") from None
-    except AriError as exc:
-        raise StartupError(f"ARI at {settings.ari_url}: {exc}") from None
-    log.info("connected to Asterisk %s at %s", info.version or "?", settings.ari_url)
-    return info
 
 
 async def serve(
@@ -427,35 +353,6 @@ async def serve(
                 ws_server.stop_accepting()
             await dialplan.drain(settings.shutdown_grace_seconds, settings.shutdown_goodbye)
         return code
-
-
-async def load_turn_models(stack: contextlib.AsyncExitStack) -> TurnModels:
-    """The turn-taking models (neural VAD, end-of-turn model), loaded and run once in a thread now, before
-    the process says it is ready: never first on a live call. One INFO line each says what runs."""
-    try:
-        turns = await asyncio.to_thread(TurnModels.load)
-    except Exception as exc:  # a broken model file: one line, not a traceback
-        raise StartupError(f"turn-taking models: {exc}") from None
-    stack.callback(turns.close)
-    return turns
-
-
-async def open_records(settings: Settings, stack: contextlib.AsyncExitStack) -> Any:
-    try:
-        records = create_store(
-            path=settings.records_path,
-            url=settings.records_url.get_secret_value() if settings.records_url else None,
-            spool=settings.records_spool,
-            instance=settings.instance_id,
-        )
-    except RecordsError as exc:
-        raise StartupError(f"call records: {exc}") from None
-    try:
-        await records.open()
-    except RecordsError as exc:
-        raise StartupError(f"call records at {records.where}: {exc}") from None
-    stack.push_async_callback(records.close)
-    return records
 
 
 async def _start_ari(

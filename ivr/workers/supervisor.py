@@ -48,20 +48,20 @@ from ivr.ops.looplag import LoopMonitor
 from ivr.ops.metrics import Metrics
 from ivr.ops.records import Checkpoint, RecordsError
 from ivr.ops.records.model import default_instance_id
+from ivr.workers.errors import StartupError
 from ivr.workers.media import check_media_settings, websocket_media_usable
 from ivr.workers.metrics import MergedExposition
 from ivr.workers.percall import sweep_orphans
 from ivr.workers.pool import WorkerPool
-from ivr.workers.process import (
-    StartupError,
+from ivr.workers.protocol import Mode, WorkerConfig
+from ivr.workers.routing import CallRouter, worker_tag
+from ivr.workers.startup import (
     check_ari,
     check_dialplan_mode,
     load_catalog,
     open_records,
     stop_on_signals,
 )
-from ivr.workers.protocol import Mode, WorkerConfig
-from ivr.workers.routing import CallRouter, worker_tag
 
 log = logging.getLogger("ivr.supervisor")
 
