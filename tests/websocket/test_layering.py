@@ -22,8 +22,14 @@ def test_websocket_imports_no_higher_layer_and_no_other_transport() -> None:
         assert not bad, f"ivr/websocket/{path.name} imports {bad}"
 
 
+CODEC = ("protocol", "control_table", "control_messages", "control_codec")
+"""The wire's modules: they import one another and nothing else of ours."""
+
+
 def test_the_codec_is_pure() -> None:
-    assert not forbidden_imports(PACKAGE / "protocol.py", ("asyncio", "aiohttp", "socket", "ivr"))
+    for name in CODEC:
+        bad = forbidden_imports(PACKAGE / f"{name}.py", ("asyncio", "aiohttp", "socket", "ivr"))
+        assert bad <= {f"ivr.websocket.{n}" for n in CODEC}, f"ivr/websocket/{name}.py imports {bad}"
 
 
 def test_the_contract_depends_on_nothing_of_ours() -> None:
