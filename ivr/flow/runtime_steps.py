@@ -9,7 +9,7 @@ each module readable).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ivr.flow.actions import Action, End, HttpRequest, Record, Transfer
 from ivr.flow.engine_state import Frame, RecordingEntry, Waiting
@@ -41,39 +41,30 @@ class RuntimeStepsMixin:
     waiting_for: Waiting
     recordings: list[RecordingEntry]
 
-    # provided by the engine
-    @property
-    def settings(self) -> FlowSettings:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by the engine (declared for the type checker only: no stand-ins at run time)
 
-    def _current(self) -> AnyStep:
-        raise NotImplementedError
+        @property
+        def settings(self) -> FlowSettings: ...
 
-    def _context(self, *, with_env: bool = False) -> dict[str, Any]:
-        raise NotImplementedError
+        def _current(self) -> AnyStep: ...
 
-    def _reset_errors(self) -> None:
-        raise NotImplementedError
+        def _context(self, *, with_env: bool = False) -> dict[str, Any]: ...
 
-    def _run(self, target: str, via: str) -> None:
-        raise NotImplementedError
+        def _reset_errors(self) -> None: ...
 
-    def _end(self, end: End) -> None:
-        raise NotImplementedError
+        def _run(self, target: str, via: str) -> None: ...
 
-    def _log(self, level: Literal["debug", "info", "warning", "error"], message: str) -> None:
-        raise NotImplementedError
+        def _end(self, end: End) -> None: ...
 
-    def _say_transcript(self, speaker: Literal["ivr", "caller"], text: str) -> None:
-        raise NotImplementedError
+        def _log(self, level: Literal["debug", "info", "warning", "error"], message: str) -> None: ...
 
-    def _error_target(
-        self, reason: str, explicit: str | None = None, *, expected: bool = False
-    ) -> tuple[str, str] | None:
-        raise NotImplementedError
+        def _say_transcript(self, speaker: Literal["ivr", "caller"], text: str) -> None: ...
 
-    def _fail(self, reason: str, explicit: str | None = None, *, expected: bool = False) -> None:
-        raise NotImplementedError
+        def _error_target(
+            self, reason: str, explicit: str | None = None, *, expected: bool = False
+        ) -> tuple[str, str] | None: ...
+
+        def _fail(self, reason: str, explicit: str | None = None, *, expected: bool = False) -> None: ...
 
     # ------------------------------------------------------------------ webhook, transfer, record
 
