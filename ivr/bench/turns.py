@@ -37,7 +37,7 @@ from ivr.bench.turn_corpus import LEAD_MS, RATE, Item, build, load_pcm
 from ivr.flow.completion import answer_complete
 from ivr.flow.intents import Candidate, match, parse_digits, parse_yes_no
 from ivr.flow.model import AskStep, Flow, FlowSettings
-from ivr.flow.questions import DIGIT_HINTS, YES_NO_HINTS, end_of_turn
+from ivr.flow.questions import DIGIT_HINTS, YES_NO_HINTS
 from ivr.flow.validate import validate_source
 from ivr.media.bargein import BackchannelFilter, EchoGate
 from ivr.media.endpoint import Endpointer, ListenSettings, MaxLengthReached, SpeechEnded, SpeechStarted
@@ -196,10 +196,7 @@ def words_finished(item: Item, text: str, confidence: float | None = None) -> bo
     flow = _flow(item)
     step = flow.steps["ask"]
     assert isinstance(step, AskStep)
-    floor = end_of_turn(step, flow.settings).words_min_confidence
-    if confidence is not None and confidence < floor:
-        return False
-    return answer_complete(flow, step, text)
+    return answer_complete(flow, step, text, confidence=confidence)
 
 
 def flow_yaml(item: Item, name: str) -> str:

@@ -218,19 +218,17 @@ class PauseWords:
             t = self._speech.transcriber
             return await transcribe(t, audio, rate=self._rate, hints=hints, language=language)
 
-        task = self._spawn(self._run(pcm, again, listen.words_min_confidence), "stt-pause")
+        task = self._spawn(self._run(pcm, again), "stt-pause")
         return PauseCheck(pcm, task, again)
 
     async def _run(
-        self, pcm: bytes, run: Callable[[bytes], Coroutine[Any, Any, Transcript]], floor: float
+        self, pcm: bytes, run: Callable[[bytes], Coroutine[Any, Any, Transcript]]
     ) -> PauseHeard | ProviderError:
         try:
             transcript = await run(pcm)
         except ProviderError as exc:
             return exc  # the answer's own transcription meets it (or not): never the call's failure here
         text, confidence = transcript.text, transcript.confidence
-        if confidence is not None and confidence < floor:
-            return PauseHeard(transcript, False)  # unsure words never end a turn early: waiting costs silence
         if self._executor is None:
             complete = self._engine.answer_complete(text, confidence)
         else:

@@ -97,8 +97,6 @@ class Listen:
     question (``auto``: only where the call's speech-to-text runs on this machine)."""
     incomplete_silence_ms: int = 1500
     """With ``words_check``: silence that ends an answer whose words are not whole yet."""
-    words_min_confidence: float = 0.0
-    """With ``words_check``: words heard with a lower confidence do not end the turn at a pause."""
     backchannel_ms: int = 600
     """Speech over the prompt shorter than this pauses it, then it plays on (0: any speech interrupts)."""
 

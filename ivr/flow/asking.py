@@ -20,7 +20,7 @@ from typing import Any, Literal
 from ivr.flow.actions import Action, Classify, ClassifyOption, PromptPart
 from ivr.flow.builtins import MASK
 from ivr.flow.captures import CaptureContext, readback
-from ivr.flow.completion import answer_complete
+from ivr.flow.completion import answer_complete, confident_enough
 from ivr.flow.engine_state import Frame, Waiting
 from ivr.flow.events import (
     ClassificationResult,
@@ -222,13 +222,13 @@ class QuestionsMixin:
     def answer_complete(self, text: str, confidence: float | None = None) -> bool:
         """Would ``text`` already answer the question being asked (a choice, a yes or no, a digit string
         of the capture's ``min_length``...)? Asked at a pause in the caller's speech; changes nothing.
-        False when no question is listening, or below ``min_confidence`` (:mod:`ivr.flow.completion`)."""
+        False when no question is listening, or heard with too little confidence (:mod:`ivr.flow.completion`)."""
         if self.waiting_for != "input":
             return False
-        if confidence is not None and confidence < self.settings.min_confidence:
-            return False  # the answer itself would be a no_match
         step = self._current_ask()
         if step.input == "dtmf":
+            return False
+        if not confident_enough(self.flow, step, confidence, confirming=self._pending is not None):
             return False
         with template_budget():  # a capture's `allowed` may be a template
             try:

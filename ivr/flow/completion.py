@@ -22,9 +22,24 @@ from ivr.flow.questions import (
     NeedsModel,
     Option,
     Picked,
+    end_of_turn,
     interpret_speech,
 )
 from ivr.flow.templates import TemplateError
+
+
+def confident_enough(
+    flow: Flow, step: AskStep, confidence: float | None, *, confirming: bool = False
+) -> bool:
+    """May words heard with ``confidence`` end the turn at a pause? Not below ``min_confidence`` (the
+    answer itself would be a no_match), nor below the question's ``end_of_turn.words_min_confidence``:
+    biased towards the choices, Whisper writes a filler's "uhm" as "Medium." with low confidence, and
+    ending there would take the wrong answer while waiting costs only silence."""
+    if confidence is None:
+        return True
+    floor = end_of_turn(step, flow.settings, confirming=confirming).words_min_confidence
+    return confidence >= max(flow.settings.min_confidence, floor)
+
 
 WHOLE = Picked | Chosen | Captured | Confirmed | IntentHit | NeedsModel
 """Answers the question takes as they are: a choice, an option, a value that passed every rule, a yes or
@@ -39,15 +54,16 @@ def answer_complete(
     options: Sequence[Option] = (),
     *,
     confirming: bool = False,
+    confidence: float | None = None,
 ) -> bool:
     """True when ``text`` is already an answer ``step`` accepts (see the module docstring).
 
-    Not whole: nothing understood, or a value that breaks a rule (a digit string shorter than the
-    capture's ``min_length``: the caller may still be reading it out). A question the keywords cannot
-    judge (the LLM matcher's, or a template error) counts as whole: the words give no reason to wait and
-    the end-of-turn model's judgement stands.
+    Not whole: nothing understood, heard with too little confidence (:func:`confident_enough`), or a
+    value that breaks a rule (a digit string shorter than the capture's ``min_length``: the caller may
+    still be reading it out). A question the keywords cannot judge (the LLM matcher's, or a template
+    error) counts as whole: the words give no reason to wait and the end-of-turn model's judgement stands.
     """
-    if not text.strip():
+    if not text.strip() or not confident_enough(flow, step, confidence, confirming=confirming):
         return False
     try:
         answer = interpret_speech(flow, step, text, ctx, options, confirming=confirming)

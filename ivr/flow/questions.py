@@ -381,6 +381,5 @@ def listen_for(
         turn_threshold=turn.threshold,
         words_check=turn.words,
         incomplete_silence_ms=max(silence, incomplete),
-        words_min_confidence=turn.words_min_confidence,
         backchannel_ms=backchannel_ms(step, settings),
     )

@@ -71,10 +71,11 @@ def test_whole_answers_per_kind_of_question() -> None:
 
 def test_the_engine_judges_its_current_question_and_changes_nothing() -> None:
     d = Driver(flow_from_yaml(FLOW))
-    first = d.start()
+    d.start()
     d.send(PromptFinished())
     assert d.step == "size"
-    assert only(first, Listen).words_min_confidence == 0.6, "the default floor"
+    assert d.engine.answer_complete("large", 0.6)
+    assert not d.engine.answer_complete("large", 0.55), "below words_min_confidence (0.6): not at a pause"
     assert d.engine.answer_complete("large")
     assert not d.engine.answer_complete("large", 0.2), "min_confidence: the answer would be a no_match"
     assert not d.engine.answer_complete("card please maybe")
@@ -87,10 +88,11 @@ def test_the_engine_judges_its_current_question_and_changes_nothing() -> None:
     assert listen.words_check == "auto"
     assert listen.endpointing_silence_ms == 1500, "digits_silence_ms: the pause the words are judged at"
     assert listen.incomplete_silence_ms == 3000, "digits_incomplete_ms: a short string waits this long"
-    assert listen.words_min_confidence == 0.8, "the step's own floor for ending a turn at a pause"
     assert not listen.turn_model
     assert not d.engine.answer_complete("four one one two")
     assert d.engine.answer_complete("4112 3344")
+    assert d.engine.answer_complete("4112 3344", 0.85)
+    assert not d.engine.answer_complete("4112 3344", 0.75), "the step's own floor (0.8)"
     d.send(SpeechRecognized("4112 3344", 0.9))
     d.send(SpeechRecognized("yes", 0.9))
     d.send(SpeechRecognized("no thanks", 0.9))
