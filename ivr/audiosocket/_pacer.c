@@ -148,6 +148,8 @@ static PyObject *Pacer_close(Pacer *p, PyObject *unused) {
     }
     objs = take_released(p, &n);
     drop_released(objs, n);
+    p->nin2 = 0;
+    routes_free(p);
     Py_RETURN_NONE;
 }
 
@@ -255,18 +257,31 @@ static PyObject *Pacer_set_format(Pacer *p, PyObject *args) {
 
 static PyObject *Pacer_watch(Pacer *p, PyObject *args) {
     unsigned long long sid;
-    if (!PyArg_ParseTuple(args, "K", &sid)) return NULL;
+    Py_buffer prefix = {0};
+    if (!PyArg_ParseTuple(args, "K|y*", &sid, &prefix)) return NULL;
+    if (prefix.buf && prefix.len > IN_CAP) {
+        PyBuffer_Release(&prefix);
+        PyErr_Format(PyExc_ValueError, "a read prefix of %zd bytes is more than the %d a session holds",
+                     prefix.len, IN_CAP);
+        return NULL;
+    }
     LOCK(p);
     session *s = find(p, sid);
     int rc = 0;
     if (s && !s->watching) {
         if (!s->inbuf) s->inbuf = malloc(IN_CAP);
+        if (s->inbuf && prefix.buf && prefix.len) { /* the start of a message the loop had read: the first
+                                                       read here completes it */
+            memcpy(s->inbuf, prefix.buf, (size_t)prefix.len);
+            s->in_have = (int)prefix.len;
+        }
         struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.u64 = s->sid};
         rc = !s->inbuf ? -2 : epoll_ctl(p->epfd, EPOLL_CTL_ADD, s->fd, &ev);
         if (rc == 0) s->watching = 1;
     }
     int err = errno;
     UNLOCK(p);
+    if (prefix.buf) PyBuffer_Release(&prefix);
     if (rc == -2) return PyErr_NoMemory();
     errno = err;
     if (rc < 0) return PyErr_SetFromErrno(PyExc_OSError);
@@ -323,6 +338,7 @@ static PyObject *Pacer_close_session(Pacer *p, PyObject *args) {
     PyObject **objs = take_released(p, &n);
     UNLOCK(p);
     drop_released(objs, n);
+    routes_forget(p, sid);
     if (nrest < 0) Py_RETURN_NONE;
     /* the unsent rest of a message: write it before anything else on the socket */
     return PyBytes_FromStringAndSize((const char *)rest, nrest);
@@ -481,8 +497,9 @@ static PyObject *Pacer_drain(Pacer *p, PyObject *unused) {
     PyObject **objs = take_released(p, &n);
     UNLOCK(p);
     drop_released(objs, n);
-    PyObject *out = PyList_New(nev), *got = PyList_New(nin), *heard = PyList_New(nplayed), *res = NULL;
-    if (!out || !got || !heard) goto done;
+    p->nin2 = nin; /* deliver() hands these out */
+    PyObject *out = PyList_New(nev), *heard = PyList_New(nplayed), *res = NULL;
+    if (!out || !heard) goto done;
     for (Py_ssize_t i = 0; i < nplayed; i++) {
         PyObject *t = Py_BuildValue("(KLd)", (unsigned long long)played[i].sid, (long long)played[i].at_ns,
                                     (double)played[i].level_db);
@@ -497,21 +514,9 @@ static PyObject *Pacer_drain(Pacer *p, PyObject *unused) {
         if (!t) goto done;
         PyList_SET_ITEM(out, i, t);
     }
-    for (Py_ssize_t i = 0; i < nin; i++) {
-        inbound *e = &in[i];
-        PyObject *t;
-        if (e->type == IN_AUDIO || e->type == IN_RAW)
-            t = Py_BuildValue("(Kiy#d)", (unsigned long long)e->sid, e->type, (const char *)arena + e->off, e->len,
-                              e->level_db);
-        else
-            t = Py_BuildValue("(Kiid)", (unsigned long long)e->sid, e->type, e->err, 0.0);
-        if (!t) goto done;
-        PyList_SET_ITEM(got, i, t);
-    }
-    res = PyTuple_Pack(3, out, heard, got);
+    res = PyTuple_Pack(2, out, heard);
 done:
     Py_XDECREF(out);
-    Py_XDECREF(got);
     Py_XDECREF(heard);
     free(evs);
     return res;
@@ -588,11 +593,19 @@ static PyMethodDef Pacer_methods[] = {
     {"hold", (PyCFunction)Pacer_hold, METH_VARARGS, "hold(sid, held): silence instead of the prompt."},
     {"tap", (PyCFunction)Pacer_tap, METH_VARARGS, "tap(sid, on): report each written frame's level."},
     {"drain", (PyCFunction)Pacer_drain, METH_NOARGS,
-     "drain() -> (events, played, inbound): events [(type, sid, pid, frames, underruns, at_ns, errno)], "
-     "played [(sid, at_ns, level_db)] of tapped sessions, inbound "
-     "[(sid, AUDIO|RAW, bytes, level_db) | (sid, EOF|FAILED, errno, 0.0)]; releases finished chunks."},
+     "drain() -> (events, played): events [(type, sid, pid, frames, underruns, at_ns, errno)], played "
+     "[(sid, at_ns, level_db)] of tapped sessions; takes what was read for deliver(); releases finished chunks."},
+    {"deliver", (PyCFunction)Pacer_deliver, METH_VARARGS,
+     "deliver(fallback, failed): what the last drain() took, in order: each audio frame of a routed session to "
+     "its route(payload, level_db) (an Exception goes to failed(sid, exc)), every other entry to "
+     "fallback(sid, AUDIO|RAW, bytes, level_db) or fallback(sid, EOF|FAILED, errno, 0.0)."},
+    {"route", (PyCFunction)Pacer_route, METH_VARARGS,
+     "route(sid, callable | None): who deliver() hands sid's audio frames to (None: the fallback)."},
+    {"routed", (PyCFunction)Pacer_routed, METH_VARARGS,
+     "routed(sid, take=False) -> (frames, bytes): audio frames routed so far, wire bytes since last taken."},
     {"watch", (PyCFunction)Pacer_watch, METH_VARARGS,
-     "watch(sid) -> bool: read the socket here from now on (the loop must have stopped reading it)."},
+     "watch(sid, prefix=b'') -> bool: read the socket here from now on (the loop must have stopped reading "
+     "it); prefix: the start of a message the loop already read (at most READ_BUFFER bytes)."},
     {"expect", (PyCFunction)Pacer_expect, METH_VARARGS,
      "expect(sid, kind, size): the usual inbound audio message, cut out as audio."},
     {"stats", (PyCFunction)Pacer_stats, METH_VARARGS, "stats(sid): counters and the lateness histogram."},
@@ -630,6 +643,7 @@ PyMODINIT_FUNC PyInit__pacer(void) {
     PyModule_AddIntConstant(m, "DONE", EV_DONE);
     PyModule_AddIntConstant(m, "ERROR", EV_ERROR);
     PyModule_AddIntConstant(m, "MAX_FRAME", MAX_FRAME);
+    PyModule_AddIntConstant(m, "READ_BUFFER", IN_CAP);
     PyModule_AddIntConstant(m, "AUDIO", IN_AUDIO);
     PyModule_AddIntConstant(m, "RAW", IN_RAW);
     PyModule_AddIntConstant(m, "EOF", IN_EOF);

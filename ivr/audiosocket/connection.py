@@ -12,6 +12,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, cast
 
+from ivr.audiosocket.native import READ_PREFIX_MAX
 from ivr.audiosocket.protocol import HANGUP_MESSAGE, HEADER_SIZE, Frame, FrameDecoder, ProtocolError, Uuid
 from ivr.audiosocket.session import AudioSocketSession
 
@@ -95,18 +96,22 @@ class _Connection(asyncio.BufferedProtocol):
             self._to_native()
 
     def _to_native(self) -> None:
-        """From here on the pacer's thread reads this socket (once no partial message is left here)."""
+        """From here on the pacer's thread reads this socket, taking over any partial message read here.
+
+        Why at once, partial message or not: a loop that falls behind reads big chunks that end in the
+        middle of a message read after read; waiting for a read that ends on a boundary left such calls on
+        this slower path for good, under exactly the load where it costs the most."""
         session = self.session
         native = session.native if session is not None else None
         if self._done or native is None:
             self._hand_over = False
             return
-        if self.decoder.buffered:
-            return  # the rest of that message comes with the next read
+        if self.decoder.buffered > READ_PREFIX_MAX:
+            return  # the start of a message too big for the thread's buffer: complete it here first
         self._hand_over = False
         self.transport.pause_reading()
         self._native_reading = True
-        native.pacer.read(native, self)
+        native.pacer.read(native, self, self.decoder.take_buffered())
 
     # -- the native thread's reads (ivr.audiosocket.native.NativeReader) --
 
@@ -119,9 +124,9 @@ class _Connection(asyncio.BufferedProtocol):
     def native_raw(self, data: bytes) -> None:
         if not self._done:
             session = self.session
-            if session is not None and session.routed_bytes:  # audio routed past us came first
-                self.decoder.skip(session.routed_bytes)
-                session.routed_bytes = 0
+            routed = session.take_routed_bytes() if session is not None else 0
+            if routed:  # audio routed past us came first
+                self.decoder.skip(routed)
             self._feed(data)
 
     def native_name(self) -> str:

@@ -40,6 +40,10 @@ except ImportError:  # not built here: the loop paces
     _pacer = None
 
 _NS = 1e-9
+READ_PREFIX_MAX: int = _pacer.READ_BUFFER if _pacer is not None else 0
+"""The most of a partial message the thread can take over with a socket (a bigger one stays on the loop)."""
+_AUDIO: int = _pacer.AUDIO if _pacer is not None else 0
+_RAW: int = _pacer.RAW if _pacer is not None else 1
 _SPACE_POLL = 0.1
 """Seconds between looks at a stream's unplayed audio while its producer waits for room (a stream is
 read at most ``max_ahead`` ahead; the room opens at real-time speed, so a coarse look is enough)."""
@@ -93,8 +97,6 @@ class NativePacer:
         self.c = _pacer.Pacer(realtime=realtime, inbound_max=inbound_max)
         self._players: dict[int, NativePlayer] = {}
         self._readers: dict[int, NativeReader] = {}
-        self._routes: dict[int, Callable[[bytes, float], None]] = {}
-        """Sessions whose audio messages go straight to a handler (:meth:`route`), not via their reader."""
         self._lost: dict[int, int] = {}
         """Caller frames each session's handler failed on (logged once with its traceback, counted after)."""
         self._fd: int = self.c.fileno()
@@ -110,22 +112,22 @@ class NativePacer:
         self._report_lost(player.sid)
         self._players.pop(player.sid, None)
         self._readers.pop(player.sid, None)
-        self._routes.pop(player.sid, None)
 
-    def read(self, player: NativePlayer, reader: NativeReader) -> None:
+    def read(self, player: NativePlayer, reader: NativeReader, prefix: bytes = b"") -> None:
         """Read ``player``'s socket on the thread from now on, for ``reader``. The loop must have stopped
-        reading it (``transport.pause_reading()``) with no partial message left in its decoder."""
+        reading it (``transport.pause_reading()``); ``prefix``: the start of a message its decoder had
+        (at most :data:`READ_PREFIX_MAX` bytes), which the thread completes with its first read."""
         self._readers[player.sid] = reader
-        self.c.watch(player.sid)
+        self.c.watch(player.sid, prefix)
 
     def route(self, sid: int, audio: Callable[[bytes, float], None] | None) -> None:
-        """Hand ``sid``'s audio messages (payload, level) to ``audio`` straight from the drain, or (None)
-        through its reader again. Why: at ~50,000 frames a second the three calls from the connection to the
-        call's sink cost a few per cent of a core; the session routes only while its consumer takes them."""
-        if audio is None:
-            self._routes.pop(sid, None)
-        elif sid in self._players:
-            self._routes[sid] = audio
+        """Hand ``sid``'s audio messages (payload, level) to ``audio`` straight from the drain (the C side
+        calls it), or (None) through its reader again. Why: at ~50,000 frames a second, a Python loop over
+        the drain and the calls from the connection to the call's sink cost more than a tenth of a core; the
+        session routes only while its consumer takes them. The thread counts what it routed
+        (:meth:`NativePlayer.routed_frames`)."""
+        if audio is None or sid in self._players:
+            self.c.route(sid, audio)
 
     def clock_stats(self) -> tuple[LatencyHistogram, int, int, bool]:
         """(how late the thread woke against its slots, wake-ups, periods skipped, real-time priority)."""
@@ -134,7 +136,8 @@ class NativePacer:
 
     def _drain(self) -> None:
         assert _pacer is not None
-        events, played, inbound = self.c.drain()
+        c = self.c
+        events, played = c.drain()
         players = self._players
         for kind, sid, pid, frames, underruns, at_ns, err in events:
             player = players.get(sid)
@@ -145,44 +148,37 @@ class NativePacer:
             tap = player._tap if player is not None else None
             if tap is not None:
                 tap.played_db(level, at_ns * _NS)
-        if not inbound:
-            return
-        readers, routes = self._readers, self._routes
-        audio, raw = _pacer.AUDIO, _pacer.RAW
-        for sid, kind, data, level in inbound:
-            if kind == audio:
-                routed = routes.get(sid)
-                if routed is not None:
-                    try:
-                        routed(data, level)
-                    except Exception:
-                        self._handler_failed(sid)
-                    continue
-            reader = readers.get(sid)
-            if reader is None:
-                continue
-            try:
-                if kind == audio:
-                    reader.native_audio(data, level)
-                elif kind == raw:
-                    reader.native_raw(data)
-                else:
-                    self._report_lost(sid)
-                    readers.pop(sid, None)
-                    routes.pop(sid, None)
-                    reader.native_closed(data)
-            except Exception:  # one session's handler costs its own frame, never the others' of the drain
-                self._handler_failed(sid)
+        # the frames of routed sessions go to their handlers from C, the rest here, all in the order read
+        c.deliver(self._unrouted, self._failed)
 
-    def _handler_failed(self, sid: int) -> None:
+    def _unrouted(self, sid: int, kind: int, data: bytes | int, level: float) -> None:
+        """What the thread read for a session with no route now: a frame, any other message, the end."""
+        reader = self._readers.get(sid)
+        if reader is None:
+            return
+        try:
+            if kind == _AUDIO:
+                reader.native_audio(data, level)  # type: ignore[arg-type]
+            elif kind == _RAW:
+                reader.native_raw(data)  # type: ignore[arg-type]
+            else:
+                self._report_lost(sid)
+                self._readers.pop(sid, None)
+                self.route(sid, None)
+                reader.native_closed(data)  # type: ignore[arg-type]
+        except Exception as exc:  # one session's handler costs its own frame, never the others' of the drain
+            self._failed(sid, exc)
+
+    def _failed(self, sid: int, exc: BaseException) -> None:
         """One traceback per session, not one per frame (a broken handler fails 50 times a second)."""
         lost = self._lost.get(sid, 0) + 1
         self._lost[sid] = lost
         if lost == 1:
-            log.exception(
+            log.error(
                 "AudioSocket %s: a caller frame's handler failed (that frame is lost; later failures of "
                 "this session are counted, not logged)",
                 self._name(sid),
+                exc_info=exc,
             )
 
     def _report_lost(self, sid: int) -> None:
@@ -315,10 +311,24 @@ class NativePlayer:
         self.sid: int = pacer.c.open(fd, self.frame_size, RATE_KINDS[rate])
         self._closed = False
         self._final: tuple[int, int, int, int, int, list[int], int, float, float, int] | None = None
+        self._routed_final = 0
 
     def route(self, audio: Callable[[bytes, float], None] | None) -> None:
         """See :meth:`NativePacer.route` (which routes nothing for a player it has forgotten: closed)."""
         self.pacer.route(self.sid, audio)
+
+    @property
+    def routed_frames(self) -> int:
+        """Caller frames the drain handed straight to this session's route so far."""
+        if self._closed:
+            return self._routed_final
+        return int(self.pacer.c.routed(self.sid)[0])
+
+    def take_routed_bytes(self) -> int:
+        """Wire bytes of the frames routed since the last call (they went past the connection's decoder)."""
+        if self._closed:
+            return 0
+        return int(self.pacer.c.routed(self.sid, True)[1])
 
     def set_rate(self, rate: int) -> None:
         self.rate = rate
@@ -404,6 +414,7 @@ class NativePlayer:
             return b""
         self.stop_all()
         self._final = self.pacer.c.stats(self.sid)
+        self._routed_final = int(self.pacer.c.routed(self.sid)[0])
         self._closed = True
         rest = self.pacer.c.close_session(self.sid)
         self.pacer.forget(self)

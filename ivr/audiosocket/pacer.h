@@ -91,6 +91,13 @@ typedef struct {
 } inbound;
 
 typedef struct {
+    uint64_t sid;      /* the session this entry is for (0: free) */
+    PyObject *cb;      /* takes (payload, level) of each audio frame; NULL: the fallback takes them */
+    uint64_t frames;   /* audio frames delivered to cb */
+    uint64_t bytes;    /* their wire bytes since Python last took the count (routed(sid, take=True)) */
+} route; /* pacer_routes.c; touched only with the GIL held, never by the thread */
+
+typedef struct {
     int type;
     uint64_t sid, pid, frames, underruns;
     int64_t at_ns;
@@ -133,6 +140,9 @@ typedef struct {
     Py_ssize_t capplayed2;
     unsigned char *arena2;
     Py_ssize_t caparena2;
+    Py_ssize_t nin2; /* entries of in2 that deliver() has not handed out yet */
+    route *routes;   /* by sid index, as table */
+    Py_ssize_t caproutes;
     int py_waiting; /* Python was told (eventfd) and has not drained yet */
     uint64_t drain_gen;
     int in_max; /* audio frames per session held for Python between drains; more are dropped (counted) */
@@ -167,5 +177,12 @@ void free_session(Pacer *p, session *s);
 int set_format(session *s, int frame_size, int kind);
 PyObject **take_released(Pacer *p, Py_ssize_t *n);
 Py_ssize_t stop_playbacks(Pacer *p, session *s, int all, uint64_t pid, stopped *out, Py_ssize_t cap);
+
+/* pacer_routes.c: the loop's side of inbound audio (GIL held, never the mutex). */
+PyObject *Pacer_route(Pacer *p, PyObject *args);
+PyObject *Pacer_routed(Pacer *p, PyObject *args);
+PyObject *Pacer_deliver(Pacer *p, PyObject *args);
+void routes_forget(Pacer *p, uint64_t sid);
+void routes_free(Pacer *p);
 
 #endif

@@ -257,6 +257,14 @@ class FrameDecoder:
             raise RuntimeError("skip() with a partial message buffered")
         self._offset += n
 
+    def take_buffered(self) -> bytes:
+        """The start of a message received so far, now someone else's to complete (the native reading
+        thread); the stream offset stays at that message's header, which the taker reports through
+        :meth:`skip` or :meth:`feed` as for any other message."""
+        data = bytes(self._buf)
+        self._buf.clear()
+        return data
+
     def feed(self, data: bytes | bytearray | memoryview) -> list[Frame]:
         if self._failed:
             raise RuntimeError("decoder used after a ProtocolError: the stream is out of sync")

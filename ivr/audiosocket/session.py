@@ -47,10 +47,6 @@ log = logging.getLogger(__name__)
 SessionMode = Literal["expected", "accepted"]
 
 
-def _unrouted(payload: bytes, level: float) -> None:
-    """The session's route while none is installed (the drain never calls it then)."""
-
-
 class AudioSocketSession:
     """A live AudioSocket connection, known by the UUID it announced: an :class:`ivr.transport.MediaTransport`.
 
@@ -89,11 +85,9 @@ class AudioSocketSession:
         else:
             self.player = Player(self._write, rate, frame_clock.clock, prebuffer_ms=prebuffer_ms)
         self._pacing = True
-        self.frames_received = 0
-        self.rx_since_sweep = False
-        self.routed_bytes = 0
-        """Wire bytes of audio messages routed past the connection's decoder since it last counted them."""
-        self._route_to: MeasuredSink = _unrouted
+        self._frames_counted = 0
+        """Frames that came through here (the routed ones are counted by the native drain)."""
+        self._swept_at = 0
         self.close_reason: str | None = None
         self._closed = asyncio.get_running_loop().create_future()
         self._expected_size = frame_bytes(rate)
@@ -152,20 +146,30 @@ class AudioSocketSession:
 
     def _route(self) -> None:
         """While the consumer takes measured frames at once (both sinks set, not closed), the native drain
-        hands the thread's audio messages to :meth:`_routed_audio` directly, as the connection's
-        ``native_audio`` -> :meth:`on_audio_payload` -> ``put_audio`` would have: one call instead of three."""
+        hands the thread's audio messages to that sink directly, as the connection's ``native_audio`` ->
+        :meth:`on_audio_payload` -> ``put_audio`` would have, and counts them itself."""
         native = self._native
-        if native is None:
-            return
-        sink = self.inbound.measured_route
-        self._route_to = sink or _unrouted
-        native.route(self._routed_audio if sink is not None else None)
+        if native is not None:
+            native.route(self.inbound.measured_route)
 
-    def _routed_audio(self, payload: bytes, level: float) -> None:
-        self.frames_received += 1
-        self.rx_since_sweep = True
-        self.routed_bytes += HEADER_SIZE + len(payload)
-        self._route_to(payload, level)
+    @property
+    def frames_received(self) -> int:
+        native = self._native
+        return self._frames_counted + (native.routed_frames if native is not None else 0)
+
+    @property
+    def rx_since_sweep(self) -> bool:
+        """Something came since the idle sweep last looked (it sets this False)."""
+        return self.frames_received != self._swept_at
+
+    @rx_since_sweep.setter
+    def rx_since_sweep(self, value: bool) -> None:
+        self._swept_at = -1 if value else self.frames_received
+
+    def take_routed_bytes(self) -> int:
+        """Wire bytes of audio messages routed past the connection's decoder since it last asked."""
+        native = self._native
+        return native.take_routed_bytes() if native is not None else 0
 
     @property
     def rate_known(self) -> bool:
@@ -275,13 +279,11 @@ class AudioSocketSession:
     def on_audio_payload(self, payload: bytes, level: float | None = None) -> None:
         """One 20 ms audio message of the settled rate, parsed by the connection's fast path (the usual
         message: no frame object, no checks left to make); ``level``: measured by the native thread."""
-        self.frames_received += 1
-        self.rx_since_sweep = True
+        self._frames_counted += 1
         self.inbound.put_audio(self.player.rate, payload, level)
 
     def on_frame(self, frame: Frame) -> None:
-        self.frames_received += 1
-        self.rx_since_sweep = True
+        self._frames_counted += 1
         if type(frame) is Audio:
             payload = frame.payload
             if not payload:

@@ -481,11 +481,106 @@ async def test_frames_routed_straight_to_a_listening_call_keep_the_stream_offset
     session.on_measured_audio(lambda payload, level: measured.append(payload))
     native = session.native
     assert native is not None
-    assert native.sid in server.pacer._routes
     await send_numbered_to_the_thread(peer, 10, measured)
+    assert native.routed_frames == 10, "all of them straight from the drain, none through the connection"
+    assert session.frames_received == 10
     await peer.send(bytes([0x12, 0xFF, 0xFF]))  # a payload larger than any cap
     await session.wait_closed()
     uuid_message = 3 + 16
     assert f"offset={uuid_message + 10 * (3 + FRAME)})" in caplog.text
-    assert native.sid not in server.pacer._routes
+    assert server.pacer.c.routed(native.sid) == (0, 0), "the closed session's route is gone"
+    assert session.frames_received == 10
     assert [int(struct.unpack_from("<h", p)[0]) for p in measured] == list(range(1, 11))
+
+
+def _deliver_all(c: Any, fallback: Any, failed: Any, until: Any) -> None:
+    """Drain and deliver until ``until()`` (the thread may read one write in several pieces)."""
+    import select
+
+    deadline = time.monotonic() + 5
+    while not until() and time.monotonic() < deadline:
+        select.select([c.fileno()], [], [], 0.05)
+        c.drain()
+        c.deliver(fallback, failed)
+
+
+def test_the_drain_hands_routed_frames_and_the_rest_on_in_the_order_read() -> None:
+    """The C side calls a session's route for each audio frame and the fallback for everything else, in the
+    order the frames came off the socket (a key between two frames stays between them); a route that raises
+    costs its own frame (reported with the exception) and the frames after it still arrive."""
+    from ivr.audiosocket import _pacer  # type: ignore[attr-defined]
+
+    c = _pacer.Pacer()
+    ours, theirs = socket.socketpair()
+    try:
+        ours.setblocking(False)
+        sid = c.open(ours.fileno(), FRAME, 0x12)
+        c.expect(sid, 0x12, FRAME)
+        assert c.watch(sid)
+        seen: list[tuple[object, ...]] = []
+        failures: list[tuple[int, BaseException]] = []
+
+        def route(payload: bytes, level: float) -> None:
+            n = int(struct.unpack_from("<h", payload)[0])
+            if n == 2:
+                raise ValueError("frame two")
+            seen.append(("route", n))
+
+        def fallback(s: int, kind: int, data: object, level: float) -> None:
+            assert s == sid
+            seen.append(("fallback", kind, data))
+
+        c.route(sid, route)
+        frames = [encode_audio(struct.pack("<h", k) * (FRAME // 2), RATE) for k in (1, 2, 3)]
+        theirs.sendall(frames[0] + encode_dtmf("5") + frames[1] + frames[2])
+
+        def failed(s: int, exc: BaseException) -> None:
+            failures.append((s, exc))
+
+        _deliver_all(c, fallback, failed, lambda: len(seen) >= 3)
+        assert seen == [("route", 1), ("fallback", _pacer.RAW, encode_dtmf("5")), ("route", 3)]
+        assert [(s, type(e), str(e)) for s, e in failures] == [(sid, ValueError, "frame two")]
+        assert failures[0][1].__traceback__ is not None, "logged with where it failed"
+        assert c.routed(sid) == (3, 3 * (3 + FRAME)), "the failed frame was routed too"
+        assert c.routed(sid, True)[1] == 3 * (3 + FRAME)
+        assert c.routed(sid) == (3, 0), "bytes are taken, frames are a running count"
+
+        c.route(sid, None)  # unrouted again: the fallback takes the audio
+        theirs.sendall(frames[2])
+        _deliver_all(c, fallback, failed, lambda: len(seen) >= 4)
+        assert seen[3] == ("fallback", _pacer.AUDIO, frames[2][3:])
+        assert c.routed(sid)[0] == 3
+        c.close_session(sid)
+        assert c.routed(sid) == (0, 0)
+    finally:
+        c.close()
+        ours.close()
+        theirs.close()
+
+
+async def test_a_socket_whose_reads_end_mid_message_is_still_handed_to_the_thread(
+    server: AudioSocketServer,
+) -> None:
+    """A loop that falls behind reads big chunks that end in the middle of a message, read after read; the
+    thread takes the socket over anyway, with the partial message, and every frame arrives whole, in order.
+    (It used to wait for a read that ended on a message boundary: under load, the calls that never got one
+    stayed on the loop's slow path, which made the loop fall further behind.)"""
+
+    call_id = uuid.uuid4()
+    expectation = server.expect(call_id, "slin16")
+    peer = await AsteriskPeer.connect(server.port)
+    stream = b"".join(encode_audio(struct.pack("<h", k + 1) * (FRAME // 2), RATE) for k in range(40))
+    cut = (3 + FRAME) // 2
+    await peer.send(encode_uuid(call_id) + stream[: 3 + FRAME + cut])  # the UUID, one frame and a half
+    session = await expectation.wait(2)
+    assert server.pacer is not None
+    for k in range(1, 39):  # every write ends in the middle of a message
+        await asyncio.sleep(0.005)
+        await peer.send(stream[k * (3 + FRAME) + cut : (k + 1) * (3 + FRAME) + cut])
+    await peer.send(stream[39 * (3 + FRAME) + cut :])
+    events = [await anext(aiter(session)) for _ in range(40)]
+    got = [int(struct.unpack_from("<h", e.payload)[0]) for e in events if isinstance(e, AudioIn)]
+    assert got == list(range(1, 41))
+    *_, frames_in = server.pacer.c.clock_stats()
+    assert frames_in >= 38, "the thread, not the loop, cut the audio out"
+    await peer.close()
