@@ -5,7 +5,7 @@ Python it then backtracks through their releases for minutes. Building the proje
 first thing pip does with a local project) runs this file, so the check comes first.
 
 It also declares the one native part, ``ivr.audiosocket._pacer`` (the AudioSocket pacing thread, plain C
-and the Python C API, Linux: the thread in ``pacer_core.c``, its binding in ``_pacer.c``, the delivery of caller audio to the loop in ``pacer_routes.c``): built when a C compiler is there, skipped otherwise (``optional``), and then
+and the Python C API, Linux: the thread in ``pacer_core.c``, its binding in ``_pacer.c``, ``pacer_reports.c`` and ``pacer_routes.c``): built when a C compiler is there, skipped otherwise (``optional``), and then
 ``ivr run`` paces on the event loop as before (README, AudioSocket, "Pacing"). Everything else about the
 build is in pyproject.toml.
 """
@@ -23,7 +23,12 @@ from setuptools import Extension, setup
 
 PACER = Extension(
     "ivr.audiosocket._pacer",
-    sources=["ivr/audiosocket/_pacer.c", "ivr/audiosocket/pacer_core.c", "ivr/audiosocket/pacer_routes.c"],
+    sources=[
+        "ivr/audiosocket/_pacer.c",
+        "ivr/audiosocket/pacer_core.c",
+        "ivr/audiosocket/pacer_routes.c",
+        "ivr/audiosocket/pacer_reports.c",
+    ],
     depends=["ivr/audiosocket/pacer.h"],
     extra_compile_args=["-O2", "-std=gnu11", "-Wall", "-fvisibility=hidden"],
     optional=True,

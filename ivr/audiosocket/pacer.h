@@ -178,6 +178,18 @@ int set_format(session *s, int frame_size, int kind);
 PyObject **take_released(Pacer *p, Py_ssize_t *n);
 Py_ssize_t stop_playbacks(Pacer *p, session *s, int all, uint64_t pid, stopped *out, Py_ssize_t cap);
 
+/* _pacer.c: the mutex taken from Python without waiting for it while holding the GIL (see there). */
+PyThreadState *lock_pacer(Pacer *p);
+void unlock_pacer(Pacer *p, PyThreadState *ts);
+void drop_released(PyObject **objs, Py_ssize_t n);
+#define LOCK(p) PyThreadState *_ts = lock_pacer(p)
+#define UNLOCK(p) unlock_pacer(p, _ts)
+
+/* pacer_reports.c: drain() and the counters. */
+PyObject *Pacer_drain(Pacer *p, PyObject *unused);
+PyObject *Pacer_stats(Pacer *p, PyObject *args);
+PyObject *Pacer_clock_stats(Pacer *p, PyObject *unused);
+
 /* pacer_routes.c: the loop's side of inbound audio (GIL held, never the mutex). */
 PyObject *Pacer_route(Pacer *p, PyObject *args);
 PyObject *Pacer_routed(Pacer *p, PyObject *args);
