@@ -80,6 +80,12 @@ class EchoCheck:
         self._digital_silence = 0
         self.last_margin_db = 0.0
         """How far the last heard frame was above the predicted echo."""
+        self._since_sound = self._lags + 2
+        """Frames played since the last one above digital silence (the window's length or more: the
+        window is all silence, so there is no echo to predict and nothing to learn: the usual case while
+        a call listens, answered without looking at the window)."""
+        self._since_active = self._lags + 2
+        """Frames played since the last one at ``active_dbfs`` or louder."""
 
     def played(self, frame: bytes) -> None:
         self.played_db(frame_level_db(frame))
@@ -87,10 +93,14 @@ class EchoCheck:
     def played_db(self, level: float) -> None:
         """A frame played, by its level (``frame_level_db``; -100 for silence)."""
         self._played.appendleft(level)  # index k: the frame played k frames ago
+        self._since_sound = 0 if level > _SILENT_DB else self._since_sound + 1
+        self._since_active = 0 if level >= self.settings.active_dbfs else self._since_active + 1
 
     def predicted_echo_db(self) -> float:
         """The loudest echo the recent prompt can produce in the frame now arriving."""
         p = self._played
+        if self._since_sound >= len(p):
+            return _SILENT_DB
         if self.delay_frames is None:
             window = max(p)  # delay unknown: any recent prompt frame may be echoing now
         else:
@@ -99,8 +109,12 @@ class EchoCheck:
         return window - self.return_loss_db if window > _SILENT_DB else _SILENT_DB
 
     def heard(self, frame: bytes) -> bool:
+        return self.heard_level(frame_level_db(frame))
+
+    def heard_level(self, level: float) -> bool:
+        """:meth:`heard` for a frame whose level (``frame_level_db``) is already known: measuring it again
+        with numpy cost ~30 us a frame, more than everything else a listening call does per frame."""
         s = self.settings
-        level = frame_level_db(frame)
         echo = self.predicted_echo_db()
         self.last_margin_db = level - echo
         own = level > echo + s.margin_db and level > s.min_level_dbfs
@@ -111,9 +125,9 @@ class EchoCheck:
     def _learn(self, level: float) -> None:
         """Frames that look like echo alone refine the delay and the return loss."""
         s = self.settings
-        recent = list(self._played)[: self._lags + 1]
-        if max(recent) < s.active_dbfs:
+        if self._since_active > self._lags:  # nothing loud enough among the lags looked at
             return
+        recent = list(self._played)[: self._lags + 1]
         if level <= _SILENT_DB:
             # Digital silence while the prompt plays: this line carries no echo at all (a leg that sends
             # zeros, a simulated caller). After as many such frames as learning takes, say so.
@@ -291,8 +305,9 @@ class EchoGate(LastVerdict):
     def update_level(
         self, frame: bytes, level: float, in_speech: bool = False, echo_guard: bool = False
     ) -> bool:
-        """:meth:`update` with the frame's level already measured (batched: ``ivr.media.batch``)."""
+        """:meth:`update` with the frame's level already measured (batched: ``ivr.media.batch``, or the
+        native reading thread)."""
         voiced = self._inner_level(frame, level, in_speech, echo_guard)
-        own = self.check.heard(frame)
+        own = self.check.heard_level(level)
         self.last = voiced and own
         return self.last

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ivr.media.bargein import BackchannelFilter, BackchannelSettings, EchoCheck
+from ivr.media.bargein import BackchannelFilter, BackchannelSettings, EchoCheck, EchoSettings, frame_level_db
 
 from .audio import frames, noise, silence, speech
 
@@ -88,6 +88,39 @@ def test_unknown_delay_is_pessimistic():
         check.played(f)
     assert check.delay_frames is None
     assert check.predicted_echo_db() > -40
+
+
+def test_a_prompts_echo_is_predicted_while_its_last_sound_is_in_the_window_and_not_after():
+    """The window is the last max_delay_ms / 20 + 2 frames played: the echo of the prompt's last loud frame
+    is expected while that frame is in it, and none the frame after (the check answers a silent window
+    without looking at it: the usual case while a call listens)."""
+    rate = 8000
+    check = EchoCheck(rate, EchoSettings(max_delay_ms=400))
+    for f in frames(speech("prompt", rate)[: rate // 2], rate):
+        check.played(f)
+    window = 400 // 20 + 2
+    for k in range(1, window):
+        check.played(bytes(320))
+        assert check.predicted_echo_db() > -100.0, f"{k} silent frames after: still in the window"
+    check.played(bytes(320))
+    assert check.predicted_echo_db() == -100.0
+    assert check.heard_level(-40.0), "with no echo to expect, a caller at -40 dBFS is heard"
+
+
+@pytest.mark.parametrize("rate", RATES)
+def test_levels_measured_elsewhere_give_the_same_verdicts_as_frames(rate):
+    """heard_level (the native reader's levels) decides and learns exactly as heard (frames) does."""
+    played, line, _ = prompt_and_echo(rate, -12.0, 160, caller_db=-6.0)
+    by_frame = EchoCheck(rate)
+    by_level = EchoCheck(rate)
+    verdicts_frame = feed(by_frame, played, line, rate)
+    verdicts_level = []
+    for sent, got in zip(frames(played, rate), frames(line, rate), strict=True):
+        by_level.played_db(frame_level_db(sent))
+        verdicts_level.append(by_level.heard_level(frame_level_db(got)))
+    assert verdicts_level == verdicts_frame
+    assert by_level.delay_frames == by_frame.delay_frames == 8
+    assert by_level.return_loss_db == by_frame.return_loss_db
 
 
 def bc_run(flt: BackchannelFilter, pattern: str) -> list[tuple[int, str]]:
