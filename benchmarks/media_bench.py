@@ -27,6 +27,8 @@ from ivr.media import (
     ulaw_decode,
     ulaw_encode,
 )
+from ivr.media.bargein import EchoCheck, EchoGate, LastVerdict
+from ivr.media.vad import frame_levels
 
 REPEATS = 7
 
@@ -66,6 +68,43 @@ def endpointer_case(rate: int, frames: list[bytes]) -> Callable[[], int]:
         for f in frames:
             if feed(f) is not None and not ep.listening:
                 ep.listen(settings)
+        return len(frames)
+
+    return go
+
+
+def measured_case(rate: int, frames: list[bytes], *, echo_gate: bool) -> Callable[[], int]:
+    """What a listening call runs per frame whose level the native reader measured: the endpointer on the
+    energy VAD, with the echo gate in front (a call whose caller audio is speech) or not (sim-text)."""
+    vad = EnergyVad(rate)
+    ep = Endpointer(rate, detector=EchoGate(vad) if echo_gate else LastVerdict(vad))
+    levels = frame_levels(frames, len(frames[0]) // 2)
+    pairs = list(zip(frames, levels, strict=True))
+    settings = ListenSettings(trailing_silence_ms=500, no_input_ms=None)
+
+    def go() -> int:
+        ep.listen(settings)
+        feed = ep.feed
+        for f, level in pairs:
+            if feed(f, level) is not None and not ep.listening:
+                ep.listen(settings)
+        return len(frames)
+
+    return go
+
+
+def echo_case(rate: int, frames: list[bytes], *, measured: bool) -> Callable[[], int]:
+    """The echo check alone: given the frame (it measures it) or its level (measured already)."""
+    check = EchoCheck(rate)
+    levels = frame_levels(frames, len(frames[0]) // 2)
+
+    def go() -> int:
+        if measured:
+            for level in levels:
+                check.heard_level(level)
+        else:
+            for f in frames:
+                check.heard(f)
         return len(frames)
 
     return go
@@ -147,6 +186,18 @@ def main() -> None:
         cases.append((f"EnergyVad.update        {rate // 1000:>2} kHz", vad_case(rate, frames)))
         cases.append((f"Endpointer.feed         {rate // 1000:>2} kHz", endpointer_case(rate, frames)))
         cases.append((f"Endpointer.note_playback{rate // 1000:>2} kHz", playback_case(rate, frames)))
+        cases.append(
+            (f"Endpointer.feed, level  {rate // 1000:>2} kHz", measured_case(rate, frames, echo_gate=False))
+        )
+        cases.append(
+            (f"  + echo gate, level    {rate // 1000:>2} kHz", measured_case(rate, frames, echo_gate=True))
+        )
+        cases.append(
+            (f"EchoCheck.heard (frame) {rate // 1000:>2} kHz", echo_case(rate, frames, measured=False))
+        )
+        cases.append(
+            (f"EchoCheck.heard_level   {rate // 1000:>2} kHz", echo_case(rate, frames, measured=True))
+        )
     for a, b in (
         (24000, 8000),
         (24000, 16000),
