@@ -11,6 +11,8 @@ Speech modes:
   transcriber. Fast and deterministic, for tests; always printed as such.
 
 What the IVR said is taken from the prompts the app reports, never from re-transcribing its audio.
+The conversation itself (the trace followed, the caller's steps played) is :mod:`ivr.simulation.conversation`;
+what the call gives back and the script's checks on it, :mod:`ivr.simulation.result`.
 """
 
 from __future__ import annotations
@@ -21,18 +23,15 @@ import importlib.util
 import os
 import sys
 import tempfile
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import TextIO
 
 from ivr.ari.client import AriClient
 from ivr.audiosocket.server import AudioSocketConfig, AudioSocketServer
 from ivr.call.ari_app import AriApp, AriAppConfig
 from ivr.call.flows import FlowCatalog
 from ivr.call.ports import SpeechFactory, WebhookHandler
-from ivr.call.report import CallReport, TraceEvent
 from ivr.call.services import CallServices
 from ivr.call.speech import registry_factory
 from ivr.call.turn_models import TurnModels
@@ -44,101 +43,15 @@ from ivr.sim.ari_server import SimAsterisk
 from ivr.sim.caller_leg import CallerLegs, CallerVoice
 from ivr.sim.ws_media import talking_legs
 from ivr.simulation import script as sc
+from ivr.simulation.conversation import _interactive, _run_steps, _Tracker, _until
+from ivr.simulation.result import SimulationError, SimulationResult, SpeechMode, _evaluate
 from ivr.speech.base import Synthesizer
 from ivr.speech.executor import EngineSpec, SpeechPool
 from ivr.speech.registry import CallSpeech, SpeechRegistry
 from ivr.speech.simulated import TextTranscriber, ToneSynthesizer
 from ivr.websocket import WebSocketMediaClient
 
-SpeechMode = Literal["offline", "text"]
-END_NAMES = {"transferred": "transfer"}
-
-
-class SimulationError(Exception):
-    """The simulation could not run (missing engines, a broken script); one line for the user."""
-
-
-@dataclass
-class Check:
-    what: str
-    passed: bool
-    detail: str = ""
-
-
-@dataclass
-class SimulationResult:
-    flow: str
-    mode: SpeechMode
-    report: CallReport | None
-    prompts: list[tuple[str, str]] = field(default_factory=list)
-    """(step, text) of every prompt the IVR started, in order."""
-    barge_ins: list[str] = field(default_factory=list)
-    """Steps whose prompt the caller interrupted (speech or keys), in order."""
-    checks: list[Check] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    transcript: list[str] = field(default_factory=list)
-    """The printed conversation, line by line."""
-
-    @property
-    def passed(self) -> bool:
-        return not self.errors and all(c.passed for c in self.checks)
-
-
-class _Tracker:
-    """Follows the call's trace: prints it, and lets script steps wait for what the IVR does."""
-
-    def __init__(self, out: TextIO | None, result: SimulationResult) -> None:
-        self.out = out
-        self.result = result
-        self.loop = asyncio.get_running_loop()
-        self.t0 = self.loop.time()  # the loop's clock: virtual time in ``ivr test``
-        self.listening = False
-        self.prompt_seq = 0
-        self.changed = asyncio.Event()
-        self.ended = False
-
-    def line(self, who: str, text: str) -> None:
-        entry = f"[{self.loop.time() - self.t0:6.2f}] {who:<6} {text}"
-        self.result.transcript.append(entry)
-        if self.out is not None:
-            print(entry, file=self.out, flush=True)
-
-    def __call__(self, event: TraceEvent) -> None:
-        if event.kind == "prompt":
-            self.result.prompts.append((event.step, event.text))
-            self.prompt_seq += 1
-            self.listening = False
-            self.line("ivr", f'{event.step}: "{event.text}"')
-        elif event.kind == "listen":
-            self.listening = True
-        elif event.kind == "record":
-            self.listening = True
-            self.line("ivr", f"{event.step}: (beep) recording the caller")
-        elif event.kind == "heard":
-            self.listening = False
-            self.line("stt", f'{event.step}: heard "{event.text}"')
-        elif event.kind == "dtmf":
-            self.line("dtmf", event.text)
-        elif event.kind == "barge_in":
-            self.result.barge_ins.append(event.step or "")
-            self.line("barge", f"{event.step}: the caller interrupted the prompt")
-        elif event.kind == "step":
-            self.line("step", f"{event.step}" + (f" ({event.text})" if event.text else ""))
-        elif event.kind == "end":
-            self.ended = True
-            self.line("end", event.text)
-        self.changed.set()
-
-    async def wait(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
-        try:
-            async with asyncio.timeout(timeout):
-                while not predicate():
-                    if self.ended:
-                        raise SimulationError(f"{what}: the call ended first")
-                    self.changed.clear()
-                    await self.changed.wait()
-        except TimeoutError:
-            raise SimulationError(f"{what}: not within {timeout:g} s") from None
+__all__ = ["SimulationError", "SimulationResult", "SpeechMode", "sim_text_speech", "simulate"]
 
 
 def _mock_webhooks(script: sc.CallerScript, tracker: _Tracker) -> WebhookHandler:
@@ -354,145 +267,6 @@ def _pinned_clock(script: sc.CallerScript) -> Callable[[], float] | None:
     start, loop = when.timestamp(), asyncio.get_running_loop()
     began = loop.time()
     return lambda: start + (loop.time() - began)
-
-
-async def _until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(timeout):
-            while not predicate():  # noqa: ASYNC110 - app state without an event
-                await asyncio.sleep(0.05)
-
-
-async def _run_steps(
-    script: sc.CallerScript,
-    sim: SimAsterisk,
-    caller_id: str,
-    tracker: _Tracker,
-    speak: Callable[[str], Any],
-    timeout: float,
-) -> None:
-    cursor = 0
-    for number, step in enumerate(script.steps, 1):
-        label = f"step {number}"
-        if isinstance(step, sc.WaitFor):
-            wanted = step.wait_for.lower()
-            start = cursor
-
-            def found(start: int = start, wanted: str = wanted) -> bool:
-                return any(wanted in text.lower() for _, text in tracker.result.prompts[start:])
-
-            await tracker.wait(found, step.timeout_s, f"{label} wait_for {step.wait_for!r}")
-            cursor = next(
-                i + 1
-                for i in range(start, len(tracker.result.prompts))
-                if wanted in tracker.result.prompts[i][1].lower()
-            )
-        elif isinstance(step, sc.Say):
-            await tracker.wait(lambda: tracker.listening, timeout, f"{label} say: the IVR never listened")
-            await speak(step.say)
-        elif isinstance(step, sc.BargeIn):
-            seq = tracker.prompt_seq
-
-            def new_prompt(seq: int = seq) -> bool:
-                return tracker.prompt_seq > seq
-
-            if tracker.listening or seq == 0:
-                await tracker.wait(new_prompt, timeout, f"{label} barge_in: no prompt played")
-            await asyncio.sleep(0.4)
-            await speak(step.barge_in)
-        elif isinstance(step, sc.Press):
-            await tracker.wait(lambda: tracker.listening, timeout, f"{label} press: the IVR never listened")
-            for key in step.press:
-                await sim.press_dtmf(caller_id, key)
-                await asyncio.sleep(0.15)
-        elif isinstance(step, sc.Silence):
-            tracker.line("caller", f"(silent {step.silence} ms)")
-            await _until(lambda: tracker.ended, timeout=step.silence / 1000)  # no point once it ended
-        elif isinstance(step, sc.HangupStep):
-            tracker.line("caller", "(hangs up)")
-            if caller_id in sim.channels:
-                await sim.hangup(caller_id)
-            return
-
-
-async def _interactive(
-    sim: SimAsterisk, caller_id: str, tracker: _Tracker, speak: Callable[[str], Any]
-) -> None:
-    """Type what the caller says; digits like ``1#`` are pressed; ``/hangup`` or EOF hangs up.
-
-    Lines are read by a daemon thread of its own: a read blocked on the terminal cannot be cancelled,
-    so when the IVR ends the call the simulation returns at once instead of waiting for one more Enter
-    (a thread of the loop's executor would be joined at exit, which is exactly that wait).
-    """
-    loop = asyncio.get_running_loop()
-    lines: asyncio.Queue[str] = asyncio.Queue()
-
-    def read() -> None:
-        for line in iter(sys.stdin.readline, ""):
-            loop.call_soon_threadsafe(lines.put_nowait, line)
-        loop.call_soon_threadsafe(lines.put_nowait, "")  # EOF
-
-    threading.Thread(target=read, name="ivr-simulate-stdin", daemon=True).start()
-    print("type what the caller says; 1# presses keys; /hangup or Ctrl-D ends", file=sys.stderr)
-    while not tracker.ended:
-        getter = asyncio.ensure_future(lines.get())
-        ended = asyncio.ensure_future(tracker.wait(lambda: tracker.ended, 1e9, "the call"))
-        done, _ = await asyncio.wait({getter, ended}, return_when=asyncio.FIRST_COMPLETED)
-        for task in (getter, ended):
-            if task not in done:
-                task.cancel()
-        await asyncio.gather(getter, ended, return_exceptions=True)
-        if getter not in done or getter.cancelled():
-            return  # the IVR ended the call first
-        line = getter.result()
-        text = line.strip()
-        if not line or text == "/hangup":
-            if caller_id in sim.channels:
-                await sim.hangup(caller_id)
-            return
-        if text and not set(text) - sc.DTMF_KEYS:
-            for key in text:
-                await sim.press_dtmf(caller_id, key)
-                await asyncio.sleep(0.15)
-        elif text:
-            await speak(text)
-
-
-def _evaluate(script: sc.CallerScript, result: SimulationResult) -> None:
-    report = result.report
-    prompts = [text for _, text in result.prompts]
-    for step in script.steps:
-        if isinstance(step, sc.ExpectPrompt):
-            ok = any(step.expect_prompt.lower() in p.lower() for p in prompts)
-            result.checks.append(
-                Check(f"expect_prompt {step.expect_prompt!r}", ok, "" if ok else "never said")
-            )
-        elif isinstance(step, sc.ExpectStep):
-            path = report.path if report else []
-            ok = step.expect_step in path or any(p.endswith(f":{step.expect_step}") for p in path)
-            result.checks.append(
-                Check(f"expect_step {step.expect_step}", ok, "" if ok else f"path was {' -> '.join(path)}")
-            )
-        elif isinstance(step, sc.ExpectBargeIn):
-            barged = step.expect_barge_in
-            ok = any(s == barged or s.endswith(f":{barged}") for s in result.barge_ins)
-            seen = ", ".join(result.barge_ins) or "none"
-            result.checks.append(
-                Check(f"expect_barge_in {barged}", ok, "" if ok else f"interrupted prompts: {seen}")
-            )
-        elif isinstance(step, sc.ExpectVar):
-            variables = report.variables if report else {}
-            for name, want in step.expect_var.items():
-                got = variables.get(name)
-                ok = got == want or str(got) == str(want)
-                result.checks.append(Check(f"expect_var {name}={want!r}", ok, "" if ok else f"was {got!r}"))
-        elif isinstance(step, sc.ExpectEnd):
-            outcome = report.outcome if report else "none"
-            got = END_NAMES.get(outcome, outcome)
-            ok = got == step.expect_end
-            result.checks.append(
-                Check(f"expect_end {step.expect_end}", ok, "" if ok else f"ended with {got}")
-            )
 
 
 def _summary(result: SimulationResult, tracker: _Tracker, leg: CallerVoice, media: str) -> None:
