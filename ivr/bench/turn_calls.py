@@ -34,7 +34,7 @@ from aiohttp import web
 from ivr.ari.client import AriClient
 from ivr.audiosocket.server import AudioSocketConfig, AudioSocketServer
 from ivr.bench.turn_corpus import RATE, Item, build, load_pcm
-from ivr.bench.turns import flow_yaml
+from ivr.bench.turn_questions import flow_yaml
 from ivr.call.ari_app import AriApp, AriAppConfig
 from ivr.call.flows import FlowCatalog
 from ivr.call.report import TraceEvent
