@@ -168,6 +168,7 @@ class AriCall(CallSetup, Resumable):
         self._gone = asyncio.Event()
         self._pending_dtmf: list[str] = []
         self._bridge_created = False
+        self._bridge_creation: asyncio.Future[Any] | None = None
         self._media_created = False
         self._task: asyncio.Task[None] | None = None
         self._running = False
@@ -461,6 +462,7 @@ class AriCall(CallSetup, Resumable):
             with contextlib.suppress(AriError):
                 await ari.hangup(self.media_id)
         if self._bridge_created:
+            await self._bridge_settled()
             with contextlib.suppress(AriError):
                 await ari.destroy_bridge(self.bridge_id)
         if not self._gone.is_set() and not self.handed_off:

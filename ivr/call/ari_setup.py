@@ -74,6 +74,9 @@ class CallSetup:
     session: MediaTransport | None
     attach: MediaAttach | None
     _bridge_created: bool
+    """The bridge may exist in Asterisk: asked for (or adopted); teardown destroys it."""
+    _bridge_creation: asyncio.Future[Any] | None
+    """The bridge's ``POST /bridges``, which outlives a stopped call until it settled."""
     _media_created: bool
 
     async def _step(self, name: str, work: Awaitable[Any]) -> Any:
@@ -91,8 +94,14 @@ class CallSetup:
             await self._step("answer", ari.answer(self.caller_id))
         fmt, attach = await self._step("format", self._pick_media())
         # -- ARI: the bridge, and the media channel's id routed to this call before it exists ------------
-        await self._step("bridge", ari.create_bridge(type="mixing", bridge_id=self.bridge_id))
+        # The bridge exists in Asterisk once it handled the request, whether or not its reply reaches us:
+        # a call stopped while waiting for it (its caller hung up) must still destroy it at teardown, after
+        # the request settled (a DELETE sent first would find nothing, and the bridge would stay forever).
         self._bridge_created = True
+        self._bridge_creation = asyncio.ensure_future(
+            ari.create_bridge(type="mixing", bridge_id=self.bridge_id)
+        )
+        await self._step("bridge", asyncio.shield(self._bridge_creation))
         self.link.bind_bridge(self.bridge_id)
         self.link.bind(self.media_id)
         # -- media attach (the transport's strategy) -----------------------------------------------------
@@ -105,6 +114,21 @@ class CallSetup:
         await self._step("media StasisStart", self.media_in_stasis.wait())
         # -- ARI: caller and media in the bridge ----------------------------------------------------------
         await self._step("addChannel", ari.add_channel(self.bridge_id, [self.caller_id, self.media_id]))
+
+    async def _bridge_settled(self) -> None:
+        """Until the bridge's creation request has its answer (bounded by the step timeout), so that a
+        teardown's DELETE cannot overtake it."""
+        creation = self._bridge_creation
+        if creation is None:
+            return
+        if not creation.done():
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                async with asyncio.timeout(self.app.config.step_timeout):
+                    await asyncio.shield(creation)
+            if not creation.done():
+                creation.cancel()
+        if not creation.cancelled():
+            creation.exception()  # retrieved: its failure was the call's (or is moot now)
 
     def _created(self) -> None:
         self._media_created = True

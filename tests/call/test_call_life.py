@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from ivr.ari.client import AriClient
 from ivr.ari.models import parse_event
@@ -472,3 +473,53 @@ async def test_a_dialplan_call_whose_handler_had_not_run_at_shutdown_still_has_i
     finally:
         writer.close()
         await dp.server.close()
+
+
+class HangupDuringBridgeCreation(SimAsterisk):
+    """An Asterisk that creates the call's bridge, then (before its reply leaves) sees the caller hang up:
+    the hang-up events reach the app while its ``POST /bridges`` is still waiting for the answer."""
+
+    async def _h_create_bridge(self, request: web.Request) -> web.Response:
+        response = await super()._h_create_bridge(request)
+        caller = next(c for c in self.channels.values() if c.kind != "media")
+        await self.hangup(caller.id)
+        await self.wait_for(lambda: caller.id in self.destroyed)
+        await asyncio.sleep(0.2)  # the app has handled the hang-up (the call's task was stopped)
+        return response
+
+
+async def test_a_caller_who_hangs_up_while_the_bridge_is_being_created_leaves_no_bridge(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The bridge exists in Asterisk as soon as it handled ``POST /bridges``, whether or not its reply
+    reached the call: a call stopped while waiting for that reply (its caller hung up) destroys it too.
+    It was left behind (a ``ivr-bridge-...`` with no channel in it, forever)."""
+    caplog.set_level(logging.INFO)
+    ledger = Ledger()
+    legs = CallerLegs()
+    sim = HangupDuringBridgeCreation(username="ivr", password="pw", media_connector=legs.connect)
+    await sim.start()
+    server = AudioSocketServer(AudioSocketConfig(port=0))
+    await server.start()
+    app = AriApp(
+        ari=AriClient(sim.base_url, "ivr", "pw"),
+        audiosocket=server,
+        services=CallServices(
+            flows=FlowCatalog(DATA, default="menu"),
+            speech=hooked_speech(),
+            on_report=ledger.sink,
+            metrics=ledger.metrics,
+        ),
+        config=AriAppConfig(advertise=f"127.0.0.1:{server.port}", step_timeout=0.5),
+    )
+    await app.start(heartbeat=1.0)
+    ari = Ari(sim, app, server, ledger)
+    try:
+        caller = await sim.place_call(args=["flow=menu"])
+        [report] = await ledger.wait(1)
+        assert report.outcome == "caller_hangup"
+        ledger.check(caplog, [caller.id])
+        assert ("POST", "/ari/bridges") in sim.requests
+        await sim.wait_for(lambda: not sim.bridges, 5)
+    finally:
+        await stop_ari(ari)
