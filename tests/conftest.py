@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -102,6 +102,26 @@ def haproxy_factory() -> Iterator[HAProxyFactory]:
     yield start
     for proxy in started:
         proxy.stop()
+
+
+FAILED_PHASES = pytest.StashKey[set[str]]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Remember which phases of a test failed (:func:`failed`), for fixtures that keep the logs of
+    services on failure."""
+    report = yield
+    if report.failed:
+        item.stash.setdefault(FAILED_PHASES, set()).add(report.when)
+    return report
+
+
+def failed(request: pytest.FixtureRequest) -> bool:
+    """Whether the test using the fixture that asks failed (its setup or its call), at its teardown."""
+    return bool(request.node.stash.get(FAILED_PHASES, set()))
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -254,7 +254,9 @@ class AriProbe:
         await self.request("POST", "/asterisk/variable", params={"variable": name, "value": value})
 
     async def wait_idle(self, timeout: float = 10.0) -> None:
-        """Until Asterisk holds no channel and no bridge (every call torn down); fails with what is left."""
+        """Until Asterisk holds no channel and no bridge (every call torn down); fails with what is left,
+        after removing it (:meth:`clear`), so that the next test sharing this Asterisk starts clean and
+        reports its own failures only."""
         deadline = time.monotonic() + timeout
         while True:
             channels, bridges = await self.channels(), await self.bridges()
@@ -262,10 +264,22 @@ class AriProbe:
                 return
             if time.monotonic() > deadline:
                 names = [c.get("name") for c in channels]
-                raise AssertionError(
-                    f"left in Asterisk: channels {names}, bridges {[b['id'] for b in bridges]}"
-                )
+                left = f"left in Asterisk: channels {names}, bridges {[b['id'] for b in bridges]}"
+                try:
+                    await self.clear()
+                except Exception as exc:  # the report above is the failure; a failed clean-up adds to it
+                    left += f" (and removing them failed: {exc!r})"
+                raise AssertionError(left)
             await asyncio.sleep(0.1)
+
+    async def settle(self, timeout: float = 5.0) -> str | None:
+        """After a test that failed: until Asterisk is idle (:meth:`wait_idle`, which removes what is left
+        once ``timeout`` has passed); what was left, or None."""
+        try:
+            await self.wait_idle(timeout)
+        except AssertionError as exc:
+            return str(exc)
+        return None
 
     async def clear(self) -> None:
         """Hang up every channel and destroy every bridge (between tests sharing one Asterisk)."""

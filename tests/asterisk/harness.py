@@ -338,7 +338,15 @@ async def caller_side(asterisk: RealAsterisk, app: str | None = None) -> AsyncIt
             side = CallerSide(asterisk, ari, events, name, ears)
             try:
                 yield side
-            finally:
+            except Exception as exc:
+                # A failed test may have left calls of the IVR in Asterisk: report them with its failure
+                # and remove them, so the next test sharing this Asterisk does not fail for them too.
+                await side.cleanup()
+                left = await ari.settle()
+                if left is not None:
+                    exc.add_note(f"after the failure, {left} (removed)")
+                raise
+            else:
                 await side.cleanup()
     finally:
         await ears.close()

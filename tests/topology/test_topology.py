@@ -15,12 +15,13 @@ import base64
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
 
 from tests.asterisk.harness import Phone, caller_side
-from tests.conftest import AsteriskFactory, HAProxyFactory, PostgresFactory
+from tests.conftest import AsteriskFactory, HAProxyFactory, PostgresFactory, failed
 from tests.real_asterisk import AriProbe, rerun_if_asterisk_crashed
 
 from .asterisk_setup import configure_percall
@@ -59,13 +60,34 @@ async def down(services: Topology) -> None:
 
 
 @pytest.fixture
-async def topo(services: Topology) -> AsyncIterator[Topology]:
-    """The topology up for one test (:func:`up`); its instances stopped afterwards."""
+async def topo(services: Topology, request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Topology]:
+    """The topology up for one test (:func:`up`); its instances stopped afterwards. When the test
+    failed, the instances' logs and Asterisk's log of the test are kept in its ``tmp_path`` (the paths
+    are printed), and whatever it left in Asterisk is reported and removed (the next test starts clean)."""
     await up(services)
+    log_offset = services.asterisk.log_offset()
     try:
         yield services
     finally:
         await down(services)
+        if failed(request):
+            keep_logs(services, tmp_path, log_offset)
+            async with AriProbe.open(services.asterisk) as probe:
+                left = await probe.settle()
+            if left is not None:
+                print(f"\nafter the failure, {left} (removed)")
+
+
+def keep_logs(services: Topology, where: Path, asterisk_from: int) -> None:
+    kept = []
+    for instance in services.instances:
+        path = where / f"{instance.name}.log"
+        path.write_text("\n".join(instance.lines) + "\n", encoding="utf-8")
+        kept.append(path)
+    path = where / "asterisk-full.log"
+    path.write_text(services.asterisk.log_since(asterisk_from), encoding="utf-8")
+    kept.append(path)
+    print("\nlogs of the failed test: " + ", ".join(str(p) for p in kept))
 
 
 async def until(check: object, timeout: float, interval: float = 0.1) -> None:
