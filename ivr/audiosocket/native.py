@@ -122,9 +122,9 @@ class NativePacer:
 
     def route(self, sid: int, audio: Callable[[bytes, float], None] | None) -> None:
         """Hand ``sid``'s audio messages (payload, level) to ``audio`` straight from the drain (the C side
-        calls it), or (None) through its reader again. Why: at ~50,000 frames a second, a Python loop over
-        the drain and the calls from the connection to the call's sink cost more than a tenth of a core; the
-        session routes only while its consumer takes them. The thread counts what it routed
+        calls it), or (None) through its reader again. Why: a Python loop over the drain cost the loop's
+        thread ~0.4 us a frame more (0.59-0.69 against 0.24-0.29 us in a harness of 500 sessions), about
+        2 % of a core at 50,000 frames a second; the session routes only while its consumer takes them. The thread counts what it routed
         (:meth:`NativePlayer.routed_frames`)."""
         if audio is None or sid in self._players:
             self.c.route(sid, audio)
