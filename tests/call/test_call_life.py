@@ -260,12 +260,15 @@ class Ari:
 
 
 async def start_ari(
-    ledger: Ledger, speech: SpeechFactory, *, sim_kw: dict[str, Any] | None = None, **config: Any
+    ledger: Ledger,
+    speech: SpeechFactory,
+    *,
+    sim_kw: dict[str, Any] | None = None,
+    sim_type: type[SimAsterisk] = SimAsterisk,
+    **config: Any,
 ) -> Ari:
     legs = CallerLegs()
-    sim = SimAsterisk(
-        **{"username": "ivr", "password": "pw", "media_connector": legs.connect, **(sim_kw or {})}
-    )
+    sim = sim_type(**{"username": "ivr", "password": "pw", "media_connector": legs.connect, **(sim_kw or {})})
     await sim.start()
     server = AudioSocketServer(AudioSocketConfig(port=0))
     await server.start()
@@ -496,24 +499,8 @@ async def test_a_caller_who_hangs_up_while_the_bridge_is_being_created_leaves_no
     It was left behind (a ``ivr-bridge-...`` with no channel in it, forever)."""
     caplog.set_level(logging.INFO)
     ledger = Ledger()
-    legs = CallerLegs()
-    sim = HangupDuringBridgeCreation(username="ivr", password="pw", media_connector=legs.connect)
-    await sim.start()
-    server = AudioSocketServer(AudioSocketConfig(port=0))
-    await server.start()
-    app = AriApp(
-        ari=AriClient(sim.base_url, "ivr", "pw"),
-        audiosocket=server,
-        services=CallServices(
-            flows=FlowCatalog(DATA, default="menu"),
-            speech=hooked_speech(),
-            on_report=ledger.sink,
-            metrics=ledger.metrics,
-        ),
-        config=AriAppConfig(advertise=f"127.0.0.1:{server.port}", step_timeout=0.5),
-    )
-    await app.start(heartbeat=1.0)
-    ari = Ari(sim, app, server, ledger)
+    ari = await start_ari(ledger, hooked_speech(), sim_type=HangupDuringBridgeCreation)
+    sim = ari.sim
     try:
         caller = await sim.place_call(args=["flow=menu"])
         [report] = await ledger.wait(1)
