@@ -349,8 +349,7 @@ class AudioSocketServer:
             for call_id, session in list(self.sessions.items()):
                 if session.mode != "accepted":
                     continue
-                if session.rx_since_sweep:
-                    session.rx_since_sweep = False
+                if session.received_since_sweep():
                     idle.pop(call_id, None)
                     continue
                 idle[call_id] = waited = idle.get(call_id, 0.0) + interval

@@ -157,14 +157,12 @@ class AudioSocketSession:
         native = self._native
         return self._frames_counted + (native.routed_frames if native is not None else 0)
 
-    @property
-    def rx_since_sweep(self) -> bool:
-        """Something came since the idle sweep last looked (it sets this False)."""
-        return self.frames_received != self._swept_at
-
-    @rx_since_sweep.setter
-    def rx_since_sweep(self, value: bool) -> None:
-        self._swept_at = -1 if value else self.frames_received
+    def received_since_sweep(self) -> bool:
+        """Something came since the idle sweep last asked (each call starts a new interval)."""
+        received = self.frames_received
+        came = received != self._swept_at
+        self._swept_at = received
+        return came
 
     def take_routed_bytes(self) -> int:
         """Wire bytes of audio messages routed past the connection's decoder since it last asked."""

@@ -113,7 +113,7 @@ class EchoCheck:
 
     def heard_level(self, level: float) -> bool:
         """:meth:`heard` for a frame whose level (``frame_level_db``) is already known: measuring it again
-        with numpy cost ~30 us a frame, more than everything else a listening call does per frame."""
+        with numpy cost ~20-40 us a frame, more than everything else a listening call does per frame."""
         s = self.settings
         echo = self.predicted_echo_db()
         self.last_margin_db = level - echo
