@@ -49,11 +49,6 @@ void unlock_pacer(Pacer *p, PyThreadState *ts) {
     if (ts) PyEval_RestoreThread(ts);
 }
 
-
-
-
-
-
 void drop_released(PyObject **objs, Py_ssize_t n) {
     for (Py_ssize_t i = 0; i < n; i++) Py_DECREF(objs[i]);
     free(objs);
@@ -117,7 +112,6 @@ static int Pacer_init(Pacer *p, PyObject *args, PyObject *kw) {
     p->running = 1;
     return 0;
 }
-
 
 static PyObject *Pacer_close(Pacer *p, PyObject *unused) {
     if (p->running) {
@@ -189,7 +183,6 @@ static int bad_format(int frame_size, int kind) {
     }
     return 0;
 }
-
 
 static PyObject *Pacer_open(Pacer *p, PyObject *args) {
     int fd, frame_size, kind;
