@@ -42,10 +42,10 @@ from ivr.call.pause_checks import PauseChecks
 from ivr.call.transcribing import AnswerText, PauseWords
 from ivr.call.turn_models import TurnModels
 from ivr.flow import actions as act
-from ivr.media.bargein import BackchannelFilter, BackchannelSettings, EchoGate, LastVerdict, frame_level_db
+from ivr.media.bargein import BackchannelFilter, BackchannelSettings, EchoGate, frame_level_db
 from ivr.media.endpoint import Endpointer, ListenSettings, MaxLengthReached, SpeechEnded, SpeechStarted
 from ivr.media.turn import CheckTurn, TurnDetector, TurnSettings
-from ivr.media.vad import EnergyVad
+from ivr.media.vad import EnergyVad, FrameVad
 
 log = logging.getLogger(__name__)
 
@@ -169,8 +169,9 @@ class Listening:
         self.models = models
         vad = models.vad_for(rate, speech_audio=speech_audio) if models is not None else EnergyVad(rate)
         # Speech audio gets the echo gate (what we play is its reference). The simulation's text carriers
-        # have no echo to reject and keep the endpointer's static echo guard, as before.
-        self.gate: EchoGate | LastVerdict = EchoGate(vad) if speech_audio else LastVerdict(vad)
+        # have no echo to reject and keep the endpointer's static echo guard, as before: their VAD feeds
+        # the endpointer directly (the endpointer keeps the last verdict, one call less per frame).
+        self.gate: EchoGate | FrameVad = EchoGate(vad) if speech_audio else vad
         self.endpointer = Endpointer(rate, detector=self.gate)
         self.frame_bytes = self.endpointer.frame_bytes
         model = models.turn if models is not None and speech_audio else None
@@ -320,17 +321,23 @@ class Listening:
     def feed(self, frame: bytes, now: float, level: float | None = None) -> None:
         """One 20 ms caller frame (on the transport's callback); ``level``: its dBFS when the loop's
         batch measured it already (``ivr.call.frame_batch``)."""
-        if self.played is not None:
-            self.played.advance(now)
+        played = self.played
+        if played is not None:
+            played.advance(now)
         event = self.turns.feed(frame, level)
-        self.pauses.frame(self.endpointer.in_speech)
-        if self._live is not None and self.endpointer.in_speech:
-            self._live(frame)
+        endpointer = self.endpointer
+        in_speech = endpointer.in_speech
+        if in_speech:
+            self.pauses.frame(True)
+            if self._live is not None:
+                self._live(frame)
         flt = self._filter
-        decision = flt.frame(self.gate.last) if flt is not None else None
+        if flt is None and event is None and not self._short:
+            return  # the usual frame: nothing to decide
+        decision = flt.frame(endpointer.voiced) if flt is not None else None
         if decision is not None:
             self._filter = None
-        if decision is None and self._short and self.gate.last and self.endpointer.in_speech:
+        if decision is None and self._short and endpointer.voiced and in_speech:
             self._short = False  # short speech went on after all: a real answer, the prompt is over
             self.ears.interrupt_prompt()
         if event is not None and self.armed:

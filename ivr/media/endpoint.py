@@ -147,6 +147,7 @@ class Endpointer:
         "preroll_frames",
         "rate",
         "vad",
+        "voiced",
     )
 
     def __init__(
@@ -168,6 +169,8 @@ class Endpointer:
             self.vad, "update_level", None
         )
         self.preroll_frames = math.ceil(preroll_ms / frame_ms) if preroll_ms > 0 else 0
+        self.voiced = False
+        """The VAD's verdict on the last frame fed (the backchannel filter reads it)."""
         self._settings = ListenSettings()
         self._ring: deque[bytes] = deque(maxlen=self.preroll_frames + 1)  # resized by listen()
         self._state = _IDLE
@@ -291,7 +294,11 @@ class Endpointer:
             self._utt.append(frame)
             self._t += 1
             event: Event | None = None
-            if with_level(frame, lv, True, False) if with_level is not None else self.vad.update(frame, True):
+            voiced = (
+                with_level(frame, lv, True, False) if with_level is not None else self.vad.update(frame, True)
+            )
+            self.voiced = voiced
+            if voiced:
                 self._silence = 0
                 self._voiced_len = len(self._utt)
                 if self._paused:
@@ -316,18 +323,19 @@ class Endpointer:
             return event
 
         if state != _WAITING:
-            if with_level is not None:
-                with_level(frame, lv, False, False)
-            else:
-                self.vad.update(frame)
+            self.voiced = (
+                with_level(frame, lv, False, False) if with_level is not None else self.vad.update(frame)
+            )
             return None
         self._t += 1
         guard = self._echo_guard
-        if (
+        voiced = (
             with_level(frame, lv, False, guard)
             if with_level is not None
             else self.vad.update(frame, False, guard)
-        ):
+        )
+        self.voiced = voiced
+        if voiced:
             if self._run == 0:
                 self._run_start = self._t - 1
             self._run += 1

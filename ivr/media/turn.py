@@ -112,6 +112,8 @@ class TurnDetector:
         """One caller frame (``level``: its dBFS if measured already); endpointer events pass through, a
         pause becomes a ``CheckTurn`` request."""
         event = self.endpointer.feed(frame, level)
+        if event is None:
+            return None  # nearly every frame
         if isinstance(event, SpeechPaused):
             if self.settings is None:
                 return None

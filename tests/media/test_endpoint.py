@@ -241,3 +241,30 @@ def test_back_to_back_listens_keep_the_preroll(rate):
     # second word starts at frame 75; its utterance begins 15 frames (300 ms) earlier, inside the gap
     assert ended[1].pcm.startswith(b"".join(fs[60:80]))
     assert ended[1].duration_ms == 300 + 400 + 200
+
+
+@pytest.mark.parametrize("rate", RATES)
+def test_voiced_is_the_vads_verdict_on_the_last_frame_in_every_state(rate):
+    """The backchannel filter reads ``voiced``: it must follow the VAD idle, waiting and in speech."""
+    ep = Endpointer(rate)
+    quiet = list(frames(with_floor(silence(1.0, rate), rate), rate))
+    loud = list(frames(with_floor(tone(700, 0.3, rate, -20), rate), rate))
+    for f in quiet:  # idle: frames still go through the VAD
+        ep.feed(f)
+    assert ep.voiced is False
+    ep.feed(loud[0])
+    assert ep.voiced is True
+    for f in quiet[:10]:
+        ep.feed(f)
+    assert ep.voiced is False
+    ep.listen(ListenSettings(no_input_ms=None))
+    assert ep.feed(loud[0]) is None
+    assert not ep.in_speech
+    assert ep.voiced is True
+    seen = [ep.feed(f) for f in loud[1:]]
+    assert any(isinstance(e, SpeechStarted) for e in seen)
+    assert ep.in_speech
+    assert ep.voiced is True
+    ep.feed(quiet[0])  # in speech, a silent frame
+    assert ep.voiced is False
+    assert ep.in_speech
