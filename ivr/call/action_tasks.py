@@ -53,6 +53,7 @@ class ActionTasks:
         def _post(self, event: ev.Event) -> None: ...
         def _trace(self, kind: str, text: str = "", step: str | None = None) -> None: ...
         def _record_error(self, message: str) -> None: ...
+        def _route_frames(self) -> None: ...
 
     async def _record(self, action: act.Record) -> None:
         recorder = Recorder(
@@ -64,7 +65,11 @@ class ActionTasks:
             on_start=lambda: self._trace("record", action.step, action.step),
         )
         self._recorder = recorder
-        result = await recorder.run()
+        self._route_frames()  # the recorder takes the caller's frames now
+        try:
+            result = await recorder.run()
+        finally:
+            self._route_frames()
         if recorder.info is not None:
             info = recorder.info
             self.report.recordings.append(

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Protocol
@@ -181,6 +182,8 @@ class Listening:
         )
         self.turns.model = self.pauses.available
         self.played: PlayedLine | None = PlayedLine(self.endpointer) if speech_audio else None
+        self.clock: Callable[[], float] = time.monotonic
+        """The loop's clock (the runtime sets it when the call runs): the played line's time per frame."""
         self.listen: act.Listen | None = None
         self.gen = 0
         self.armed = False
@@ -318,14 +321,15 @@ class Listening:
 
     # -- per frame --------------------------------------------------------------------------------
 
-    def feed(self, frame: bytes, now: float, level: float | None = None) -> None:
-        """One 20 ms caller frame (on the transport's callback); ``level``: its dBFS when the loop's
-        batch measured it already (``ivr.call.frame_batch``)."""
+    def feed(self, frame: bytes, level: float | None = None) -> None:
+        """One 20 ms caller frame (straight from the transport's callback, see
+        :class:`ivr.call.frame_batch.FrameIntake`); ``level``: its dBFS when measured already."""
         played = self.played
         if played is not None:
-            played.advance(now)
-        event = self.turns.feed(frame, level)
+            played.advance(self.clock())
         endpointer = self.endpointer
+        heard = endpointer.feed(frame, level)  # the turn detector's feed, one call less per frame
+        event = None if heard is None else self.turns.on_event(heard)
         in_speech = endpointer.in_speech
         if in_speech:
             self.pauses.frame(True)

@@ -151,7 +151,15 @@ class Recorder:
     # -- the recording ---------------------------------------------------------------------------
 
     async def run(self) -> ev.RecordingFinished | ev.RecordingFailed:
-        """Beep, record until an end, store; the event answers the engine's ``Record``."""
+        """Beep, record until an end, store; the event answers the engine's ``Record``. However it ends
+        (a failed beep, no directory, cancelled), the recorder is no longer :attr:`active` afterwards:
+        the caller's frames go back to listening."""
+        try:
+            return await self._run()
+        finally:
+            self._done.set()
+
+    async def _run(self) -> ev.RecordingFinished | ev.RecordingFailed:
         action = self.action
         if self.directory is None and not action.sensitive:
             return ev.RecordingFailed("no recordings directory is configured (IVR_RECORDINGS_DIR)")

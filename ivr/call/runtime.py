@@ -98,6 +98,7 @@ class CallRuntime(Prompting, Answering, ActionTasks):
             media.rate, self, models=services.turns, speech_audio=speech_audio, words=words
         )
         self._intake = FrameIntake(self.listening.frame_bytes, self._on_frame)
+        self._intake.direct = self.listening.feed  # see _route_frames
         settings = engine.settings
         self.hold = HoldLine(
             rate=media.rate,
@@ -108,8 +109,6 @@ class CallRuntime(Prompting, Answering, ActionTasks):
             spawn=self._spawn,
         )
         self._live: LiveTranscription | None = None
-        self._now: Callable[[], float] = time.monotonic
-        """The loop's clock (set when the call runs): caller frames are stamped with it."""
         self._playback: Playout | _Pending | None = None
         self._play_action: act.Play | None = None
         self._prompt_task: asyncio.Task[Any] | None = None
@@ -143,7 +142,7 @@ class CallRuntime(Prompting, Answering, ActionTasks):
         self._post(ev.Hangup())
 
     async def run(self, started: ev.CallStarted | ev.CallResumed) -> CallReport:
-        self._now = asyncio.get_running_loop().time
+        self.listening.clock = asyncio.get_running_loop().time  # caller frames are stamped with it
         self._spawn(self._read_media(), "media")
         try:
             async with asyncio.timeout(self.max_call_seconds):
@@ -162,6 +161,7 @@ class CallRuntime(Prompting, Answering, ActionTasks):
             await self._hangup("max call duration")
         finally:
             self.finished = True
+            self._route_frames()
             await self._teardown()
         return self.report
 
@@ -330,15 +330,20 @@ class CallRuntime(Prompting, Answering, ActionTasks):
         if not self._hung_up:
             self._post(ev.Hangup())
 
+    def _route_frames(self) -> None:
+        """Point the intake's direct frames at the listening itself while :meth:`_on_frame` would hand
+        it every frame anyway (no recording, call not over): one call less per frame. Called wherever
+        what ``_on_frame`` decides can change (a recorder is made or done, the call finishes)."""
+        recording = self._recorder is not None and self._recorder.active
+        self._intake.direct = self._on_frame if self.finished or recording else self.listening.feed
+
     def _on_frame(self, frame: bytes, level: float | None = None) -> None:
         if self.finished:
             return  # a frame measured after the call ended
         if self._recorder is not None and self._recorder.active:
             self._recorder.feed(frame)
             return
-        listening = self.listening
-        # only the echo gate's played line needs the frame's time (a clock read less per frame without it)
-        listening.feed(frame, self._now() if listening.played is not None else 0.0, level)
+        self.listening.feed(frame, level)
 
     def on_dtmf(self, digit: str) -> None:
         """A key from the one DTMF source of this call (ARI events, or AudioSocket in dialplan mode)."""

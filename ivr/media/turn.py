@@ -112,8 +112,11 @@ class TurnDetector:
         """One caller frame (``level``: its dBFS if measured already); endpointer events pass through, a
         pause becomes a ``CheckTurn`` request."""
         event = self.endpointer.feed(frame, level)
-        if event is None:
-            return None  # nearly every frame
+        return None if event is None else self.on_event(event)  # None: nearly every frame
+
+    def on_event(self, event: Event) -> Event | CheckTurn | None:
+        """What :meth:`feed` makes of an endpointer event: for a caller that feeds the endpointer itself
+        (``ivr.call.listening``: one call less on every frame, which nearly always has no event)."""
         if isinstance(event, SpeechPaused):
             if self.settings is None:
                 return None

@@ -98,6 +98,23 @@ def test_measured_frames_never_overtake_frames_still_in_the_batch() -> None:
     assert [n for n, _ in got[5:]] == [6]
 
 
+def test_measured_frames_go_to_the_direct_consumer_and_the_batch_to_on_frame_in_order() -> None:
+    """The owner may point measured 20 ms frames straight at its consumer (one call less per frame);
+    frames that waited in the batch still go through ``on_frame`` first, and odd sizes are gathered."""
+    scheduled: list[Callable[[], None]] = []
+    batch = LevelBatch(lambda flush: scheduled.append(flush))
+    got: list[tuple[str, int]] = []
+    intake = FrameIntake(320, lambda frame, level: got.append(("on_frame", frame[0])), batch)
+    intake.direct = lambda frame, level: got.append(("direct", frame[0]))
+    intake.audio(bytes([1]) * 320)
+    intake.measured(bytes([2]) * 320, -20.0)
+    intake.measured(bytes([3]) * 320, -20.0)
+    intake.measured(bytes([4]) * 160, -20.0)  # half a frame: gathered through the batch
+    intake.measured(bytes([4]) * 160, -20.0)
+    batch.flush()
+    assert got == [("on_frame", 1), ("direct", 2), ("direct", 3), ("on_frame", 4)]
+
+
 async def test_natively_read_callers_are_heard_without_the_batch() -> None:
     """With the native pacer reading the sockets (real time: it sleeps on the system clock), the thread
     measures each frame and the endpointer takes it straight from the drain: the callers are heard and

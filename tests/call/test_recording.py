@@ -169,9 +169,60 @@ def test_a_sensitive_message_is_never_written(tmp_path: Path) -> None:
 
 
 def test_no_directory_is_a_failure_the_flow_handles() -> None:
-    async def go() -> ev.RecordingFinished | ev.RecordingFailed:
-        return await Recorder(action(), media=_Media(), directory=None, call_id="c7").run()
+    recorder = Recorder(action(), media=_Media(), directory=None, call_id="c7")
+    assert recorder.active
 
-    result = run(go())
+    result = run(recorder.run())
     assert isinstance(result, ev.RecordingFailed)
     assert "IVR_RECORDINGS_DIR" in result.reason
+    # the caller's frames go back to listening: the flow's error path can hear an answer
+    assert not recorder.active
+
+
+VOICEMAIL_THEN_QUESTION = """\
+name: voicemail
+start: message
+settings:
+  no_input_timeout_ms: 2000
+  endpointing_silence_ms: 300
+  filler: null
+steps:
+  message:
+    record: {beep: false, end_silence_ms: 1000, max_ms: 10000}
+    save: message
+    next: callback
+  callback:
+    ask: Shall we call you back?
+    choices:
+      "yes": {phrases: ["yes"], next: thanks}
+      "no": {phrases: ["no"], next: thanks}
+    no_input: {prompt: I did not hear you., retries: 0, next: done}
+  thanks:
+    say: Thanks.
+    next: done
+  done:
+    hangup:
+"""
+
+
+async def test_a_spoken_answer_after_a_recording_is_heard(tmp_path: Path) -> None:
+    """The recorder takes the caller's frames while it records; afterwards they reach listening again
+    (the runtime points its intake's direct frames at one or the other)."""
+    from ivr.testing import call_flow
+
+    flow = tmp_path / "voicemail.yaml"
+    flow.write_text(VOICEMAIL_THEN_QUESTION)
+    result = await call_flow(
+        flow,
+        steps=[
+            {"say": "please call me about my bill"},
+            {"wait_for": "call you back"},
+            {"say": "yes"},
+            {"expect_step": "thanks"},
+            {"expect_end": "hangup"},
+        ],
+    )
+    assert result.passed, "\n".join(result.transcript)
+    assert result.report is not None
+    [message] = result.report.recordings
+    assert message["ended_by"] == "silence"
