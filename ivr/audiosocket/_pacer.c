@@ -55,16 +55,20 @@ void drop_released(PyObject **objs, Py_ssize_t n) {
 }
 
 static int Pacer_init(Pacer *p, PyObject *args, PyObject *kw) {
-    static char *names[] = {"period_ms", "slots", "spread", "max_catchup", "realtime", "inbound_max", NULL};
+    static char *names[] = {"period_ms", "slots",       "spread",  "max_catchup",
+                            "realtime",  "inbound_max", "tell_ms", NULL};
     int period_ms = 20, slots = 20, spread = 4, max_catchup = 3, realtime = 0, inbound_max = 50;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|iiiiii", names, &period_ms, &slots, &spread, &max_catchup,
-                                     &realtime, &inbound_max))
+    double tell_ms = 0.0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|iiiiiid", names, &period_ms, &slots, &spread, &max_catchup,
+                                     &realtime, &inbound_max, &tell_ms))
         return -1;
     if (period_ms < 1 || slots < 1 || spread < 1 || max_catchup < 1 || realtime < 0 || realtime > 99 ||
-        inbound_max < 1) {
-        PyErr_SetString(PyExc_ValueError, "period_ms, slots, spread, max_catchup must be positive");
+        inbound_max < 1 || !(tell_ms >= 0.0 && tell_ms <= period_ms)) {
+        PyErr_SetString(PyExc_ValueError, "period_ms, slots, spread, max_catchup must be positive, tell_ms "
+                                          "between 0 and period_ms");
         return -1;
     }
+    p->tell_gap = (int64_t)(tell_ms * 1e6);
     if (p->evfd > 0) {
         PyErr_SetString(PyExc_RuntimeError, "Pacer already initialised");
         return -1;

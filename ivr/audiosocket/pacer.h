@@ -144,6 +144,7 @@ typedef struct {
     route *routes;   /* by sid index, as table */
     Py_ssize_t caproutes;
     int py_waiting; /* Python was told (eventfd) and has not drained yet */
+    int64_t told_ns, tell_gap; /* when Python was last told; it is told at most once per tell_gap */
     uint64_t drain_gen;
     int in_max; /* audio frames per session held for Python between drains; more are dropped (counted) */
     uint64_t reads, frames_in;

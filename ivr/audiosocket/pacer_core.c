@@ -397,6 +397,10 @@ void *run(void *arg) {
         int64_t when = 0;
         for (int k = 0; k < p->slots; k++)
             if (p->next[k] && (!when || p->next[k] < when)) when = p->next[k];
+        if (p->signalled && !p->py_waiting) { /* Python is owed a wake-up, held back by tell_gap */
+            int64_t tell = p->told_ns + p->tell_gap;
+            if (!when || tell < when) when = tell;
+        }
         int64_t now = mono_ns();
         int due = when && now >= when; /* behind: look at the sockets without waiting, then write */
         if (!due) arm(p, when);
@@ -421,13 +425,17 @@ void *run(void *arg) {
         now = mono_ns();
         for (int k = 0; k < p->slots; k++)
             if (p->next[k] && p->next[k] <= now) fire(p, k, now);
-        if (p->signalled && !p->py_waiting) {
+        /* Python is told at most once per tell_gap: what came meanwhile waits (at most that long) and
+         * is drained together, so the loop's thread wakes, switches and pays a drain's fixed cost a few
+         * hundred times a second, not once per caller frame that arrived alone. */
+        if (p->signalled && !p->py_waiting && now - p->told_ns >= p->tell_gap) {
             p->py_waiting = 1;
+            p->told_ns = now;
             uint64_t one = 1;
             ssize_t ignored = write(p->evfd, &one, sizeof one);
             (void)ignored;
         }
-        p->signalled = 0;
+        if (p->py_waiting) p->signalled = 0; /* the drain Python is owed takes it all */
     }
     pthread_mutex_unlock(&p->mu);
     return NULL;

@@ -584,3 +584,61 @@ async def test_a_socket_whose_reads_end_mid_message_is_still_handed_to_the_threa
     *_, frames_in = server.pacer.c.clock_stats()
     assert frames_in >= 38, "the thread, not the loop, cut the audio out"
     await peer.close()
+
+
+def _trickle(tell_ms: float, frames: int = 150) -> tuple[list[int], int, float]:
+    """Frames sent one by one, 1 ms apart, to a routed session of a pacer with ``tell_ms``: (the frame
+    numbers the route got, how often the loop was woken, seconds from the first send to the last frame)."""
+    import select
+
+    from ivr.audiosocket import _pacer  # type: ignore[attr-defined]
+
+    c = _pacer.Pacer(tell_ms=tell_ms)
+    ours, theirs = socket.socketpair()
+    seen: list[int] = []
+    wakes = 0
+    try:
+        ours.setblocking(False)
+        sid = c.open(ours.fileno(), FRAME, 0x12)
+        c.expect(sid, 0x12, FRAME)
+        assert c.watch(sid)
+        c.route(sid, lambda payload, level: seen.append(int(struct.unpack_from("<h", payload)[0])))
+        wire = [encode_audio(struct.pack("<h", k) * (FRAME // 2), RATE) for k in range(frames)]
+
+        def send() -> None:
+            for message in wire:
+                theirs.sendall(message)
+                time.sleep(0.001)
+
+        sender = threading.Thread(target=send)
+        start = time.monotonic()
+        sender.start()
+        deadline = start + 10
+        while len(seen) < frames and time.monotonic() < deadline:
+            if select.select([c.fileno()], [], [], 0.2)[0]:
+                wakes += 1
+            c.drain()
+            c.deliver(lambda *entry: None, lambda s, exc: None)
+        elapsed = time.monotonic() - start
+        sender.join()
+    finally:
+        c.close()
+        ours.close()
+        theirs.close()
+    return seen, wakes, elapsed
+
+
+def test_the_thread_wakes_the_loop_at_most_once_per_tell_ms_and_loses_nothing() -> None:
+    """Each wake-up costs the event loop's thread a switch and a drain's fixed work: frames that trickle in
+    alone are held back (at most ``tell_ms``) and drained together, every one of them, in order."""
+    seen, wakes, elapsed = _trickle(tell_ms=5.0)
+    assert seen == list(range(150))
+    assert wakes <= elapsed / 0.005 + 3, f"{wakes} wake-ups in {elapsed:.3f} s"  # 150 with tell_ms=0
+
+
+def test_tell_ms_is_checked() -> None:
+    from ivr.audiosocket import _pacer  # type: ignore[attr-defined]
+
+    for bad in (-1.0, 21.0):
+        with pytest.raises(ValueError, match="tell_ms"):
+            _pacer.Pacer(tell_ms=bad)
