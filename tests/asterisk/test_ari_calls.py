@@ -6,6 +6,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -137,6 +138,35 @@ async def test_caller_speech_is_recognised_and_the_latency_is_what_the_caller_wa
         [latency] = report.response_latency_ms
         print(f"\nthe caller waited {waited_ms:.0f} ms; response_latency_ms {latency:.0f}")
         assert abs(latency - waited_ms) < 300, (latency, waited_ms)
+        await side.wait_idle()
+
+
+@pytest.mark.parametrize("stored", [True, False], ids=["recorded", "no-recordings-dir"])
+async def test_speech_is_heard_after_a_record_step(
+    real_asterisk: RealAsterisk, utterances: Mapping[str, bytes], tmp_path: Path, stored: bool
+) -> None:
+    """The recorder takes the caller's frames while it records (5 s of silence here: max length); then a
+    question must hear the caller again. With no recordings directory the step fails to its ``on_error``,
+    the question: its recorder used to keep every caller frame for the rest of the call."""
+    settings = ivr_settings(
+        real_asterisk,
+        IVR_DEFAULT_FLOW="voicemail",
+        IVR_STT="offline",
+        IVR_RECORDINGS_DIR=str(tmp_path) if stored else "",
+    )
+    async with ivr_run(settings) as run, caller_side(real_asterisk) as side:
+        phone = await side.call(
+            "ivr-in", "100", formats="slin", ear_format="slin", variables={"IVR_APP": run.app}
+        )
+        await phone.leg.wait_heard("Say sales or support")
+        await phone.wait_quiet(300)
+        await phone.say(utterances["support please"])
+        await phone.leg.wait_heard("Support it is", timeout=20)
+        await phone.wait_gone()
+        [report] = await run.wait_reports(1)
+        assert report.path[:4] == ["hello", "message", "main", "support"]
+        assert [r["ended_by"] for r in report.recordings] == (["max_length"] if stored else [])
+        assert [Path(r["path"]).parent for r in report.recordings] == ([tmp_path] if stored else [])
         await side.wait_idle()
 
 
