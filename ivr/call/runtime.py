@@ -98,7 +98,6 @@ class CallRuntime(Prompting, Answering, ActionTasks):
             media.rate, self, models=services.turns, speech_audio=speech_audio, words=words
         )
         self._intake = FrameIntake(self.listening.frame_bytes, self._on_frame)
-        self._intake.direct = self.listening.feed  # see _route_frames
         settings = engine.settings
         self.hold = HoldLine(
             rate=media.rate,
@@ -122,6 +121,7 @@ class CallRuntime(Prompting, Answering, ActionTasks):
         self._abort_reason: str | None = None
         self._goodbye: str | None = None
         self.finished = False
+        self._route_frames()  # the intake hands frames straight to the listening from the start
         self.first_audio_at: float | None = None
         """Loop time of the first prompt frame written (greeting latency)."""
         self.on_step: Callable[[], None] | None = None

@@ -16,6 +16,7 @@ from ivr.media.framing import frame_bytes
 from ivr.media.wav import read_wav
 from ivr.simulation.virtual_time import VirtualTimeLoop
 from ivr.speech.simulated import encode_text_speech
+from ivr.testing import call_flow
 from ivr.transport import PlayoutResult, PlayoutState
 
 RATE = 8000
@@ -208,8 +209,6 @@ steps:
 async def test_a_spoken_answer_after_a_recording_is_heard(tmp_path: Path) -> None:
     """The recorder takes the caller's frames while it records; afterwards they reach listening again
     (the runtime points its intake's direct frames at one or the other)."""
-    from ivr.testing import call_flow
-
     flow = tmp_path / "voicemail.yaml"
     flow.write_text(VOICEMAIL_THEN_QUESTION)
     result = await call_flow(
