@@ -9,29 +9,21 @@ subflow checks of :mod:`ivr.flow.subflow_checks` (missing, cycles, ``with``).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ivr.flow.builtins import BUILTIN_ROOTS, CALL_FIELDS, LAST_FIELDS, RESERVED_NAMES
 from ivr.flow.edges import HANGUP, all_edges
 from ivr.flow.errors import FlowIssue, KeyPath, did_you_mean
 from ivr.flow.feature_checks import feature_checks
-from ivr.flow.feature_sites import reprompt_sites, speech_sites
 from ivr.flow.model import (
     AskStep,
-    BranchStep,
     Flow,
     HangupStep,
-    RecordStep,
     ReturnStep,
-    SayStep,
-    SetStep,
-    SubflowStep,
     TransferStep,
-    WebhookStep,
     _StepBase,
 )
+from ivr.flow.sites import template_sites
 from ivr.flow.source import SourceMap
 from ivr.flow.subflow_checks import _check_subflows
 from ivr.flow.template_checks import static_findings
@@ -39,13 +31,11 @@ from ivr.flow.templates import (
     SANDBOX,
     TemplateError,
     attribute_uses,
-    is_template,
     parse_source,
     referenced_names,
-    strings_in,
-    whole_expression,
 )
 from ivr.flow.turn_checks import turn_checks
+from ivr.flow.variables import assigned_variables, sensitive_variables
 
 FLOW_SUFFIXES = (".yaml", ".yml")
 KIND_MODELS: dict[str, type[_StepBase]] = {cls.kind: cls for cls in _StepBase.__subclasses__()}
@@ -54,116 +44,11 @@ _SEXAGESIMAL = re.compile(r"^[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?$")
 _DTMF_PATTERN = r"^[0-9*#A-D]$"
 
 
-@dataclass(frozen=True)
-class _Site:
-    path: KeyPath
-    source: str
-    expression: bool
-    prompt: bool = False
-    env_ok: bool = False
-    exposed: str | None = None  # where a sensitive value would end up, if this site used one
-
-
-def _value_sites(base: KeyPath, value: Any) -> list[_Site]:
-    sites = []
-    for rel, text in strings_in(value):
-        expr = whole_expression(text)
-        if expr is not None:
-            sites.append(_Site((*base, *rel), expr, True))
-        elif is_template(text):
-            sites.append(_Site((*base, *rel), text, False))
-    return sites
-
-
-def _template_sites(flow: Flow) -> list[_Site]:
-    sites: list[_Site] = []
-    for name, step in flow.steps.items():
-        b: KeyPath = ("steps", name)
-        if isinstance(step, SayStep):
-            sites += [_Site(p, t, False, prompt=True) for p, t in speech_sites((*b, "say"), step.say)]
-        elif isinstance(step, AskStep):
-            sites += [_Site(p, t, False, prompt=True) for p, t in speech_sites((*b, "ask"), step.ask)]
-            for path, text in reprompt_sites(b, step):
-                sites.append(_Site(path, text, False, prompt=True))
-        elif isinstance(step, BranchStep):
-            for i, cond in enumerate(step.branch):
-                sites.append(_Site((*b, "branch", i, "if"), cond.if_, True))
-        elif isinstance(step, SetStep):
-            sites.extend(_value_sites((*b, "set"), step.set))
-        elif isinstance(step, WebhookStep):
-            sites.append(_Site((*b, "webhook", "url"), step.webhook.url, False, env_ok=True, exposed="url"))
-            for key, text in step.webhook.headers.items():
-                sites.append(_Site((*b, "webhook", "headers", key), text, False, env_ok=True))
-            sites.extend(_value_sites((*b, "webhook", "json"), step.webhook.json_body))
-            if step.filler:
-                sites += [
-                    _Site(p, t, False, prompt=True) for p, t in speech_sites((*b, "filler"), step.filler)
-                ]
-        elif isinstance(step, TransferStep):
-            t = step.transfer
-            for key in ("endpoint", "context", "extension", "caller_id"):
-                text = getattr(t, key)
-                if text is not None and is_template(text):
-                    sites.append(_Site((*b, "transfer", key), text, False, exposed="channel"))
-            for key, text in t.variables.items():
-                sites.append(_Site((*b, "transfer", "variables", key), text, False, exposed="channel"))
-        elif isinstance(step, SubflowStep):
-            sites.extend(_value_sites((*b, "with"), step.with_))
-        elif isinstance(step, ReturnStep) and step.return_:
-            sites.extend(_value_sites((*b, "return"), step.return_))
-    return sites
-
-
-def assigned_variables(flow: Flow) -> dict[str, KeyPath]:
-    """Every variable the flow can set, with where it is first set."""
-    out: dict[str, KeyPath] = {name: ("vars", name) for name in flow.vars}
-    for name, step in flow.steps.items():
-        b: KeyPath = ("steps", name)
-        if isinstance(step, SetStep):
-            for key in step.set:
-                out.setdefault(key, (*b, "set", key))
-        elif isinstance(step, AskStep):
-            if step.capture is not None:
-                out.setdefault(step.capture.slot, (*b, "capture", "slot"))
-            if step.save is not None:
-                out.setdefault(step.save, (*b, "save"))
-        elif isinstance(step, WebhookStep | SubflowStep | RecordStep) and step.save is not None:
-            out.setdefault(step.save, (*b, "save"))
-    return out
-
-
-def sensitive_variables(flow: Flow) -> set[str]:
-    """Sensitive capture slots plus variables ``set`` from them (taint follows copies)."""
-    tainted = {
-        s.capture.slot
-        for s in flow.steps.values()
-        if isinstance(s, AskStep) and s.capture and s.capture.sensitive
-    }
-    changed = True
-    while changed:
-        changed = False
-        for step in flow.steps.values():
-            if not isinstance(step, SetStep):
-                continue
-            for key, value in step.set.items():
-                if key in tainted:
-                    continue
-                for site in _value_sites((), value):
-                    try:
-                        names = referenced_names(parse_source(site.source, expression=site.expression))
-                    except TemplateError:
-                        continue
-                    if names & tainted:
-                        tainted.add(key)
-                        changed = True
-    return tainted
-
-
 def _check_templates(flow: Flow, smap: SourceMap) -> list[FlowIssue]:
     out: list[FlowIssue] = []
     known = set(assigned_variables(flow)) | RESERVED_NAMES | set(SANDBOX.globals)
     sensitive = sensitive_variables(flow)
-    for site in _template_sites(flow):
+    for site in template_sites(flow):
         try:
             tree = parse_source(site.source, expression=site.expression)
         except TemplateError as exc:

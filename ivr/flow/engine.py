@@ -32,7 +32,6 @@ from ivr.flow.asking import QuestionsMixin
 from ivr.flow.builtins import MASK, empty_last
 from ivr.flow.calendar import all_status
 from ivr.flow.captures import CaptureContext, allowed_values
-from ivr.flow.checks import sensitive_variables
 from ivr.flow.clock import moment
 from ivr.flow.engine_state import Frame, PathRecord, RecordingEntry, TranscriptEntry, Waiting
 from ivr.flow.events import (
@@ -76,6 +75,7 @@ from ivr.flow.templates import (
     template_budget,
     whole_expression,
 )
+from ivr.flow.variables import sensitive_variables
 
 __all__ = ["FlowEngine", "PathRecord", "RecordingEntry", "SnapshotError", "TranscriptEntry"]
 

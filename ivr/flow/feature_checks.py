@@ -13,9 +13,9 @@ from ivr.flow.builtins import RESERVED_NAMES
 from ivr.flow.calendar import HOURS_FIELDS, IncludeError, read_include
 from ivr.flow.clock import TIME_FIELDS, check_timezone
 from ivr.flow.errors import FlowIssue, KeyPath, did_you_mean
-from ivr.flow.feature_sites import speech_sites
 from ivr.flow.model import AskStep, Flow, LanguageStep, Reprompt, SayStep, WebhookStep
 from ivr.flow.model_types import language_key
+from ivr.flow.sites import speech_sites, template_sites
 from ivr.flow.source import SourceMap
 from ivr.flow.template_checks import static_findings
 from ivr.flow.templates import (
@@ -27,6 +27,7 @@ from ivr.flow.templates import (
     referenced_names,
     whole_expression,
 )
+from ivr.flow.variables import assigned_variables
 
 OPTION_NAMES = frozenset({"item", "index"})
 READ_OUT_NAMES = frozenset({"item", "index", "label", "key"})
@@ -35,8 +36,6 @@ _DEFAULT_TEXTS = ("no_input_prompt", "no_match_prompt", "invalid_prompt", "confi
 
 
 def _known(flow: Flow) -> set[str]:
-    from ivr.flow.checks import assigned_variables
-
     return set(assigned_variables(flow)) | RESERVED_NAMES | set(SANDBOX.globals)
 
 
@@ -212,10 +211,8 @@ def _spoken_values(flow: Flow) -> Iterable[tuple[KeyPath, object]]:
 
 def _time_references(flow: Flow, smap: SourceMap) -> list[FlowIssue]:
     """``now.X``, ``call.started.X`` and ``hours.NAME.X`` name real fields and calendars."""
-    from ivr.flow.checks import _template_sites
-
     out: list[FlowIssue] = []
-    sites = [(s.path, s.source, s.expression) for s in _template_sites(flow)]
+    sites = [(s.path, s.source, s.expression) for s in template_sites(flow)]
     for path, source, expression in sites:
         try:
             tree = parse_source(source, expression=expression)

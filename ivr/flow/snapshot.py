@@ -25,7 +25,6 @@ from typing import Any, Literal
 
 from ivr.flow.actions import Action, PromptPart
 from ivr.flow.builtins import MASK, empty_last
-from ivr.flow.checks import sensitive_variables
 from ivr.flow.clock import moment
 from ivr.flow.engine_state import Frame, PathRecord, RecordingEntry, TranscriptEntry, Waiting
 from ivr.flow.events import BargeIn, CallResumed, DtmfReceived, Event, PromptFinished, ProviderError
@@ -33,6 +32,7 @@ from ivr.flow.loader import FlowLibrary
 from ivr.flow.model import AskStep, FlowSettings
 from ivr.flow.prompts import speech_part
 from ivr.flow.templates import TemplateError
+from ivr.flow.variables import sensitive_variables
 
 SNAPSHOT_VERSION = 1
 """Bumped when the snapshot's shape changes; a snapshot of another version is refused."""

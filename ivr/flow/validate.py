@@ -17,11 +17,12 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from ivr.flow.checks import assigned_variables, check_flow, sensitive_variables
+from ivr.flow.checks import check_flow
 from ivr.flow.errors import FlowIssue, KeyPath, did_you_mean
 from ivr.flow.model import Flow
 from ivr.flow.schema_errors import check_keys, describe, scalar_traps, schema_issues
 from ivr.flow.source import FLOW_SUFFIXES, MAX_STEPS, find_flow_file, parse_yaml, read_flow_text
+from ivr.flow.variables import assigned_variables, sensitive_variables
 
 __all__ = [
     "FLOW_SUFFIXES",

@@ -102,7 +102,7 @@ def _flow_for(path: Path, script: sc.CallerScript) -> Path | None:
 
 
 def _against_flow(script: sc.CallerScript, flow: Flow, flow_file: Path, smap: SourceMap) -> list[FlowIssue]:
-    from ivr.flow.checks import assigned_variables
+    from ivr.flow.variables import assigned_variables
 
     out: list[FlowIssue] = []
     steps = set(flow.steps)
