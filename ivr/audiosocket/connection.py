@@ -2,7 +2,7 @@
 
 Split from :mod:`ivr.audiosocket.server` (which owns the listener, the sessions by UUID and the connection
 limits) so the per-connection protocol, the per-frame read path included, reads on its own. The server
-creates one :class:`_Connection` per accepted socket; this module needs the server only for annotations.
+creates one :class:`_Connection` per accepted socket and is its :class:`ConnectionHost`.
 """
 
 from __future__ import annotations
@@ -10,27 +10,56 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import TYPE_CHECKING, cast
+import uuid
+from typing import Protocol, cast
 
+from ivr.audiosocket.config import AudioSocketConfig, ServerStats
 from ivr.audiosocket.native import READ_PREFIX_MAX
 from ivr.audiosocket.protocol import HANGUP_MESSAGE, HEADER_SIZE, Frame, FrameDecoder, ProtocolError, Uuid
 from ivr.audiosocket.session import AudioSocketSession
 
-if TYPE_CHECKING:
-    from ivr.audiosocket.server import AudioSocketServer
-
 log = logging.getLogger("ivr.audiosocket.server")  # the server's log lines keep their logger's name
+
+
+class ConnectionHost(Protocol):
+    """What a connection needs of the server that accepted it
+    (:class:`~ivr.audiosocket.server.AudioSocketServer` is one)."""
+
+    @property
+    def config(self) -> AudioSocketConfig: ...
+
+    @property
+    def stats(self) -> ServerStats: ...
+
+    @property
+    def read_buffer(self) -> bytearray:
+        """The one buffer every connection reads into (nothing keeps a view of it past a callback)."""
+
+    @property
+    def read_view(self) -> memoryview: ...
+
+    def admit(self, conn: _Connection) -> str | None:
+        """Count ``conn`` in; why it is over a limit (it is refused then), or None."""
+
+    def release(self, conn: _Connection) -> None:
+        """Count ``conn`` out (idempotent)."""
+
+    def open_session(self, conn: _Connection, call_id: uuid.UUID) -> AudioSocketSession | None:
+        """The session for the UUID ``conn`` announced; None: refused (duplicate, unexpected)."""
+
+    def forget(self, session: AudioSocketSession) -> None:
+        """The call is over: its UUID may come again."""
 
 
 class _Connection(asyncio.BufferedProtocol):
     """One TCP connection: UUID handshake, then frames into its session."""
 
-    def __init__(self, server: AudioSocketServer) -> None:
+    def __init__(self, server: ConnectionHost) -> None:
         self.server = server
         cfg = server.config
         self.decoder = FrameDecoder(cfg.max_payload)
-        self._buffer = server._read_buffer
-        self._view = server._read_view
+        self._buffer = server.read_buffer
+        self._view = server.read_view
         self.session: AudioSocketSession | None = None
         self.transport: asyncio.Transport
         self.peer = "?"
@@ -52,14 +81,9 @@ class _Connection(asyncio.BufferedProtocol):
         self.source = str(peer[0]) if isinstance(peer, tuple) else self.peer
         server = self.server
         server.stats.connections += 1
-        server._connections.add(self)
-        per_source = server._per_source[self.source] = server._per_source.get(self.source, 0) + 1
-        cfg = server.config
-        if len(server._connections) > cfg.max_connections:
-            self._refuse(f"{cfg.max_connections} connections is the limit")
-            return
-        if cfg.max_per_source and per_source > cfg.max_per_source:
-            self._refuse(f"{cfg.max_per_source} connections from {self.source} is the limit")
+        refusal = server.admit(self)
+        if refusal is not None:
+            self._refuse(refusal)
             return
         transport.set_write_buffer_limits(high=server.config.write_buffer_limit)
         loop = asyncio.get_running_loop()
@@ -173,7 +197,7 @@ class _Connection(asyncio.BufferedProtocol):
             if self._uuid_timer is not None:
                 self._uuid_timer.cancel()
                 self._uuid_timer = None
-            self.session = self.server._open_session(self, frame.uuid)
+            self.session = self.server.open_session(self, frame.uuid)
             if self.session is None:
                 self.shutdown("refused")
                 return
@@ -209,7 +233,7 @@ class _Connection(asyncio.BufferedProtocol):
         """
         self._done = True
         if self.session is not None:
-            self.server._forget(self.session)  # the call is over; only the socket lingers
+            self.server.forget(self.session)  # the call is over; only the socket lingers
         transport = self.transport
         if self._native_reading:  # the session's end took the socket off the thread: read (and drop) here
             self._native_reading = False
@@ -249,14 +273,7 @@ class _Connection(asyncio.BufferedProtocol):
             self._uuid_timer = None
         if self._lingering is not None:
             self._lingering.cancel()
-        server = self.server
-        if self in server._connections:
-            server._connections.discard(self)
-            left = server._per_source.get(self.source, 1) - 1
-            if left > 0:
-                server._per_source[self.source] = left
-            else:
-                server._per_source.pop(self.source, None)
+        self.server.release(self)
         session = self.session
         pending = self.decoder.buffered
         if pending and reading and exc is None:
@@ -269,4 +286,4 @@ class _Connection(asyncio.BufferedProtocol):
         if session is not None:
             reason = "peer closed the connection" if exc is None else f"connection lost: {exc}"
             session.connection_lost(reason)
-            self.server._forget(session)
+            self.server.forget(session)

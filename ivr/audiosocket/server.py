@@ -29,10 +29,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from ivr.audiosocket.clock import Clock, FrameClock, LoopClock
+from ivr.audiosocket.config import AudioSocketConfig as AudioSocketConfig  # where callers import it from
+from ivr.audiosocket.config import ServerStats as ServerStats
 from ivr.audiosocket.connection import _Connection
 from ivr.audiosocket.memory import release_free_memory
 from ivr.audiosocket.native import NativePacer, native_available, realtime_loop
-from ivr.audiosocket.protocol import DEFAULT_MAX_PAYLOAD, HEADER_SIZE, MAX_WIRE_PAYLOAD, rate_for_format
+from ivr.audiosocket.protocol import HEADER_SIZE, MAX_WIRE_PAYLOAD, rate_for_format
 from ivr.audiosocket.session import AudioSocketSession, SessionMode
 from ivr.listener import BatchedListener
 from ivr.transport import end_handlers
@@ -40,52 +42,6 @@ from ivr.transport import end_handlers
 log = logging.getLogger(__name__)
 
 SessionHandler = Callable[[AudioSocketSession], Awaitable[None]]
-
-
-@dataclass(frozen=True, slots=True)
-class AudioSocketConfig:
-    host: str = "127.0.0.1"
-    port: int = 9092
-    uuid_timeout: float = 5.0
-    """Seconds a new connection has to send its UUID."""
-    idle_timeout: float | None = 30.0
-    """Accept mode only: hang up a session that sent nothing for this long (None: never)."""
-    max_connections: int = 1000
-    max_per_source: int = 0
-    """Connections from one address at once (0: no limit); for dialplan-only mode's open door."""
-    max_payload: int = DEFAULT_MAX_PAYLOAD
-    inbound_max_frames: int = 50
-    """Audio frames queued for a slow consumer before the oldest are dropped (50 = 1 s)."""
-    prebuffer_ms: int = 60
-    write_buffer_limit: int = 64 * 1024
-    """Bytes queued towards a peer that stopped reading before frames are dropped instead."""
-    accept_format: str = "slin"
-    linger: float = 1.0
-    """After our hangup: seconds the peer has to close its side (Asterisk takes ms) before we close."""
-    reuse_port: bool = False
-    """SO_REUSEPORT: several worker processes share one port, the kernel spreads connections over them
-    (dialplan-only mode with ``--workers N``)."""
-    pacer: str = "auto"
-    """Who paces outbound frames: ``native`` (a thread of ours in C: :mod:`ivr.audiosocket.native`),
-    ``loop`` (the event loop's frame clock) or ``auto`` (native where it is built and the loop runs on
-    the system clock, else the loop)."""
-    pacer_realtime: int = 0
-    """SCHED_FIFO priority of the native pacing thread (1-99) where the process may set it; 0: normal."""
-    trim_interval: float | None = 30.0
-    """Give freed memory back to the system (:mod:`ivr.audiosocket.memory`) this often while calls are
-    live, and once as soon as the last call has ended (None: never)."""
-
-
-@dataclass(slots=True)
-class ServerStats:
-    connections: int = 0
-    refused_capacity: int = 0
-    refused_unexpected: int = 0
-    refused_duplicate: int = 0
-    protocol_errors: int = 0
-    uuid_timeouts: int = 0
-    idle_timeouts: int = 0
-    handler_errors: int = 0
 
 
 @dataclass(slots=True)
@@ -141,8 +97,8 @@ class AudioSocketServer:
         self._accept_rate = rate_for_format(self.config.accept_format)
         # One read buffer for every connection: the loop reads into it and calls buffer_updated at once,
         # and nothing keeps a view of it past that call (audio is copied out, partial messages too).
-        self._read_buffer = bytearray(self.config.max_payload + HEADER_SIZE)
-        self._read_view = memoryview(self._read_buffer)
+        self.read_buffer = bytearray(self.config.max_payload + HEADER_SIZE)
+        self.read_view = memoryview(self.read_buffer)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -261,9 +217,30 @@ class AudioSocketServer:
             raise KeyError(f"UUID {call_id} is not expected")
         return await expectation.wait(timeout)
 
-    # -- called by connections -------------------------------------------------------------------
+    # -- called by connections (their ConnectionHost) ---------------------------------------------
 
-    def _open_session(self, conn: _Connection, call_id: uuid.UUID) -> AudioSocketSession | None:
+    def admit(self, conn: _Connection) -> str | None:
+        """Count a new connection in; why it is over a limit (then it is refused), or None."""
+        self._connections.add(conn)
+        per_source = self._per_source[conn.source] = self._per_source.get(conn.source, 0) + 1
+        cfg = self.config
+        if len(self._connections) > cfg.max_connections:
+            return f"{cfg.max_connections} connections is the limit"
+        if cfg.max_per_source and per_source > cfg.max_per_source:
+            return f"{cfg.max_per_source} connections from {conn.source} is the limit"
+        return None
+
+    def release(self, conn: _Connection) -> None:
+        """Count a closed connection out (idempotent)."""
+        if conn in self._connections:
+            self._connections.discard(conn)
+            left = self._per_source.get(conn.source, 1) - 1
+            if left > 0:
+                self._per_source[conn.source] = left
+            else:
+                self._per_source.pop(conn.source, None)
+
+    def open_session(self, conn: _Connection, call_id: uuid.UUID) -> AudioSocketSession | None:
         if call_id in self.sessions:
             self.stats.refused_duplicate += 1
             log.warning("AudioSocket %s: refused, UUID %s is already live", conn.peer, call_id)
@@ -303,7 +280,7 @@ class AudioSocketServer:
             task.add_done_callback(self._handlers.discard)
         return session
 
-    def _forget(self, session: AudioSocketSession) -> None:
+    def forget(self, session: AudioSocketSession) -> None:
         if self.sessions.get(session.uuid) is session:
             del self.sessions[session.uuid]
 

@@ -33,7 +33,6 @@ import logging
 import uuid
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ivr.ari.errors import AriError
@@ -45,9 +44,10 @@ from ivr.ari.models import (
     StasisEnd,
     StasisStart,
 )
+from ivr.call.ari_config import AriAppConfig as AriAppConfig  # where callers import it from
 from ivr.call.ari_link import CallLink
 from ivr.call.ari_setup import NARROWBAND_FORMATS as NARROWBAND_FORMATS  # where callers import it from
-from ivr.call.ari_setup import CallSetup
+from ivr.call.ari_setup import CallSetup, SetupHost
 from ivr.call.ari_setup import media_format_for as media_format_for
 from ivr.call.ari_start import ORIGINATE_PREFIX as ORIGINATE_PREFIX  # where callers import it from
 from ivr.call.ari_start import new_call
@@ -57,7 +57,7 @@ from ivr.call.lifecycle import CallLife, ReportSink
 from ivr.call.media_attach import MediaAttach, MediaAttachments, SetupError
 from ivr.call.ports import SpeechFactory
 from ivr.call.report import CallReport
-from ivr.call.resume import CallCheckpoints, Resumable
+from ivr.call.resume import CallCheckpoints, Resumable, ResumeHost
 from ivr.call.runtime import CallRuntime
 from ivr.call.services import CallServices
 from ivr.call.setup_gate import SetupGate, SetupQueueTimeout
@@ -70,28 +70,7 @@ from ivr.transport import MediaTransport
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class AriAppConfig:
-    app: str = "ivr"
-    advertise: str = "127.0.0.1:9092"
-    """``host:port`` Asterisk dials for media (``external_host``)."""
-    format: str | None = None
-    """Force ``slin16``/``slin``; None picks per caller."""
-    max_calls: int = 100
-    id_prefix: str = "ivr-"
-    """Start of every ARI id this app creates (bridges, media channels, agent legs): a worker's is
-    ``ivr-w<N>-``, so its supervisor routes their events by name."""
-    step_timeout: float = 5.0
-    """Each setup step (answer, bridge, externalMedia, UUID, media StasisStart, addChannel)."""
-    media: str = "audiosocket"
-    """The calls' media transport unless a call asks for another: ``audiosocket`` or ``websocket``."""
-    setup_concurrency: int = 32
-    """Calls set up at once; the others wait in order (:mod:`ivr.call.setup_gate`)."""
-    setup_queue_seconds: float = 10.0
-    """Longest a caller waits for a set-up slot before it is refused with congestion."""
-
-
-class CallHost(Protocol):
+class CallHost(SetupHost, ResumeHost, Protocol):
     """What an :class:`AriCall` needs of the app serving it (:class:`ivr.call.ari_app.AriApp` is one)."""
 
     config: AriAppConfig
@@ -126,7 +105,7 @@ class AriCall(CallSetup, Resumable):
         *,
         leftovers: Mapping[str, Any] | None = None,
     ) -> None:
-        self.app = app
+        self.app: CallHost = app
         self.link = link
         self.start_event = event
         self.caller_id = event.channel.id
@@ -175,6 +154,11 @@ class AriCall(CallSetup, Resumable):
         """The task has begun its body: from then on a cancel reaches it (see :meth:`_stop_task`)."""
         self._last_state: Mapping[str, Any] | None = None
         self._arrived = 0.0
+
+    @property
+    def gone(self) -> asyncio.Event:
+        """Set once the caller has hung up, or we hung them up."""
+        return self._gone
 
     # -- events ----------------------------------------------------------------------------------
 

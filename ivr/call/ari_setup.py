@@ -14,15 +14,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ivr.ari.errors import AriError, NotFound
-from ivr.call.media_attach import MEDIA_ARG, MEDIA_VARIABLE, AttachRequest, MediaAttach, SetupError
+from ivr.call.ari_config import AriAppConfig
+from ivr.call.media_attach import (
+    MEDIA_ARG,
+    MEDIA_VARIABLE,
+    AttachRequest,
+    MediaAttach,
+    MediaAttachments,
+    SetupError,
+)
 from ivr.call.runtime import stasis_args
 
 if TYPE_CHECKING:
     from ivr.ari.models import StasisStart
-    from ivr.call.ari_call import CallHost
     from ivr.call.ari_link import CallLink
     from ivr.call.lifecycle import CallLife
     from ivr.transport import MediaTransport
@@ -60,10 +67,21 @@ def media_format_for(native: str) -> str:
     return "slin" if names and names[0] in NARROWBAND_FORMATS else "slin16"
 
 
+class SetupHost(Protocol):
+    """What setting up a call needs of the app serving it."""
+
+    @property
+    def config(self) -> AriAppConfig: ...
+
+    @property
+    def media(self) -> MediaAttachments:
+        """How calls get their media (one strategy per transport)."""
+
+
 class CallSetup:
     """Sets up an ARI call's media, from answer to bridged (a mixin of :class:`~ivr.call.ari_call.AriCall`)."""
 
-    app: CallHost
+    app: SetupHost
     link: CallLink
     start_event: StasisStart
     caller_id: str

@@ -28,14 +28,12 @@ from ivr.ari.client import AriResources
 from ivr.ari.errors import AriError
 from ivr.call.flows import FlowCatalog
 from ivr.call.report import CallReport
-from ivr.call.transfer import EndpointTransfer
+from ivr.call.transfer import EndpointTransfer, TransferCall
 from ivr.flow.engine import FlowEngine, SnapshotError
 from ivr.ops.records.model import CallRecord, Checkpoint, RecordsError
 
 if TYPE_CHECKING:
-    from ivr.call.ari_call import AriCall, CallHost
     from ivr.call.ari_link import CallLink
-    from ivr.call.runtime import CallRuntime
 
 log = logging.getLogger("ivr.call")
 
@@ -281,16 +279,28 @@ class CallCheckpoints:
                 return None
 
 
+class _Running(Protocol):
+    @property
+    def engine(self) -> FlowEngine: ...
+
+
+class ResumeHost(Protocol):
+    """What resuming a call needs of the app serving it."""
+
+    @property
+    def flows(self) -> FlowCatalog: ...
+
+
 class Resumable:
     """What an ARI call does when it continues a call another owner began (a mixin of
     :class:`~ivr.call.ari_call.AriCall`; the attributes below are the call's)."""
 
-    app: CallHost
+    app: ResumeHost
     link: CallLink
     caller_id: str
     leftovers: Mapping[str, Any] | None
     checkpoints: CallCheckpoints | None
-    runtime: CallRuntime | None
+    runtime: _Running | None
     transfer: EndpointTransfer | None
     bridge_id: str
     superseded: bool
@@ -333,7 +343,7 @@ class Resumable:
             return False
         claim = await self._claimed()
         self.bridge_id, self._bridge_created = claim.resources["bridge"], True
-        self.transfer = EndpointTransfer.adopt(cast("AriCall", self), agent)
+        self.transfer = EndpointTransfer.adopt(cast("TransferCall", self), agent)
         carry_report(self.report, claim.part("report"))
         state = claim.engine_state or {}
         self.report.flow = str(state.get("flow", ""))

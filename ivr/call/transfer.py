@@ -14,17 +14,19 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from ivr.ari.errors import AriError, NotFound
 from ivr.ari.models import ChannelDestroyed, ChannelHangupRequest, Dial, Event, StasisStart
+from ivr.call.ari_config import AriAppConfig
+from ivr.call.ari_link import CallLink
 from ivr.flow import actions as act
 from ivr.flow import events as ev
 
 if TYPE_CHECKING:
-    from ivr.call.ari_call import AriCall
+    from ivr.transport import MediaTransport
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +47,56 @@ def ringback(rate: int, seconds: float = 60.0) -> bytes:
     return np.tile(one, max(1, int(seconds / 6))).tobytes()
 
 
+class _Configured(Protocol):
+    @property
+    def config(self) -> AriAppConfig: ...
+
+
+class _AgentResources(Protocol):
+    resources: dict[str, str]
+    """What a next owner of the call must clear or keep (the agent leg among them)."""
+
+
+class TransferCall(Protocol):
+    """What the telephony actions need of an ARI call (:class:`~ivr.call.ari_call.AriCall` is one)."""
+
+    handed_off: bool
+    """The caller left for the dialplan: not ours to hang up."""
+    transfer: EndpointTransfer | None
+
+    @property
+    def app(self) -> _Configured: ...
+
+    @property
+    def link(self) -> CallLink: ...
+
+    @property
+    def start_event(self) -> StasisStart: ...
+
+    @property
+    def caller_id(self) -> str: ...
+
+    @property
+    def bridge_id(self) -> str: ...
+
+    @property
+    def media_id(self) -> str: ...
+
+    @property
+    def session(self) -> MediaTransport | None: ...
+
+    @property
+    def checkpoints(self) -> _AgentResources | None: ...
+
+    @property
+    def gone(self) -> asyncio.Event:
+        """Set once the caller has hung up, or we hung them up."""
+
+
 class EndpointTransfer:
-    def __init__(self, call: AriCall, action: act.Transfer | None, *, agent_id: str | None = None) -> None:
+    def __init__(
+        self, call: TransferCall, action: act.Transfer | None, *, agent_id: str | None = None
+    ) -> None:
         self.call = call
         self.action = action
         self.agent_id = agent_id or f"{call.app.config.id_prefix}agent-{uuid.uuid4()}"
@@ -59,7 +109,7 @@ class EndpointTransfer:
         self._originated = False
 
     @classmethod
-    def adopt(cls, call: AriCall, agent_id: str) -> EndpointTransfer:
+    def adopt(cls, call: TransferCall, agent_id: str) -> EndpointTransfer:
         """A caller already bridged with this agent leg (by the call's previous owner): only its end is
         left to see to."""
         transfer = cls(call, None, agent_id=agent_id)
@@ -142,7 +192,7 @@ class EndpointTransfer:
 
     async def wait_end(self) -> None:
         """While bridged: return when the agent or the caller hangs up."""
-        gone = asyncio.ensure_future(self.call._gone.wait())
+        gone = asyncio.ensure_future(self.call.gone.wait())
         destroyed = asyncio.ensure_future(self._destroyed.wait())
         try:
             await asyncio.wait({gone, destroyed}, return_when=asyncio.FIRST_COMPLETED)
@@ -159,15 +209,15 @@ class EndpointTransfer:
 class AriControl:
     """Telephony actions of one ARI call."""
 
-    def __init__(self, call: AriCall) -> None:
+    def __init__(self, call: TransferCall) -> None:
         self.call = call
 
     async def hangup(self, reason: str) -> None:
         call = self.call
-        if not call._gone.is_set():
+        if not call.gone.is_set():
             with contextlib.suppress(NotFound):
                 await call.link.ari.hangup(call.caller_id, reason="normal")
-            call._gone.set()
+            call.gone.set()
 
     async def transfer(
         self, action: act.Transfer, variables: Mapping[str, str]

@@ -15,7 +15,8 @@ import logging
 import socket
 import uuid
 from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import Protocol
 
 from ivr.audiosocket.protocol import (
     Audio,
@@ -28,11 +29,9 @@ from ivr.audiosocket.protocol import (
     rate_for_format,
 )
 from ivr.audiosocket.stats import LatencyHistogram
+from ivr.sim.ari_state import SimBridge, SimChannel
 from ivr.sim.media_leg import CONNECT_TIMEOUT, write_dtmf
 from ivr.speech.simulated import decode_text_speech, encode_text_speech
-
-if TYPE_CHECKING:
-    from ivr.sim.ari_server import SimAsterisk
 
 log = logging.getLogger("ivr.sim.caller")
 
@@ -227,6 +226,16 @@ class CallerLeg(CallerVoice):
             await self._writer.wait_closed()
 
 
+class SimTopology(Protocol):
+    """Who is bridged with whom (:class:`~ivr.sim.ari_server.SimAsterisk` is one)."""
+
+    @property
+    def channels(self) -> Mapping[str, SimChannel]: ...
+
+    @property
+    def bridges(self) -> Mapping[str, SimBridge]: ...
+
+
 class CallerLegs:
     """A media connector for :class:`~ivr.sim.ari_server.SimAsterisk` that dials talking callers.
 
@@ -248,7 +257,7 @@ class CallerLegs:
         self.legs[channel_id] = leg
         return leg
 
-    def for_caller(self, sim: SimAsterisk, caller_id: str) -> CallerVoice | None:
+    def for_caller(self, sim: SimTopology, caller_id: str) -> CallerVoice | None:
         """The media leg bridged with ``caller_id`` (None until the app bridged it)."""
         caller = sim.channels.get(caller_id)
         bridge = sim.bridges.get(caller.bridge_id) if caller is not None and caller.bridge_id else None

@@ -1,8 +1,8 @@
 """The :class:`Transcriber` and :class:`Synthesizer` views of an OpenAI Realtime session (one call each).
 
 The flow and the registry see a call's speech through these two interfaces; both views share the one
-:class:`~ivr.speech.openai_realtime_session.RealtimeSession` that creates them, which this module needs
-only for annotations.
+:class:`~ivr.speech.openai_realtime_session.RealtimeSession` that creates them (what they need of it:
+:class:`RealtimeSessionLike`).
 """
 
 from __future__ import annotations
@@ -10,26 +10,47 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterable, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ivr.media.framing import BytesLike, frame_bytes
 from ivr.speech.base import Synthesizer, Transcriber, Transcript, VoiceIdentity
 from ivr.speech.openai_realtime_wire import ENGINE
 
-if TYPE_CHECKING:
-    from ivr.speech.openai_realtime_session import RealtimeSession
-
 log = logging.getLogger("ivr.speech.openai_realtime")  # the engine's log lines keep their logger's name
 
 
+class RealtimeSessionLike(Protocol):
+    """What the views need of the call's realtime session."""
+
+    @property
+    def rate(self) -> int: ...
+
+    @property
+    def voice(self) -> str: ...
+
+    @property
+    def model(self) -> str: ...
+
+    def reading_instructions(self, instructions: str | None) -> str:
+        """The instructions a prompt is read with (the session's own unless the step has some)."""
+
+    def listen(
+        self, frames: AsyncIterable[BytesLike], *, hints: Sequence[str] = (), language: str | None = None
+    ) -> AsyncGenerator[Transcript, None]: ...
+
+    def speak(self, text: str, *, instructions: str | None = None) -> AsyncGenerator[bytes, None]: ...
+
+    async def aclose(self) -> None: ...
+
+
 class RealtimeTranscriber(Transcriber):
-    """The transcription view of a :class:`RealtimeSession` (one call)."""
+    """The transcription view of a :class:`~ivr.speech.openai_realtime_session.RealtimeSession` (one call)."""
 
     engine = ENGINE
     live_input = True
     """The audio can go up the socket while the caller speaks (``transcribe_stream`` from the onset)."""
 
-    def __init__(self, session: RealtimeSession) -> None:
+    def __init__(self, session: RealtimeSessionLike) -> None:
         self.session = session
 
     def _check(self, rate: int) -> None:
@@ -65,11 +86,11 @@ class RealtimeTranscriber(Transcriber):
 
 
 class RealtimeSynthesizer(Synthesizer):
-    """The speech view of a :class:`RealtimeSession` (one call); the voice is fixed per session."""
+    """The speech view of a :class:`~ivr.speech.openai_realtime_session.RealtimeSession` (one call); the voice is fixed per session."""
 
     engine = ENGINE
 
-    def __init__(self, session: RealtimeSession) -> None:
+    def __init__(self, session: RealtimeSessionLike) -> None:
         self.session = session
 
     def identity(self, *, voice: str | None = None, instructions: str | None = None) -> VoiceIdentity:

@@ -483,7 +483,7 @@ async def test_connections_share_one_read_buffer_without_mixing_their_audio(
     assert await _audio_events(sessions[1], 6) == narrow
     assert sessions[0].frames_received == 6
     assert server._connections
-    assert all(c._buffer is server._read_buffer for c in server._connections)
+    assert all(c._buffer is server.read_buffer for c in server._connections)
     caplog.set_level(logging.WARNING, logger="ivr.audiosocket")
     await peers[1].send(bytes([Kind.DTMF, 0, 2]) + b"12")  # 16 + 3 (UUID) + 6 * 323 bytes before it
     await peers[1].read_until_eof()

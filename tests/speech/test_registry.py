@@ -10,6 +10,7 @@ from ivr.speech.cache import CachingSynthesizer
 from ivr.speech.errors import ProviderConfigError
 from ivr.speech.openai_http import OpenAISpeechSynthesizer, OpenAITranscriber
 from ivr.speech.openai_realtime import RealtimeSynthesizer, RealtimeTranscriber
+from ivr.speech.openai_realtime_session import RealtimeSession
 from ivr.speech.registry import SpeechRegistry, SpeechSettings
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -73,6 +74,7 @@ async def test_realtime_call_closes_its_socket(fake: FakeOpenAI, env):
     assert [f async for f in call.synthesizer.synthesize("Hi", rate=8000)]
     assert isinstance(call.transcriber, RealtimeTranscriber)
     session = call.transcriber.session
+    assert isinstance(session, RealtimeSession)
     states = [session.connected]
     await call.aclose()
     states.append(session.connected)
