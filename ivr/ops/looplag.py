@@ -22,9 +22,9 @@ import os
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import FrameType
 
 log = logging.getLogger(__name__)
 
@@ -42,17 +42,21 @@ class Stall:
     where: str
 
 
-def describe_stack(frame: object, limit: int = 3) -> str:
-    """The innermost ``limit`` frames as ``file:line function`` (project files shortened)."""
-    summary = traceback.extract_stack(frame, limit=24)  # type: ignore[arg-type]
+def describe_stack(frame: FrameType, limit: int = 3) -> str:
+    """The innermost ``limit`` frames as ``file:line function`` (project files shortened).
+
+    Walks the frames itself rather than through :mod:`traceback`, which reads every file on the stack
+    into :mod:`linecache` for source lines this never prints: file reads on the watchdog thread (holding
+    the GIL), and small strings that outlive the calls they were read during.
+    """
     parts: list[str] = []
-    for entry in reversed(summary):
-        name = entry.filename
-        marker = os.sep + "ivr" + os.sep
+    marker = os.sep + "ivr" + os.sep
+    current: FrameType | None = frame
+    while current is not None and len(parts) < limit:
+        name = current.f_code.co_filename
         name = "ivr" + os.sep + name.rsplit(marker, 1)[1] if marker in name else os.path.basename(name)
-        parts.append(f"{name}:{entry.lineno} {entry.name}")
-        if len(parts) >= limit:
-            break
+        parts.append(f"{name}:{current.f_lineno} {current.f_code.co_name}")
+        current = current.f_back
     return " < ".join(parts) if parts else "?"
 
 

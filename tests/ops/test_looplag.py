@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import linecache
 import logging
+import os
 import time
+from pathlib import Path
 
 import pytest
 
-from ivr.ops.looplag import LoopMonitor, Stall
+from ivr.ops.looplag import LoopMonitor, Stall, describe_stack
 from ivr.ops.metrics import Metrics
 
 
@@ -59,3 +62,17 @@ async def test_an_idle_loop_logs_no_stall() -> None:
 def test_interval_must_be_below_the_stall_threshold() -> None:
     with pytest.raises(ValueError, match="interval"):
         LoopMonitor(interval=0.02, stall_after=0.01)
+
+
+def test_naming_the_stack_reads_no_source_file(tmp_path: Path) -> None:
+    """The watchdog names frames without linecache: no file reads, nothing kept past the call."""
+    source = tmp_path / "ivr" / "held_here.py"
+    source.parent.mkdir()
+    source.write_text("import sys\n\ndef inner():\n    return sys._getframe()\n")
+    namespace: dict[str, object] = {}
+    exec(compile(source.read_text(), str(source), "exec"), namespace)
+    frame = namespace["inner"]()  # type: ignore[operator]
+    linecache.clearcache()
+    where = describe_stack(frame)
+    assert where.startswith(f"ivr{os.sep}held_here.py:4 inner < ")
+    assert str(source) not in linecache.cache
