@@ -41,8 +41,9 @@ class AudioSocketConfig:
     pacer_realtime: int = 0
     """SCHED_FIFO priority of the native pacing thread (1-99) where the process may set it; 0: normal."""
     trim_interval: float | None = 30.0
-    """Give freed memory back to the system (:mod:`ivr.audiosocket.memory`) this often while calls are
-    live, and once as soon as the last call has ended (None: never)."""
+    """Give freed memory back to the system (:mod:`ivr.audiosocket.memory`) once a wave of call set-ups or
+    endings has settled (a second without a connection coming or going), and this often while calls are
+    live (None: never)."""
 
 
 @dataclass(slots=True)

@@ -74,8 +74,13 @@ class AudioSocketServer:
         *,
         on_session: SessionHandler | None = None,
         clock: Clock | None = None,
+        activity: Callable[[], tuple[int, int]] | None = None,
     ) -> None:
+        """``activity``: what the memory trimmer watches besides the connections, ``(a count that moves
+        whenever calls come or go, calls live)``; the serving process passes its calls (an ARI call's
+        teardown goes on over REST after its media connection closed)."""
         self.config = config or AudioSocketConfig()
+        self._activity = activity
         if not 0 < self.config.max_payload <= MAX_WIRE_PAYLOAD:
             raise ValueError(f"max_payload must be within 1..{MAX_WIRE_PAYLOAD}")
         self.on_session = on_session
@@ -297,24 +302,38 @@ class AudioSocketServer:
             session.hangup("handler finished")
 
     async def _trim_memory(self, interval: float, tick: float = 1.0) -> None:
-        """Every ``interval`` s while sessions are live, and within ``tick`` s of the last one ending."""
-        live_for = 0.0  # since calls became live, or since the last trim while they were
-        had_calls = False
+        """Give freed memory back once a wave of call set-ups or endings has settled (a ``tick`` without
+        a connection or a call coming or going), and every ``interval`` s while calls are live.
+
+        A wave leaves the heap at its high-water mark (set-up buffers, the ended calls' state); trimmed
+        only every ``interval`` s, the live calls would look that much bigger until the next trim. Under
+        steady churn nothing settles and the interval alone applies.
+        """
+        activity = self._activity
+
+        def now() -> tuple[int, int, int, int]:
+            calls = activity() if activity is not None else (0, 0)
+            return self.stats.connections, len(self._connections), calls[0], calls[1]
+
+        seen = now()
+        changed = False  # connections or calls came or went since the last trim
+        since = 0.0  # calls have been live since the last trim
         while True:
             await asyncio.sleep(tick)
-            if self._connections:
-                had_calls = True
-                live_for += tick
-                if live_for < interval:
-                    continue
-            elif not had_calls:
+            current = now()
+            live = current[1] > 0 or current[3] > 0
+            since += tick if live else 0.0
+            moving, seen = current != seen, current
+            changed = changed or moving
+            settled = changed and not moving
+            if not settled and not (live and since >= interval):
                 continue
-            else:
-                had_calls = False
+            if not live:
                 # The last call has ended: collect the calls' reference cycles first (a full collection is
                 # rare under gc's own thresholds, so their memory would wait for it), then give pages back.
+                # Never while calls are live: a full collection over their state would stall the loop.
                 gc.collect()
-            live_for = 0.0
+            changed, since = False, 0.0
             release_free_memory()
             self.trims += 1
 

@@ -188,6 +188,8 @@ class Metrics:
         ns, reg = namespace, self.registry
         self._namespace = ns
         self.active_calls = Gauge("active_calls", "Calls in progress", namespace=ns, registry=reg)
+        self._calls_moved = 0  # calls begun plus calls ended
+        self._calls_live = 0
         self.calls = Counter("calls", "Finished calls by outcome", ["outcome"], namespace=ns, registry=reg)
         self.call_duration = Histogram(
             "call_duration_seconds",
@@ -276,12 +278,21 @@ class Metrics:
 
     def call_started(self) -> None:
         self.active_calls.inc()
+        self._calls_moved += 1
+        self._calls_live += 1
+
+    def call_activity(self) -> tuple[int, int]:
+        """(calls begun or ended so far, calls in progress): what changes when calls come or go, read
+        without the gauge's lock (the process's memory trimmer polls it, see ``AudioSocketServer``)."""
+        return self._calls_moved, self._calls_live
 
     def call_ended(self, outcome: str, duration_s: float | None = None, *, started: bool = True) -> None:
         """A call is over. ``started=False`` for calls that never had :meth:`call_started` (an
         originated call nobody answered, a caller turned away as busy): counted, but not active."""
         if started:
             self.active_calls.dec()
+            self._calls_live -= 1
+            self._calls_moved += 1
         self.calls.labels(outcome=outcome or "unknown").inc()
         if duration_s is not None and duration_s >= 0:
             self.call_duration.observe(duration_s)

@@ -260,6 +260,7 @@ async def serve(
                 pacer_realtime=settings.pacer_realtime,
             ),
             on_session=dialplan.handle if dialplan else None,
+            activity=metrics.call_activity,
         )
         try:
             await server.start()

@@ -521,16 +521,84 @@ async def test_freed_memory_goes_back_while_calls_are_live_and_once_they_have_en
         peer = await AsteriskPeer.connect(srv.port, call_id)
         await expectation.wait(2)
         started = loop.time()
-        await asyncio.sleep(11)
-        assert [n for _, n in trims] == [1, 1], "every interval while a call is live"
+        await asyncio.sleep(12.5)
+        assert [n for _, n in trims] == [1, 1, 1], "once the set-ups settled, then every interval"
+        assert trims[0][0] - started <= 2.5, "a second after the last connection came"
+        assert 4.5 <= trims[1][0] - trims[0][0] <= 5.5
         await peer.close()
         ended = loop.time()
         await asyncio.sleep(20)
-        assert len(trims) == 3, "once more as soon as the last call has ended"
-        assert trims[2][1] == 0
-        assert trims[2][0] - ended <= 1.5
+        assert len(trims) == 4, "once more as soon as the last call has ended"
+        assert trims[3][1] == 0
+        assert trims[3][0] - ended <= 2.5
         assert all(t > started for t, _ in trims)
-        assert collections == [2], (
+        assert collections == [3], (
             "the calls' cycles are collected once, after the last call, before its trim"
         )
-    assert srv.trims == 3
+    assert srv.trims == 4
+
+
+@pytest.mark.virtual_time
+async def test_under_steady_churn_only_the_interval_trims(monkeypatch: pytest.MonkeyPatch) -> None:
+    trims: list[float] = []
+    srv = AudioSocketServer(AudioSocketConfig(port=0, trim_interval=5.0))
+
+    def release() -> bool:
+        trims.append(asyncio.get_running_loop().time())
+        return True
+
+    monkeypatch.setattr("ivr.audiosocket.server.release_free_memory", release)
+    monkeypatch.setattr("ivr.audiosocket.server.gc.collect", lambda: 0)
+    async with srv:
+        peers: list[AsteriskPeer] = []
+        for _ in range(24):  # a call comes (and an older one goes) every 0.5 s for 12 s: nothing settles
+            call_id = uuid.uuid4()
+            expectation = srv.expect(call_id, "slin")
+            peers.append(await AsteriskPeer.connect(srv.port, call_id))
+            await expectation.wait(2)
+            if len(peers) > 3:
+                await peers.pop(0).close()
+            await asyncio.sleep(0.5)
+        assert len(trims) == 2
+        assert 4.5 <= trims[1] - trims[0] <= 5.5
+        for peer in peers:
+            await peer.close()
+
+
+@pytest.mark.virtual_time
+async def test_the_trim_follows_the_calls_not_only_their_connections(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An ARI call's teardown goes on over REST after its media connection closed: the last trim (and
+    the collection before it) waits until the calls say they are over."""
+    calls = [0, 0]  # (begun plus ended, live), as Metrics.call_activity gives them
+    trims: list[tuple[float, int]] = []
+    collections: list[float] = []
+    srv = AudioSocketServer(
+        AudioSocketConfig(port=0, trim_interval=30.0), activity=lambda: (calls[0], calls[1])
+    )
+
+    def release() -> bool:
+        trims.append((asyncio.get_running_loop().time(), calls[1]))
+        return True
+
+    def collect() -> int:
+        collections.append(asyncio.get_running_loop().time())
+        return 0
+
+    monkeypatch.setattr("ivr.audiosocket.server.release_free_memory", release)
+    monkeypatch.setattr("ivr.audiosocket.server.gc.collect", collect)
+    async with srv:
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(2)
+        calls[:] = [1, 1]  # a call began; no media connection (yet, or any more)
+        await asyncio.sleep(3)
+        assert [live for _, live in trims] == [1], "the set-up settled: trimmed, with the call live"
+        assert collections == [], "no full collection while a call is live"
+        calls[:] = [2, 0]  # its teardown has ended
+        ended = loop.time()
+        await asyncio.sleep(3)
+        assert [live for _, live in trims] == [1, 0]
+        assert trims[1][0] - ended <= 2.5
+        assert len(collections) == 1
+        assert collections[0] <= trims[1][0]
