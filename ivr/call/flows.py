@@ -21,6 +21,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 from ivr.flow.captures import warm as warm_captures
 from ivr.flow.engine import FlowEngine
@@ -98,7 +99,8 @@ class FlowCatalog:
         self, flows: Path, default: str | None = None, *, env: Mapping[str, str] | None = None
     ) -> None:
         self.flows = flows
-        self.env = os.environ if env is None else env
+        # One copy for every call's engine (shared by reference): not the environment decoded per call.
+        self.env: Mapping[str, str] = MappingProxyType(dict(os.environ if env is None else env))
         if not flows.exists():
             raise FileNotFoundError(f"flows: {flows} does not exist")
         self.directory = flows if flows.is_dir() else flows.parent

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
@@ -36,8 +37,11 @@ FILLER_RENDER_S = 5.0
 """A filler not rendered within this long is given up for this call (the tone serves instead)."""
 
 
+@functools.cache
 def hold_tone(rate: int) -> bytes:
-    """Two soft notes (-30 dBFS, 0.2 s each, faded in and out): audible, never mistaken for speech."""
+    """Two soft notes (-30 dBFS, 0.2 s each, faded in and out): audible, never mistaken for speech.
+
+    Made once per rate and shared by every call (immutable bytes): not 13 KB and a numpy pass per call."""
     n = int(rate * TONE_NOTE_S)
     t = np.arange(n) / rate
     fade = np.minimum(1.0, np.minimum(t, TONE_NOTE_S - t) / 0.03)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
 from ivr.flow.actions import Action, End, HangupCall, Log, Play, PromptPart
@@ -94,7 +95,8 @@ class FlowEngine(QuestionsMixin, RuntimeStepsMixin, SnapshotMixin):
         self.library = flows
         self.version = version
         """The flow's version (content hash) this call runs on, whatever is reloaded meanwhile."""
-        self._env = dict(env or {})
+        # A read-only mapping is shared as it is (a catalog's, for every call); anything else is copied.
+        self._env: Mapping[str, str] = env if isinstance(env, MappingProxyType) else dict(env or {})
         self._frames: list[Frame] = []
         self._call: dict[str, Any] = {}
         self._last: dict[str, Any] = empty_last()

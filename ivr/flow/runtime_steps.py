@@ -9,6 +9,7 @@ each module readable).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 from ivr.flow.actions import Action, End, HttpRequest, Record, Transfer
@@ -31,7 +32,7 @@ from ivr.flow.templates import TemplateError, attribute_uses, parse_source, rend
 class RuntimeStepsMixin:
     """Webhook, transfer and record steps; the attributes below belong to the engine."""
 
-    _env: dict[str, str]
+    _env: Mapping[str, str]
     _out: list[Action]
     _frames: list[Frame]
     _last: dict[str, Any]

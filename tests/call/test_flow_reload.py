@@ -124,3 +124,17 @@ async def test_sighup_and_file_changes_reload(tmp_path: Path) -> None:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+def test_every_call_shares_the_catalogs_one_copy_of_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The environment is read once, not decoded into a new dict for every call's engine."""
+    write(tmp_path / "hello.yaml", "Hello.")
+    monkeypatch.setenv("IVR_TEST_SHARED_ENV", "one")
+    catalog = FlowCatalog(tmp_path)
+    first, second = catalog.engine("hello"), catalog.engine("hello")
+    assert first._env is second._env is catalog.env
+    assert catalog.env["IVR_TEST_SHARED_ENV"] == "one"
+    with pytest.raises(TypeError):
+        catalog.env["IVR_TEST_SHARED_ENV"] = "two"  # type: ignore[index]

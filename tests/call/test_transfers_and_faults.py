@@ -7,6 +7,8 @@ import asyncio
 import pytest
 from aiohttp import web
 
+from ivr.call.transfer import ringback
+from ivr.call.waiting import hold_tone
 from ivr.sim.ari_server import OriginateOutcome, SimAsterisk
 from ivr.sim.caller_leg import CallerLeg
 
@@ -203,3 +205,9 @@ async def test_a_call_stopped_twice_during_its_teardown_still_leaves_the_app(
     finally:
         released.set()
         await close_stack(stack)
+
+
+def test_hold_and_ring_tones_are_made_once_per_rate() -> None:
+    assert hold_tone(16000) is hold_tone(16000)
+    assert len(hold_tone(8000)) * 2 == len(hold_tone(16000))
+    assert ringback(8000) is ringback(8000)
