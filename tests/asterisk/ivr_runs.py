@@ -151,6 +151,10 @@ async def ivr_process(env: Mapping[str, str], *, no_ari: bool = False) -> AsyncI
     try:
         await run.wait_line("ready:")
         yield run
+    except BaseException:
+        # what ivr run said, in the failure's captured output: a flaky failure is diagnosable from CI's log
+        print("ivr run's last log lines:", *run.lines[-60:], sep="\n", file=sys.stderr)
+        raise
     finally:
         if proc.returncode is None:
             proc.kill()
