@@ -493,25 +493,34 @@ async def test_connections_share_one_read_buffer_without_mixing_their_audio(
         await peer.close()
 
 
+class TrimLog:
+    """A server's trims and full collections (patched: nothing is really collected or freed)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, srv: AudioSocketServer) -> None:
+        self.trims: list[tuple[float, int]] = []
+        """(when, live connections) per trim."""
+        self.collections: list[tuple[float, int]] = []
+        """(when, trims before it) per full collection."""
+
+        def release() -> bool:
+            self.trims.append((asyncio.get_running_loop().time(), len(srv._connections)))
+            return True
+
+        def collect() -> int:
+            self.collections.append((asyncio.get_running_loop().time(), len(self.trims)))
+            return 0
+
+        monkeypatch.setattr("ivr.audiosocket.server.release_free_memory", release)
+        monkeypatch.setattr("ivr.audiosocket.server.gc.collect", collect)
+
+
 @pytest.mark.virtual_time
 async def test_freed_memory_goes_back_while_calls_are_live_and_once_they_have_ended(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    trims: list[tuple[float, int]] = []
     srv = AudioSocketServer(AudioSocketConfig(port=0, trim_interval=5.0))
-
-    collections: list[int] = []
-
-    def release() -> bool:
-        trims.append((asyncio.get_running_loop().time(), len(srv._connections)))
-        return True
-
-    def collect() -> int:
-        collections.append(len(trims))
-        return 0
-
-    monkeypatch.setattr("ivr.audiosocket.server.release_free_memory", release)
-    monkeypatch.setattr("ivr.audiosocket.server.gc.collect", collect)
+    log = TrimLog(monkeypatch, srv)
+    trims = log.trims
     async with srv:
         loop = asyncio.get_running_loop()
         await asyncio.sleep(10)
@@ -532,7 +541,7 @@ async def test_freed_memory_goes_back_while_calls_are_live_and_once_they_have_en
         assert trims[3][1] == 0
         assert trims[3][0] - ended <= 2.5
         assert all(t > started for t, _ in trims)
-        assert collections == [3], (
+        assert [n for _, n in log.collections] == [3], (
             "the calls' cycles are collected once, after the last call, before its trim"
         )
     assert srv.trims == 4
@@ -540,15 +549,8 @@ async def test_freed_memory_goes_back_while_calls_are_live_and_once_they_have_en
 
 @pytest.mark.virtual_time
 async def test_under_steady_churn_only_the_interval_trims(monkeypatch: pytest.MonkeyPatch) -> None:
-    trims: list[float] = []
     srv = AudioSocketServer(AudioSocketConfig(port=0, trim_interval=5.0))
-
-    def release() -> bool:
-        trims.append(asyncio.get_running_loop().time())
-        return True
-
-    monkeypatch.setattr("ivr.audiosocket.server.release_free_memory", release)
-    monkeypatch.setattr("ivr.audiosocket.server.gc.collect", lambda: 0)
+    log = TrimLog(monkeypatch, srv)
     async with srv:
         peers: list[AsteriskPeer] = []
         for _ in range(24):  # a call comes (and an older one goes) every 0.5 s for 12 s: nothing settles
@@ -559,8 +561,8 @@ async def test_under_steady_churn_only_the_interval_trims(monkeypatch: pytest.Mo
             if len(peers) > 3:
                 await peers.pop(0).close()
             await asyncio.sleep(0.5)
-        assert len(trims) == 2
-        assert 4.5 <= trims[1] - trims[0] <= 5.5
+        assert len(log.trims) == 2
+        assert 4.5 <= log.trims[1][0] - log.trims[0][0] <= 5.5
         for peer in peers:
             await peer.close()
 
@@ -572,33 +574,20 @@ async def test_the_trim_follows_the_calls_not_only_their_connections(
     """An ARI call's teardown goes on over REST after its media connection closed: the last trim (and
     the collection before it) waits until the calls say they are over."""
     calls = [0, 0]  # (begun plus ended, live), as Metrics.call_activity gives them
-    trims: list[tuple[float, int]] = []
-    collections: list[float] = []
     srv = AudioSocketServer(
         AudioSocketConfig(port=0, trim_interval=30.0), activity=lambda: (calls[0], calls[1])
     )
-
-    def release() -> bool:
-        trims.append((asyncio.get_running_loop().time(), calls[1]))
-        return True
-
-    def collect() -> int:
-        collections.append(asyncio.get_running_loop().time())
-        return 0
-
-    monkeypatch.setattr("ivr.audiosocket.server.release_free_memory", release)
-    monkeypatch.setattr("ivr.audiosocket.server.gc.collect", collect)
+    log = TrimLog(monkeypatch, srv)
     async with srv:
         loop = asyncio.get_running_loop()
         await asyncio.sleep(2)
         calls[:] = [1, 1]  # a call began; no media connection (yet, or any more)
         await asyncio.sleep(3)
-        assert [live for _, live in trims] == [1], "the set-up settled: trimmed, with the call live"
-        assert collections == [], "no full collection while a call is live"
+        assert len(log.trims) == 1, "the set-up settled: trimmed, with the call live"
+        assert log.collections == [], "no full collection while a call is live"
         calls[:] = [2, 0]  # its teardown has ended
         ended = loop.time()
         await asyncio.sleep(3)
-        assert [live for _, live in trims] == [1, 0]
-        assert trims[1][0] - ended <= 2.5
-        assert len(collections) == 1
-        assert collections[0] <= trims[1][0]
+        assert len(log.trims) == 2
+        assert log.trims[1][0] - ended <= 2.5
+        assert [n for _, n in log.collections] == [1], "collected once, after the call, before its trim"
