@@ -276,11 +276,12 @@ class _Connection(asyncio.BufferedProtocol):
         self.server.release(self)
         session = self.session
         pending = self.decoder.buffered
-        if pending and reading and exc is None:
+        if pending and reading:  # a message cut short, by a close or a reset alike: the peer's fault
             log.warning(
-                "AudioSocket %s (%s): closed in the middle of a message (%d bytes of it received)",
+                "AudioSocket %s (%s): %s in the middle of a message (%d bytes of it received)",
                 self.peer,
                 self._name(),
+                "closed" if exc is None else f"connection lost ({exc})",
                 pending,
             )
         if session is not None:

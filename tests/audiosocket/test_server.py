@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import struct
 import threading
 import time
 import uuid
@@ -172,6 +173,32 @@ async def test_malformed_frame_closes_only_that_session(
     assert len(await good.read_frames(5)) == 5
     await good.close()
     await bad_peer.close()
+
+
+@pytest.mark.parametrize("how", ["close", "reset"])
+async def test_a_message_cut_short_is_logged_once_whether_the_peer_closes_or_resets(
+    server: AudioSocketServer, how: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    call_id = uuid.uuid4()
+    expectation = server.expect(call_id, "slin16")
+    peer = await AsteriskPeer.connect(server.port, call_id)
+    session = await expectation.wait(2)
+    caplog.set_level(logging.WARNING, logger="ivr.audiosocket")
+    await peer.send(b"\x10\x02\x80" + bytes(100))  # a 640-byte frame's header and 100 bytes of it
+    await asyncio.sleep(0.1)
+    if how == "reset":  # SO_LINGER 0: the close sends a reset, as a peer that crashed
+        sock = peer.writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        peer.writer.transport.abort()
+    else:
+        await peer.close()
+    events = [e async for e in session]
+    assert isinstance(events[-1], MediaClosed)
+    cut = [r.getMessage() for r in caplog.records if "in the middle of a message" in r.getMessage()]
+    assert len(cut) == 1, cut
+    assert "(103 bytes of it received)" in cut[0]
+    if how == "reset":  # (a close with our unread bytes in the peer's buffer is a reset too)
+        assert "connection lost" in cut[0]
 
 
 async def test_unknown_kind_is_logged_once_and_ignored(
