@@ -184,7 +184,7 @@ async def test_a_message_cut_short_is_logged_once_whether_the_peer_closes_or_res
     peer = await AsteriskPeer.connect(server.port, call_id)
     session = await expectation.wait(2)
     caplog.set_level(logging.WARNING, logger="ivr.audiosocket")
-    await peer.send(b"\x10\x02\x80" + bytes(100))  # a 640-byte frame's header and 100 bytes of it
+    await peer.send(encode_audio(bytes(640), 16000)[:103])  # a 640-byte frame's header and 100 bytes
     await asyncio.sleep(0.1)
     if how == "reset":  # SO_LINGER 0: the close sends a reset, as a peer that crashed
         sock = peer.writer.get_extra_info("socket")
