@@ -7,8 +7,12 @@ starts with :data:`SKIP_PREFIX`.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
+import tempfile
+from pathlib import Path
 from typing import NoReturn
 
 import pytest
@@ -34,3 +38,16 @@ def free_tcp_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+_scratch_root: Path | None = None
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A fresh directory for one test's files (records, configs), removed when the test process exits:
+    helpers that are not fixtures cannot use ``tmp_path``, and ``mkdtemp`` alone left hundreds behind."""
+    global _scratch_root
+    if _scratch_root is None:
+        _scratch_root = Path(tempfile.mkdtemp(prefix="ivr-tests-"))
+        atexit.register(shutil.rmtree, _scratch_root, True)
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=_scratch_root))

@@ -8,7 +8,6 @@ import contextlib
 import os
 import signal
 import sys
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from ivr.call.report import CallReport
 from ivr.config import Settings, load_settings
 from ivr.workers.process import serve
 from tests.real_asterisk import RealAsterisk
+from tests.services import scratch_dir
 
 DATA = Path(__file__).parent / "data"
 
@@ -173,7 +173,7 @@ def ivr_env(asterisk: RealAsterisk | None, **env: str) -> dict[str, str]:
         "IVR_STT": "sim-text",
         "IVR_TTS": "sim-text",
         "IVR_PROMPT_CACHE": "",
-        "IVR_RECORDS_PATH": str(Path(tempfile.mkdtemp(prefix="ivr-records-")) / "calls.sqlite3"),
+        "IVR_RECORDS_PATH": str(scratch_dir("ivr-records-") / "calls.sqlite3"),
         "IVR_METRICS_LISTEN": "",
         "IVR_SHUTDOWN_GRACE_SECONDS": "0.5",
         # one supervised worker: the port the test picks is the port Asterisk reaches (more workers

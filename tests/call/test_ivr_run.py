@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from ivr.config import load_settings
 from ivr.sim.ari_server import SimAsterisk
 from ivr.sim.caller_leg import CallerLegs
 from ivr.workers.process import StartupError, serve
+from tests.services import scratch_dir
 
 from .conftest import DATA
 
@@ -31,7 +31,7 @@ def settings_for(sim: SimAsterisk, **extra: Any) -> Any:
         "IVR_STT": "sim-text",
         "IVR_TTS": "sim-text",
         "IVR_PROMPT_CACHE": "",
-        "IVR_RECORDS_PATH": str(Path(tempfile.mkdtemp(prefix="ivr-records-")) / "calls.sqlite3"),
+        "IVR_RECORDS_PATH": str(scratch_dir("ivr-records-") / "calls.sqlite3"),
         "IVR_METRICS_LISTEN": "127.0.0.1:0",
     }
     env.update({k: str(v) for k, v in extra.items()})

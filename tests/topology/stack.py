@@ -18,7 +18,6 @@ import contextlib
 import os
 import signal
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import aiohttp
 from tests.real_asterisk import RealAsterisk
 from tests.real_haproxy import Backend, RealHAProxy
 from tests.real_postgres import RealPostgres
-from tests.services import free_tcp_port
+from tests.services import free_tcp_port, scratch_dir
 
 from .asterisk_setup import APP, PERCALL_USER
 
@@ -43,7 +42,7 @@ class Instance:
     records_url: str
     percall_port: int = field(default_factory=free_tcp_port)
     metrics_port: int = field(default_factory=free_tcp_port)
-    root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="ivr-topo-")))
+    root: Path = field(default_factory=lambda: scratch_dir("ivr-topo-"))
     proc: asyncio.subprocess.Process | None = None
     lines: list[str] = field(default_factory=list)
     _reader: asyncio.Task[None] | None = None

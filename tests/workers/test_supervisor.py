@@ -13,7 +13,6 @@ import contextlib
 import os
 import signal
 import sqlite3
-import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,7 +25,7 @@ from ivr.config import Settings, load_settings
 from ivr.sim.ari_server import SimAsterisk
 from ivr.sim.caller_leg import CallerLegs
 from ivr.workers.supervisor import Supervisor
-from tests.services import free_tcp_port
+from tests.services import free_tcp_port, scratch_dir
 
 DATA = Path(__file__).parents[1] / "call" / "data"
 
@@ -41,7 +40,7 @@ def settings(**extra: Any) -> Settings:
         "IVR_STT": "sim-text",
         "IVR_TTS": "sim-text",
         "IVR_PROMPT_CACHE": "",
-        "IVR_RECORDS_PATH": str(Path(tempfile.mkdtemp(prefix="ivr-sup-")) / "calls.sqlite3"),
+        "IVR_RECORDS_PATH": str(scratch_dir("ivr-sup-") / "calls.sqlite3"),
         "IVR_METRICS_LISTEN": f"127.0.0.1:{free_tcp_port()}",
         "IVR_SHUTDOWN_GRACE_SECONDS": "2",
     }
