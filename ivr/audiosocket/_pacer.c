@@ -486,6 +486,9 @@ static PyMethodDef Pacer_methods[] = {
     {"expect", (PyCFunction)Pacer_expect, METH_VARARGS,
      "expect(sid, kind, size): the usual inbound audio message, cut out as audio."},
     {"stats", (PyCFunction)Pacer_stats, METH_VARARGS, "stats(sid): counters and the lateness histogram."},
+    {"trim", (PyCFunction)Pacer_trim, METH_NOARGS,
+     "trim() -> bytes freed: shrink the inbound buffers a burst grew to twice the largest drain since the "
+     "last trim (none when no session is open)."},
     {"clock_stats", (PyCFunction)Pacer_clock_stats, METH_NOARGS,
      "(wake-up lateness bins, wakeups, skipped periods, live sessions, realtime priority)."},
     {NULL, NULL, 0, NULL},

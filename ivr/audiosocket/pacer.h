@@ -24,6 +24,7 @@
 #define HIST_BIN_NS 100000 /* 0.1 ms, as ivr.audiosocket.stats.LatencyHistogram */
 #define HIST_BINS 2500     /* 250 ms; later values land in the last bin */
 #define IN_CAP (3 + MAX_FRAME + 512) /* a session's read buffer: any audio frame, DTMF, a UUID, an error */
+#define TRIM_MIN_BYTES (256 * 1024) /* trim() leaves smaller buffers be: no churn at a steady load */
 #define WAKE_TAG UINT64_MAX
 #define TIMER_TAG (UINT64_MAX - 1)
 #define SILENT_DB (-100.0) /* as ivr.media: a level for digital silence */
@@ -141,6 +142,9 @@ typedef struct {
     unsigned char *arena2;
     Py_ssize_t caparena2;
     Py_ssize_t nin2; /* entries of in2 that deliver() has not handed out yet */
+    /* The largest set a drain took since the last trim(): what the buffers keep when a burst has passed. */
+    Py_ssize_t peak_in, peak_arena, peak_played;
+    int delivering; /* deliver() is handing out in2 (trim() leaves that set alone) */
     route *routes;   /* by sid index, as table */
     Py_ssize_t caproutes;
     int py_waiting; /* Python was told (eventfd) and has not drained yet */
@@ -186,8 +190,9 @@ void drop_released(PyObject **objs, Py_ssize_t n);
 #define LOCK(p) PyThreadState *_ts = lock_pacer(p)
 #define UNLOCK(p) unlock_pacer(p, _ts)
 
-/* pacer_reports.c: drain() and the counters. */
+/* pacer_reports.c: drain(), trim() and the counters. */
 PyObject *Pacer_drain(Pacer *p, PyObject *unused);
+PyObject *Pacer_trim(Pacer *p, PyObject *unused);
 PyObject *Pacer_stats(Pacer *p, PyObject *args);
 PyObject *Pacer_clock_stats(Pacer *p, PyObject *unused);
 

@@ -1,6 +1,7 @@
 /*
  * ivr.audiosocket._pacer, what the thread reports to the loop: drain() (playback events, the levels of
- * tapped frames, and the inbound set deliver() then hands out) and the counters (stats, clock_stats).
+ * tapped frames, and the inbound set deliver() then hands out), trim() (giving back what a burst made
+ * those sets grow) and the counters (stats, clock_stats).
  *
  * Split from _pacer.c (the session and prompt methods) so each reads on its own; the locking rules are
  * the same (see lock_pacer in _pacer.c).
@@ -20,6 +21,9 @@ PyObject *Pacer_drain(Pacer *p, PyObject *unused) {
      * they all run on the event loop's thread). */
     inbound *in = p->in;
     Py_ssize_t nin = p->nin, capin = p->capin;
+    if (nin > p->peak_in) p->peak_in = nin;
+    if (p->narena > p->peak_arena) p->peak_arena = p->narena;
+    if (p->nplayed > p->peak_played) p->peak_played = p->nplayed;
     unsigned char *arena = p->arena;
     Py_ssize_t caparena = p->caparena;
     tap_entry *played = p->played;
@@ -68,6 +72,50 @@ done:
     Py_XDECREF(heard);
     free(evs);
     return res;
+}
+
+/* An empty buffer cut down to room for `keep` items (none: freed). The cut is a realloc, which shrinks in
+ * place or remaps without copying; what is freed outright is freed after the mutex is let go. Returns the
+ * bytes given back. */
+static size_t shrink(void **buf, Py_ssize_t *cap, Py_ssize_t keep, size_t size, void **later) {
+    if (*cap <= keep || (size_t)*cap * size < TRIM_MIN_BYTES) return 0;
+    size_t before = (size_t)*cap * size;
+    if (keep <= 0) {
+        *later = *buf;
+        *buf = NULL;
+        *cap = 0;
+        return before;
+    }
+    Py_ssize_t n = 16;
+    while (n < keep) n *= 2;
+    void *q = realloc(*buf, (size_t)n * size);
+    if (!q) return 0; /* the old buffer is still there, still big: fine */
+    *buf = q;
+    *cap = n;
+    return before - (size_t)n * size;
+}
+
+PyObject *Pacer_trim(Pacer *p, PyObject *unused) {
+    void *later[6] = {NULL};
+    size_t freed = 0;
+    LOCK(p);
+    /* Room for twice the largest drain since the last trim while calls are live; none when no call is. */
+    int idle = p->live == 0;
+    Py_ssize_t kin = idle ? 0 : 2 * p->peak_in, karena = idle ? 0 : 2 * p->peak_arena;
+    Py_ssize_t kplayed = idle ? 0 : 2 * p->peak_played;
+    if (p->nin == 0) freed += shrink((void **)&p->in, &p->capin, kin, sizeof(inbound), &later[0]);
+    if (p->narena == 0) freed += shrink((void **)&p->arena, &p->caparena, karena, 1, &later[1]);
+    if (p->nplayed == 0)
+        freed += shrink((void **)&p->played, &p->capplayed, kplayed, sizeof(tap_entry), &later[2]);
+    if (p->nin2 == 0 && !p->delivering) { /* the set the last drain took, handed out already */
+        freed += shrink((void **)&p->in2, &p->capin2, kin, sizeof(inbound), &later[3]);
+        freed += shrink((void **)&p->arena2, &p->caparena2, karena, 1, &later[4]);
+        freed += shrink((void **)&p->played2, &p->capplayed2, kplayed, sizeof(tap_entry), &later[5]);
+    }
+    p->peak_in = p->peak_arena = p->peak_played = 0;
+    UNLOCK(p);
+    for (int i = 0; i < 6; i++) free(later[i]);
+    return PyLong_FromSize_t(freed);
 }
 
 static PyObject *hist_list(uint32_t *h, int len) {

@@ -110,6 +110,9 @@ static PyObject *fallback_entry(PyObject *fallback, inbound *e, const unsigned c
     return res;
 }
 
+static PyObject *deliver_set(Pacer *p, inbound *in, const unsigned char *arena, Py_ssize_t n,
+                             PyObject *fallback, PyObject *failed);
+
 PyObject *Pacer_deliver(Pacer *p, PyObject *args) {
     PyObject *fallback, *failed;
     if (!PyArg_ParseTuple(args, "OO", &fallback, &failed)) return NULL;
@@ -117,6 +120,14 @@ PyObject *Pacer_deliver(Pacer *p, PyObject *args) {
     const unsigned char *arena = p->arena2;
     Py_ssize_t n = p->nin2;
     p->nin2 = 0; /* once per drain */
+    p->delivering = 1;
+    PyObject *res = deliver_set(p, in, arena, n, fallback, failed);
+    p->delivering = 0;
+    return res;
+}
+
+static PyObject *deliver_set(Pacer *p, inbound *in, const unsigned char *arena, Py_ssize_t n,
+                             PyObject *fallback, PyObject *failed) {
     for (Py_ssize_t i = 0; i < n; i++) {
         inbound *e = &in[i];
         route *r = e->type == IN_AUDIO ? route_at(p, e->sid) : NULL; /* looked up per frame: a call may

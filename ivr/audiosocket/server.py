@@ -334,6 +334,8 @@ class AudioSocketServer:
                 # Never while calls are live: a full collection over their state would stall the loop.
                 gc.collect()
             changed, since = False, 0.0
+            if self.pacer is not None:
+                self.pacer.trim()
             release_free_memory()
             self.trims += 1
 

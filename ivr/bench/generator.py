@@ -75,8 +75,10 @@ class BenchConfig:
     """Calls placed per second while ramping up."""
     settle: float = 1.0
     """Seconds between the last call being set up and the measurement window."""
-    after: float = 2.0
-    """Seconds after the last call ended before the "after" RSS is read."""
+    after: float = 3.0
+    """Seconds after the last call ended before the "after" RSS is read: a server gives memory back once
+    the wave of endings has settled (a second with no call coming or going, checked each second), so up to
+    2 s after the last one."""
     pin: bool = True
     """Pin the server and the generator to different CPUs (when at least two are available)."""
     boost: int = 10

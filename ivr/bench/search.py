@@ -43,7 +43,7 @@ class SearchPlan:
     seconds: float = 10.0
     setup_rate: float = 200.0
     settle: float = 1.0
-    after: float = 2.0
+    after: float = 3.0
     pin: bool = True
     log_dir: Path | None = None
     quiet_below: float = 25.0

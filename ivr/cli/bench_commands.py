@@ -146,7 +146,7 @@ def search_plan(args: argparse.Namespace) -> tuple[SearchPlan, list[str]]:
         seconds=args.seconds or (1.5 if quick else 10.0),
         setup_rate=args.setup_rate,
         settle=args.settle if args.settle is not None else (0.3 if quick else 1.0),
-        after=0.5 if quick else 2.0,
+        after=0.5 if quick else 3.0,
         pin=not args.no_pin,
         log_dir=args.log_dir,
         quiet_below=args.quiet_below,

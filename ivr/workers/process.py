@@ -41,6 +41,7 @@ import aiohttp
 from ivr.ari.client import AriClient
 from ivr.ari.errors import ApplicationReplacedError, AriError
 from ivr.ari.percall_server import PerCallServer
+from ivr.audiosocket.memory import release_free_memory
 from ivr.audiosocket.server import AudioSocketConfig, AudioSocketServer
 from ivr.call.ari_app import AriApp
 from ivr.call.dialplan_app import DialplanApp
@@ -310,6 +311,7 @@ async def serve(
         # full collections, which otherwise stall the event loop for ~100 ms with hundreds of calls.
         gc.collect()
         gc.freeze()
+        release_free_memory()  # what loading and warming up freed: the idle baseline is the serving process
         monitor = LoopMonitor(metrics.loop_lag.observe)  # from here on nothing may hold the loop
         monitor.start()
         stack.callback(monitor.stop)
