@@ -136,8 +136,10 @@ class AriApp:
 
     def _new_call(self, event: StasisStart) -> Callable[[Event], Awaitable[None]] | None:
         channel = event.channel
-        if channel.is_audiosocket:
-            return None  # a media channel nobody claimed (a previous run's leftover): not a caller
+        if channel.is_audiosocket or channel.id.startswith(self.config.media_prefix):
+            # a media channel nobody claimed (its call ended before it entered Stasis, or a previous run's
+            # leftover): not a caller; a WebSocket one is not named apart from callers, its id is ours
+            return None
         if event.args and event.args[0] == TRANSFER_MARKER:
             return None  # an agent leg; its call bound it before originating
         assert self.ari is not None

@@ -111,7 +111,7 @@ class AriCall(CallSetup, Resumable):
         self.caller_id = event.channel.id
         prefix = app.config.id_prefix
         self.bridge_id = f"{prefix}bridge-{uuid.uuid4()}"
-        self.media_id = f"{prefix}media-{uuid.uuid4()}"
+        self.media_id = f"{app.config.media_prefix}{uuid.uuid4()}"
         self.life = CallLife(
             self.caller_id,
             metrics=app.metrics,
@@ -149,6 +149,7 @@ class AriCall(CallSetup, Resumable):
         self._bridge_created = False
         self._bridge_creation: asyncio.Future[Any] | None = None
         self._media_created = False
+        self._media_creation: asyncio.Future[Any] | None = None
         self._task: asyncio.Task[None] | None = None
         self._running = False
         """The task has begun its body: from then on a cancel reaches it (see :meth:`_stop_task`)."""
@@ -443,10 +444,11 @@ class AriCall(CallSetup, Resumable):
         if self.transfer is not None:
             await self.transfer.cleanup()
         if self._media_created:
+            await self._settled(self._media_creation)
             with contextlib.suppress(AriError):
                 await ari.hangup(self.media_id)
         if self._bridge_created:
-            await self._bridge_settled()
+            await self._settled(self._bridge_creation)
             with contextlib.suppress(AriError):
                 await ari.destroy_bridge(self.bridge_id)
         if not self._gone.is_set() and not self.handed_off:

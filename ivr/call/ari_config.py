@@ -27,3 +27,8 @@ class AriAppConfig:
     """Calls set up at once; the others wait in order (:mod:`ivr.call.setup_gate`)."""
     setup_queue_seconds: float = 10.0
     """Longest a caller waits for a set-up slot before it is refused with congestion."""
+
+    @property
+    def media_prefix(self) -> str:
+        """Start of this app's media channel ids: a StasisStart for one nobody claims is not a caller."""
+        return f"{self.id_prefix}media-"

@@ -96,6 +96,9 @@ class CallSetup:
     _bridge_creation: asyncio.Future[Any] | None
     """The bridge's ``POST /bridges``, which outlives a stopped call until it settled."""
     _media_created: bool
+    """The media channel may exist in Asterisk: its ``externalMedia`` was sent; teardown deletes it."""
+    _media_creation: asyncio.Future[Any] | None
+    """That ``externalMedia`` request, which outlives a stopped call until it settled."""
 
     async def _step(self, name: str, work: Awaitable[Any]) -> Any:
         try:
@@ -133,10 +136,9 @@ class CallSetup:
         # -- ARI: caller and media in the bridge ----------------------------------------------------------
         await self._step("addChannel", ari.add_channel(self.bridge_id, [self.caller_id, self.media_id]))
 
-    async def _bridge_settled(self) -> None:
-        """Until the bridge's creation request has its answer (bounded by the step timeout), so that a
-        teardown's DELETE cannot overtake it."""
-        creation = self._bridge_creation
+    async def _settled(self, creation: asyncio.Future[Any] | None) -> None:
+        """Until a creation request (the bridge's, the media channel's) has its answer (bounded by the step
+        timeout), so that a teardown's DELETE cannot overtake it."""
         if creation is None:
             return
         if not creation.done():
@@ -148,8 +150,9 @@ class CallSetup:
         if not creation.cancelled():
             creation.exception()  # retrieved: its failure was the call's (or is moot now)
 
-    def _created(self) -> None:
+    def _created(self, creation: asyncio.Future[Any]) -> None:
         self._media_created = True
+        self._media_creation = creation
 
     async def _pick_media(self) -> tuple[str, MediaAttach]:
         """The media format and transport, asked of Asterisk together (one round trip at most)."""

@@ -18,6 +18,7 @@ Stasis argument, else the ``IVR_MEDIA`` channel variable.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import uuid
@@ -64,8 +65,19 @@ class AttachRequest:
     """The media channel's id (we choose it, so its events find the call before the REST reply)."""
     format: str
     timeout: float
-    created: Callable[[], None]
-    """Called once the media channel exists in Asterisk: from then on teardown deletes it."""
+    created: Callable[[asyncio.Future[Any]], None]
+    """Called with the ``externalMedia`` request as it is sent: the channel exists in Asterisk once it handled
+    the request, whether or not the reply reaches us, so teardown waits for the request to settle, then
+    deletes the channel (a DELETE sent first would find nothing and the channel would stay)."""
+
+    def create(self, **params: Any) -> asyncio.Future[Any]:
+        """Send ``externalMedia`` (id ``media_id``), tell the call, and return the request's future: a
+        stopped call does not cancel it (teardown waits for it), only the wait for its reply."""
+        creation = asyncio.ensure_future(
+            self.ari.external_media(app=self.app, format=self.format, channel_id=self.media_id, **params)
+        )
+        self.created(creation)
+        return asyncio.shield(creation)
 
 
 class MediaAttach(Protocol):
@@ -94,17 +106,7 @@ class AudioSocketAttach:
         session_uuid = uuid.uuid4()
         expectation = self.server.expect(session_uuid, request.format)
         try:
-            await step(
-                "externalMedia",
-                request.ari.external_media(
-                    app=request.app,
-                    external_host=self.advertise,
-                    format=request.format,
-                    data=str(session_uuid),
-                    channel_id=request.media_id,
-                ),
-            )
-            request.created()
+            await step("externalMedia", request.create(external_host=self.advertise, data=str(session_uuid)))
             session: MediaTransport = await step("AudioSocket UUID", expectation.wait(request.timeout))
             return session
         finally:
@@ -125,17 +127,10 @@ class WebSocketAttach:
     async def attach(self, request: AttachRequest, step: Step) -> MediaTransport:
         channel = await step(
             "externalMedia",
-            request.ari.external_media(
-                app=request.app,
-                external_host="",
-                encapsulation="none",
-                transport="websocket",
-                connection_type="server",
-                format=request.format,
-                channel_id=request.media_id,
+            request.create(
+                external_host="", encapsulation="none", transport="websocket", connection_type="server"
             ),
         )
-        request.created()
         connection_id = channel.channelvars.get(CONNECTION_VARIABLE, "")
         if not connection_id:
             raise SetupError(

@@ -89,10 +89,11 @@ async def make_stack(
     metrics: Metrics | None = None,
     turns: TurnModels | None = None,
     legs: CallerLegs | None = None,
+    sim_type: type[SimAsterisk] = SimAsterisk,
     **config: object,
 ) -> Stack:
     legs = legs or CallerLegs()
-    sim = SimAsterisk(
+    sim = sim_type(
         username="ivr", password="pw", media_connector=legs.connect, websocket_legs=talking_legs(legs)
     )
     await sim.start()
