@@ -7,6 +7,8 @@ import contextlib
 import uuid
 
 from ivr.audiosocket.protocol import Frame, FrameDecoder, encode_uuid
+from ivr.audiosocket.server import AudioSocketServer
+from ivr.audiosocket.session import AudioSocketSession
 
 
 class AsteriskPeer:
@@ -59,3 +61,14 @@ class AsteriskPeer:
         self.writer.close()
         with contextlib.suppress(ConnectionError, OSError):
             await self.writer.wait_closed()
+
+
+async def open_call(
+    server: AudioSocketServer, fmt: str = "slin16"
+) -> tuple[AsteriskPeer, AudioSocketSession]:
+    """An expected call, as ARI mode opens one: the UUID registered before Asterisk is asked to connect,
+    then Asterisk connects and sends it; returns the peer and the server's session."""
+    call_id = uuid.uuid4()
+    expectation = server.expect(call_id, fmt)
+    peer = await AsteriskPeer.connect(server.port, call_id)
+    return peer, await expectation.wait(2)

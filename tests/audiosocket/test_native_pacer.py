@@ -23,14 +23,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ivr.audiosocket import Audio, AudioSocketConfig, AudioSocketServer, AudioSocketSession, Hangup
+from ivr.audiosocket import Audio, AudioSocketConfig, AudioSocketServer, Hangup
 from ivr.audiosocket.native import native_available
 from ivr.audiosocket.protocol import FrameDecoder, encode_audio, encode_dtmf, encode_uuid
 from ivr.media.vad import frame_levels
 from ivr.transport import AudioIn, DigitIn, PlayoutState
 
 from ..services import unavailable
-from .peer import AsteriskPeer
+from .peer import AsteriskPeer, open_call
 
 HOW = "pip install -e . with gcc and the Python headers (apt-get install gcc python3-dev)"
 
@@ -66,13 +66,6 @@ async def server() -> AsyncIterator[AudioSocketServer]:
     assert srv.pacing == "native"
     yield srv
     await srv.close()
-
-
-async def open_call(server: AudioSocketServer) -> tuple[AsteriskPeer, AudioSocketSession]:
-    call_id = uuid.uuid4()
-    expectation = server.expect(call_id, "slin16")
-    peer = await AsteriskPeer.connect(server.port, call_id)
-    return peer, await expectation.wait(2)
 
 
 async def read_until(

@@ -28,7 +28,7 @@ from ivr.audiosocket.protocol import FrameDecoder, Kind, encode_uuid
 from ivr.transport import AudioIn, DigitIn, MediaClosed, PeerHangup
 
 from ..services import unavailable
-from .peer import AsteriskPeer
+from .peer import AsteriskPeer, open_call
 
 
 @pytest.fixture(autouse=True, params=["native", "loop"])
@@ -101,10 +101,7 @@ async def test_normal_call_audio_both_ways_dtmf_and_hangup(server: AudioSocketSe
 
 
 async def test_application_hangup_sends_hangup_message_then_closes(server: AudioSocketServer) -> None:
-    call_id = uuid.uuid4()
-    expectation = server.expect(call_id, "slin")
-    peer = await AsteriskPeer.connect(server.port, call_id)
-    session = await expectation.wait(2)
+    peer, session = await open_call(server, "slin")
     session.hangup()
     frames = await peer.read_until_eof()
     assert frames[-1] == Hangup()
@@ -179,10 +176,7 @@ async def test_malformed_frame_closes_only_that_session(
 async def test_a_message_cut_short_is_logged_once_whether_the_peer_closes_or_resets(
     server: AudioSocketServer, how: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    call_id = uuid.uuid4()
-    expectation = server.expect(call_id, "slin16")
-    peer = await AsteriskPeer.connect(server.port, call_id)
-    session = await expectation.wait(2)
+    peer, session = await open_call(server)
     caplog.set_level(logging.WARNING, logger="ivr.audiosocket")
     await peer.send(encode_audio(bytes(640), 16000)[:103])  # a 640-byte frame's header and 100 bytes
     await asyncio.sleep(0.1)
@@ -204,10 +198,7 @@ async def test_a_message_cut_short_is_logged_once_whether_the_peer_closes_or_res
 async def test_unknown_kind_is_logged_once_and_ignored(
     server: AudioSocketServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    call_id = uuid.uuid4()
-    exp = server.expect(call_id, "slin")
-    peer = await AsteriskPeer.connect(server.port, call_id)
-    session = await exp.wait(2)
+    peer, session = await open_call(server, "slin")
     caplog.set_level(logging.WARNING, logger="ivr.audiosocket")
     await peer.send(b"\x20\x00\x02ab" * 3 + encode_dtmf("1"))
     assert await anext(aiter(session)) == DigitIn("1")
@@ -325,10 +316,7 @@ async def test_connection_cap() -> None:
 
 
 async def test_half_close_from_peer_closes_our_side_at_once(server: AudioSocketServer) -> None:
-    call_id = uuid.uuid4()
-    exp = server.expect(call_id, "slin")
-    peer = await AsteriskPeer.connect(server.port, call_id)
-    session = await exp.wait(2)
+    peer, session = await open_call(server, "slin")
     peer.writer.write_eof()  # FIN only: we must not sit in CLOSE-WAIT
     await peer.read_until_eof()
     assert await session.wait_closed() == "peer closed the connection"
@@ -336,10 +324,7 @@ async def test_half_close_from_peer_closes_our_side_at_once(server: AudioSocketS
 
 
 async def test_peer_hangup_message_ends_the_session(server: AudioSocketServer) -> None:
-    call_id = uuid.uuid4()
-    exp = server.expect(call_id, "slin")
-    peer = await AsteriskPeer.connect(server.port, call_id)
-    session = await exp.wait(2)
+    peer, session = await open_call(server, "slin")
     await peer.send(encode_hangup())
     events = [e async for e in session]
     assert events[-2:] == [PeerHangup("peer sent hangup"), MediaClosed("peer sent hangup")]
@@ -350,10 +335,7 @@ async def test_peer_hangup_message_ends_the_session(server: AudioSocketServer) -
 async def test_mislabelled_g711_is_logged_once(
     server: AudioSocketServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    call_id = uuid.uuid4()
-    exp = server.expect(call_id, "slin")
-    peer = await AsteriskPeer.connect(server.port, call_id)
-    session = await exp.wait(2)
+    peer, session = await open_call(server, "slin")
     caplog.set_level(logging.WARNING, logger="ivr.audiosocket")
     await peer.send(bytes([Kind.SLIN_8K, 0, 160]) + bytes(160) + bytes([Kind.SLIN_8K, 0, 160]) + bytes(160))
     await anext(aiter(session))
@@ -552,10 +534,7 @@ async def test_freed_memory_goes_back_while_calls_are_live_and_once_they_have_en
         loop = asyncio.get_running_loop()
         await asyncio.sleep(10)
         assert trims == [], "an idle server that never had a call has nothing to give back"
-        call_id = uuid.uuid4()
-        expectation = srv.expect(call_id, "slin")
-        peer = await AsteriskPeer.connect(srv.port, call_id)
-        await expectation.wait(2)
+        peer, _ = await open_call(srv, "slin")
         started = loop.time()
         await asyncio.sleep(12.5)
         assert [n for _, n in trims] == [1, 1, 1], "once the set-ups settled, then every interval"
@@ -581,10 +560,7 @@ async def test_under_steady_churn_only_the_interval_trims(monkeypatch: pytest.Mo
     async with srv:
         peers: list[AsteriskPeer] = []
         for _ in range(24):  # a call comes (and an older one goes) every 0.5 s for 12 s: nothing settles
-            call_id = uuid.uuid4()
-            expectation = srv.expect(call_id, "slin")
-            peers.append(await AsteriskPeer.connect(srv.port, call_id))
-            await expectation.wait(2)
+            peers.append((await open_call(srv, "slin"))[0])
             if len(peers) > 3:
                 await peers.pop(0).close()
             await asyncio.sleep(0.5)
