@@ -62,6 +62,12 @@ class Settings(BaseModel):
     ari_url: str = Field("http://127.0.0.1:8088", description="Asterisk HTTP base URL, without /ari")
     ari_user: str = Field("ivr", description="ARI user (ari.conf)")
     ari_password: SecretStr = Field(SecretStr(""), description="ARI password (ari.conf)")
+    ari_connections: int = Field(
+        32,
+        ge=1,
+        description="REST connections to Asterisk this instance keeps at most, shared among its processes "
+        "(Asterisk's http.conf sessionlimit is 100: a pool that takes them all locks everyone else out)",
+    )
     ari_app: str = Field("ivr", description="Stasis application name")
     ari_mode: Literal["persistent", "per_call"] = Field(
         "persistent",

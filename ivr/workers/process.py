@@ -366,7 +366,12 @@ async def _start_ari(
     seat: Seat | None,
     port: int,
 ) -> AriApp:
-    ari = AriClient(settings.ari_url, settings.ari_user, settings.ari_password.get_secret_value())
+    ari = AriClient(
+        settings.ari_url,
+        settings.ari_user,
+        settings.ari_password.get_secret_value(),
+        connections=max(2, settings.ari_connections),  # a worker's settings carry its share already
+    )
     stack.push_async_callback(ari.close)
     info = await check_ari(ari, settings)
     # media: WebSocket media when this Asterisk has MARK_MEDIA (IVR_MEDIA=websocket requires it)

@@ -73,6 +73,12 @@ DRAIN_MARGIN = 15.0
 ReadyHook = Callable[[dict[str, Any]], Awaitable[None] | None]
 
 
+def ari_share(total: int, processes: int) -> int:
+    """Each process's part of the instance's REST connections (``IVR_ARI_CONNECTIONS``): at least two,
+    since the supervisor's events socket holds one of its own for as long as it is open."""
+    return max(2, total // max(1, processes))
+
+
 class Supervisor:
     def __init__(
         self,
@@ -113,6 +119,8 @@ class Supervisor:
             on_exit=self._on_exit,
             greeting=self._greeting,
         )
+        self.ari_share = ari_share(settings.ari_connections, workers + 1)
+        """REST connections each process (the workers and this one) keeps to Asterisk at most."""
         self.ari: AriClient | None = None
         self.stream: EventStream | None = None
         self.draining = False
@@ -123,8 +131,9 @@ class Supervisor:
         self._records: Any = None
 
     def _greeting(self, index: int) -> Message:
+        settings = self.settings.model_copy(update={"ari_connections": self.ari_share})
         config = WorkerConfig(
-            self.settings, index, self.size, self.mode, self.log_level, self.log_json, self.metrics_instance
+            settings, index, self.size, self.mode, self.log_level, self.log_json, self.metrics_instance
         )
         return ("config", config)
 
@@ -145,7 +154,9 @@ class Supervisor:
             self._records = await open_records(self.settings, stack)
             if self.mode == "ari" and not self.percall:
                 s = self.settings
-                self.ari = AriClient(s.ari_url, s.ari_user, s.ari_password.get_secret_value())
+                self.ari = AriClient(
+                    s.ari_url, s.ari_user, s.ari_password.get_secret_value(), connections=self.ari_share
+                )
                 stack.push_async_callback(self.ari.close)
                 websocket_media_usable(s, (await check_ari(self.ari, s)).version)  # fail fast, one line
             health = await self._start_health(stack)
