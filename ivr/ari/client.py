@@ -171,6 +171,11 @@ class _HttpTransport:
             raise BadReply(f"{where}: the reply is not HTTP ({_short(exc.message)})") from exc
         except aiohttp.ClientPayloadError as exc:
             raise BadReply(f"{where}: the reply body is malformed ({_short(str(exc))})") from exc
+        except aiohttp.ServerDisconnectedError as exc:  # also what Asterisk does over its sessionlimit
+            raise AriConnectionError(
+                f"{where}: Asterisk closed the connection unanswered (restarting, or its HTTP server full: "
+                "http.conf sessionlimit counts every REST connection and WebSocket of every client)"
+            ) from exc
         except aiohttp.ClientError as exc:
             raise AriConnectionError(f"{where}: {type(exc).__name__}: {_short(str(exc))}") from exc
         except TimeoutError as exc:

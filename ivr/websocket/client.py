@@ -74,6 +74,13 @@ class WebSocketMediaClient:
                 f"Asterisk refused media connection {connection_id}: {exc.status} "
                 f"{why.get(exc.status, exc.message)}"
             ) from None
+        except aiohttp.ServerDisconnectedError:
+            # What Asterisk does with a connection over http.conf's sessionlimit (100 by default), where
+            # every WebSocket media call holds one session for the whole call and every REST connection another
+            raise MediaConnectError(
+                f"Asterisk closed media connection {connection_id} unanswered: is its HTTP server full "
+                "(http.conf sessionlimit: one session per WebSocket media call, one per REST connection)?"
+            ) from None
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise MediaConnectError(f"media connection {connection_id} to {url} failed: {exc!r}") from None
         try:
