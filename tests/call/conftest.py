@@ -79,6 +79,15 @@ class Stack:
         assert not self.websocket.sessions
 
 
+async def hang_up_before_replying(sim: SimAsterisk) -> None:
+    """Asterisk has handled a call's request; before the reply leaves, the caller hangs up and the app has
+    handled it (for the races of a call stopped while waiting for a reply)."""
+    caller = next(c for c in sim.channels.values() if c.kind != "media")
+    await sim.hangup(caller.id)
+    await sim.wait_for(lambda: caller.id in sim.destroyed)
+    await asyncio.sleep(0.2)  # the app has handled the hang-up (the call's task was stopped)
+
+
 async def make_stack(
     flows: Path,
     default: str | None,

@@ -32,7 +32,7 @@ from ivr.speech.base import Synthesizer, VoiceIdentity
 from ivr.speech.registry import CallSpeech
 from ivr.speech.simulated import TextTranscriber, ToneSynthesizer
 
-from .conftest import DATA
+from .conftest import DATA, hang_up_before_replying
 
 pytestmark = pytest.mark.virtual_time
 
@@ -484,10 +484,7 @@ class HangupDuringBridgeCreation(SimAsterisk):
 
     async def _h_create_bridge(self, request: web.Request) -> web.Response:
         response = await super()._h_create_bridge(request)
-        caller = next(c for c in self.channels.values() if c.kind != "media")
-        await self.hangup(caller.id)
-        await self.wait_for(lambda: caller.id in self.destroyed)
-        await asyncio.sleep(0.2)  # the app has handled the hang-up (the call's task was stopped)
+        await hang_up_before_replying(self)
         return response
 
 

@@ -5,14 +5,12 @@ channel waiting for a connection that never comes (the same race the bridge had)
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from aiohttp import web
 
 from ivr.sim import SimAsterisk
 
-from .conftest import DATA, close_stack, make_stack
+from .conftest import DATA, close_stack, hang_up_before_replying, make_stack
 
 pytestmark = pytest.mark.virtual_time
 
@@ -22,10 +20,7 @@ class HangupDuringExternalMedia(SimAsterisk):
 
     async def _h_external_media(self, request: web.Request) -> web.Response:
         response = await super()._h_external_media(request)
-        caller = next(c for c in self.channels.values() if c.kind != "media")
-        await self.hangup(caller.id)
-        await self.wait_for(lambda: caller.id in self.destroyed)
-        await asyncio.sleep(0.2)  # the app has handled the hang-up (the call's task was stopped)
+        await hang_up_before_replying(self)
         return response
 
 
