@@ -130,6 +130,19 @@ class IvrProcess:
                     raise AssertionError(f"ivr run exited {self.proc.returncode}: {self.lines[-20:]}")
                 await asyncio.sleep(0.05)
 
+    async def wait_ready(self, timeout: float = 30.0) -> str:
+        """Until the instance says it is ready: the supervisor's line (or the one process's), never a
+        worker's. A worker is ready before the supervisor has registered the Stasis app with Asterisk:
+        calls placed then found no app and were gone (the two-worker test's flaky "no first prompt")."""
+        async with asyncio.timeout(timeout):
+            while True:
+                for line in self.lines:
+                    if "ready:" in line and "[worker " not in line:
+                        return line
+                if self.proc.returncode is not None:
+                    raise AssertionError(f"ivr run exited {self.proc.returncode}: {self.lines[-20:]}")
+                await asyncio.sleep(0.05)
+
     async def terminate(self, timeout: float = 30.0) -> int:
         """SIGTERM, as an orchestrator stops a container; the exit code."""
         self.proc.send_signal(signal.SIGTERM)
@@ -149,7 +162,7 @@ async def ivr_process(env: Mapping[str, str], *, no_ari: bool = False) -> AsyncI
     run = IvrProcess(proc)
     run._reader = asyncio.ensure_future(run._read())
     try:
-        await run.wait_line("ready:")
+        await run.wait_ready()
         yield run
     except BaseException:
         # what ivr run said, in the failure's captured output: a flaky failure is diagnosable from CI's log
