@@ -21,10 +21,28 @@ probs, _ = model.infer(np.zeros((1, 576), np.float32), np.zeros((2, 1, 128), np.
 print(probs.shape)
 """
 
+# onnxruntime keeps its telemetry off by itself where one of these says it runs on a CI runner (CI=true turns
+# it off too): the children run without them, as on a server, or both tests would pass for the wrong reason
+# on CI and the control below would fail there.
+CI_MARKERS = {
+    "CI",
+    "TF_BUILD",
+    "GITHUB_ACTIONS",
+    "GITLAB_CI",
+    "CIRCLECI",
+    "TRAVIS",
+    "JENKINS_URL",
+    "CODEBUILD_BUILD_ID",
+    "BUILDKITE",
+    "TEAMCITY_VERSION",
+    "APPVEYOR",
+    "BITBUCKET_BUILD_NUMBER",
+}
+
 
 def _run(home: Path, **env: str) -> Path:
     silero_model()  # skips (fails in CI) with one line where the VAD model is not installed
-    base = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    base = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY" and k not in CI_MARKERS}
     base.update({"HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache"), **env})
     done = subprocess.run(
         [sys.executable, "-c", LOAD_AND_RUN],
