@@ -142,9 +142,9 @@ class CallSetup:
         if creation is None:
             return
         if not creation.done():
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                async with asyncio.timeout(self.app.config.step_timeout):
-                    await asyncio.shield(creation)
+            # wait() neither raises the request's own failure (it answered: moot now) nor cancels it
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait({creation}, timeout=self.app.config.step_timeout)
             if not creation.done():
                 creation.cancel()
         if not creation.cancelled():

@@ -5,6 +5,8 @@ channel waiting for a connection that never comes (the same race the bridge had)
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from aiohttp import web
 
@@ -34,6 +36,34 @@ async def test_a_caller_who_hangs_up_while_the_media_channel_is_created_leaves_n
         assert report.outcome == "caller_hangup"
         assert ("POST", "/ari/channels/externalMedia") in stack.sim.requests
         await stack.sim.wait_for(lambda: not [c for c in stack.sim.channels.values() if c.kind == "media"], 5)
+        stack.assert_clean()
+    finally:
+        await close_stack(stack)
+
+
+class RefusesAfterTheCallerLeft(SimAsterisk):
+    """Sees the caller hang up while it handles externalMedia, then refuses the request."""
+
+    async def _h_external_media(self, request: web.Request) -> web.Response:
+        await hang_up_before_replying(self)
+        await asyncio.sleep(0.5)  # the call's teardown is waiting for this answer
+        raise web.HTTPServiceUnavailable(text="gone")
+
+
+async def test_a_media_request_refused_while_the_teardown_waits_for_it_ends_the_call_cleanly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The refusal is that request's answer, and moot by then: the teardown goes on (the bridge destroyed,
+    the record written) instead of failing on it ("teardown failed: ServerError(... externalMedia)")."""
+    stack = await make_stack(DATA, "menu", sim_type=RefusesAfterTheCallerLeft)
+    try:
+        await stack.sim.place_call(args=["flow=menu"])
+        await stack.wait_ended()
+        [report] = stack.app.reports
+        assert report.outcome == "caller_hangup"
+        assert not [e for e in report.errors if e.startswith("teardown")], report.errors
+        assert "teardown failed" not in caplog.text
+        await stack.sim.wait_for(lambda: not stack.sim.bridges, 5)
         stack.assert_clean()
     finally:
         await close_stack(stack)

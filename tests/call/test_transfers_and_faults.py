@@ -196,8 +196,10 @@ async def test_a_call_stopped_twice_during_its_teardown_still_leaves_the_app(
         await stack.sim.hangup(caller.id)  # teardown starts: destroying the bridge takes 2 s
         await asyncio.sleep(0.5)
         assert caller.id in stack.app.calls
-        async with asyncio.timeout(10):
-            await stack.app.close()  # aborts the call again while its teardown runs
+        # aborts the call again while its teardown runs, which first waits for the stuck externalMedia
+        # request to settle (its REST timeout, 10 s) so that the media channel's DELETE cannot overtake it
+        async with asyncio.timeout(15):
+            await stack.app.close()
         await asyncio.sleep(3.0)  # the teardown's own end
         assert not stack.app.calls
         [report] = stack.app.reports
