@@ -89,6 +89,8 @@ class BenchConfig:
     """Before starting, wait until the machine's CPUs are less busy than this (% of all of them)..."""
     quiet_wait: float = 0.0
     """...for at most this many seconds (0: start at once). Other people's work makes figures noise."""
+    waves: int = 1
+    """Waves of the same N calls on the one server; the figures are the first's, later ones add RSS only."""
 
 
 @dataclass(frozen=True)
@@ -197,12 +199,7 @@ async def _run(cfg: BenchConfig, ctx: BenchContext, index: int, tmp: Path) -> di
         # ramp up: place the calls, then wait until every leg hears the server
         t_setup = time.monotonic()
         callers = await _place_calls(cfg, server, gen)
-        setup_deadline = time.monotonic() + 15.0 + cfg.calls / max(cfg.setup_rate, 1.0)
-        while sum(1 for leg in gen.live() if leg.first_rx is not None) < cfg.calls:
-            if server.proc.returncode is not None or time.monotonic() > setup_deadline:
-                break
-            await asyncio.sleep(0.05)
-        calls_setup = sum(1 for leg in gen.live() if leg.first_rx is not None)
+        calls_setup = await _wait_set_up(cfg, server, gen)
         if calls_setup == 0:
             raise BenchError(
                 f"{shape.label}: no call was set up ({gen.connect_failures} failed connections):\n{server.tail()}"
@@ -253,6 +250,9 @@ async def _run(cfg: BenchConfig, ctx: BenchContext, index: int, tmp: Path) -> di
         await asyncio.sleep(cfg.after)
         rss_after = tree_rss_kib(server.pid)
         drops = await scrape_drops(server.metrics_port)
+        rss_waves = [rss_after]
+        for _ in range(cfg.waves - 1):
+            rss_waves.append(await _another_wave(cfg, server, gen))
     finally:
         await server.stop()
         gen.close()
@@ -305,6 +305,8 @@ async def _run(cfg: BenchConfig, ctx: BenchContext, index: int, tmp: Path) -> di
             "rss_after_kib": rss_after,
             "rss_per_call_kib": round((rss_load - rss_idle) / per_call, 1),
             "rss_after_minus_idle_kib": rss_after - rss_idle,
+            "rss_after_waves_kib": rss_waves,
+            "rss_after_last_wave_minus_idle_kib": rss_waves[-1] - rss_idle,
             "calls_ended_before_after": calls_ended,
             "teardown_seconds": round(teardown_s, 2),
             "reference_stats": server.final_stats,
@@ -372,6 +374,29 @@ async def _place_calls(
             await asyncio.gather(*(gen.dial("127.0.0.1", server.audiosocket_port) for _ in range(count)))
         await asyncio.sleep(count / cfg.setup_rate)
     return callers
+
+
+async def _wait_set_up(cfg: BenchConfig, server: ServerProcess, gen: LoadGenerator | WsLoadGenerator) -> int:
+    """Until every placed call hears the server (or the server died, or the set-up took far too long)."""
+    setup_deadline = time.monotonic() + 15.0 + cfg.calls / max(cfg.setup_rate, 1.0)
+    while sum(1 for leg in gen.live() if leg.first_rx is not None) < cfg.calls:
+        if server.proc.returncode is not None or time.monotonic() > setup_deadline:
+            break
+        await asyncio.sleep(0.05)
+    return sum(1 for leg in gen.live() if leg.first_rx is not None)
+
+
+async def _another_wave(cfg: BenchConfig, server: ServerProcess, gen: LoadGenerator | WsLoadGenerator) -> int:
+    """The same N calls again on the same server, held as long as the measured wave; its RSS once they
+    ended. What a second wave adds tells memory the allocator keeps for reuse (flat) from a leak (grows)."""
+    callers = await _place_calls(cfg, server, gen)
+    if await _wait_set_up(cfg, server, gen) < cfg.calls:
+        raise BenchError(f"{cfg.shape.label}: a later wave was not all set up:\n{server.tail()}")
+    await asyncio.sleep(cfg.settle + cfg.seconds)
+    await _hang_up(server, gen, callers)
+    await wait_calls_ended(server.metrics_port, timeout=15.0)
+    await asyncio.sleep(cfg.after)
+    return tree_rss_kib(server.pid)
 
 
 async def _hang_up(server: ServerProcess, gen: LoadGenerator | WsLoadGenerator, callers: list[str]) -> None:

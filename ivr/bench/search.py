@@ -48,6 +48,7 @@ class SearchPlan:
     log_dir: Path | None = None
     quiet_below: float = 25.0
     quiet_wait: float = 0.0
+    waves: int = 1
 
 
 def _flat(run: dict[str, Any]) -> dict[str, float | None]:
@@ -67,6 +68,7 @@ def _flat(run: dict[str, Any]) -> dict[str, float | None]:
         "rss_idle_kib": server["rss_idle_kib"],
         "rss_per_call_kib": server["rss_per_call_kib"],
         "rss_after_minus_idle_kib": server["rss_after_minus_idle_kib"],
+        "rss_after_last_wave_minus_idle_kib": server.get("rss_after_last_wave_minus_idle_kib"),
         "response_p50_ms": run["response_latency_ms"]["p50"],
         "response_p99_ms": run["response_latency_ms"]["p99"],
         "key_response_p50_ms": run["key_response_latency_ms"]["p50"],
@@ -171,6 +173,7 @@ async def run_search(
                         log_dir=plan.log_dir,
                         quiet_below=plan.quiet_below,
                         quiet_wait=plan.quiet_wait,
+                        waves=plan.waves,
                     )
                     run = await run_once(cfg, ctx, index)
                     runs.append(run)

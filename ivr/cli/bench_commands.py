@@ -32,6 +32,13 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
+def _waves(text: str) -> int:
+    value = int(text) if text.strip().isdigit() else 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected one positive number of waves, not {text!r}")
+    return value
+
+
 def _rates(text: str) -> list[int]:
     values = _int_list(text)
     if any(v not in (8000, 16000) for v in values):
@@ -93,6 +100,12 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeat", type=int, help="runs per point, medians reported (default 3)")
     p.add_argument("--setup-rate", type=float, default=200.0, help="calls placed per second (default 200)")
     p.add_argument("--settle", type=float, help="seconds between set-up and the window (default 1)")
+    p.add_argument(
+        "--waves",
+        type=_waves,
+        default=1,
+        help="waves of the N calls on each server; RSS after the last one tells kept memory from a leak (default 1)",
+    )
     p.add_argument("--no-pin", action="store_true", help="do not pin the servers and the generator to CPUs")
     p.add_argument(
         "--quiet-wait",
@@ -151,6 +164,7 @@ def search_plan(args: argparse.Namespace) -> tuple[SearchPlan, list[str]]:
         log_dir=args.log_dir,
         quiet_below=args.quiet_below,
         quiet_wait=args.quiet_wait if args.quiet_wait is not None else (0.0 if quick else 120.0),
+        waves=args.waves,
     )
     return plan, []
 

@@ -95,3 +95,43 @@ def test_cli_rejects_an_unknown_shape(capsys: pytest.CaptureFixture[str]) -> Non
         bench_main(["--shapes", "ref,nginx"])
     assert exc.value.code == 2
     assert "shapes are ref, dialplan, ari" in capsys.readouterr().err
+
+
+def test_later_waves_on_the_same_server_report_the_rss_each_left(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "bench.json"
+    argv = [
+        "--quick",
+        "--shapes",
+        "dialplan,ari",
+        "--waves",
+        "3",
+        "--out",
+        str(out),
+        "--plot",
+        str(tmp_path / "p.png"),
+    ]
+    assert bench_main(argv) == 0
+    printed = capsys.readouterr().out
+    doc = json.loads(out.read_text())
+    assert doc["plan"]["waves"] == 3
+    for entry in doc["results"]:
+        [run] = entry["points"][0]["runs"]
+        server = run["server"]
+        waves = server["rss_after_waves_kib"]
+        assert len(waves) == 3, entry["shape"]
+        assert all(kib > 0 for kib in waves), entry["shape"]
+        assert waves[0] == server["rss_after_kib"], "the first wave's figure is the measured one"
+        assert server["rss_after_last_wave_minus_idle_kib"] == waves[-1] - server["rss_idle_kib"]
+        assert run["calls_setup"] == CALLS
+        median = entry["points"][0]["median"]
+        assert median["rss_after_last_wave_minus_idle_kib"] == server["rss_after_last_wave_minus_idle_kib"]
+    assert "after 3 waves" in printed
+
+
+def test_cli_rejects_no_waves(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        bench_main(["--waves", "0"])
+    assert exc.value.code == 2
+    assert "expected one positive number of waves" in capsys.readouterr().err
