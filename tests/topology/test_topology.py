@@ -72,6 +72,7 @@ async def topo(services: Topology, request: pytest.FixtureRequest, tmp_path: Pat
         await down(services)
         if failed(request):
             keep_logs(services, tmp_path, log_offset)
+        if failed(request) and services.asterisk.alive():  # a crashed one is restarted by the next up()
             async with AriProbe.open(services.asterisk) as probe:
                 left = await probe.settle()
             if left is not None:
