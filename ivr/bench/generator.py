@@ -243,12 +243,7 @@ async def _run(cfg: BenchConfig, ctx: BenchContext, index: int, tmp: Path) -> di
         frames_sent = sum(leg.frames_sent for leg in live)
 
         # tear down: the callers hang up, the server ends every call, the memory settles, the counters
-        await _hang_up(server, gen, callers)
-        t_end = time.monotonic()
-        calls_ended = await wait_calls_ended(server.metrics_port, timeout=15.0)
-        teardown_s = time.monotonic() - t_end
-        await asyncio.sleep(cfg.after)
-        rss_after = tree_rss_kib(server.pid)
+        calls_ended, teardown_s, rss_after = await _end_wave(cfg, server, gen, callers)
         drops = await scrape_drops(server.metrics_port)
         rss_waves = [rss_after]
         for _ in range(cfg.waves - 1):
@@ -393,10 +388,20 @@ async def _another_wave(cfg: BenchConfig, server: ServerProcess, gen: LoadGenera
     if await _wait_set_up(cfg, server, gen) < cfg.calls:
         raise BenchError(f"{cfg.shape.label}: a later wave was not all set up:\n{server.tail()}")
     await asyncio.sleep(cfg.settle + cfg.seconds)
+    return (await _end_wave(cfg, server, gen, callers))[2]
+
+
+async def _end_wave(
+    cfg: BenchConfig, server: ServerProcess, gen: LoadGenerator | WsLoadGenerator, callers: list[str]
+) -> tuple[bool, float, int]:
+    """The callers hang up, the server ends every call, the memory settles: whether every call ended in
+    time, how long that took, and the RSS ``cfg.after`` seconds later."""
     await _hang_up(server, gen, callers)
-    await wait_calls_ended(server.metrics_port, timeout=15.0)
+    t_end = time.monotonic()
+    calls_ended = await wait_calls_ended(server.metrics_port, timeout=15.0)
+    teardown_s = time.monotonic() - t_end
     await asyncio.sleep(cfg.after)
-    return tree_rss_kib(server.pid)
+    return calls_ended, teardown_s, tree_rss_kib(server.pid)
 
 
 async def _hang_up(server: ServerProcess, gen: LoadGenerator | WsLoadGenerator, callers: list[str]) -> None:

@@ -162,6 +162,7 @@ def table(doc: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     rows = []
+    waves = doc.get("plan", {}).get("waves", 1)
     for e in doc["results"]:
         m = e["at_max"] or {}
         r = e.get("ratios", {})
@@ -186,16 +187,14 @@ def table(doc: dict[str, Any]) -> str:
             f"{_f(m.get('lateness_p99_ms'), 2)} | {_f(m.get('drift_max_ms'), 2)} | "
             f"{_f(m.get('server_cpu_percent'))} | {_f(m.get('cpu_percent_per_call'), 3)} | "
             f"{_f(r.get('cpu_per_call_x_ref'), 1)} | {_f(m.get('rss_per_call_kib'), 0)} | "
-            f"{_after(e, m)} | {', '.join(notes)} |"
+            f"{_after(m, waves)} | {', '.join(notes)} |"
         )
     return head + "\n".join(rows) + "\n"
 
 
-def _after(entry: dict[str, Any], m: dict[str, Any]) -> str:
+def _after(m: dict[str, Any], waves: int) -> str:
     """RSS left after the first wave, and after the last when the run had several (``--waves``)."""
     first = _f(m.get("rss_after_minus_idle_kib"), 0)
-    runs = entry["points"][0]["runs"] if entry.get("points") else []
-    waves = len(runs[0]["server"].get("rss_after_waves_kib") or [1]) if runs else 1
     if waves < 2 or m.get("rss_after_last_wave_minus_idle_kib") is None:
         return first
     return f"{first} -> {_f(m.get('rss_after_last_wave_minus_idle_kib'), 0)} after {waves} waves"

@@ -83,18 +83,20 @@ def test_quick_bench_measures_every_shape(tmp_path: Path, capsys: pytest.Capture
     assert "pinning: " in printed
 
 
-def test_cli_rejects_a_bad_call_list(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["--calls", "10,abc"], "expected numbers separated by commas"),
+        (["--shapes", "ref,nginx"], "shapes are ref, dialplan, ari"),
+        (["--waves", "0"], "expected one positive number of waves"),
+    ],
+    ids=["bad-call-list", "unknown-shape", "no-waves"],
+)
+def test_cli_rejects_a_bad_flag(argv: list[str], error: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
-        bench_main(["--calls", "10,abc"])
+        bench_main(argv)
     assert exc.value.code == 2
-    assert "expected numbers separated by commas" in capsys.readouterr().err
-
-
-def test_cli_rejects_an_unknown_shape(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exc:
-        bench_main(["--shapes", "ref,nginx"])
-    assert exc.value.code == 2
-    assert "shapes are ref, dialplan, ari" in capsys.readouterr().err
+    assert error in capsys.readouterr().err
 
 
 def test_later_waves_on_the_same_server_report_the_rss_each_left(
@@ -128,10 +130,3 @@ def test_later_waves_on_the_same_server_report_the_rss_each_left(
         median = entry["points"][0]["median"]
         assert median["rss_after_last_wave_minus_idle_kib"] == server["rss_after_last_wave_minus_idle_kib"]
     assert "after 3 waves" in printed
-
-
-def test_cli_rejects_no_waves(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exc:
-        bench_main(["--waves", "0"])
-    assert exc.value.code == 2
-    assert "expected one positive number of waves" in capsys.readouterr().err
